@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs, on Debian 12, the packages ankanet needs that are not installed yet; idempotent.
+#
+#   scripts/install-deps.sh          what building the library and the examples needs
+#   scripts/install-deps.sh --test   plus what the test suite, fuzzers, benchmarks and the
+#                                    end-to-end peers (DHCP clients, QEMU, passt, ...) need
+set -euo pipefail
+
+build_packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libfmt-dev)
+test_packages=(catch2 libbenchmark-dev clang libclang-rt-14-dev iproute2 tcpdump)
+
+packages=("${build_packages[@]}")
+case "${1:-}" in
+  --test) packages+=("${test_packages[@]}") ;;
+  "") ;;
+  *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+esac
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$package")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing ${missing[*]}; run as root (or install them) first" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
