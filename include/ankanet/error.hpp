@@ -22,6 +22,8 @@ enum class errc {
     bad_option,            ///< An option is malformed, runs past its space or has a bad length.
     unsupported,           ///< Well-formed, but a variant ankanet does not handle.
     buffer_too_small,      ///< An emit target is shorter than `buffer_len()`.
+    bad_field,             ///< A field holds a value the protocol forbids.
+    bad_pointer,           ///< A DNS compression pointer loops or points out of the message.
     // Text input from a user.
     bad_address_text,      ///< A MAC, IPv4 address or prefix did not parse.
 };
@@ -42,6 +44,8 @@ public:
         case errc::bad_option: return "malformed option";
         case errc::unsupported: return "unsupported packet variant";
         case errc::buffer_too_small: return "output buffer too small";
+        case errc::bad_field: return "field value not allowed by the protocol";
+        case errc::bad_pointer: return "bad DNS compression pointer";
         case errc::bad_address_text: return "malformed address text";
         }
         return "unknown ankanet error";

@@ -1,0 +1,56 @@
+// ankanet — result<T>: a value or the std::error_code that says why there is none.
+//
+// C++20 has no std::expected; this is the small part of it ankanet needs on the per-packet path:
+// no exceptions, no allocation, and a value that cannot be read by accident when there is none
+// (value() on an error is a precondition violation, checked with assert in debug builds).
+#pragma once
+
+#include <ankanet/error.hpp>
+
+#include <cassert>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+namespace ankanet {
+
+template <class T>
+class [[nodiscard]] result {
+    static_assert(!std::is_reference_v<T>, "result<T> holds values");
+    static_assert(!std::is_same_v<std::remove_cv_t<T>, std::error_code>, "result<error_code> is ambiguous");
+
+public:
+    result(const T& value) : state_(std::in_place_index<0>, value) {}
+    result(T&& value) : state_(std::in_place_index<0>, std::move(value)) {}
+    result(std::error_code error) : state_(std::in_place_index<1>, error) { assert(error); }
+    result(errc error) : result(make_error_code(error)) {}
+
+    bool has_value() const noexcept { return state_.index() == 0; }
+    explicit operator bool() const noexcept { return has_value(); }
+
+    T& value() & { assert(has_value()); return *std::get_if<0>(&state_); }
+    const T& value() const& { assert(has_value()); return *std::get_if<0>(&state_); }
+    T&& value() && { assert(has_value()); return std::move(*std::get_if<0>(&state_)); }
+
+    T& operator*() & { return value(); }
+    const T& operator*() const& { return value(); }
+    T* operator->() { return &value(); }
+    const T* operator->() const { return &value(); }
+
+    /// The error; an empty error_code when there is a value.
+    std::error_code error() const noexcept {
+        const auto* error = std::get_if<1>(&state_);
+        return error ? *error : std::error_code{};
+    }
+
+    template <class U>
+    T value_or(U&& fallback) const& {
+        return has_value() ? value() : static_cast<T>(std::forward<U>(fallback));
+    }
+
+private:
+    std::variant<T, std::error_code> state_;
+};
+
+} // namespace ankanet
