@@ -2,12 +2,14 @@
 //
 // C++20 has no std::expected; this is the small part of it ankanet needs on the per-packet path:
 // no exceptions, no allocation, and a value that cannot be read by accident when there is none
-// (value() on an error is a precondition violation, checked with assert in debug builds).
+// (value() on an error is a precondition violation: it aborts, in every build, rather than read
+// a value that is not there).
 #pragma once
 
 #include <ankanet/error.hpp>
 
 #include <cassert>
+#include <cstdlib>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -29,9 +31,9 @@ public:
     bool has_value() const noexcept { return state_.index() == 0; }
     explicit operator bool() const noexcept { return has_value(); }
 
-    T& value() & { assert(has_value()); return *std::get_if<0>(&state_); }
-    const T& value() const& { assert(has_value()); return *std::get_if<0>(&state_); }
-    T&& value() && { assert(has_value()); return std::move(*std::get_if<0>(&state_)); }
+    T& value() & { return *checked_value(&state_); }
+    const T& value() const& { return *checked_value(&state_); }
+    T&& value() && { return std::move(*checked_value(&state_)); }
 
     T& operator*() & { return value(); }
     const T& operator*() const& { return value(); }
@@ -50,6 +52,15 @@ public:
     }
 
 private:
+    template <class State>
+    static auto* checked_value(State* state) noexcept {
+        auto* value = std::get_if<0>(state);
+        if (value == nullptr) [[unlikely]] {
+            std::abort(); // reading the value of an error: a bug in the caller, never input-driven
+        }
+        return value;
+    }
+
     std::variant<T, std::error_code> state_;
 };
 
