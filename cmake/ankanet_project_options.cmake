@@ -9,7 +9,7 @@ add_library(ankanet_project_options INTERFACE)
 set(ANKANET_WARNING_FLAGS
   -Wall -Wextra -Wpedantic
   -Wshadow -Wconversion -Wsign-conversion -Wold-style-cast
-  -Wnon-virtual-dtor -Woverloaded-virtual -Wcast-align -Wnull-dereference
+  -Wnon-virtual-dtor -Woverloaded-virtual -Wcast-align
   -Wimplicit-fallthrough -Wformat=2 -Wundef
   -Werror)
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")

@@ -24,6 +24,8 @@ enum class errc {
     buffer_too_small,      ///< An emit target is shorter than `buffer_len()`.
     bad_field,             ///< A field holds a value the protocol forbids.
     bad_pointer,           ///< A DNS compression pointer loops or points out of the message.
+    // Backends.
+    peer_closed,           ///< The other end of a VM's link went away (end of stream).
     // Text input from a user.
     bad_address_text,      ///< A MAC, IPv4 address or prefix did not parse.
 };
@@ -46,6 +48,7 @@ public:
         case errc::buffer_too_small: return "output buffer too small";
         case errc::bad_field: return "field value not allowed by the protocol";
         case errc::bad_pointer: return "bad DNS compression pointer";
+        case errc::peer_closed: return "peer closed the link";
         case errc::bad_address_text: return "malformed address text";
         }
         return "unknown ankanet error";

@@ -1,0 +1,183 @@
+// ankanet::backend::memory — an in-process link between two endpoints, for tests and for
+// hypervisors that own the device model and want no system call per frame.
+//
+// Theory of operation. `make_memory_link` returns two endpoints joined by two fixed rings, one per
+// direction, allocated once: `queue_depth` slots of max_frame_len(mtu) bytes each. send() copies the
+// frame into the peer's ring (one memcpy, no allocation) and, when the peer has a receive waiting,
+// posts its completion to the executor — never runs it inline, so handlers are not re-entered. A
+// full ring drops the frame and counts it, as a NIC with a full descriptor ring would. close() on
+// one end aborts its pending receive; the other end reads what is already queued, then gets errc::peer_closed.
+// Both endpoints live on one executor and are used from its thread.
+#pragma once
+
+#include <ankanet/backend/backend.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/post.hpp>
+
+#include <array>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <utility>
+#include <vector>
+
+namespace ankanet::backend {
+
+namespace detail {
+
+/// A ring of fixed-size frame slots.
+class frame_ring {
+public:
+    frame_ring(std::size_t slots, std::size_t slot_size)
+        : storage_(slots * slot_size), lengths_(slots), slot_size_(slot_size) {}
+
+    bool empty() const noexcept { return count_ == 0; }
+    bool full() const noexcept { return count_ == lengths_.size(); }
+
+    /// Copies `frame` (at most slot_size bytes, checked by the caller) into the next free slot.
+    void push(wire::const_bytes frame) noexcept {
+        const std::size_t slot = (head_ + count_) % lengths_.size();
+        std::memcpy(storage_.data() + slot * slot_size_, frame.data(), frame.size());
+        lengths_[slot] = frame.size();
+        ++count_;
+    }
+    /// The oldest frame; valid until pop().
+    wire::const_bytes front() const noexcept {
+        return {storage_.data() + head_ * slot_size_, lengths_[head_]};
+    }
+    void pop() noexcept {
+        head_ = (head_ + 1) % lengths_.size();
+        --count_;
+    }
+
+private:
+    std::vector<std::byte> storage_;
+    std::vector<std::size_t> lengths_;
+    std::size_t slot_size_;
+    std::size_t head_ = 0;
+    std::size_t count_ = 0;
+};
+
+} // namespace detail
+
+/// One end of a memory link. Cheap to move; the link lives while either end does.
+class memory_endpoint {
+public:
+    using executor_type = boost::asio::any_io_executor;
+
+    executor_type get_executor() const noexcept { return link_->executor; }
+    std::size_t mtu() const noexcept { return link_->mtu; }
+    std::optional<wire::mac_address> mac() const noexcept { return std::nullopt; }
+    counters stats() const noexcept { return self().stats; }
+
+    /// Receives one frame into `buffer` (which should hold max_frame_len(mtu()) bytes; a frame that
+    /// does not fit is dropped and the receive completes with errc::buffer_too_small).
+    template <class Handler>
+    void async_receive(wire::mutable_bytes buffer, Handler&& handler) {
+        auto& me = self();
+        me.pending_buffer = buffer;
+        me.pending = std::forward<Handler>(handler);
+        complete_pending(side_);
+    }
+
+    std::error_code send(wire::const_bytes frame) {
+        auto& me = self();
+        if (auto why = check_frame_size(frame.size(), link_->mtu)) {
+            ++me.stats.tx_invalid;
+            return why;
+        }
+        auto& peer = link_->ends[side_ ^ 1];
+        if (me.closed || peer.closed) {
+            ++me.stats.tx_dropped;
+            return std::make_error_code(std::errc::not_connected);
+        }
+        if (peer.inbox.full()) {
+            ++me.stats.tx_dropped;
+            return std::make_error_code(std::errc::no_buffer_space);
+        }
+        peer.inbox.push(frame);
+        ++me.stats.tx_frames;
+        me.stats.tx_bytes += frame.size();
+        complete_pending(side_ ^ 1);
+        return {};
+    }
+
+    /// Closes this end: its pending receive completes with operation_aborted, later sends fail,
+    /// and the peer gets errc::peer_closed once it has read what was already queued.
+    void close() {
+        auto& me = self();
+        if (me.closed) return;
+        me.closed = true;
+        if (me.pending) finish(side_, std::make_error_code(std::errc::operation_canceled), 0);
+        complete_pending(side_ ^ 1);
+    }
+
+private:
+    struct end_state {
+        explicit end_state(std::size_t depth, std::size_t slot) : inbox(depth, slot) {}
+        detail::frame_ring inbox;
+        wire::mutable_bytes pending_buffer;
+        std::function<void(std::error_code, std::size_t)> pending;
+        counters stats;
+        bool closed = false;
+    };
+    struct link_state {
+        link_state(executor_type ex, std::size_t mtu_, std::size_t depth)
+            : executor(std::move(ex)), mtu(mtu_),
+              ends{end_state{depth, max_frame_len(mtu_)}, end_state{depth, max_frame_len(mtu_)}} {}
+        executor_type executor;
+        std::size_t mtu;
+        std::array<end_state, 2> ends;
+    };
+
+    memory_endpoint(std::shared_ptr<link_state> link, std::size_t side) : link_(std::move(link)), side_(side) {}
+    friend std::pair<memory_endpoint, memory_endpoint> make_memory_link(executor_type, std::size_t, std::size_t);
+
+    end_state& self() const noexcept { return link_->ends[side_]; }
+
+    /// If end `side` has a receive waiting and a frame (or an end of stream) to give it, posts it.
+    void complete_pending(std::size_t side) {
+        auto& end = link_->ends[side];
+        if (!end.pending) return;
+        if (end.closed) return; // close() already aborted it
+        if (!end.inbox.empty()) {
+            const auto frame = end.inbox.front();
+            if (frame.size() > end.pending_buffer.size()) {
+                end.inbox.pop();
+                finish(side, errc::buffer_too_small, 0);
+                return;
+            }
+            std::memcpy(end.pending_buffer.data(), frame.data(), frame.size());
+            end.inbox.pop();
+            ++end.stats.rx_frames;
+            end.stats.rx_bytes += frame.size();
+            finish(side, {}, frame.size());
+        } else if (link_->ends[side ^ 1].closed) {
+            finish(side, make_error_code(errc::peer_closed), 0);
+        }
+    }
+
+    void finish(std::size_t side, std::error_code ec, std::size_t n) {
+        auto& end = link_->ends[side];
+        auto handler = std::move(end.pending);
+        end.pending = nullptr;
+        boost::asio::post(link_->executor, [handler = std::move(handler), ec, n]() mutable { handler(ec, n); });
+    }
+
+    std::shared_ptr<link_state> link_;
+    std::size_t side_;
+};
+
+/// Two endpoints joined back to back: what one sends, the other receives.
+/// @param queue_depth frames each direction holds before send() drops.
+inline std::pair<memory_endpoint, memory_endpoint> make_memory_link(boost::asio::any_io_executor executor,
+                                                                    std::size_t mtu = default_mtu,
+                                                                    std::size_t queue_depth = 256) {
+    auto link = std::make_shared<memory_endpoint::link_state>(std::move(executor), mtu, queue_depth);
+    return {memory_endpoint{link, 0}, memory_endpoint{link, 1}};
+}
+
+static_assert(frame_backend<memory_endpoint>);
+
+} // namespace ankanet::backend

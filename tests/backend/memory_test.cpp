@@ -1,0 +1,150 @@
+#include <ankanet/backend/memory.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <boost/asio/io_context.hpp>
+
+#include <array>
+#include <vector>
+
+using namespace ankanet;
+using namespace ankanet::backend;
+
+namespace {
+
+std::vector<std::byte> frame_of(std::size_t size, std::uint8_t fill) {
+    return std::vector<std::byte>(size, std::byte{fill});
+}
+
+struct received {
+    std::error_code ec;
+    std::vector<std::byte> bytes;
+    bool done = false;
+};
+
+void receive_one(memory_endpoint& end, std::vector<std::byte>& buffer, received& out) {
+    end.async_receive(buffer, [&buffer, &out](std::error_code ec, std::size_t n) {
+        out.ec = ec;
+        out.bytes.assign(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(n));
+        out.done = true;
+    });
+}
+
+} // namespace
+
+TEST_CASE("memory: frames cross the link in order, both ways") {
+    boost::asio::io_context io;
+    auto [a, b] = make_memory_link(io.get_executor());
+    std::vector<std::byte> buffer(max_frame_len(a.mtu()));
+
+    REQUIRE_FALSE(a.send(frame_of(60, 1)));
+    REQUIRE_FALSE(a.send(frame_of(1514, 2)));
+    REQUIRE_FALSE(b.send(frame_of(64, 3)));
+
+    received r;
+    receive_one(b, buffer, r);
+    CHECK_FALSE(r.done); // completions are posted, never run inline
+    io.run();
+    REQUIRE(r.done);
+    CHECK_FALSE(r.ec);
+    CHECK(r.bytes == frame_of(60, 1));
+
+    r = {};
+    receive_one(b, buffer, r);
+    io.restart();
+    io.run();
+    CHECK(r.bytes == frame_of(1514, 2));
+
+    r = {};
+    receive_one(a, buffer, r);
+    io.restart();
+    io.run();
+    CHECK(r.bytes == frame_of(64, 3));
+
+    CHECK(a.stats().tx_frames == 2);
+    CHECK(a.stats().tx_bytes == 60 + 1514);
+    CHECK(b.stats().rx_frames == 2);
+    CHECK(a.stats().rx_frames == 1);
+}
+
+TEST_CASE("memory: a receive posted before the frame completes when it arrives") {
+    boost::asio::io_context io;
+    auto [a, b] = make_memory_link(io.get_executor());
+    std::vector<std::byte> buffer(max_frame_len(a.mtu()));
+    received r;
+    receive_one(b, buffer, r);
+    io.run();
+    CHECK_FALSE(r.done);
+    REQUIRE_FALSE(a.send(frame_of(100, 9)));
+    io.restart();
+    io.run();
+    REQUIRE(r.done);
+    CHECK(r.bytes == frame_of(100, 9));
+}
+
+TEST_CASE("memory: frames of a bad size are refused and counted") {
+    boost::asio::io_context io;
+    auto [a, b] = make_memory_link(io.get_executor(), 1500);
+    CHECK(a.send(frame_of(13, 0)) == errc::truncated);
+    CHECK(a.send(frame_of(0, 0)) == errc::truncated);
+    CHECK(a.send(frame_of(max_frame_len(1500) + 1, 0)) == errc::bad_length);
+    CHECK_FALSE(a.send(frame_of(max_frame_len(1500), 0)));
+    CHECK(a.stats().tx_invalid == 3);
+    CHECK(a.stats().tx_frames == 1);
+}
+
+TEST_CASE("memory: a full ring drops and counts instead of growing") {
+    boost::asio::io_context io;
+    auto [a, b] = make_memory_link(io.get_executor(), 1500, 4);
+    for (int i = 0; i < 4; ++i) REQUIRE_FALSE(a.send(frame_of(60, static_cast<std::uint8_t>(i))));
+    CHECK(a.send(frame_of(60, 99)) == std::errc::no_buffer_space);
+    CHECK(a.stats().tx_dropped == 1);
+
+    // Draining one slot makes room again; order is preserved.
+    std::vector<std::byte> buffer(max_frame_len(1500));
+    received r;
+    receive_one(b, buffer, r);
+    io.run();
+    CHECK(r.bytes == frame_of(60, 0));
+    CHECK_FALSE(a.send(frame_of(60, 4)));
+}
+
+TEST_CASE("memory: close aborts the pending receive; the peer drains, then sees peer_closed") {
+    boost::asio::io_context io;
+    auto [a, b] = make_memory_link(io.get_executor());
+    std::vector<std::byte> buffer_a(max_frame_len(a.mtu()));
+    std::vector<std::byte> buffer_b(max_frame_len(b.mtu()));
+
+    REQUIRE_FALSE(a.send(frame_of(60, 5)));
+    received ra;
+    receive_one(a, buffer_a, ra);
+    a.close();
+    io.run();
+    REQUIRE(ra.done);
+    CHECK(ra.ec == std::errc::operation_canceled);
+    CHECK(a.send(frame_of(60, 6)) == std::errc::not_connected);
+
+    received rb;
+    receive_one(b, buffer_b, rb);
+    io.restart();
+    io.run();
+    CHECK(rb.bytes == frame_of(60, 5)); // queued before the close: still delivered
+    rb = {};
+    receive_one(b, buffer_b, rb);
+    io.restart();
+    io.run();
+    REQUIRE(rb.done);
+    CHECK(rb.ec == errc::peer_closed);
+    CHECK(b.send(frame_of(60, 7)) == std::errc::not_connected);
+}
+
+TEST_CASE("memory: a frame longer than the receive buffer is dropped with buffer_too_small") {
+    boost::asio::io_context io;
+    auto [a, b] = make_memory_link(io.get_executor());
+    REQUIRE_FALSE(a.send(frame_of(200, 1)));
+    std::vector<std::byte> small(100);
+    received r;
+    receive_one(b, small, r);
+    io.run();
+    CHECK(r.ec == errc::buffer_too_small);
+}
