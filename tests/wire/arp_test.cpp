@@ -102,7 +102,7 @@ TEST_CASE("arp: shapes other than IPv4 over Ethernet are unsupported, not misrea
     CHECK(arp::repr::parse(const_bytes{rarp}).error() == errc::unsupported);
 }
 
-TEST_CASE("arp: emit refuses a short buffer; setters rewrite in place") {
+TEST_CASE("arp: emit refuses a short buffer, and setters rewrite in place") {
     const auto r = *arp::repr::parse(const_bytes{request});
     std::array<std::byte, arp::packet_len - 1> too_short{};
     CHECK(r.emit(too_short) == errc::buffer_too_small);

@@ -127,7 +127,9 @@ constexpr std::uint16_t update16(std::uint16_t checksum_field, std::uint16_t old
 /// update16 for a 32-bit field (an IPv4 address): both halves at once.
 constexpr std::uint16_t update32(std::uint16_t checksum_field, std::uint32_t old_value, std::uint32_t new_value) noexcept {
     std::uint64_t sum = static_cast<std::uint16_t>(~checksum_field);
-    sum += static_cast<std::uint16_t>(~(old_value >> 16)) + static_cast<std::uint16_t>(~(old_value & 0xffffu));
+    // uint16_t operands promote to int when added: widen each first.
+    sum += std::uint64_t{static_cast<std::uint16_t>(~(old_value >> 16))};
+    sum += std::uint64_t{static_cast<std::uint16_t>(~(old_value & 0xffffu))};
     sum += (new_value >> 16) + (new_value & 0xffffu);
     return static_cast<std::uint16_t>(~detail::fold(sum));
 }
