@@ -7,7 +7,7 @@
 set -euo pipefail
 
 build_packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libfmt-dev)
-test_packages=(catch2 libbenchmark-dev clang libclang-rt-14-dev iproute2 tcpdump)
+test_packages=(catch2 libbenchmark-dev clang libclang-rt-14-dev iproute2 iputils-ping tcpdump)
 
 packages=("${build_packages[@]}")
 case "${1:-}" in

@@ -1,0 +1,464 @@
+// ankanet::backend::tap — a VM's frames through a Linux TAP device.
+//
+// Theory of operation. A TAP is a virtual Ethernet interface whose "wire" is a file descriptor:
+// each write() injects one frame as if it arrived on the interface, each read() returns one frame
+// the kernel transmitted on it. `tap_device` is that fd, made non-blocking and driven by an
+// Asio posix::stream_descriptor; it meets the frame_backend contract (backend.hpp).
+//
+// Three ways to get one:
+//  * open(): /dev/net/tun + TUNSETIFF(IFF_TAP | IFF_NO_PI) in the calling thread's namespace. An
+//    empty name lets the kernel pick (tap0, tap1, ...); name() reports the name it got. A name
+//    that exists and is a TAP the caller may use (a persistent one, `ip tuntap add mode tap`) is
+//    attached to, as QEMU does.
+//  * adopt(): a TAP fd a hypervisor or a management tool already opened. It is checked with
+//    TUNGETIFF and refused if it is a TUN (IP packets without an Ethernet header) or has
+//    IFF_VNET_HDR set (a virtio-net header before every frame). A TAP opened without IFF_NO_PI
+//    (a 4-byte packet-information header before every frame) is refused when the kernel lets us
+//    see it, which is seldom: TUNGETIFF reports IFF_NOFILTER ("no socket filter attached") in the
+//    same bit as IFF_NO_PI (0x1000), so without a filter the bit is set either way. The caller
+//    answers for IFF_NO_PI then; QEMU, libvirt and `ip tuntap` all set it.
+//  * open_in_netns(): the TAP is created inside another network namespace (netns.hpp), so the
+//    namespace's own kernel stack is the "guest" behind it, as with pasta. The fd keeps working
+//    from the caller's namespace. tap_options can set the interface's MAC (in that setup, the
+//    guest's MAC), its MTU, and bring it up, through a socket created in the namespace.
+//
+// The data path:
+//  * Receive: each read() returns exactly one frame. The read asks for at most max_frame_len(mtu)
+//    bytes into the caller's buffer plus one byte of overflow: the kernel truncates a longer frame
+//    to what fits and says nothing, so a frame that reaches the overflow byte is known to be too
+//    long. Runts and oversize frames (a guest whose interface MTU is above ours) are counted
+//    (rx_runt, rx_oversize) and the read is issued again; the caller's receive completes only with
+//    a good frame or an error. A good frame longer than a caller's short buffer is dropped with
+//    errc::buffer_too_small, as the memory backend does. The buffer's bytes past the returned
+//    size are unspecified.
+//  * Send: one write() per frame on the non-blocking fd. The kernel takes the whole frame or
+//    fails; there are no partial writes. EAGAIN, or any other error (EIO while the interface is
+//    down, say), is a counted drop (tx_dropped) and is returned; nothing is queued here.
+//  * End of the link: when the interface is deleted (`ip link del`) the kernel detaches the fd and
+//    reports EBADFD; a pending receive then completes with errc::peer_closed and send returns it.
+//    Deleting the namespace's name (`ip netns del`) is not an end: the fd holds a reference to
+//    the namespace it was opened in, which lives on, with the interface, until the fd is closed.
+//  * close() aborts a pending receive with std::errc::operation_canceled. A destroyed device
+//    closes itself; its pending receive still completes (canceled), because the operation holds
+//    the device's state alive, as an Asio socket's pending operation does.
+// mac() is nullopt: a TAP imposes no MAC on the frames it carries.
+//
+// Limits: no IFF_VNET_HDR, so no checksum or segmentation offloads (see tap_options); one queue
+// (IFF_MULTI_QUEUE devices are accepted by adopt(), but only the adopted queue is read). Linux only.
+#pragma once
+
+#if defined(__linux__)
+
+#include <ankanet/backend/backend.hpp>
+#include <ankanet/backend/netns.hpp>
+#include <ankanet/error.hpp>
+#include <ankanet/result.hpp>
+#include <ankanet/wire/address.hpp>
+#include <ankanet/wire/bytes.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/append.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/compose.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+namespace ankanet::backend {
+
+/// Why adopt() refused a descriptor that is a tun/tap fd, but not one this backend can drive.
+enum class tap_errc {
+    not_a_tap = 1,      ///< a TUN device: IP packets without an Ethernet header
+    vnet_header,        ///< IFF_VNET_HDR is set: every frame starts with a virtio-net header
+    packet_information, ///< IFF_NO_PI is not set: every frame starts with a 4-byte tun_pi header
+};
+
+namespace detail {
+
+class tap_error_category_impl final : public std::error_category {
+public:
+    const char* name() const noexcept override { return "ankanet.tap"; }
+    std::string message(int code) const override {
+        switch (static_cast<tap_errc>(code)) {
+        case tap_errc::not_a_tap: return "the descriptor is a TUN device (IP packets), not a TAP (Ethernet frames)";
+        case tap_errc::vnet_header: return "the TAP has IFF_VNET_HDR set; virtio-net headers are not supported";
+        case tap_errc::packet_information: return "the TAP lacks IFF_NO_PI; packet-information headers are not supported";
+        }
+        return "unknown tap error";
+    }
+};
+
+} // namespace detail
+
+inline const std::error_category& tap_error_category() noexcept {
+    static const detail::tap_error_category_impl instance;
+    return instance;
+}
+
+inline std::error_code make_error_code(tap_errc e) noexcept { return {static_cast<int>(e), tap_error_category()}; }
+
+} // namespace ankanet::backend
+
+template <>
+struct std::is_error_code_enum<ankanet::backend::tap_errc> : std::true_type {};
+
+namespace ankanet::backend {
+
+/// How open() and open_in_netns() create and set up the interface.
+struct tap_options {
+    /// The largest IP packet a frame may carry; frames up to max_frame_len(mtu) pass.
+    std::size_t mtu = default_mtu;
+    /// Also set the interface's MTU to `mtu` (SIOCSIFMTU), so the kernel side sends no frame
+    /// this backend would drop as oversize.
+    bool set_interface_mtu = false;
+    /// Set the interface's MAC (SIOCSIFHWADDR). When a namespace is the guest, this is the
+    /// guest's MAC. Must be unicast (the kernel refuses others with EADDRNOTAVAIL).
+    std::optional<wire::mac_address> mac;
+    /// Bring the interface up (SIOCSIFFLAGS with IFF_UP), after the MAC and MTU are set.
+    bool bring_up = false;
+    // Offloads belong here when they come: a `vnet_header` option opening the TAP with
+    // IFF_VNET_HDR and TUNSETOFFLOAD, so that the frames carry a virtio-net header and may be up
+    // to 64 KiB segments with partial checksums. It changes what a frame is on both paths, so it
+    // will be a choice made at open time, and adopt() will accept such an fd only then.
+};
+
+namespace detail::tap_impl {
+
+inline std::error_code last_system_error() noexcept { return {errno, std::system_category()}; }
+
+/// Closes a descriptor on scope exit unless released.
+class unique_fd {
+public:
+    explicit unique_fd(int fd) noexcept : fd_(fd) {}
+    unique_fd(const unique_fd&) = delete;
+    unique_fd& operator=(const unique_fd&) = delete;
+    ~unique_fd() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    int get() const noexcept { return fd_; }
+    int release() noexcept { return std::exchange(fd_, -1); }
+
+private:
+    int fd_;
+};
+
+inline bool valid_mtu(std::size_t mtu) noexcept { return mtu >= min_mtu && mtu <= max_mtu; }
+
+/// An ifreq naming `name`; the caller has checked that it fits (shorter than IFNAMSIZ).
+inline ::ifreq interface_request(std::string_view name) noexcept {
+    ::ifreq request{};
+    if (!name.empty()) std::memcpy(request.ifr_name, name.data(), name.size());
+    return request;
+}
+
+inline std::error_code interface_ioctl(int fd, unsigned long command, ::ifreq& request) noexcept {
+    return ::ioctl(fd, command, &request) == 0 ? std::error_code{} : last_system_error();
+}
+
+/// Applies the MAC, MTU and up settings of `options` to interface `name` of the calling thread's
+/// namespace, through a socket made here so that it is that namespace's interface.
+inline std::error_code configure_interface(const std::string& name, const tap_options& options) {
+    if (!options.mac && !options.set_interface_mtu && !options.bring_up) return {};
+    unique_fd socket{::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
+    if (socket.get() < 0) return last_system_error();
+    if (options.mac) {
+        auto request = interface_request(name);
+        request.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+        std::memcpy(request.ifr_hwaddr.sa_data, options.mac->octets().data(), wire::mac_address::size);
+        if (auto ec = interface_ioctl(socket.get(), SIOCSIFHWADDR, request)) return ec;
+    }
+    if (options.set_interface_mtu) {
+        auto request = interface_request(name);
+        request.ifr_mtu = static_cast<int>(options.mtu); // valid_mtu() bounds it well below INT_MAX
+        if (auto ec = interface_ioctl(socket.get(), SIOCSIFMTU, request)) return ec;
+    }
+    if (options.bring_up) {
+        auto request = interface_request(name);
+        if (auto ec = interface_ioctl(socket.get(), SIOCGIFFLAGS, request)) return ec;
+        request.ifr_flags = static_cast<short>(request.ifr_flags | IFF_UP);
+        if (auto ec = interface_ioctl(socket.get(), SIOCSIFFLAGS, request)) return ec;
+    }
+    return {};
+}
+
+/// What a TAP's receive completes with, from what the descriptor's read reported.
+inline std::error_code tap_read_error(const boost::system::error_code& ec) noexcept {
+    if (ec == boost::asio::error::operation_aborted) return std::make_error_code(std::errc::operation_canceled);
+    // EBADFD: the interface was deleted and the kernel detached the fd from it.
+    if (ec == boost::asio::error::eof || (ec.category() == boost::system::system_category() && ec.value() == EBADFD)) {
+        return make_error_code(errc::peer_closed);
+    }
+    return std::error_code(ec);
+}
+
+/// What a TAP's pending receive and the device share; kept alive by both.
+struct tap_state {
+    tap_state(boost::asio::any_io_executor executor, std::size_t mtu_, std::string name_)
+        : descriptor(std::move(executor)), mtu(mtu_), name(std::move(name_)) {}
+
+    boost::asio::posix::stream_descriptor descriptor;
+    std::size_t mtu;
+    std::string name;
+    counters stats;
+    /// Catches the first byte past the longest frame a receive accepts (see the top of the file).
+    std::array<std::byte, 1> overflow{};
+};
+
+/// One async_receive: reads until a frame of a valid size arrives or the read fails.
+struct tap_receive_op {
+    std::shared_ptr<tap_state> state;
+    wire::mutable_bytes buffer;
+
+    template <class Self>
+    void operator()(Self& self) {
+        read(self);
+    }
+
+    template <class Self>
+    void operator()(Self& self, boost::system::error_code ec, std::size_t size) {
+        if (ec) {
+            self.complete(tap_read_error(ec), std::size_t{0});
+            return;
+        }
+        auto& s = *state;
+        if (auto why = check_frame_size(size, s.mtu)) {
+            count_bad_rx(s.stats, why);
+            read(self); // skipped, not delivered: wait for the next frame
+            return;
+        }
+        if (size > buffer.size()) {
+            self.complete(make_error_code(errc::buffer_too_small), std::size_t{0});
+            return;
+        }
+        ++s.stats.rx_frames;
+        s.stats.rx_bytes += size;
+        self.complete(std::error_code{}, size);
+    }
+
+    template <class Self>
+    void read(Self& self) {
+        auto& s = *state;
+        if (!s.descriptor.is_open()) {
+            // Closed before this receive began, or while it skipped a bad frame: complete as
+            // canceled, through the executor (never inline from async_receive).
+            boost::asio::post(s.descriptor.get_executor(),
+                              boost::asio::append(std::move(self), boost::system::error_code{boost::asio::error::operation_aborted},
+                                                  std::size_t{0}));
+            return;
+        }
+        const std::size_t head = std::min(buffer.size(), max_frame_len(s.mtu));
+        const std::array<boost::asio::mutable_buffer, 2> buffers{boost::asio::buffer(buffer.data(), head),
+                                                                 boost::asio::buffer(s.overflow)};
+        s.descriptor.async_read_some(buffers, std::move(self));
+    }
+};
+
+} // namespace detail::tap_impl
+
+/// A frame backend over a Linux TAP device. See the top of this file.
+///
+/// Movable, not copyable; a moved-from device may only be destroyed or assigned to. Use it from
+/// its executor's thread.
+///
+/// @par Example
+/// @code
+/// tap_options options;
+/// options.mac = guest_mac;
+/// options.set_interface_mtu = options.bring_up = true;
+/// auto tap = tap_device::open_in_netns(io.get_executor(), "/run/netns/vm1", "eth0", options);
+/// if (!tap) return tap.error();
+/// tap->async_receive(buffer, [&](std::error_code ec, std::size_t n) { ... });
+/// @endcode
+class tap_device {
+public:
+    using executor_type = boost::asio::any_io_executor;
+
+    /// Creates (or attaches to) TAP interface `name` in the calling thread's network namespace.
+    /// @param name the interface name, shorter than IFNAMSIZ (16); empty lets the kernel choose.
+    /// @return the device, or: std::errc::invalid_argument (name too long or holding a NUL, MTU
+    /// outside [min_mtu, max_mtu]); the errno of open(/dev/net/tun), of TUNSETIFF (EPERM without
+    /// CAP_NET_ADMIN or for another user's persistent TAP, EINVAL when the name belongs to a
+    /// device that is not a TAP), or of setting up the interface (EADDRNOTAVAIL for a multicast
+    /// MAC, EINVAL for an MTU the device refuses). On error no interface is left behind, unless
+    /// it existed before.
+    [[nodiscard]] static result<tap_device> open(executor_type executor, std::string_view name,
+                                                 const tap_options& options = {}) {
+        if (!detail::tap_impl::valid_mtu(options.mtu) || name.size() >= IFNAMSIZ ||
+            name.find('\0') != std::string_view::npos) {
+            return std::make_error_code(std::errc::invalid_argument);
+        }
+        detail::tap_impl::unique_fd fd{::open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK)};
+        if (fd.get() < 0) return detail::tap_impl::last_system_error();
+        auto request = detail::tap_impl::interface_request(name);
+        request.ifr_flags = IFF_TAP | IFF_NO_PI;
+        if (auto ec = detail::tap_impl::interface_ioctl(fd.get(), TUNSETIFF, request)) return ec;
+        std::string chosen{request.ifr_name, ::strnlen(request.ifr_name, IFNAMSIZ)};
+        // Closing the fd on an error below removes the interface again (it is not persistent).
+        if (auto ec = detail::tap_impl::configure_interface(chosen, options)) return ec;
+        auto device = make(std::move(executor), fd.get(), options.mtu, std::move(chosen));
+        if (device) fd.release();
+        return device;
+    }
+    [[nodiscard]] static result<tap_device> open(executor_type executor, std::string_view name, std::size_t mtu) {
+        tap_options options;
+        options.mtu = mtu;
+        return open(std::move(executor), name, options);
+    }
+
+    /// Takes over a TAP descriptor opened elsewhere (e.g. passed by a hypervisor).
+    ///
+    /// On success the device owns `fd` and sets O_NONBLOCK on it — on the open file description,
+    /// so a process sharing it sees the flag too. On error `fd` is untouched and still the caller's.
+    /// @return the device, or: std::errc::invalid_argument (bad MTU); ENOTTY (not a tun/tap fd);
+    /// EBADFD (a tun fd attached to no interface); tap_errc::not_a_tap, tap_errc::vnet_header,
+    /// tap_errc::packet_information (a tun/tap fd of a kind this backend cannot drive; the last only
+    /// when the kernel shows it, see the top of the file).
+    [[nodiscard]] static result<tap_device> adopt(executor_type executor, int fd, std::size_t mtu = default_mtu) {
+        if (!detail::tap_impl::valid_mtu(mtu)) return std::make_error_code(std::errc::invalid_argument);
+        ::ifreq request{};
+        if (auto ec = detail::tap_impl::interface_ioctl(fd, TUNGETIFF, request)) return ec;
+        const unsigned flags = static_cast<unsigned short>(request.ifr_flags);
+        if ((flags & IFF_TAP) == 0) return make_error_code(tap_errc::not_a_tap);
+        if ((flags & IFF_VNET_HDR) != 0) return make_error_code(tap_errc::vnet_header);
+        // Clear only when IFF_NO_PI is unset *and* a filter is attached: the bit doubles as
+        // IFF_NOFILTER (see the top of the file), so a set bit proves nothing.
+        if ((flags & IFF_NO_PI) == 0) return make_error_code(tap_errc::packet_information);
+        return make(std::move(executor), fd, mtu, std::string{request.ifr_name, ::strnlen(request.ifr_name, IFNAMSIZ)});
+    }
+
+    /// Creates TAP interface `name` inside the network namespace at `netns_path` (/run/netns/NAME,
+    /// /proc/PID/ns/net) and comes back; the device is then used from the caller's namespace.
+    ///
+    /// The calling thread enters the namespace for the duration of the call only (netns.hpp); the
+    /// executor's thread is not involved. Needs CAP_SYS_ADMIN (setns) and CAP_NET_ADMIN there.
+    /// @return as open(), or the error of entering the namespace (ENOENT, EINVAL, EPERM).
+    [[nodiscard]] static result<tap_device> open_in_netns(executor_type executor, const std::filesystem::path& netns_path,
+                                                          std::string_view name, const tap_options& options = {}) {
+        return run_in_netns(netns_path, [&]() -> result<tap_device> { return open(std::move(executor), name, options); });
+    }
+    [[nodiscard]] static result<tap_device> open_in_netns(executor_type executor, const std::filesystem::path& netns_path,
+                                                          std::string_view name, std::size_t mtu) {
+        tap_options options;
+        options.mtu = mtu;
+        return open_in_netns(std::move(executor), netns_path, name, options);
+    }
+
+    tap_device(tap_device&&) noexcept = default;
+    tap_device& operator=(tap_device&& other) noexcept {
+        if (this != &other) {
+            close();
+            state_ = std::move(other.state_);
+        }
+        return *this;
+    }
+    tap_device(const tap_device&) = delete;
+    tap_device& operator=(const tap_device&) = delete;
+    ~tap_device() { close(); }
+
+    executor_type get_executor() const noexcept { return state_->descriptor.get_executor(); }
+    std::size_t mtu() const noexcept { return state_->mtu; }
+    std::optional<wire::mac_address> mac() const noexcept { return std::nullopt; }
+    counters stats() const noexcept { return state_->stats; }
+    /// The interface's name, as the kernel reported it (the one it chose, for an empty name).
+    const std::string& name() const noexcept { return state_->name; }
+    bool is_open() const noexcept { return state_ && state_->descriptor.is_open(); }
+
+    /// Receives one frame into `buffer`, which should hold max_frame_len(mtu()) bytes.
+    ///
+    /// Completes with (error_code, size): a frame of a valid size; errc::buffer_too_small (a valid
+    /// frame longer than `buffer`, dropped); std::errc::operation_canceled after close();
+    /// errc::peer_closed once the interface is gone. Never completes inline. One at a time;
+    /// `buffer` must stay valid until completion.
+    /// @param token a completion handler `void(std::error_code, std::size_t)`, or another Asio
+    /// completion token (use_awaitable, deferred, ...).
+    template <class CompletionToken>
+    auto async_receive(wire::mutable_bytes buffer, CompletionToken&& token) {
+        return boost::asio::async_compose<CompletionToken, void(std::error_code, std::size_t)>(
+            detail::tap_impl::tap_receive_op{state_, buffer}, token, state_->descriptor);
+    }
+
+    /// Writes one frame to the TAP; the frame is copied by the kernel before this returns.
+    /// @return empty on success; errc::truncated / errc::bad_length for a frame of a bad size
+    /// (tx_invalid); otherwise a drop counted in tx_dropped: std::errc::not_connected after
+    /// close(), errc::peer_closed when the interface is gone, the write's errno (EAGAIN, EIO while
+    /// the interface is down, ...).
+    std::error_code send(wire::const_bytes frame) {
+        auto& s = *state_;
+        if (auto why = check_frame_size(frame.size(), s.mtu)) {
+            ++s.stats.tx_invalid;
+            return why;
+        }
+        if (!s.descriptor.is_open()) {
+            ++s.stats.tx_dropped;
+            return std::make_error_code(std::errc::not_connected);
+        }
+        ::ssize_t written = 0;
+        do {
+            written = ::write(s.descriptor.native_handle(), frame.data(), frame.size());
+        } while (written < 0 && errno == EINTR);
+        if (written < 0) {
+            ++s.stats.tx_dropped;
+            if (errno == EBADFD) return make_error_code(errc::peer_closed);
+            return detail::tap_impl::last_system_error();
+        }
+        ++s.stats.tx_frames;
+        s.stats.tx_bytes += frame.size();
+        return {};
+    }
+
+    /// Closes the fd (a TAP that is not persistent disappears with its last fd): a pending
+    /// receive completes with std::errc::operation_canceled, later sends are dropped. Idempotent.
+    void close() noexcept {
+        if (!state_ || !state_->descriptor.is_open()) return;
+        boost::system::error_code ignored;
+        state_->descriptor.close(ignored);
+    }
+
+private:
+    explicit tap_device(std::shared_ptr<detail::tap_impl::tap_state> state) noexcept : state_(std::move(state)) {}
+
+    /// Wraps `fd` (not owned until success; the caller closes it on error).
+    static result<tap_device> make(executor_type executor, int fd, std::size_t mtu, std::string name) {
+        auto state = std::make_shared<detail::tap_impl::tap_state>(std::move(executor), mtu, std::move(name));
+        boost::system::error_code ec;
+        state->descriptor.assign(fd, ec);
+        if (ec) return std::error_code(ec);
+        state->descriptor.non_blocking(true, ec); // send() writes directly and must never block
+        if (ec) {
+            state->descriptor.release();
+            return std::error_code(ec);
+        }
+        return tap_device{std::move(state)};
+    }
+
+    std::shared_ptr<detail::tap_impl::tap_state> state_;
+};
+
+static_assert(frame_backend<tap_device>);
+
+} // namespace ankanet::backend
+
+#endif // __linux__
