@@ -109,7 +109,7 @@ TEST_CASE("memory: a full ring drops and counts instead of growing") {
     CHECK_FALSE(a.send(frame_of(60, 4)));
 }
 
-TEST_CASE("memory: close aborts the pending receive; the peer drains, then sees peer_closed") {
+TEST_CASE("memory: close aborts the pending receive, and the peer drains, then sees peer_closed") {
     boost::asio::io_context io;
     auto [a, b] = make_memory_link(io.get_executor());
     std::vector<std::byte> buffer_a(max_frame_len(a.mtu()));
@@ -123,6 +123,12 @@ TEST_CASE("memory: close aborts the pending receive; the peer drains, then sees 
     REQUIRE(ra.done);
     CHECK(ra.ec == std::errc::operation_canceled);
     CHECK(a.send(frame_of(60, 6)) == std::errc::not_connected);
+    ra = {};
+    receive_one(a, buffer_a, ra); // a receive after close completes too, canceled
+    io.restart();
+    io.run();
+    REQUIRE(ra.done);
+    CHECK(ra.ec == std::errc::operation_canceled);
 
     received rb;
     receive_one(b, buffer_b, rb);

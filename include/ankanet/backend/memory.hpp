@@ -140,7 +140,10 @@ private:
     void complete_pending(std::size_t side) {
         auto& end = link_->ends[side];
         if (!end.pending) return;
-        if (end.closed) return; // close() already aborted it
+        if (end.closed) { // a receive after close(): canceled, like the one close() aborted
+            finish(side, std::make_error_code(std::errc::operation_canceled), 0);
+            return;
+        }
         if (!end.inbox.empty()) {
             const auto frame = end.inbox.front();
             if (frame.size() > end.pending_buffer.size()) {
