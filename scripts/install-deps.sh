@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs, on Debian 12, the packages ankanet needs that are not installed yet; idempotent.
 #
-#   scripts/install-deps.sh          what building the library and the examples needs
+#   scripts/install-deps.sh          what building the library and running the examples needs
 #   scripts/install-deps.sh --test   plus what the test suite, fuzzers, benchmarks and the
 #                                    end-to-end peers (DHCP clients, QEMU, passt, ...) need
 set -euo pipefail
 
-build_packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libfmt-dev)
-test_packages=(catch2 libbenchmark-dev clang libclang-rt-14-dev iproute2 iputils-ping tcpdump)
+build_packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libfmt-dev iproute2 iputils-ping)
+# The end-to-end tests boot a real Linux guest in QEMU (TCG) from a busybox initramfs.
+test_packages=(catch2 libbenchmark-dev clang libclang-rt-14-dev tcpdump
+               qemu-system-x86 linux-image-amd64 busybox-static cpio)
 
 packages=("${build_packages[@]}")
 case "${1:-}" in
