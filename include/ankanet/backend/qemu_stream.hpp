@@ -70,6 +70,7 @@
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
+#include <ankanet/backend/detail/unix_socket_file.hpp>
 #include <ankanet/error.hpp>
 #include <ankanet/result.hpp>
 #include <ankanet/wire/address.hpp>
@@ -128,7 +129,6 @@ struct qemu_stream_options {
 
 namespace detail {
 
-inline std::error_code qemu_stream_errno() noexcept { return {errno, std::system_category()}; }
 
 /// A fixed ring of bytes: the output side of one connection.
 class stream_byte_ring {
@@ -367,61 +367,6 @@ struct qemu_stream_receive_op {
     }
 };
 
-/// Fills a sockaddr_un for `path`; false when the path does not fit (sun_path holds 107 bytes and a NUL).
-inline bool qemu_stream_unix_address(const std::filesystem::path& path, ::sockaddr_un& address) noexcept {
-    const auto& text = path.native();
-    if (text.empty() || text.size() >= sizeof(address.sun_path) || text.find('\0') != std::string::npos) return false;
-    address = {};
-    address.sun_family = AF_UNIX;
-    std::memcpy(address.sun_path, text.data(), text.size());
-    return true;
-}
-
-/// Makes `path` free for bind(): nothing there, or a stale socket file (removed). See the top of the file.
-inline std::error_code qemu_stream_clear_stale_socket(const std::filesystem::path& path) {
-    struct ::stat info {};
-    if (::lstat(path.c_str(), &info) != 0) return errno == ENOENT ? std::error_code{} : qemu_stream_errno();
-    if (!S_ISSOCK(info.st_mode)) return std::make_error_code(std::errc::file_exists);
-    ::sockaddr_un address{};
-    if (!qemu_stream_unix_address(path, address)) return std::make_error_code(std::errc::filename_too_long);
-    const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (probe < 0) return qemu_stream_errno();
-    // Non-blocking, so a listener with a full backlog answers at once instead of holding us here.
-    const int rc = ::connect(probe, reinterpret_cast<const ::sockaddr*>(&address), sizeof(address));
-    const int error = rc == 0 ? 0 : errno;
-    ::close(probe);
-    // Someone listens (a full backlog says EAGAIN), or a live socket of another type is bound there.
-    if (rc == 0 || error == EAGAIN || error == EINPROGRESS || error == EPROTOTYPE) {
-        return std::make_error_code(std::errc::address_in_use);
-    }
-    if (error != ECONNREFUSED) return {error, std::system_category()};
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return qemu_stream_errno();
-    return {};
-}
-
-/// The identity of the socket file a server created, so that close() removes only that file.
-struct qemu_stream_socket_file {
-    std::filesystem::path path;
-    ::dev_t device = 0;
-    ::ino_t inode = 0;
-
-    void remember() noexcept {
-        struct ::stat info {};
-        if (::lstat(path.c_str(), &info) == 0) {
-            device = info.st_dev;
-            inode = info.st_ino;
-        }
-    }
-    void remove() noexcept {
-        if (path.empty()) return;
-        struct ::stat info {};
-        if (::lstat(path.c_str(), &info) == 0 && S_ISSOCK(info.st_mode) && info.st_dev == device && info.st_ino == inode) {
-            ::unlink(path.c_str());
-        }
-        path.clear();
-    }
-};
-
 } // namespace detail
 
 /// One VM's link over a QEMU stream socket. See the top of this file.
@@ -467,11 +412,11 @@ public:
                                                               const qemu_stream_options& options = {}) {
         int type = 0;
         ::socklen_t type_len = sizeof(type);
-        if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) != 0) return detail::qemu_stream_errno();
+        if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) != 0) return detail::last_errno();
         if (type != SOCK_STREAM) return std::make_error_code(std::errc::wrong_protocol_type);
         ::sockaddr_storage address{};
         ::socklen_t address_len = sizeof(address);
-        if (::getsockname(fd, reinterpret_cast<::sockaddr*>(&address), &address_len) != 0) return detail::qemu_stream_errno();
+        if (::getsockname(fd, reinterpret_cast<::sockaddr*>(&address), &address_len) != 0) return detail::last_errno();
         socket_type socket{std::move(executor)};
         boost::system::error_code ec;
         socket.assign(boost::asio::generic::stream_protocol{address.ss_family, 0}, fd, ec);
@@ -660,15 +605,14 @@ public:
     [[nodiscard]] static result<qemu_stream_server> listen(executor_type executor, const std::filesystem::path& path,
                                                            connection_handler handler, const qemu_stream_options& options = {}) {
         ::sockaddr_un address{};
-        if (!detail::qemu_stream_unix_address(path, address)) return std::make_error_code(std::errc::filename_too_long);
-        if (auto ec = detail::qemu_stream_clear_stale_socket(path)) return ec;
+        if (!detail::fill_unix_address(path, address)) return std::make_error_code(std::errc::filename_too_long);
+        if (auto ec = detail::clear_stale_socket(path, SOCK_STREAM)) return ec;
         auto server = open(std::move(executor),
                            boost::asio::generic::stream_protocol::endpoint{
                                boost::asio::local::stream_protocol::endpoint{path.native()}},
                            std::move(handler), options);
         if (server) {
-            server->state_->socket_file.path = path;
-            server->state_->socket_file.remember();
+            server->state_->socket_file.remember(path);
         }
         return server;
     }
@@ -738,7 +682,7 @@ private:
         boost::asio::steady_timer retry;
         connection_handler handler;
         qemu_stream_options options;
-        detail::qemu_stream_socket_file socket_file;
+        detail::unix_socket_file socket_file;
         std::uint64_t accepted = 0;
         std::uint64_t accept_errors = 0;
         bool closed = false;

@@ -75,6 +75,7 @@
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
+#include <ankanet/backend/detail/unix_socket_file.hpp>
 #include <ankanet/error.hpp>
 #include <ankanet/result.hpp>
 #include <ankanet/wire/address.hpp>
@@ -121,36 +122,6 @@ struct unix_dgram_options {
 
 namespace detail {
 
-inline std::error_code unix_dgram_errno() noexcept { return {errno, std::system_category()}; }
-
-/// Fills a sockaddr_un for `path`; false when it does not fit (sun_path holds 107 bytes and a NUL).
-inline bool unix_dgram_address(const std::filesystem::path& path, ::sockaddr_un& address) noexcept {
-    const auto& text = path.native();
-    if (text.empty() || text.size() >= sizeof(address.sun_path) || text.find('\0') != std::string::npos) return false;
-    address = {};
-    address.sun_family = AF_UNIX;
-    std::memcpy(address.sun_path, text.data(), text.size());
-    return true;
-}
-
-/// Makes `path` free for bind(): nothing there, or a stale datagram socket file (removed).
-inline std::error_code unix_dgram_clear_stale_socket(const std::filesystem::path& path) {
-    struct ::stat info {};
-    if (::lstat(path.c_str(), &info) != 0) return errno == ENOENT ? std::error_code{} : unix_dgram_errno();
-    if (!S_ISSOCK(info.st_mode)) return std::make_error_code(std::errc::file_exists);
-    ::sockaddr_un address{};
-    if (!unix_dgram_address(path, address)) return std::make_error_code(std::errc::filename_too_long);
-    const int probe = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (probe < 0) return unix_dgram_errno();
-    const int rc = ::connect(probe, reinterpret_cast<const ::sockaddr*>(&address), sizeof(address));
-    const int error = rc == 0 ? 0 : errno;
-    ::close(probe);
-    // A live socket of either type is someone's: connect succeeds (datagram) or says wrong type.
-    if (rc == 0 || error == EPROTOTYPE) return std::make_error_code(std::errc::address_in_use);
-    if (error != ECONNREFUSED) return {error, std::system_category()};
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return unix_dgram_errno();
-    return {};
-}
 
 /// Asks for a socket buffer size: the privileged option first where there is one (it ignores the
 /// sysctl cap), then the ordinary one. Best effort: the kernel may give less, and a failure
@@ -220,19 +191,7 @@ struct unix_dgram_state {
     }
 
     // The socket file bind() created, removed at close() if it is still that file.
-    std::filesystem::path bound_path;
-    ::dev_t bound_device = 0;
-    ::ino_t bound_inode = 0;
-
-    void remove_socket_file() noexcept {
-        if (bound_path.empty()) return;
-        struct ::stat info {};
-        if (::lstat(bound_path.c_str(), &info) == 0 && S_ISSOCK(info.st_mode) && info.st_dev == bound_device &&
-            info.st_ino == bound_inode) {
-            ::unlink(bound_path.c_str());
-        }
-        bound_path.clear();
-    }
+    unix_socket_file socket_file;
 };
 
 /// One async_receive: receives datagrams until one is a frame of a valid size from the peer.
@@ -316,9 +275,9 @@ public:
                                                           const unix_dgram_options& options = {}) {
         if (!valid_mtu(options.mtu)) return std::make_error_code(std::errc::invalid_argument);
         ::sockaddr_un address{};
-        if (!detail::unix_dgram_address(path, address)) return std::make_error_code(std::errc::filename_too_long);
-        if (peer && !detail::unix_dgram_address(*peer, address)) return std::make_error_code(std::errc::filename_too_long);
-        if (auto ec = detail::unix_dgram_clear_stale_socket(path)) return ec;
+        if (!detail::fill_unix_address(path, address)) return std::make_error_code(std::errc::filename_too_long);
+        if (peer && !detail::fill_unix_address(*peer, address)) return std::make_error_code(std::errc::filename_too_long);
+        if (auto ec = detail::clear_stale_socket(path, SOCK_DGRAM)) return ec;
 
         boost::asio::local::datagram_protocol::socket socket{std::move(executor)};
         boost::system::error_code ec;
@@ -330,12 +289,7 @@ public:
 
         auto state = std::make_shared<detail::unix_dgram_state>(std::move(socket), options.mtu, false);
         if (peer) state->peer = boost::asio::local::datagram_protocol::endpoint{peer->native()};
-        state->bound_path = path;
-        struct ::stat info {};
-        if (::lstat(path.c_str(), &info) == 0) {
-            state->bound_device = info.st_dev;
-            state->bound_inode = info.st_ino;
-        }
+        state->socket_file.remember(path);
         return unix_dgram_endpoint{std::move(state)};
     }
 
@@ -350,11 +304,11 @@ public:
         if (!valid_mtu(options.mtu)) return std::make_error_code(std::errc::invalid_argument);
         int type = 0;
         ::socklen_t type_len = sizeof(type);
-        if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) != 0) return detail::unix_dgram_errno();
+        if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) != 0) return detail::last_errno();
         if (type != SOCK_DGRAM) return std::make_error_code(std::errc::wrong_protocol_type);
         ::sockaddr_storage address{};
         ::socklen_t address_len = sizeof(address);
-        if (::getsockname(fd, reinterpret_cast<::sockaddr*>(&address), &address_len) != 0) return detail::unix_dgram_errno();
+        if (::getsockname(fd, reinterpret_cast<::sockaddr*>(&address), &address_len) != 0) return detail::last_errno();
         if (address.ss_family != AF_UNIX) return std::make_error_code(std::errc::address_family_not_supported);
         address_len = sizeof(address);
         const bool connected = ::getpeername(fd, reinterpret_cast<::sockaddr*>(&address), &address_len) == 0;
@@ -496,7 +450,7 @@ public:
         state_->closed = true;
         boost::system::error_code ignored;
         state_->socket.close(ignored);
-        state_->remove_socket_file();
+        state_->socket_file.remove();
     }
 
 private:
