@@ -1,0 +1,335 @@
+// ankanet::dhcp lease stores — where bound leases live between restarts.
+//
+// Theory of operation. A store models `dhcp::lease_store` (see lease_pool.hpp): load once, then
+// put/erase one lease at a time. The pool calls put() before it hands a lease out, so when put()
+// returns an empty error_code the lease must already be as durable as the store promises.
+//
+// memory_lease_store keeps leases in a hash map: nothing survives the process.
+//
+// file_lease_store keeps the whole lease set in memory and, on every change, rewrites the lease
+// file atomically: write `<file>.tmp` in the same directory, fsync it, rename() it over the file,
+// fsync the directory. rename() is atomic on POSIX filesystems, so after a crash at any instant the
+// file is either the old or the new complete set — never a torn mix — and the directory fsync makes
+// the rename itself durable before put() returns. Cost: one rewrite (O(leases)) and two fsyncs per
+// change; fine for a host's VMs (hundreds of leases), not meant for tens of thousands of commits a
+// second (see bench/lease_pool_bench.cpp for figures).
+//
+// Format (text, one lease per line, fields separated by one space):
+//
+//   ankanet-leases 1
+//   <mac> <client-id hex | -> <ipv4> <expiry unix seconds> <hostname escaped | ->
+//
+// The hostname is percent-escaped: every byte outside '!'..'~', plus '%', becomes %XX, and a
+// hostname that is exactly "-" is written "%2D", so "-" alone always means "none".
+//
+// Loading is strict: an unknown header, a malformed line or a duplicate address is an error whose
+// text names "file:line". A missing file is an empty store; a file that exists but cannot be read is
+// an error. After a failed load the store refuses every write (store_not_loaded), so a daemon that
+// could not read its leases can never overwrite them: it must refuse to start.
+#pragma once
+
+#include <ankanet/dhcp/lease_pool.hpp>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace ankanet::dhcp {
+
+/// A lease store that keeps leases in memory only. Models `lease_store`.
+class memory_lease_store {
+public:
+    result<std::vector<lease>> load(std::string&) {
+        std::vector<lease> all;
+        all.reserve(leases_.size());
+        for (const auto& [address, l] : leases_) all.push_back(l);
+        return all;
+    }
+    std::error_code put(const lease& l) {
+        leases_.insert_or_assign(l.address.to_u32(), l);
+        return {};
+    }
+    std::error_code erase(wire::ipv4_address a) {
+        leases_.erase(a.to_u32());
+        return {};
+    }
+    std::size_t size() const noexcept { return leases_.size(); }
+
+private:
+    std::unordered_map<std::uint32_t, lease> leases_;
+};
+
+namespace detail {
+
+inline constexpr std::string_view lease_file_header = "ankanet-leases 1";
+
+inline void append_hex(std::string& out, std::uint8_t b) {
+    constexpr char digits[] = "0123456789abcdef";
+    out.push_back(digits[b >> 4]);
+    out.push_back(digits[b & 0xf]);
+}
+
+inline std::string escape_hostname(std::string_view name) {
+    if (name.empty()) return "-";
+    if (name == "-") return "%2D";
+    std::string out;
+    for (char ch : name) {
+        const auto b = static_cast<std::uint8_t>(ch);
+        if (b < 0x21 || b > 0x7e || ch == '%') {
+            out.push_back('%');
+            append_hex(out, b);
+        } else {
+            out.push_back(ch);
+        }
+    }
+    return out;
+}
+
+inline bool unhex_byte(std::string_view two, std::uint8_t& out) {
+    const int hi = wire::detail::hex_digit_value(two[0]);
+    const int lo = wire::detail::hex_digit_value(two[1]);
+    if (hi < 0 || lo < 0) return false;
+    out = static_cast<std::uint8_t>(hi * 16 + lo);
+    return true;
+}
+
+inline bool unescape_hostname(std::string_view text, std::string& out) {
+    out.clear();
+    if (text == "-") return true;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '%') {
+            out.push_back(text[i]);
+            continue;
+        }
+        std::uint8_t b = 0;
+        if (i + 2 >= text.size() || !unhex_byte(text.substr(i + 1, 2), b)) return false;
+        out.push_back(static_cast<char>(b));
+        i += 2;
+    }
+    return true;
+}
+
+inline std::string format_lease_line(const lease& l) {
+    std::string id;
+    if (l.client_id.empty()) id = "-";
+    for (auto b : l.client_id) append_hex(id, b);
+    return fmt::format("{} {} {} {} {}\n", l.mac, id, l.address, l.expiry.time_since_epoch().count(),
+                       escape_hostname(l.hostname));
+}
+
+// Parses one lease line; on failure returns what was wrong.
+inline std::string parse_lease_line(std::string_view line, lease& out) {
+    std::vector<std::string_view> fields;
+    std::size_t start = 0;
+    while (start <= line.size()) {
+        const auto space = line.find(' ', start);
+        const auto end = space == std::string_view::npos ? line.size() : space;
+        fields.push_back(line.substr(start, end - start));
+        if (space == std::string_view::npos) break;
+        start = space + 1;
+    }
+    if (fields.size() != 5) return fmt::format("expected 5 space-separated fields, found {}", fields.size());
+    auto mac = wire::mac_address::parse(fields[0]);
+    if (!mac) return fmt::format("bad MAC address '{}'", fields[0]);
+    out.mac = *mac;
+    out.client_id.clear();
+    if (fields[1] != "-") {
+        if (fields[1].empty() || fields[1].size() % 2 != 0) return "bad client identifier (odd hex length)";
+        for (std::size_t i = 0; i < fields[1].size(); i += 2) {
+            std::uint8_t b = 0;
+            if (!unhex_byte(fields[1].substr(i, 2), b)) return "bad client identifier (not hexadecimal)";
+            out.client_id.push_back(b);
+        }
+    }
+    auto ip = wire::ipv4_address::parse(fields[2]);
+    if (!ip) return fmt::format("bad IPv4 address '{}'", fields[2]);
+    out.address = *ip;
+    std::int64_t expiry = 0;
+    const auto* first = fields[3].data();
+    const auto* last = first + fields[3].size();
+    const auto [ptr, ec] = std::from_chars(first, last, expiry);
+    if (fields[3].empty() || ec != std::errc{} || ptr != last || expiry < 0)
+        return fmt::format("bad expiry '{}'", fields[3]);
+    out.expiry = sys_seconds{seconds{expiry}};
+    if (!unescape_hostname(fields[4], out.hostname)) return fmt::format("bad hostname '{}'", fields[4]);
+    out.bound = true;
+    return {};
+}
+
+inline std::error_code last_errno() { return {errno, std::system_category()}; }
+
+inline std::error_code write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+        const auto n = ::write(fd, data.data(), data.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return last_errno();
+        }
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return {};
+}
+
+} // namespace detail
+
+/// A crash-safe lease store backed by a text file (see the theory of operation above).
+/// Models `lease_store`.
+class file_lease_store {
+public:
+    explicit file_lease_store(std::filesystem::path path) : path_(std::move(path)) {}
+
+    const std::filesystem::path& path() const noexcept { return path_; }
+    std::size_t size() const noexcept { return leases_.size(); }
+
+    result<std::vector<lease>> load(std::string& why) {
+        loaded_ = false;
+        leases_.clear();
+        const std::string name = path_.string();
+        const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno == ENOENT) { // first start: nothing to lose
+                loaded_ = true;
+                return std::vector<lease>{};
+            }
+            const auto error = detail::last_errno();
+            why = fmt::format("{}: cannot open lease file: {}", name, error.message());
+            return make_error_code(lease_errc::unreadable_lease_file);
+        }
+        std::string text;
+        char buffer[8192];
+        for (;;) {
+            const auto n = ::read(fd, buffer, sizeof buffer);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+                const auto error = detail::last_errno();
+                ::close(fd);
+                why = fmt::format("{}: cannot read lease file: {}", name, error.message());
+                return make_error_code(lease_errc::unreadable_lease_file);
+            }
+            if (n == 0) break;
+            text.append(buffer, static_cast<std::size_t>(n));
+        }
+        ::close(fd);
+
+        std::vector<lease> all;
+        std::string_view rest{text};
+        std::size_t line_no = 0;
+        bool saw_header = false;
+        while (!rest.empty()) {
+            ++line_no;
+            const auto nl = rest.find('\n');
+            if (nl == std::string_view::npos) { // every line we write ends in '\n'
+                why = fmt::format("{}:{}: truncated line (no newline)", name, line_no);
+                return make_error_code(lease_errc::corrupt_lease_file);
+            }
+            const auto line = rest.substr(0, nl);
+            rest.remove_prefix(nl + 1);
+            if (!saw_header) {
+                if (line != detail::lease_file_header) {
+                    why = fmt::format("{}:{}: not an ankanet lease file (expected header '{}')", name, line_no,
+                                      detail::lease_file_header);
+                    return make_error_code(lease_errc::corrupt_lease_file);
+                }
+                saw_header = true;
+                continue;
+            }
+            lease l;
+            if (auto what = detail::parse_lease_line(line, l); !what.empty()) {
+                why = fmt::format("{}:{}: {}", name, line_no, what);
+                return make_error_code(lease_errc::corrupt_lease_file);
+            }
+            if (!leases_.emplace(l.address.to_u32(), l).second) {
+                why = fmt::format("{}:{}: second lease for {}", name, line_no, l.address);
+                return make_error_code(lease_errc::corrupt_lease_file);
+            }
+            all.push_back(std::move(l));
+        }
+        if (!saw_header) {
+            why = fmt::format("{}:1: empty lease file (no header)", name);
+            leases_.clear();
+            return make_error_code(lease_errc::corrupt_lease_file);
+        }
+        loaded_ = true;
+        return all;
+    }
+
+    std::error_code put(const lease& l) {
+        if (!loaded_) return lease_errc::store_not_loaded;
+        const auto key = l.address.to_u32();
+        const auto old = leases_.find(key);
+        std::optional<lease> before;
+        if (old != leases_.end()) before = old->second;
+        leases_.insert_or_assign(key, l);
+        if (auto error = persist()) { // the file still holds the old set: so must memory
+            if (before) leases_.insert_or_assign(key, *before); else leases_.erase(key);
+            return error;
+        }
+        return {};
+    }
+
+    std::error_code erase(wire::ipv4_address a) {
+        if (!loaded_) return lease_errc::store_not_loaded;
+        const auto it = leases_.find(a.to_u32());
+        if (it == leases_.end()) return {};
+        const lease before = it->second;
+        leases_.erase(it);
+        if (auto error = persist()) {
+            leases_.emplace(a.to_u32(), before);
+            return error;
+        }
+        return {};
+    }
+
+private:
+    std::error_code persist() {
+        std::string text{detail::lease_file_header};
+        text.push_back('\n');
+        for (const auto& [address, l] : leases_) text += detail::format_lease_line(l);
+
+        const std::string target = path_.string();
+        const std::string temp = target + ".tmp";
+        const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0) return detail::last_errno();
+        auto error = detail::write_all(fd, text);
+        if (!error && ::fsync(fd) != 0) error = detail::last_errno();
+        if (::close(fd) != 0 && !error) error = detail::last_errno();
+        if (!error && ::rename(temp.c_str(), target.c_str()) != 0) error = detail::last_errno();
+        if (error) {
+            ::unlink(temp.c_str());
+            return error;
+        }
+        // The rename is only durable once the directory entry is.
+        auto dir = path_.parent_path();
+        if (dir.empty()) dir = ".";
+        const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0) return detail::last_errno();
+        if (::fsync(dfd) != 0) error = detail::last_errno();
+        ::close(dfd);
+        return error;
+    }
+
+    std::filesystem::path path_;
+    std::map<std::uint32_t, lease> leases_; // ordered: the file lists leases by address
+    bool loaded_ = false;
+};
+
+static_assert(lease_store<memory_lease_store>);
+static_assert(lease_store<file_lease_store>);
+
+} // namespace ankanet::dhcp

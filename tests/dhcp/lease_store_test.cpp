@@ -1,0 +1,271 @@
+#include <ankanet/dhcp/lease_store.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace ankanet;
+using namespace ankanet::dhcp;
+using wire::ipv4_address;
+using wire::ipv4_prefix;
+using wire::mac_address;
+
+namespace {
+
+// A mkdtemp directory, removed with everything in it at the end of the test.
+struct temp_dir {
+    std::filesystem::path path;
+    temp_dir() {
+        std::string pattern = (std::filesystem::temp_directory_path() / "ankanet-lease-XXXXXX").string();
+        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+        path = pattern;
+    }
+    ~temp_dir() {
+        std::error_code ignored;
+        std::filesystem::remove_all(path, ignored);
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+};
+
+std::string read_text(const std::filesystem::path& p) {
+    std::ifstream in{p, std::ios::binary};
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+void write_text(const std::filesystem::path& p, const std::string& text) {
+    std::ofstream out{p, std::ios::binary | std::ios::trunc};
+    out << text;
+}
+
+mac_address mac_n(std::uint32_t n) {
+    return mac_address{{0x52, 0x54, 0x00, static_cast<std::uint8_t>(n >> 16), static_cast<std::uint8_t>(n >> 8),
+                        static_cast<std::uint8_t>(n)}};
+}
+
+lease_pool_config slash16() {
+    lease_pool_config c;
+    c.subnet = ipv4_prefix{ipv4_address{10, 9, 0, 0}, 16};
+    c.first = ipv4_address{10, 9, 0, 1};
+    c.last = ipv4_address{10, 9, 255, 254};
+    c.lease_time = seconds{86400};
+    return c;
+}
+
+using file_pool = basic_lease_pool<file_lease_store>;
+
+} // namespace
+
+TEST_CASE("memory store keeps what it is given") {
+    memory_lease_store s;
+    std::string why;
+    REQUIRE(s.load(why)->empty());
+    REQUIRE(!s.put(lease{mac_n(1), {}, ipv4_address{10, 0, 0, 2}, {}, "a", true}));
+    REQUIRE(!s.put(lease{mac_n(1), {}, ipv4_address{10, 0, 0, 2}, {}, "b", true}));
+    CHECK(s.size() == 1);
+    CHECK(s.load(why)->front().hostname == "b");
+    REQUIRE(!s.erase(ipv4_address{10, 0, 0, 2}));
+    CHECK(s.size() == 0);
+}
+
+TEST_CASE("file store round trip keeps every field") {
+    temp_dir dir;
+    const auto path = dir.path / "leases";
+    const sys_seconds t{seconds{1'750'000'000}};
+    const std::vector<lease> leases{
+        {mac_n(1), {}, ipv4_address{10, 9, 0, 2}, t, "", true},
+        {mac_n(2), {0x01, 0x52, 0x54, 0x00, 0xff}, ipv4_address{10, 9, 0, 3}, t + seconds{5}, "vm two", true},
+        {mac_n(3), {0x00}, ipv4_address{10, 9, 1, 3}, t, "-", true},
+        {mac_n(4), {}, ipv4_address{10, 9, 1, 4}, t, "100%\n\xc3\xa9t\xc3\xa9", true},
+    };
+    {
+        file_lease_store s{path};
+        std::string why;
+        REQUIRE(s.load(why)->empty()); // no file yet: a fresh start
+        for (const auto& l : leases) REQUIRE(!s.put(l));
+        REQUIRE(!s.put(lease{mac_n(9), {}, ipv4_address{10, 9, 9, 9}, t, "gone", true}));
+        REQUIRE(!s.erase(ipv4_address{10, 9, 9, 9}));
+    }
+    CHECK(read_text(path).rfind("ankanet-leases 1\n", 0) == 0);
+    CHECK_FALSE(std::filesystem::exists(path.string() + ".tmp"));
+
+    file_lease_store again{path};
+    std::string why;
+    auto loaded = again.load(why);
+    INFO(why);
+    REQUIRE(loaded);
+    auto sorted = *loaded;
+    std::sort(sorted.begin(), sorted.end(), [](const lease& a, const lease& b) { return a.address < b.address; });
+    CHECK(sorted == leases);
+}
+
+TEST_CASE("a pool over a file store restarts with its leases") {
+    temp_dir dir;
+    const auto path = dir.path / "leases";
+    ipv4_address granted;
+    {
+        auto pool = file_pool::create(slash16(), file_lease_store{path});
+        REQUIRE(pool);
+        const lease_request r{client_identity{mac_n(7), {}}, std::nullopt, "guest7"};
+        auto offered = pool->offer(r);
+        REQUIRE(offered);
+        auto acked = pool->commit(r, offered->address);
+        REQUIRE(acked);
+        granted = acked->address;
+    }
+    auto pool = file_pool::create(slash16(), file_lease_store{path});
+    REQUIRE(pool);
+    const auto l = pool->find(granted);
+    REQUIRE(l);
+    CHECK(l->mac == mac_n(7));
+    CHECK(l->hostname == "guest7");
+    CHECK(pool->offer(lease_request{client_identity{mac_n(7), {}}, std::nullopt, {}})->address == granted);
+}
+
+TEST_CASE("a corrupt lease file is an error naming file and line, and is never overwritten") {
+    temp_dir dir;
+    const auto path = dir.path / "leases";
+    const std::string good = "52:54:00:00:00:01 - 10.9.0.2 1750000000 vm1\n";
+
+    struct bad_case {
+        std::string text;
+        std::string where;
+        std::string what;
+    };
+    const std::vector<bad_case> cases{
+        {"ankanet-leases 1\n" + good + "52:54:00:00:00:02 - 10.9.0.300 1750000000 -\n", ":3:", "IPv4"},
+        {"ankanet-leases 1\n" + good + "zz:54:00:00:00:02 - 10.9.0.3 1750000000 -\n", ":3:", "MAC"},
+        {"ankanet-leases 1\n" + good + "52:54:00:00:00:02 - 10.9.0.3 soon -\n", ":3:", "expiry"},
+        {"ankanet-leases 1\n" + good + "52:54:00:00:00:02 0g 10.9.0.3 1750000000 -\n", ":3:", "client identifier"},
+        {"ankanet-leases 1\n" + good + "52:54:00:00:00:02 - 10.9.0.3 1750000000\n", ":3:", "5 space-separated"},
+        {"ankanet-leases 1\n" + good + "52:54:00:00:00:02 - 10.9.0.3 1750000000 bad%zz\n", ":3:", "hostname"},
+        {"ankanet-leases 1\n" + good + good, ":3:", "second lease"},
+        {"ankanet-leases 1\n" + good + "52:54:00:00:00:02 - 10.9.0.3 17500", ":3:", "truncated"},
+        {"ankanet-leases 2\n" + good, ":1:", "header"},
+        {"", ":1:", "empty"},
+    };
+    for (const auto& c : cases) {
+        write_text(path, c.text);
+        std::string why;
+        auto pool = file_pool::create(slash16(), file_lease_store{path}, {}, &why);
+        INFO(why);
+        CHECK(pool.error() == lease_errc::corrupt_lease_file);
+        CHECK(why.find(path.string() + c.where) != std::string::npos);
+        CHECK(why.find(c.what) != std::string::npos);
+
+        file_lease_store store{path};
+        CHECK_FALSE(store.load(why));
+        // A store that failed to load refuses to write: the file stays as it was.
+        CHECK(store.put(lease{mac_n(3), {}, ipv4_address{10, 9, 0, 4}, {}, {}, true}) ==
+              lease_errc::store_not_loaded);
+        CHECK(store.erase(ipv4_address{10, 9, 0, 2}) == lease_errc::store_not_loaded);
+        CHECK(read_text(path) == c.text);
+    }
+}
+
+TEST_CASE("an unreadable lease file is an error naming the file") {
+    temp_dir dir;
+    const auto path = dir.path / "leases";
+    std::filesystem::create_directory(path); // exists, opens, cannot be read as a file
+    file_lease_store store{path};
+    std::string why;
+    CHECK(store.load(why).error() == lease_errc::unreadable_lease_file);
+    CHECK(why.find(path.string()) != std::string::npos);
+    CHECK(store.put(lease{mac_n(3), {}, ipv4_address{10, 9, 0, 4}, {}, {}, true}) == lease_errc::store_not_loaded);
+    CHECK(std::filesystem::is_directory(path));
+}
+
+TEST_CASE("a stored lease that conflicts with the configuration refuses the start") {
+    temp_dir dir;
+    const auto path = dir.path / "leases";
+    const std::string text = "ankanet-leases 1\n52:54:00:00:00:01 - 192.168.1.5 1750000000 -\n";
+    write_text(path, text);
+    std::string why;
+    auto pool = file_pool::create(slash16(), file_lease_store{path}, {}, &why);
+    CHECK(pool.error() == lease_errc::lease_conflict);
+    CHECK(why.find("192.168.1.5") != std::string::npos);
+    CHECK(read_text(path) == text);
+}
+
+TEST_CASE("a daemon SIGKILLed at any instant restarts with every lease it granted") {
+    temp_dir dir;
+    const auto path = dir.path / "leases";
+    std::mt19937 rng{20240605};
+    std::uniform_int_distribution<int> delay_us{0, 60'000};
+    std::map<std::uint32_t, std::uint32_t> granted; // address → client number, over all rounds
+    constexpr int rounds = 20;
+    int killed = 0;
+
+    for (int round = 0; round < rounds; ++round) {
+        int fds[2];
+        REQUIRE(::pipe(fds) == 0);
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            // The "daemon": grant leases to new clients, report each one after commit returned.
+            ::close(fds[0]);
+            auto pool = file_pool::create(slash16(), file_lease_store{path});
+            if (!pool) ::_exit(2);
+            for (std::uint32_t i = 0; i < 50'000; ++i) {
+                const std::uint32_t n = static_cast<std::uint32_t>(round) * 100'000u + i;
+                const lease_request r{client_identity{mac_n(n), {}}, std::nullopt, "h" + std::to_string(n)};
+                auto offered = pool->offer(r);
+                if (!offered) ::_exit(3);
+                auto acked = pool->commit(r, offered->address);
+                if (!acked) ::_exit(4);
+                const std::uint32_t record[2] = {acked->address.to_u32(), n};
+                if (::write(fds[1], record, sizeof record) != static_cast<ssize_t>(sizeof record)) ::_exit(5);
+            }
+            ::_exit(0);
+        }
+        ::close(fds[1]);
+        ::usleep(static_cast<useconds_t>(delay_us(rng)));
+        ::kill(child, SIGKILL);
+        std::uint32_t record[2];
+        for (;;) {
+            const auto got = ::read(fds[0], record, sizeof record);
+            if (got <= 0) break;
+            REQUIRE(got == static_cast<ssize_t>(sizeof record)); // writes under PIPE_BUF are atomic
+            granted[record[0]] = record[1];
+        }
+        ::close(fds[0]);
+        int status = 0;
+        REQUIRE(::waitpid(child, &status, 0) == child);
+        if (WIFSIGNALED(status)) {
+            ++killed;
+        } else {
+            REQUIRE(WIFEXITED(status));
+            REQUIRE(WEXITSTATUS(status) == 0);
+        }
+
+        // Restart: the file loads, and holds every lease the child reported.
+        std::string why;
+        auto pool = file_pool::create(slash16(), file_lease_store{path}, {}, &why);
+        INFO("round " << round << ": " << why);
+        REQUIRE(pool);
+        for (const auto& [address, n] : granted) {
+            const auto l = pool->find(ipv4_address{address});
+            REQUIRE(l);
+            REQUIRE(l->mac == mac_n(n));
+            REQUIRE(l->hostname == "h" + std::to_string(n));
+        }
+    }
+    CHECK(killed > 0);
+    CHECK(granted.size() > 0);
+}
