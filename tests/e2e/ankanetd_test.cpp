@@ -1,97 +1,26 @@
 // End to end: the real ankanetd binary serving guests that are network namespaces with their own
 // kernel stacks. Needs root, /dev/net/tun, ip and ping; skips elsewhere, fails in CI without them.
+#include "../support/ankanetd_process.hpp"
 #include "../support/netns.hpp"
 #include "../support/skip.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
-#include <thread>
-#include <vector>
 
 namespace {
 
 using namespace std::chrono_literals;
+using ankanet::test::daemon_process;
 using ankanet::test::run_command;
 using ankanet::test::run_in;
 using ankanet::test::scoped_netns;
-
-/// ankanetd running as a child process, its stderr in a log file; SIGKILLed if still running
-/// when the test leaves.
-class daemon_process {
-public:
-    explicit daemon_process(std::vector<std::string> args)
-        : log_(std::filesystem::temp_directory_path() / ("ankanetd-e2e-" + std::to_string(::getpid()) + "-" +
-                                                        std::to_string(counter_++) + ".log")) {
-        args.insert(args.begin(), ANKANETD_PATH);
-        std::vector<char*> argv;
-        for (auto& arg : args) argv.push_back(arg.data());
-        argv.push_back(nullptr);
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-        const int rc = posix_spawn(&pid_, ANKANETD_PATH, &actions, nullptr, argv.data(), environ);
-        posix_spawn_file_actions_destroy(&actions);
-        if (rc != 0) throw std::runtime_error("cannot start " ANKANETD_PATH);
-    }
-    daemon_process(const daemon_process&) = delete;
-    daemon_process& operator=(const daemon_process&) = delete;
-    ~daemon_process() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
-        }
-        std::error_code ignored;
-        std::filesystem::remove(log_, ignored);
-    }
-
-    /// Sends `signal` and waits (bounded) for the exit; the exit status, or -1 on timeout.
-    int stop(int signal = SIGTERM, std::chrono::seconds limit = 10s) {
-        ::kill(pid_, signal);
-        const auto deadline = std::chrono::steady_clock::now() + limit;
-        while (std::chrono::steady_clock::now() < deadline) {
-            int status = 0;
-            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-                pid_ = -1;
-                return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-            }
-            std::this_thread::sleep_for(20ms);
-        }
-        return -1;
-    }
-
-    std::string log() const {
-        std::ifstream in{log_};
-        std::stringstream text;
-        text << in.rdbuf();
-        return text.str();
-    }
-
-private:
-    static inline int counter_ = 0;
-    std::filesystem::path log_;
-    ::pid_t pid_ = -1;
-};
-
-/// Waits (bounded) until interface `ifname` exists in `ns`: ankanetd has attached it.
-bool wait_for_interface(const scoped_netns& ns, const std::string& ifname) {
-    for (int attempt = 0; attempt < 200; ++attempt) {
-        if (run_in(ns, "ip link show " + ifname).status == 0) return true;
-        std::this_thread::sleep_for(50ms);
-    }
-    return false;
-}
+using ankanet::test::wait_for_interface;
 
 /// What a guest's network setup does: link up, a static address (DHCP arrives with its issue).
 void configure_guest(const scoped_netns& ns, const std::string& address) {
