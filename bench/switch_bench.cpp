@@ -7,6 +7,12 @@
 //    switch floods to the N − 1 other ports. items_per_second counts ingress frames;
 //    `egress_per_second` counts the copies emitted.
 // The emit callback only counts, so the figures are the switch's own cost (no backend, no copy).
+//  * bm_switch_memory_unicast: the whole path a hypervisor using the memory backend pays. Every port
+//    is a memory link; a guest end sends the echo frame (copy into the switch end's ring), the
+//    switch end's receive loop switches it, and the switch sends it out of the egress link (copy
+//    into the destination guest's ring), whose receive loop counts it. The io_context is polled
+//    once per batch of 64 frames. items_per_second is frames delivered guest to guest.
+#include <ankanet/backend/memory.hpp>
 #include <ankanet/l2/switch.hpp>
 #include <ankanet/wire/arp.hpp>
 #include <ankanet/wire/ethernet.hpp>
@@ -15,10 +21,14 @@
 
 #include <benchmark/benchmark.h>
 
+#include <boost/asio/io_context.hpp>
+
 #include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <vector>
 
 namespace {
@@ -115,7 +125,87 @@ void bm_switch_broadcast(benchmark::State& state) {
     state.counters["egress_per_second"] = benchmark::Counter(static_cast<double>(emitted), benchmark::Counter::kIsRate);
 }
 
+/// One port of the memory-backed switch: the switch's end of a link and the guest's end.
+struct memory_port {
+    backend::memory_endpoint switch_end;
+    backend::memory_endpoint guest_end;
+    port_id id;
+    std::vector<std::byte> switch_buffer;
+    std::vector<std::byte> guest_buffer;
+};
+
+void bm_switch_memory_unicast(benchmark::State& state) {
+    const auto port_count = static_cast<std::size_t>(state.range(0));
+    boost::asio::io_context io;
+    l2::learning_switch sw;
+    const auto now = std::chrono::steady_clock::time_point{std::chrono::hours{1}};
+    std::vector<std::unique_ptr<memory_port>> ports;
+    std::size_t delivered = 0;
+    for (std::size_t i = 0; i < port_count; ++i) {
+        auto [switch_end, guest_end] = backend::make_memory_link(io.get_executor(), backend::default_mtu, 256);
+        const auto id = i == 0 ? *sw.add_gateway_port() : *sw.add_vm_port(vm_mac(i));
+        const auto frame_len = backend::max_frame_len(backend::default_mtu);
+        ports.push_back(std::make_unique<memory_port>(
+            memory_port{std::move(switch_end), std::move(guest_end), id, std::vector<std::byte>(frame_len), std::vector<std::byte>(frame_len)}));
+    }
+    auto by_id = [&](port_id id) -> memory_port& { return *ports[id.index()]; }; // ids are handed out 0, 1, 2, ...
+    // The switch side: receive, switch, send out of each egress link.
+    std::function<void(memory_port&)> switch_loop = [&](memory_port& p) {
+        p.switch_end.async_receive(p.switch_buffer, [&, port = &p](std::error_code ec, std::size_t n) {
+            if (ec) return;
+            sw.handle(port->id, const_bytes{port->switch_buffer}.first(n), now,
+                      [&](port_id out, const_bytes frame) { (void)by_id(out).switch_end.send(frame); });
+            switch_loop(*port);
+        });
+    };
+    // The guest side: count what arrives.
+    std::function<void(memory_port&)> guest_loop = [&](memory_port& p) {
+        p.guest_end.async_receive(p.guest_buffer, [&, port = &p](std::error_code ec, std::size_t) {
+            if (ec) return;
+            ++delivered;
+            guest_loop(*port);
+        });
+    };
+    for (auto& p : ports) {
+        switch_loop(*p);
+        guest_loop(*p);
+    }
+    // Learn every VM's address (each pings the gateway), then forget those deliveries.
+    for (std::size_t i = 1; i < port_count; ++i) (void)ports[i]->guest_end.send(ping_frame(vm_mac(i), gateway_mac));
+    (void)ports[0]->guest_end.send(ping_frame(gateway_mac, vm_mac(1)));
+    io.poll();
+    io.restart();
+    delivered = 0;
+
+    const std::size_t vms = port_count - 1;
+    std::vector<std::vector<std::byte>> frames;
+    for (std::size_t i = 0; i < vms; ++i) {
+        const auto destination = vms == 1 ? gateway_mac : vm_mac((i + 1) % vms + 1);
+        frames.push_back(ping_frame(vm_mac(i + 1), destination));
+    }
+    constexpr std::size_t batch = 64;
+    std::size_t k = 0;
+    std::size_t sent = 0;
+    for (auto _ : state) {
+        for (std::size_t b = 0; b < batch; ++b) {
+            (void)ports[k + 1]->guest_end.send(frames[k]);
+            if (++k == vms) k = 0;
+        }
+        sent += batch;
+        io.poll();
+        io.restart();
+    }
+    if (delivered != sent) state.SkipWithError("not every frame was delivered once");
+    state.SetItemsProcessed(static_cast<std::int64_t>(delivered));
+    for (auto& p : ports) {
+        p->switch_end.close();
+        p->guest_end.close();
+    }
+    io.poll();
+}
+
 BENCHMARK(bm_switch_unicast)->Arg(2)->Arg(16)->Arg(256);
+BENCHMARK(bm_switch_memory_unicast)->Arg(2)->Arg(16)->Arg(256);
 BENCHMARK(bm_switch_broadcast)->Arg(2)->Arg(16)->Arg(256);
 
 } // namespace

@@ -7,9 +7,11 @@
 set -euo pipefail
 
 build_packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libfmt-dev iproute2 iputils-ping)
-# The end-to-end tests boot a real Linux guest in QEMU (TCG) from a busybox initramfs.
+# The end-to-end tests boot a real Linux guest in QEMU (TCG) from a busybox initramfs, and run
+# real DHCP clients (busybox udhcpc, ISC dhclient, dhcpcd) in network namespaces.
 test_packages=(catch2 libbenchmark-dev clang libclang-rt-14-dev tcpdump
-               qemu-system-x86 linux-image-amd64 busybox-static cpio)
+               qemu-system-x86 linux-image-amd64 busybox-static cpio
+               udhcpc isc-dhcp-client dhcpcd-base)
 
 packages=("${build_packages[@]}")
 case "${1:-}" in

@@ -2,8 +2,12 @@
 //
 //   ankanetd [--mode shared|host|bridge|disconnected] [--netns PATH[,ifname=NAME][,mac=MAC]]...
 //            [--qemu-socket PATH]... [--dgram-socket PATH]... [--mtu N] [--pcap FILE]
+//            [--subnet CIDR] [--dhcp-range FIRST-LAST] [--reserve MAC=IP]... [--lease-time SECONDS]
+//            [--leases FILE] [--isolate]
 //
-// Kept apart from main.cpp so tests can check every accepted and refused spelling.
+// Kept apart from main.cpp so tests can check every accepted and refused spelling. parse_command_line
+// checks each value on its own; plan_network then checks them together (a range inside the subnet,
+// reservations inside the range) and works out the defaults of the mode.
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
@@ -14,6 +18,7 @@
 
 #include <charconv>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
@@ -31,6 +36,24 @@ struct netns_attachment {
     bool operator==(const netns_attachment&) const = default;
 };
 
+/// `--dhcp-range FIRST-LAST`: the addresses the DHCP server hands out, both included.
+struct address_range {
+    ankanet::ipv4_address first;
+    ankanet::ipv4_address last;
+    bool operator==(const address_range&) const = default;
+};
+
+/// `--reserve MAC=IP`: the "static IP" of one VM.
+struct reservation {
+    ankanet::mac_address mac;
+    ankanet::ipv4_address address;
+    bool operator==(const reservation&) const = default;
+};
+
+inline constexpr std::uint32_t default_lease_time = 3600;
+inline constexpr std::uint32_t min_lease_time = 4;        // T1 is half of it: at least 2 s
+inline constexpr std::uint32_t max_lease_time = 31536000; // a year; RFC 2131's "infinity" is not offered
+
 struct options {
     ankanet::network_mode mode = ankanet::network_mode::shared;
     std::vector<netns_attachment> netns;
@@ -38,6 +61,19 @@ struct options {
     std::vector<std::string> dgram_sockets;
     std::size_t mtu = ankanet::backend::default_mtu;
     std::optional<std::string> pcap;
+    std::optional<ankanet::ipv4_prefix> subnet; ///< as given; plan_network() resolves the gateway
+    std::optional<address_range> dhcp_range;
+    std::vector<reservation> reservations;
+    std::uint32_t lease_time = default_lease_time;
+    std::optional<std::string> leases;          ///< lease file; in memory when absent
+    bool isolate = false;
+};
+
+/// The addresses the daemon serves, worked out from the options and the mode.
+struct network_plan {
+    ankanet::ipv4_prefix subnet;                   ///< its address() is the gateway's
+    address_range range;
+    std::vector<ankanet::ipv4_address> excluded;   ///< the gateway, when the range holds it
 };
 
 /// What parsing asks the program to do.
@@ -51,6 +87,8 @@ inline constexpr std::string_view usage_text =
     "usage: ankanetd [--mode shared|host|bridge|disconnected]\n"
     "                [--netns PATH[,ifname=NAME][,mac=MAC]]... [--qemu-socket PATH]...\n"
     "                [--dgram-socket PATH]... [--mtu N] [--pcap FILE]\n"
+    "                [--subnet CIDR] [--dhcp-range FIRST-LAST] [--reserve MAC=IP]...\n"
+    "                [--lease-time SECONDS] [--leases FILE] [--isolate]\n"
     "\n"
     "  --mode MODE          network type (default shared: NAT + DHCP on 192.168.64.0/24;\n"
     "                       host: 192.168.128.0/24, no route beyond the host)\n"
@@ -60,6 +98,13 @@ inline constexpr std::string_view usage_text =
     "  --dgram-socket PATH  bind a unix datagram socket (vfkit, QEMU -netdev dgram) as a VM\n"
     "  --mtu N              MTU offered to guests (576..65520, default 1500)\n"
     "  --pcap FILE          record every frame of every VM to FILE (pcap, Wireshark/tcpdump)\n"
+    "  --subnet CIDR        the guests' subnet, /16 to /30 (default: the mode's); the gateway is the\n"
+    "                       address given, or the first host address when a network address is given\n"
+    "  --dhcp-range FIRST-LAST  addresses DHCP hands out (default: every host address but the gateway)\n"
+    "  --reserve MAC=IP     always give IP to the VM with MAC (a static IP); repeatable\n"
+    "  --lease-time SECONDS DHCP lease time (4..31536000, default 3600)\n"
+    "  --leases FILE        keep DHCP leases in FILE across restarts (default: in memory)\n"
+    "  --isolate            VMs reach the gateway but not each other\n"
     "  --help, --version\n";
 
 namespace detail {
@@ -69,6 +114,41 @@ inline std::optional<std::size_t> parse_size(std::string_view text) {
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (ec != std::errc{} || end != text.data() + text.size() || text.empty()) return std::nullopt;
     return value;
+}
+
+inline std::optional<ankanet::mac_address> parse_nic_mac(std::string_view text, std::string_view option, std::string& why) {
+    const auto mac = ankanet::mac_address::parse(text);
+    if (!mac) {
+        why = fmt::format("{}: '{}' is not a MAC address (expected like 52:54:00:12:34:56)", option, text);
+        return std::nullopt;
+    }
+    if (!mac->is_unicast()) {
+        why = fmt::format("{}: MAC {} is not a unicast address (multicast, broadcast and all-zero are refused)", option, *mac);
+        return std::nullopt;
+    }
+    return *mac;
+}
+
+inline std::variant<address_range, usage_error> parse_range(std::string_view text) {
+    const auto dash = text.find('-');
+    const auto first = ankanet::ipv4_address::parse(text.substr(0, dash));
+    const auto last = dash == std::string_view::npos ? first : ankanet::ipv4_address::parse(text.substr(dash + 1));
+    if (dash == std::string_view::npos || !first || !last) {
+        return usage_error{fmt::format("--dhcp-range: '{}' is not FIRST-LAST (like 192.168.64.10-192.168.64.99)", text)};
+    }
+    if (first->to_u32() > last->to_u32()) return usage_error{fmt::format("--dhcp-range: {} comes after {}", *first, *last)};
+    return address_range{*first, *last};
+}
+
+inline std::variant<reservation, usage_error> parse_reservation(std::string_view text) {
+    const auto eq = text.find('=');
+    if (eq == std::string_view::npos) return usage_error{fmt::format("--reserve: '{}' is not MAC=IP (like 52:54:00:12:34:56=192.168.64.10)", text)};
+    std::string why;
+    const auto mac = parse_nic_mac(text.substr(0, eq), "--reserve", why);
+    if (!mac) return usage_error{why};
+    const auto address = ankanet::ipv4_address::parse(text.substr(eq + 1));
+    if (!address) return usage_error{fmt::format("--reserve: '{}' is not an IPv4 address", text.substr(eq + 1))};
+    return reservation{*mac, *address};
 }
 
 inline std::variant<netns_attachment, usage_error> parse_netns(std::string_view spec) {
@@ -93,11 +173,9 @@ inline std::variant<netns_attachment, usage_error> parse_netns(std::string_view 
             }
             attachment.ifname = std::string{value};
         } else if (key == "mac") {
-            const auto mac = ankanet::mac_address::parse(value);
-            if (!mac) return usage_error{fmt::format("--netns: '{}' is not a MAC address (expected like 52:54:00:12:34:56)", value)};
-            if (!mac->is_unicast()) {
-                return usage_error{fmt::format("--netns: MAC {} is not a unicast address (multicast, broadcast and all-zero are refused)", *mac)};
-            }
+            std::string why;
+            const auto mac = parse_nic_mac(value, "--netns", why);
+            if (!mac) return usage_error{why};
             attachment.mac = *mac;
         } else {
             return usage_error{fmt::format("--netns: unknown setting '{}' (known: ifname=NAME, mac=MAC)", item)};
@@ -115,6 +193,10 @@ inline command parse_command_line(std::span<const std::string_view> args) {
         const auto arg = args[i];
         if (arg == "--help" || arg == "-h") return show_help{};
         if (arg == "--version") return show_version{};
+        if (arg == "--isolate") {
+            opts.isolate = true;
+            continue;
+        }
 
         // Every other option takes one value: "--opt VALUE" or "--opt=VALUE".
         std::string_view name = arg;
@@ -124,7 +206,8 @@ inline command parse_command_line(std::span<const std::string_view> args) {
             value = arg.substr(eq + 1);
         }
         const bool known = name == "--mode" || name == "--netns" || name == "--qemu-socket" ||
-                           name == "--dgram-socket" || name == "--mtu" || name == "--pcap";
+                           name == "--dgram-socket" || name == "--mtu" || name == "--pcap" || name == "--subnet" ||
+                           name == "--dhcp-range" || name == "--reserve" || name == "--lease-time" || name == "--leases";
         if (!known) return usage_error{fmt::format("unknown argument '{}'", arg)};
         if (!value) {
             if (i + 1 >= args.size()) return usage_error{fmt::format("{} needs a value", name)};
@@ -152,9 +235,75 @@ inline command parse_command_line(std::span<const std::string_view> args) {
         } else if (name == "--pcap") {
             if (value->empty()) return usage_error{"--pcap needs a file name"};
             opts.pcap = std::string{*value};
+        } else if (name == "--subnet") {
+            const auto subnet = ankanet::ipv4_prefix::parse(*value);
+            if (!subnet || subnet->length() < 16 || subnet->length() > 30) {
+                return usage_error{fmt::format("--subnet: '{}' is not an IPv4 subnet from /16 to /30 (like 10.0.2.0/24)", *value)};
+            }
+            opts.subnet = *subnet;
+        } else if (name == "--dhcp-range") {
+            auto range = detail::parse_range(*value);
+            if (auto* error = std::get_if<usage_error>(&range)) return *error;
+            opts.dhcp_range = std::get<address_range>(range);
+        } else if (name == "--reserve") {
+            auto reserved = detail::parse_reservation(*value);
+            if (auto* error = std::get_if<usage_error>(&reserved)) return *error;
+            opts.reservations.push_back(std::get<reservation>(reserved));
+        } else if (name == "--lease-time") {
+            const auto seconds = detail::parse_size(*value);
+            if (!seconds || *seconds < min_lease_time || *seconds > max_lease_time) {
+                return usage_error{fmt::format("--lease-time: '{}' is not a number of seconds from {} to {}", *value,
+                                               min_lease_time, max_lease_time)};
+            }
+            opts.lease_time = static_cast<std::uint32_t>(*seconds);
+        } else if (name == "--leases") {
+            if (value->empty()) return usage_error{"--leases needs a file name"};
+            opts.leases = std::string{*value};
         }
     }
     return run{std::move(opts)};
+}
+
+/// Works out the subnet, gateway and DHCP range from the options, checking them together.
+inline std::variant<network_plan, usage_error> plan_network(const options& opts) {
+    using ankanet::ipv4_address;
+    // Disconnected (and bridge, which has no gateway of its own yet) borrow the shared layout.
+    const auto mode_default = ankanet::default_subnet(opts.mode).value_or(*ankanet::default_subnet(ankanet::network_mode::shared));
+    const auto given = opts.subnet.value_or(mode_default);
+    const auto network = given.network().to_u32();
+    const auto broadcast = given.broadcast().to_u32();
+    auto gateway = given.address().to_u32();
+    if (gateway == network) gateway = network + 1;
+    if (gateway == broadcast) {
+        return usage_error{fmt::format("--subnet: {} is the broadcast address of its subnet, not a gateway", given.address())};
+    }
+    network_plan plan;
+    plan.subnet = ankanet::ipv4_prefix{ipv4_address{gateway}, given.length()};
+    plan.range = opts.dhcp_range.value_or(address_range{ipv4_address{network + 1}, ipv4_address{broadcast - 1}});
+    const auto first = plan.range.first.to_u32();
+    const auto last = plan.range.last.to_u32();
+    if (first <= network || last >= broadcast || !plan.subnet.contains(plan.range.first) || !plan.subnet.contains(plan.range.last)) {
+        return usage_error{fmt::format("--dhcp-range: {}-{} does not lie within the host addresses of {}/{}",
+                                       plan.range.first, plan.range.last, ipv4_address{network}, given.length())};
+    }
+    if (gateway >= first && gateway <= last) {
+        if (first == last) return usage_error{fmt::format("--dhcp-range: {} is the gateway's own address", plan.range.first)};
+        plan.excluded.push_back(ipv4_address{gateway});
+    }
+    for (std::size_t i = 0; i < opts.reservations.size(); ++i) {
+        const auto& r = opts.reservations[i];
+        if (r.address.to_u32() < first || r.address.to_u32() > last || r.address.to_u32() == gateway) {
+            return usage_error{fmt::format("--reserve: {} for {} is not an address of the DHCP range {}-{}", r.address, r.mac,
+                                           plan.range.first, plan.range.last)};
+        }
+        for (std::size_t j = 0; j < i; ++j) {
+            if (opts.reservations[j].mac == r.mac) return usage_error{fmt::format("--reserve: {} is reserved twice", r.mac)};
+            if (opts.reservations[j].address == r.address) {
+                return usage_error{fmt::format("--reserve: {} is reserved for both {} and {}", r.address, opts.reservations[j].mac, r.mac)};
+            }
+        }
+    }
+    return plan;
 }
 
 } // namespace ankanetd

@@ -1,6 +1,7 @@
 // ankanetd — serves VMs the network of their network-card type, the way the product's own network
 // daemon does. This release attaches guests over TAP-in-a-namespace, QEMU stream sockets and unix
-// datagram sockets, answers ARP and ping for the gateway, and repeats other frames between VMs.
+// datagram sockets; switches frames between them; and on the gateway answers ARP and ping, serves
+// DHCP from a lease pool (kept in a file with --leases) and referees address claims.
 // It runs in the foreground, logs to stderr and exits cleanly on SIGINT or SIGTERM.
 #include "command_line.hpp"
 #include "daemon.hpp"
@@ -28,9 +29,14 @@ int serve(const ankanetd::options& opts) {
         daemon::log("bridge mode is not available in this release: it needs the uplink backend that comes with it");
         return 2;
     }
-    // Disconnected VMs still get a port (the NIC exists; its cable is out), so a subnet is needed
-    // only for the gateway's address; use the shared one.
-    const auto subnet = ankanet::default_subnet(opts.mode).value_or(*ankanet::default_subnet(ankanet::network_mode::shared));
+    // Disconnected VMs still get a port (the NIC exists; its cable is out); the plan then only
+    // names the gateway, which answers nobody.
+    const auto planned = ankanetd::plan_network(opts);
+    if (const auto* error = std::get_if<ankanetd::usage_error>(&planned)) {
+        daemon::log("{}", error->message);
+        return 2;
+    }
+    const auto& plan = std::get<ankanetd::network_plan>(planned);
 
     std::optional<backend::pcap_writer> pcap;
     if (opts.pcap) {
@@ -43,20 +49,41 @@ int serve(const ankanetd::options& opts) {
     }
 
     boost::asio::io_context io;
-    daemon network{opts.mode, subnet, std::move(pcap)};
-    daemon::log("ankanet {} serving mode {} with gateway {}", ankanet::version_string, opts.mode, subnet);
+    daemon::settings settings;
+    settings.mode = opts.mode;
+    settings.plan = plan;
+    settings.reservations = opts.reservations;
+    settings.lease_time = opts.lease_time;
+    settings.lease_file = opts.leases;
+    settings.mtu = opts.mtu;
+    settings.isolate = opts.isolate;
+    std::string why;
+    const auto network_ptr = daemon::create(settings, std::move(pcap), why);
+    if (!network_ptr) {
+        daemon::log("cannot start the DHCP server: {}", why);
+        return 1;
+    }
+    daemon& network = *network_ptr;
+    daemon::log("ankanet {} serving mode {} with gateway {}{}", ankanet::version_string, opts.mode, plan.subnet,
+                opts.isolate ? ", VMs isolated from each other" : "");
 
     for (const auto& ns : opts.netns) {
+        const auto name = fmt::format("netns:{}:{}", ns.path, ns.ifname);
+        const auto mac = network.assign_mac(name, ns.mac, why);
+        if (!mac) {
+            daemon::log("--netns {}: {}", ns.path, why);
+            return 1;
+        }
         backend::tap_options tap;
         tap.mtu = opts.mtu;
         tap.set_interface_mtu = true;
-        tap.mac = ns.mac;
+        tap.mac = *mac;
         auto device = backend::tap_device::open_in_netns(io.get_executor(), ns.path, ns.ifname, tap);
         if (!device) {
             daemon::log("--netns {}: cannot create TAP {}: {}", ns.path, ns.ifname, device.error().message());
             return 1;
         }
-        network.attach(backend::make_port(fmt::format("netns:{}:{}", ns.path, ns.ifname), std::move(*device)));
+        network.attach(backend::make_port(name, std::move(*device)), *mac);
     }
 
     std::vector<backend::qemu_stream_server> servers;
@@ -66,7 +93,8 @@ int serve(const ankanetd::options& opts) {
         auto server = backend::qemu_stream_server::listen(
             io.get_executor(), path,
             [&network, path, count = 0](backend::qemu_stream_connection vm) mutable {
-                network.attach(backend::make_port(fmt::format("qemu:{}#{}", path, ++count), std::move(vm)));
+                // QEMU chooses the guest's MAC (-device ...,mac=): the port registers its first frame's.
+                network.attach(backend::make_port(fmt::format("qemu:{}#{}", path, ++count), std::move(vm)), std::nullopt);
             },
             stream);
         if (!server) {
@@ -85,7 +113,7 @@ int serve(const ankanetd::options& opts) {
             daemon::log("--dgram-socket {}: cannot bind: {}", path, endpoint.error().message());
             return 1;
         }
-        network.attach(backend::make_port(fmt::format("dgram:{}", path), std::move(*endpoint)));
+        network.attach(backend::make_port(fmt::format("dgram:{}", path), std::move(*endpoint)), std::nullopt);
     }
 
     boost::asio::signal_set signals{io, SIGINT, SIGTERM};
@@ -97,10 +125,7 @@ int serve(const ankanetd::options& opts) {
     });
 
     io.run();
-    const auto& s = network.stats();
-    daemon::log("stopped: {} frames in, {} to the gateway ({} ARP replies, {} echo replies), {} repeated",
-                s.frames_in, s.frames_to_gateway, network.gateway().stats().arp_replies,
-                network.gateway().stats().echo_replies, s.frames_repeated);
+    daemon::log("stopped: {}", network.summary());
     return 0;
 }
 

@@ -79,3 +79,83 @@ TEST_CASE("ankanetd command line: mistakes are one clear sentence each") {
     CHECK(error_of({"--qemu-socket="}) == "--qemu-socket needs a path");
     CHECK(error_of({"--pcap="}) == "--pcap needs a file name");
 }
+
+TEST_CASE("ankanetd command line: DHCP and switch options") {
+    const auto opts = parsed_options({"--subnet", "10.77.0.0/24", "--dhcp-range=10.77.0.100-10.77.0.110", "--reserve",
+                                      "52:54:00:aa:bb:cc=10.77.0.105", "--reserve=52:54:00:aa:bb:cd=10.77.0.106",
+                                      "--lease-time", "600", "--leases", "/var/lib/ankanet/leases", "--isolate"});
+    CHECK(opts.subnet == ankanet::ipv4_prefix::parse("10.77.0.0/24").value());
+    CHECK(opts.dhcp_range == address_range{ankanet::ipv4_address{10, 77, 0, 100}, ankanet::ipv4_address{10, 77, 0, 110}});
+    REQUIRE(opts.reservations.size() == 2);
+    CHECK(opts.reservations[0] == reservation{ankanet::mac_address::parse("52:54:00:aa:bb:cc").value(), ankanet::ipv4_address{10, 77, 0, 105}});
+    CHECK(opts.reservations[1].address == ankanet::ipv4_address{10, 77, 0, 106});
+    CHECK(opts.lease_time == 600);
+    CHECK(opts.leases == "/var/lib/ankanet/leases");
+    CHECK(opts.isolate);
+
+    const auto defaults = parsed_options({});
+    CHECK(defaults.lease_time == 3600);
+    CHECK_FALSE(defaults.leases);
+    CHECK_FALSE(defaults.isolate);
+    CHECK(defaults.reservations.empty());
+}
+
+TEST_CASE("ankanetd command line: DHCP option mistakes are one clear sentence each") {
+    CHECK(error_of({"--subnet", "10.0.0.0"}) == "--subnet: '10.0.0.0' is not an IPv4 subnet from /16 to /30 (like 10.0.2.0/24)");
+    CHECK(error_of({"--subnet", "10.0.0.0/8"}).find("from /16 to /30") != std::string::npos);
+    CHECK(error_of({"--subnet", "10.0.0.0/31"}).find("from /16 to /30") != std::string::npos);
+    CHECK(error_of({"--dhcp-range", "10.0.0.5"}) == "--dhcp-range: '10.0.0.5' is not FIRST-LAST (like 192.168.64.10-192.168.64.99)");
+    CHECK(error_of({"--dhcp-range", "10.0.0.9-10.0.0.5"}) == "--dhcp-range: 10.0.0.9 comes after 10.0.0.5");
+    CHECK(error_of({"--reserve", "52:54:00:aa:bb:cc"}).find("is not MAC=IP") != std::string::npos);
+    CHECK(error_of({"--reserve", "ff:ff:ff:ff:ff:ff=192.168.64.9"}).find("is not a unicast address") != std::string::npos);
+    CHECK(error_of({"--reserve", "52:54:00:aa:bb:cc=192.168.64"}) == "--reserve: '192.168.64' is not an IPv4 address");
+    CHECK(error_of({"--lease-time", "2"}) == "--lease-time: '2' is not a number of seconds from 4 to 31536000");
+    CHECK(error_of({"--lease-time", "-5"}).find("is not a number of seconds") != std::string::npos);
+    CHECK(error_of({"--leases="}) == "--leases needs a file name");
+}
+
+TEST_CASE("ankanetd network plan: the mode's defaults") {
+    const auto shared = std::get<network_plan>(plan_network(parsed_options({})));
+    CHECK(shared.subnet == ankanet::ipv4_prefix::parse("192.168.64.1/24").value());
+    CHECK(shared.range == address_range{ankanet::ipv4_address{192, 168, 64, 1}, ankanet::ipv4_address{192, 168, 64, 254}});
+    // The gateway sits inside the default range and is kept out of the pool: guests get .2-.254.
+    CHECK(shared.excluded == std::vector<ankanet::ipv4_address>{ankanet::ipv4_address{192, 168, 64, 1}});
+
+    const auto host = std::get<network_plan>(plan_network(parsed_options({"--mode", "host"})));
+    CHECK(host.subnet == ankanet::ipv4_prefix::parse("192.168.128.1/24").value());
+    CHECK(host.range.last == ankanet::ipv4_address{192, 168, 128, 254});
+}
+
+TEST_CASE("ankanetd network plan: a given subnet, range and reservations") {
+    // A network address given: the gateway is its first host.
+    const auto plan = std::get<network_plan>(plan_network(parsed_options({"--subnet", "10.77.0.0/24", "--dhcp-range", "10.77.0.100-10.77.0.110",
+                                                                          "--reserve", "52:54:00:aa:bb:cc=10.77.0.105"})));
+    CHECK(plan.subnet.address() == ankanet::ipv4_address{10, 77, 0, 1});
+    CHECK(plan.range.first == ankanet::ipv4_address{10, 77, 0, 100});
+    CHECK(plan.excluded.empty());
+    // A host address given: that is the gateway.
+    const auto at_254 = std::get<network_plan>(plan_network(parsed_options({"--subnet", "10.77.0.254/24"})));
+    CHECK(at_254.subnet.address() == ankanet::ipv4_address{10, 77, 0, 254});
+    CHECK(at_254.excluded == std::vector<ankanet::ipv4_address>{ankanet::ipv4_address{10, 77, 0, 254}});
+}
+
+TEST_CASE("ankanetd network plan: options that do not fit together are refused") {
+    auto error = [](std::initializer_list<std::string_view> args) {
+        const auto plan = plan_network(parsed_options(args));
+        REQUIRE(std::holds_alternative<usage_error>(plan));
+        return std::get<usage_error>(plan).message;
+    };
+    CHECK(error({"--subnet", "10.77.0.255/24"}) == "--subnet: 10.77.0.255 is the broadcast address of its subnet, not a gateway");
+    CHECK(error({"--dhcp-range", "192.168.65.2-192.168.65.9"}) ==
+          "--dhcp-range: 192.168.65.2-192.168.65.9 does not lie within the host addresses of 192.168.64.0/24");
+    CHECK(error({"--dhcp-range", "192.168.64.0-192.168.64.9"}).find("does not lie within") != std::string::npos);
+    CHECK(error({"--dhcp-range", "192.168.64.9-192.168.64.255"}).find("does not lie within") != std::string::npos);
+    CHECK(error({"--dhcp-range", "192.168.64.1-192.168.64.1"}) == "--dhcp-range: 192.168.64.1 is the gateway's own address");
+    CHECK(error({"--dhcp-range", "192.168.64.10-192.168.64.20", "--reserve", "52:54:00:aa:bb:cc=192.168.64.30"}) ==
+          "--reserve: 192.168.64.30 for 52:54:00:aa:bb:cc is not an address of the DHCP range 192.168.64.10-192.168.64.20");
+    CHECK(error({"--reserve", "52:54:00:aa:bb:cc=192.168.64.1"}).find("is not an address of the DHCP range") != std::string::npos);
+    CHECK(error({"--reserve", "52:54:00:aa:bb:cc=192.168.64.5", "--reserve", "52:54:00:aa:bb:cc=192.168.64.6"}) ==
+          "--reserve: 52:54:00:aa:bb:cc is reserved twice");
+    CHECK(error({"--reserve", "52:54:00:aa:bb:cc=192.168.64.5", "--reserve", "52:54:00:aa:bb:cd=192.168.64.5"}) ==
+          "--reserve: 192.168.64.5 is reserved for both 52:54:00:aa:bb:cc and 52:54:00:aa:bb:cd");
+}
