@@ -279,7 +279,11 @@ inline std::variant<network_plan, usage_error> plan_network(const options& opts)
     }
     network_plan plan;
     plan.subnet = ankanet::ipv4_prefix{ipv4_address{gateway}, given.length()};
-    plan.range = opts.dhcp_range.value_or(address_range{ipv4_address{network + 1}, ipv4_address{broadcast - 1}});
+    // Default: every host address but the gateway's; trimmed at either end where the gateway sits.
+    address_range hosts{ipv4_address{network + 1}, ipv4_address{broadcast - 1}};
+    if (gateway == network + 1) hosts.first = ipv4_address{network + 2};
+    else if (gateway == broadcast - 1) hosts.last = ipv4_address{broadcast - 2};
+    plan.range = opts.dhcp_range.value_or(hosts);
     const auto first = plan.range.first.to_u32();
     const auto last = plan.range.last.to_u32();
     if (first <= network || last >= broadcast || !plan.subnet.contains(plan.range.first) || !plan.subnet.contains(plan.range.last)) {

@@ -57,6 +57,8 @@ int serve(const ankanetd::options& opts) {
     settings.lease_file = opts.leases;
     settings.mtu = opts.mtu;
     settings.isolate = opts.isolate;
+    daemon::log("ankanet {} serving mode {} with gateway {}{}", ankanet::version_string, opts.mode, plan.subnet,
+                opts.isolate ? ", VMs isolated from each other" : "");
     std::string why;
     const auto network_ptr = daemon::create(settings, std::move(pcap), why);
     if (!network_ptr) {
@@ -64,8 +66,6 @@ int serve(const ankanetd::options& opts) {
         return 1;
     }
     daemon& network = *network_ptr;
-    daemon::log("ankanet {} serving mode {} with gateway {}{}", ankanet::version_string, opts.mode, plan.subnet,
-                opts.isolate ? ", VMs isolated from each other" : "");
 
     for (const auto& ns : opts.netns) {
         const auto name = fmt::format("netns:{}:{}", ns.path, ns.ifname);

@@ -117,9 +117,8 @@ TEST_CASE("ankanetd command line: DHCP option mistakes are one clear sentence ea
 TEST_CASE("ankanetd network plan: the mode's defaults") {
     const auto shared = std::get<network_plan>(plan_network(parsed_options({})));
     CHECK(shared.subnet == ankanet::ipv4_prefix::parse("192.168.64.1/24").value());
-    CHECK(shared.range == address_range{ankanet::ipv4_address{192, 168, 64, 1}, ankanet::ipv4_address{192, 168, 64, 254}});
-    // The gateway sits inside the default range and is kept out of the pool: guests get .2-.254.
-    CHECK(shared.excluded == std::vector<ankanet::ipv4_address>{ankanet::ipv4_address{192, 168, 64, 1}});
+    CHECK(shared.range == address_range{ankanet::ipv4_address{192, 168, 64, 2}, ankanet::ipv4_address{192, 168, 64, 254}});
+    CHECK(shared.excluded.empty());
 
     const auto host = std::get<network_plan>(plan_network(parsed_options({"--mode", "host"})));
     CHECK(host.subnet == ankanet::ipv4_prefix::parse("192.168.128.1/24").value());
@@ -133,10 +132,14 @@ TEST_CASE("ankanetd network plan: a given subnet, range and reservations") {
     CHECK(plan.subnet.address() == ankanet::ipv4_address{10, 77, 0, 1});
     CHECK(plan.range.first == ankanet::ipv4_address{10, 77, 0, 100});
     CHECK(plan.excluded.empty());
-    // A host address given: that is the gateway.
+    // A host address given: that is the gateway, and the default range goes around it.
     const auto at_254 = std::get<network_plan>(plan_network(parsed_options({"--subnet", "10.77.0.254/24"})));
     CHECK(at_254.subnet.address() == ankanet::ipv4_address{10, 77, 0, 254});
-    CHECK(at_254.excluded == std::vector<ankanet::ipv4_address>{ankanet::ipv4_address{10, 77, 0, 254}});
+    CHECK(at_254.range == address_range{ankanet::ipv4_address{10, 77, 0, 1}, ankanet::ipv4_address{10, 77, 0, 253}});
+    CHECK(at_254.excluded.empty());
+    const auto at_100 = std::get<network_plan>(plan_network(parsed_options({"--subnet", "10.77.0.100/24"})));
+    CHECK(at_100.range == address_range{ankanet::ipv4_address{10, 77, 0, 1}, ankanet::ipv4_address{10, 77, 0, 254}});
+    CHECK(at_100.excluded == std::vector<ankanet::ipv4_address>{ankanet::ipv4_address{10, 77, 0, 100}});
 }
 
 TEST_CASE("ankanetd network plan: options that do not fit together are refused") {
