@@ -110,8 +110,10 @@ struct lease_event {
     std::string_view reason;       ///< NAK: why; DECLINE: the client's message (56), if any
 };
 
-/// What the server saw and did. Every frame handle() claims lands in exactly one of: a received
-/// message counter (discovers … informs), or one of the dropped_* counters.
+/// What the server saw and did. A frame handle() claims either counts as a received message
+/// (discovers … informs) or is dropped before that (dropped_malformed, dropped_unsupported). A
+/// received message that gets no reply says why in ignored_*, pool_exhausted, store_errors, or in
+/// dropped_malformed when it lacks the address it must name.
 struct server_counters {
     // Well-formed messages received, by type.
     std::uint64_t discovers = 0;
