@@ -278,7 +278,9 @@ private:
             v.port->close();
             return false;
         }
-        return join_switch(v, eth->source);
+        if (!join_switch(v, eth->source)) return false;
+        log("{}: registered MAC {} from its first frame", v.port->name(), eth->source);
+        return true;
     }
 
     void deliver(ankanet::l2::port_id out, ankanet::wire::const_bytes frame) {

@@ -8,10 +8,22 @@
 // unix_dgram_endpoint, with `-netdev dgram` over unix paths. It checks that the guest's frames
 // arrived with the MAC given to QEMU, and that the guest saw every ping answered.
 //
-// No traffic leaves the machine: the guest's only NIC is the socket, and the test answers for the
-// one address it pings. Each test case is bounded (case_time_limit); QEMU is killed if it overruns, and
-// dies with the test process (PR_SET_PDEATHSIG). Needs qemu-system-x86_64, a kernel with its
-// modules (linux-image-amd64), busybox-static and cpio; skipped without them, failed in CI.
+// With the daemon built (ANKANETD_PATH), two more cases put the guest on a real ankanetd network
+// (issue 6) beside a network-namespace guest: ankanetd --qemu-socket (QEMU `-netdev stream`) or
+// --dgram-socket (`-netdev dgram`) plus --netns NS,mac=52:54:00:00:00:50 with that MAC reserved
+// 192.168.64.50. The namespace guest gets its lease with udhcpc (tests/support/dhcp_clients.hpp)
+// and listens with busybox nc; the QEMU guest, booted with `ankanet.dhcp=1 ankanet.peer=...
+// ankanet.tcp=...`, gets its lease from ankanetd with busybox udhcpc, pings the gateway and the
+// namespace guest, and exchanges a line each way over TCP with it. The test checks the guest's
+// console, the listener's output, the namespace's neighbour entry for the guest and the daemon's
+// log (the QEMU port registered the guest's MAC from its first frame; both leases).
+//
+// No traffic leaves the machine: the guest's only NIC is the socket, and the test (or ankanetd,
+// whose other guest is a namespace the test made) answers for every address it reaches. Each test
+// case is bounded (case_time_limit); QEMU is killed if it overruns, and dies with the test process
+// (PR_SET_PDEATHSIG). Needs qemu-system-x86_64, a kernel with its modules (linux-image-amd64),
+// busybox-static and cpio, and for the ankanetd cases root and /dev/net/tun; skipped without them,
+// failed in CI.
 #include <ankanet/backend/qemu_stream.hpp>
 #include <ankanet/backend/unix_dgram.hpp>
 #include <ankanet/wire/arp.hpp>
@@ -20,6 +32,11 @@
 #include <ankanet/wire/ipv4.hpp>
 
 #include "../support/skip.hpp"
+#ifdef ANKANETD_PATH
+#include "../support/ankanetd_process.hpp"
+#include "../support/dhcp_clients.hpp"
+#include "../support/netns.hpp"
+#endif
 
 #include <catch2/catch.hpp>
 
@@ -38,6 +55,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <iterator>
 #include <optional>
 #include <sstream>
@@ -57,7 +75,9 @@ using bytes = std::vector<std::byte>;
 using clock_type = std::chrono::steady_clock;
 
 /// The bound on one test case, initramfs build included; QEMU is killed when it is reached.
-/// (A run takes 12-35 s here: the guest's first frame comes 10-30 s after QEMU starts under TCG.)
+/// (A run takes 8-35 s here: the guest's first frame comes 5-30 s after QEMU starts under TCG.)
+/// The ankanetd cases take about as long (10-16 s): the guest's DHCP, second ping and TCP line
+/// cost 2-3 s of guest time, the namespace guest's lease 1-3 s before QEMU starts.
 constexpr auto case_time_limit = 110s;
 constexpr auto initramfs_time_limit = 30s;
 
@@ -307,8 +327,9 @@ fs::path build_initramfs(const guest_environment& env, const fs::path& dir) {
     return output;
 }
 
+/// `guest_options`: kernel command-line parameters for the guest's /init (ankanet.dhcp=1 ...).
 std::vector<std::string> qemu_command(const guest_environment& env, const fs::path& initramfs, const fs::path& console,
-                                      const std::string& netdev) {
+                                      const std::string& netdev, const std::string& guest_options = {}) {
     return {env.qemu.string(),
             "-machine", "pc,accel=tcg",
             "-cpu", "max",
@@ -320,7 +341,7 @@ std::vector<std::string> qemu_command(const guest_environment& env, const fs::pa
             "-serial", "file:" + console.string(),
             "-kernel", env.kernel.string(),
             "-initrd", initramfs.string(),
-            "-append", "console=ttyS0 quiet panic=-1 ipv6.disable=1",
+            "-append", "console=ttyS0 quiet panic=-1 ipv6.disable=1" + (guest_options.empty() ? "" : " " + guest_options),
             // romfile= : no iPXE option ROM, the guest boots its kernel directly.
             "-device", "virtio-net-pci,netdev=n0,mac=" + wire::to_string(guest_mac) + ",romfile=",
             "-netdev", netdev};
@@ -334,31 +355,44 @@ struct guest_run {
     std::string qemu_log;
 };
 
-/// Runs QEMU and the io_context together until QEMU exits or the deadline passes.
-guest_run run_guest(boost::asio::io_context& io, const std::vector<std::string>& command, const fs::path& dir,
-                    const gateway_responder& responder, clock_type::time_point deadline) {
+/// Runs QEMU until it exits or the deadline passes, calling `step` (which should take a few tens of
+/// milliseconds) while it runs.
+guest_run run_qemu(const std::vector<std::string>& command, const fs::path& dir, clock_type::time_point deadline,
+                   const std::function<void()>& step) {
     const auto started = clock_type::now();
     guest_run run;
     {
         child_process qemu{command, dir / "qemu.log"};
-        while (!qemu.poll() && clock_type::now() < deadline) {
-            io.restart();
-            if (io.run_for(50ms) == 0) std::this_thread::sleep_for(10ms); // no work at all: do not spin
-        }
+        while (!qemu.poll() && clock_type::now() < deadline) step();
         run.status = qemu.poll(); // killed by the destructor when still running
     }
-    io.restart();
-    io.poll(); // last frames
     run.seconds = std::chrono::duration<double>(clock_type::now() - started).count();
-    if (responder.first_frame) run.first_frame_seconds = std::chrono::duration<double>(*responder.first_frame - started).count();
     run.console = read_text(dir / "console.log");
     run.qemu_log = read_text(dir / "qemu.log");
+    return run;
+}
+
+/// Runs QEMU and the io_context together until QEMU exits or the deadline passes.
+guest_run run_guest(boost::asio::io_context& io, const std::vector<std::string>& command, const fs::path& dir,
+                    const gateway_responder& responder, clock_type::time_point deadline) {
+    const auto started = clock_type::now();
+    auto run = run_qemu(command, dir, deadline, [&io] {
+        io.restart();
+        if (io.run_for(50ms) == 0) std::this_thread::sleep_for(10ms); // no work at all: do not spin
+    });
+    io.restart();
+    io.poll(); // last frames
+    if (responder.first_frame) run.first_frame_seconds = std::chrono::duration<double>(*responder.first_frame - started).count();
     return run;
 }
 
 void report(const char* kind, const guest_run& run) {
     if (!run.status) {
         std::printf("qemu guest (%s): killed after %.1f s without powering off\n", kind, run.seconds);
+        return;
+    }
+    if (run.first_frame_seconds < 0) {
+        std::printf("qemu guest (%s): %.1f s from QEMU start to power-off\n", kind, run.seconds);
         return;
     }
     std::printf("qemu guest (%s): %.1f s from QEMU start to power-off; first frame after %.1f s\n", kind, run.seconds,
@@ -456,3 +490,226 @@ TEST_CASE("qemu guest: virtio-net over -netdev dgram to unix_dgram_endpoint answ
     io.run_for(1s);
     CHECK(loop.ended == std::errc::operation_canceled);
 }
+
+#ifdef ANKANETD_PATH
+
+namespace {
+
+using ankanet::test::command_result;
+using ankanet::test::daemon_process;
+using ankanet::test::dhcp_client_kind;
+using ankanet::test::run_in;
+using ankanet::test::scoped_netns;
+
+/// How the QEMU guest reaches ankanetd.
+enum class daemon_link { stream, dgram };
+
+const wire::mac_address namespace_mac{{0x52, 0x54, 0x00, 0x00, 0x00, 0x50}};
+const std::string namespace_ip = "192.168.64.50"; // reserved for namespace_mac
+constexpr int tcp_port = 5001;
+const std::string namespace_reply = "hello from the namespace guest";
+const std::string guest_line = "hello from the qemu guest over ankanet"; // what the guest's /init sends
+
+/// The whole seconds left until `deadline`, at least 1.
+std::chrono::seconds seconds_left(clock_type::time_point deadline) {
+    return std::max(1s, std::chrono::duration_cast<std::chrono::seconds>(deadline - clock_type::now()));
+}
+
+/// Waits (bounded) until `text` appears in the daemon's log.
+bool wait_for_log(const daemon_process& daemon, const std::string& text, std::chrono::milliseconds limit) {
+    const auto until = clock_type::now() + limit;
+    while (daemon.log().find(text) == std::string::npos) {
+        if (clock_type::now() >= until) return false;
+        std::this_thread::sleep_for(20ms);
+    }
+    return true;
+}
+
+/// The rest of the console line that starts with `marker`, without it; nullopt when there is none.
+std::optional<std::string> console_line(const std::string& console, const std::string& marker) {
+    const auto at = console.find(marker);
+    if (at == std::string::npos) return std::nullopt;
+    const auto from = at + marker.size();
+    const auto end = console.find_first_of("\r\n", from);
+    return console.substr(from, end == std::string::npos ? std::string::npos : end - from);
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
+    return n;
+}
+
+/// `busybox nc -l` inside a namespace, answering one connection with namespace_reply and printing
+/// what it received. Ended by a local connection if nobody else has come (so a failed guest does not
+/// leave it waiting until its time limit), before the namespace goes.
+class tcp_listener {
+public:
+    tcp_listener(const scoped_netns& ns, std::chrono::seconds limit)
+        : ns_(ns), done_(std::async(std::launch::async, [&ns, limit] {
+              return run_in(ns, "echo '" + namespace_reply + "' | busybox nc -l -p " + std::to_string(tcp_port), limit);
+          })) {}
+    tcp_listener(const tcp_listener&) = delete;
+    tcp_listener& operator=(const tcp_listener&) = delete;
+    ~tcp_listener() {
+        if (!done_.valid()) return;
+        try {
+            (void)finish();
+        } catch (...) {
+            // The test has failed already; nothing more to do in a destructor.
+        }
+    }
+
+    /// Waits (bounded) until the port is in LISTEN state: hex port, state 0A in /proc/net/tcp, or
+    /// tcp6 (busybox nc listens on a dual-stack socket when the kernel has IPv6).
+    bool wait_until_listening(std::chrono::milliseconds limit) const {
+        char pattern[32];
+        std::snprintf(pattern, sizeof pattern, ":%04X 0+:0000 0A", static_cast<unsigned>(tcp_port));
+        const auto until = clock_type::now() + limit;
+        while (run_in(ns_, std::string{"grep -qsE '"} + pattern + "' /proc/net/tcp /proc/net/tcp6", 5s).status != 0) {
+            if (clock_type::now() >= until) return false;
+            std::this_thread::sleep_for(50ms);
+        }
+        return true;
+    }
+
+    /// What the listener printed (the line it received) and its exit status.
+    command_result finish() {
+        if (done_.wait_for(2s) != std::future_status::ready) {
+            run_in(ns_, "echo | busybox nc -w 2 127.0.0.1 " + std::to_string(tcp_port), 5s);
+        }
+        return done_.get();
+    }
+
+private:
+    const scoped_netns& ns_;
+    std::future<command_result> done_;
+};
+
+void run_daemon_case(daemon_link link) {
+    const auto env = guest_environment::discover();
+    ANKANET_REQUIRE_ENVIRONMENT(env.missing.empty(), "the QEMU guest test needs " << env.missing);
+    const auto missing = ankanet::test::missing_netns_requirements();
+    ANKANET_REQUIRE_ENVIRONMENT(missing.empty(), "the QEMU guest test with ankanetd needs " << missing);
+    ANKANET_REQUIRE_ENVIRONMENT(!ankanet::test::detail::client_program(dhcp_client_kind::udhcpc).empty(),
+                                "the QEMU guest test with ankanetd needs udhcpc (busybox) for its namespace guest");
+    const bool stream = link == daemon_link::stream;
+    const char* kind = stream ? "ankanetd --qemu-socket" : "ankanetd --dgram-socket";
+    const auto started = clock_type::now();
+    const auto deadline = started + case_time_limit;
+    temp_dir dir;
+    const auto initramfs = build_initramfs(env, dir.path);
+
+    // ankanetd with the namespace guest (its MAC reserved 192.168.64.50) and the QEMU guest's socket.
+    scoped_netns ns;
+    const fs::path socket_path = dir.path / (stream ? "ankanetd.sock" : "ankanetd.dgram");
+    const fs::path qemu_path = dir.path / "qemu.dgram";
+    daemon_process daemon{{"--netns", ns.path() + ",mac=" + wire::to_string(namespace_mac), "--reserve",
+                           wire::to_string(namespace_mac) + "=" + namespace_ip, stream ? "--qemu-socket" : "--dgram-socket",
+                           socket_path.string()}};
+    const std::string port_name = stream ? "qemu:" + socket_path.string() + "#1" : "dgram:" + socket_path.string();
+    const std::string ready = stream ? "listening for QEMU -netdev stream on " + socket_path.string() : "attached " + port_name;
+    {
+        const bool up = ankanet::test::wait_for_interface(ns, "eth0") && wait_for_log(daemon, ready, 10s);
+        INFO("--- daemon log ---\n" << daemon.log());
+        REQUIRE(up);
+    }
+
+    // The namespace guest: its lease (by DHCP: the reserved address), then a listener.
+    run_in(ns, "ip link set lo up");
+    const auto leased = ankanet::test::obtain_lease(ns, "eth0", dhcp_client_kind::udhcpc, 20s);
+    {
+        INFO("udhcpc in the namespace:\n" << leased.output << "\n--- daemon log ---\n" << daemon.log());
+        REQUIRE(leased.lease);
+        CHECK(leased.lease->address == namespace_ip);
+        CHECK(leased.lease->server_id == "192.168.64.1");
+    }
+    tcp_listener listener{ns, seconds_left(deadline)};
+    REQUIRE(listener.wait_until_listening(10s));
+    const double setup_seconds = std::chrono::duration<double>(clock_type::now() - started).count();
+
+    // The QEMU guest: DHCP, ping the gateway and the namespace guest, one line each way over TCP.
+    const std::string netdev = stream ? "stream,id=n0,server=off,addr.type=unix,addr.path=" + socket_path.string()
+                                      : "dgram,id=n0,local.type=unix,local.path=" + qemu_path.string() +
+                                            ",remote.type=unix,remote.path=" + socket_path.string();
+    const std::string guest_options = "ankanet.dhcp=1 ankanet.peer=" + namespace_ip + " ankanet.tcp=" + namespace_ip + ":" +
+                                      std::to_string(tcp_port);
+    const auto run = run_qemu(qemu_command(env, initramfs, dir.path / "console.log", netdev, guest_options), dir.path, deadline,
+                              [] { std::this_thread::sleep_for(50ms); });
+    const auto received = listener.finish();
+    report(kind, run);
+    std::printf("qemu guest (%s): %.1f s of setup before QEMU (initramfs, daemon, namespace lease)\n", kind, setup_seconds);
+
+    INFO("serial console:\n" << run.console);
+    INFO("QEMU output:\n" << run.qemu_log);
+    REQUIRE(run.status); // powered off in time
+    CHECK(child_process::exited_zero(run.status));
+    CHECK(run.console.find("ANKANET-E2E: eth0 " + wire::to_string(guest_mac)) != std::string::npos);
+
+    // (a) Its lease, from ankanetd's pool: "IP/24 server 192.168.64.1 router 192.168.64.1 time 3600".
+    const auto lease = console_line(run.console, "ANKANET-E2E: lease ");
+    REQUIRE(lease);
+    std::istringstream words{*lease};
+    std::string address_prefix, server_word, server, router_word, router, time_word, lease_time;
+    words >> address_prefix >> server_word >> server >> router_word >> router >> time_word >> lease_time;
+    const auto slash = address_prefix.find('/');
+    REQUIRE(slash != std::string::npos);
+    const std::string guest_address = address_prefix.substr(0, slash);
+    const auto parsed = wire::ipv4_address::parse(guest_address);
+    REQUIRE(parsed);
+    const auto host_part = parsed->to_u32() & 0xffu;
+    CHECK((parsed->to_u32() & 0xffffff00u) == (gateway_ip.to_u32() & 0xffffff00u)); // in 192.168.64.0/24
+    CHECK(host_part >= 2);
+    CHECK(host_part <= 254);
+    CHECK(guest_address != namespace_ip); // reserved for the namespace guest
+    CHECK(address_prefix.substr(slash) == "/24");
+    CHECK(server_word == "server");
+    CHECK(server == "192.168.64.1");
+    CHECK(router_word == "router");
+    CHECK(router == "192.168.64.1");
+    CHECK(time_word == "time");
+    CHECK(lease_time == "3600");
+
+    // (b) Pings: the gateway (ankanetd's responder) and the namespace guest (through the switch).
+    CHECK(run.console.find("ANKANET-E2E: PING OK") != std::string::npos);
+    CHECK(run.console.find("ANKANET-E2E: PING PEER " + namespace_ip + " OK") != std::string::npos);
+    CHECK(count_of(run.console, "3 packets transmitted, 3 packets received, 0% packet loss") == 2);
+
+    // (c) TCP both ways between the guests.
+    CHECK(run.console.find("ANKANET-E2E: TCP REPLY " + namespace_reply) != std::string::npos);
+    INFO("namespace listener (status " << received.status << "):\n" << received.output);
+    CHECK(received.status == 0);
+    CHECK(received.output.find(guest_line) != std::string::npos);
+
+    // (d) The namespace guest learned the QEMU guest's address at the MAC QEMU was given.
+    const auto neighbour = run_in(ns, "ip neigh show " + guest_address).output;
+    INFO("namespace neighbour entry: " << neighbour);
+    CHECK(neighbour.find("lladdr " + wire::to_string(guest_mac)) != std::string::npos);
+
+    // (e) ankanetd: the port registered the guest's MAC from its first frame; both leases; clean exit.
+    CHECK(daemon.stop(SIGTERM) == 0);
+    const auto log = daemon.log();
+    INFO("--- daemon log ---\n" << log);
+    CHECK(log.find("attached " + port_name + " (mtu 1500, mac from first frame)") != std::string::npos);
+    CHECK(log.find(port_name + ": registered MAC " + wire::to_string(guest_mac) + " from its first frame") != std::string::npos);
+    CHECK(log.find("DHCP leased " + guest_address + " to " + wire::to_string(guest_mac) + " (ankanet-qemu)") != std::string::npos);
+    CHECK(log.find("DHCP leased " + namespace_ip + " to " + wire::to_string(namespace_mac)) != std::string::npos);
+    CHECK(log.find("refused") == std::string::npos);
+    CHECK(log.find("ARP dropped") == std::string::npos);
+    CHECK(log.find("2 acks 0 naks") != std::string::npos);
+    const auto detached = console_line(log, "ankanetd: detached " + port_name + " (");
+    REQUIRE(detached); // QEMU hung up (stream) or the daemon closed the port on SIGTERM (dgram)
+    CHECK(detached->find("dropped rx 0 runt 0 oversize") != std::string::npos);
+}
+
+} // namespace
+
+TEST_CASE("qemu guest: on ankanetd --qemu-socket gets a DHCP lease and reaches the gateway and a namespace guest by ping and TCP") {
+    run_daemon_case(daemon_link::stream);
+}
+
+TEST_CASE("qemu guest: on ankanetd --dgram-socket gets a DHCP lease and reaches the gateway and a namespace guest by ping and TCP") {
+    run_daemon_case(daemon_link::dgram);
+}
+
+#endif // ANKANETD_PATH

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds the initramfs the QEMU end-to-end tests boot: a static busybox, the virtio-net driver
-# with the modules it depends on, and tests/e2e/guest/init as /init.
+# with the modules it depends on, tests/e2e/guest/init as /init and /etc/udhcpc.script for it.
 #
 #   make-initramfs.sh OUTPUT KERNEL_VERSION
 #
@@ -35,10 +35,30 @@ command -v cpio >/dev/null 2>&1 || fail "cpio is missing (apt-get install cpio)"
 staging=$(mktemp -d)
 archive=$(mktemp)
 trap 'rm -rf "$staging" "$archive"' EXIT INT TERM
-mkdir -p "$staging/bin" "$staging/dev" "$staging/proc" "$staging/sys" "$staging/lib/modules"
+mkdir -p "$staging/bin" "$staging/dev" "$staging/proc" "$staging/sys" "$staging/lib/modules" "$staging/etc"
 cp "$busybox" "$staging/bin/busybox"
 cp "$here/init" "$staging/init"
-chmod 755 "$staging/init" "$staging/bin/busybox"
+# udhcpc's event script (the init's ankanet.dhcp=1): configure eth0 from the lease and report it.
+# busybox udhcpc passes the lease in the environment: ip, mask (a prefix length), router (a list),
+# serverid, lease (seconds).
+cat >"$staging/etc/udhcpc.script" <<'EOF'
+#!/bin/sh
+case "$1" in
+  deconfig)
+    ip addr flush dev "$interface"
+    ip link set "$interface" up
+    ;;
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    gateway=${router%% *}
+    [ -n "$gateway" ] && ip route replace default via "$gateway" dev "$interface"
+    echo "ANKANET-E2E: lease $ip/$mask server $serverid router $gateway time $lease"
+    ;;
+esac
+exit 0
+EOF
+chmod 755 "$staging/init" "$staging/bin/busybox" "$staging/etc/udhcpc.script"
 
 # modules.dep lines read "kernel/drivers/net/virtio_net.ko: kernel/.../net_failover.ko ...".
 module_line() {
