@@ -5,6 +5,7 @@
 #include "../support/ankanetd_process.hpp"
 #include "../support/dhcp_clients.hpp"
 #include "../support/netns.hpp"
+#include "../support/require_guests.hpp"
 #include "../support/skip.hpp"
 
 #include <catch2/catch.hpp>
@@ -28,14 +29,6 @@ using ankanet::test::dhcp_client_kind;
 using ankanet::test::run_in;
 using ankanet::test::scoped_netns;
 using ankanet::test::wait_for_interface;
-
-#define ANKANET_REQUIRE_GUESTS()                                                                          \
-    do {                                                                                                  \
-        const auto missing = ankanet::test::missing_netns_requirements();                                \
-        ANKANET_REQUIRE_ENVIRONMENT(missing.empty(), "ankanetd end-to-end tests need " << missing);       \
-        const auto no_clients = ankanet::test::missing_dhcp_clients();                                   \
-        ANKANET_REQUIRE_ENVIRONMENT(no_clients.empty(), "ankanetd L2 end-to-end tests need " << no_clients); \
-    } while (false)
 
 /// Three guests, each a namespace with eth0 attached to one daemon.
 struct three_guests {
@@ -76,7 +69,7 @@ bool pings(const scoped_netns& from, const std::string& to, int count = 2) {
 } // namespace
 
 TEST_CASE("ankanetd L2: three guests on one shared network get distinct leases and reach each other by ping and TCP") {
-    ANKANET_REQUIRE_GUESTS();
+    ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
     three_guests guests;
     daemon_process daemon{guests.daemon_args({"--mode", "shared"})};
     std::string why;
@@ -115,7 +108,7 @@ TEST_CASE("ankanetd L2: three guests on one shared network get distinct leases a
 }
 
 TEST_CASE("ankanetd L2: with --isolate guests reach the gateway and DHCP but not each other") {
-    ANKANET_REQUIRE_GUESTS();
+    ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
     three_guests guests;
     daemon_process daemon{guests.daemon_args({"--mode", "shared", "--isolate"})};
     std::string why;
@@ -138,7 +131,7 @@ TEST_CASE("ankanetd L2: with --isolate guests reach the gateway and DHCP but not
 }
 
 TEST_CASE("ankanetd L2: a custom MAC is the guest's, and a duplicate custom MAC is refused at attach") {
-    ANKANET_REQUIRE_GUESTS();
+    ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
     scoped_netns first;
     scoped_netns second;
     daemon_process daemon{{"--netns", first.path() + ",mac=52:54:00:0a:0b:0c", "--netns", second.path() + ",mac=52:54:00:0a:0b:0c"}};
@@ -161,7 +154,7 @@ TEST_CASE("ankanetd L2: a custom MAC is the guest's, and a duplicate custom MAC 
 }
 
 TEST_CASE("ankanetd L2: a guest that changes its MAC to spoof another is cut off, and the others are not") {
-    ANKANET_REQUIRE_GUESTS();
+    ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
     three_guests guests;
     daemon_process daemon{guests.daemon_args({"--mode", "host"})};
     std::string why;
@@ -179,7 +172,7 @@ TEST_CASE("ankanetd L2: a guest that changes its MAC to spoof another is cut off
 }
 
 TEST_CASE("ankanetd L2: a static guest claiming a leased address is refereed and the lease holder keeps it") {
-    ANKANET_REQUIRE_GUESTS();
+    ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
     scoped_netns holder;
     scoped_netns squatter;
     scoped_netns observer;

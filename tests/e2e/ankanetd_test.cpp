@@ -2,6 +2,7 @@
 // kernel stacks. Needs root, /dev/net/tun, ip and ping; skips elsewhere, fails in CI without them.
 #include "../support/ankanetd_process.hpp"
 #include "../support/netns.hpp"
+#include "../support/require_guests.hpp"
 #include "../support/skip.hpp"
 
 #include <catch2/catch.hpp>
@@ -27,12 +28,6 @@ void configure_guest(const scoped_netns& ns, const std::string& address) {
     const auto result = run_in(ns, "ip link set lo up && ip link set eth0 up && ip addr add " + address + " dev eth0");
     REQUIRE(result.status == 0);
 }
-
-#define ANKANET_REQUIRE_NETNS()                                                                     \
-    do {                                                                                            \
-        const auto missing = ankanet::test::missing_netns_requirements();                          \
-        ANKANET_REQUIRE_ENVIRONMENT(missing.empty(), "ankanetd end-to-end tests need " << missing); \
-    } while (false)
 
 } // namespace
 

@@ -27,6 +27,7 @@
 //                      dhcpcd -f /dev/null -c STATE/hook -4 -1 -B --noipv4ll -t LIMIT
 //                             -o domain_name_servers -o domain_name [-h H] IF
 //   dhcpcd, daemon:    the same without -1 and with -t 0
+//     (both: --noarp added when options.arp_probe is false; the RFC 5227 probe takes ~5 s.)
 //     (dhcpcd 9 has no option for its database and run directories, /var/lib/dhcpcd and
 //     /run/dhcpcd, which two guests with the same interface name would share: `ip netns exec`
 //     gives each command its own mount namespace (slave to the host's), so these bind mounts are
@@ -51,6 +52,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -103,6 +105,9 @@ struct dhcp_client_options {
     std::chrono::seconds limit{20};
     std::string hostname;              ///< sent as option 12 when not empty ([A-Za-z0-9.-] only)
     std::filesystem::path state_dir;   ///< caller-owned and kept (lease files survive); empty: a private temp dir
+    /// dhcpcd only: false adds --noarp, skipping its RFC 5227 probe of the offered address (about
+    /// five seconds), for tests that are about something else.
+    bool arp_probe = true;
 };
 
 struct dhcp_client_result {
@@ -173,11 +178,21 @@ inline bool is_plain(std::string_view text, std::string_view extra) {
     });
 }
 
+/// Writes `text` to `path` through a close-on-exec descriptor: the other threads of a test start
+/// clients too, and a child that inherited a descriptor open for writing on a hook script would
+/// make executing that script fail with ETXTBSY.
 inline void write_file(const std::filesystem::path& path, std::string_view text, std::filesystem::perms perms) {
-    std::ofstream out{path, std::ios::trunc};
-    out << text;
-    out.close();
-    if (!out) throw std::runtime_error("cannot write " + path.string());
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) throw std::runtime_error("cannot create " + path.string());
+    std::size_t written = 0;
+    while (written < text.size()) {
+        const ::ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        written += static_cast<std::size_t>(n);
+    }
+    const bool closed = ::close(fd) == 0;
+    if (written != text.size() || !closed) throw std::runtime_error("cannot write " + path.string());
     std::filesystem::permissions(path, perms);
 }
 
@@ -388,6 +403,7 @@ inline std::string prepare_run(dhcp_client_kind kind, const std::filesystem::pat
                               "/dhcpcd-run /run && exec " + program + " -f /dev/null -c " + hook.string() +
                               " -4 -B --noipv4ll -o domain_name_servers -o domain_name";
         command += one_shot ? " -1 -t " + limit : " -t 0";
+        if (!options.arp_probe) command += " --noarp";
         if (!options.hostname.empty()) command += " -h " + options.hostname;
         return command + " " + ifname;
     }
