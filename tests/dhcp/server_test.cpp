@@ -960,7 +960,7 @@ TEST_CASE("dhcp server: malformed and unsupported messages are counted and dropp
         {"BOOTREPLY to port 67", [&] { return client_frame(derive(captures::dhcpcd_request, [](msg::repr& r) { r.op = msg::boot_reply; })); }, false},
         {"no message type", [&] { return client_frame(derive(captures::dhcpcd_request, [](msg::repr& r) { r.message_type.reset(); })); }, false},
         {"bad magic cookie", [&] { auto p = request; p[msg::field::cookie] = std::byte{0}; return client_frame(p); }, false},
-        {"option running past the end", [&] { auto p = request; p.back() = std::byte{0x0c}; p.push_back(std::byte{0x10}); return client_frame(p); }, false},
+        {"option running past the end", [&] { auto p = request; p[p.size() - 1] = std::byte{0x0c}; p.push_back(std::byte{0x10}); return client_frame(p); }, false},
         {"broadcast chaddr", [&] { return client_frame(derive(captures::dhcpcd_request, [](msg::repr& r) { r.chaddr = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff}; })); }, false},
         {"REQUEST naming no address", [&] { return client_frame(derive(captures::dhcpcd_request, [](msg::repr& r) { r.requested_ip.reset(); r.server_id.reset(); })); }, false},
         {"relayed (giaddr set)", [&] { return client_frame(derive(captures::dhcpcd_request, [](msg::repr& r) { r.giaddr = ipv4_address{10, 0, 0, 1}; })); }, true},
