@@ -12,6 +12,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 namespace {
@@ -104,4 +106,23 @@ TEST_CASE("ankanetd: a namespace that does not exist is a clear error and exit s
     const int status = daemon.stop(0 /* just wait */, 10s);
     CHECK(status == 1);
     CHECK(daemon.log().find("--netns /run/netns/ankanet-test-no-such-namespace: cannot create TAP eth0") != std::string::npos);
+}
+
+TEST_CASE("ankanetd: a corrupt lease file is a clear error naming file and line, exit status 1, and is left as it was") {
+    const auto file = std::filesystem::temp_directory_path() / ("ankanetd-e2e-leases-" + std::to_string(::getpid()));
+    const std::string content = "ankanet-leases 1\nnot a lease\n";
+    {
+        std::ofstream out{file};
+        out << content;
+    }
+    daemon_process daemon{{"--leases", file.string()}};
+    CHECK(daemon.stop(0 /* just wait */, 10s) == 1);
+    const auto log = daemon.log();
+    INFO(log);
+    CHECK(log.find("cannot start the DHCP server: " + file.string() + ":2: ") != std::string::npos);
+    std::ifstream in{file};
+    const std::string after{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+    CHECK(after == content);
+    std::error_code ignored;
+    std::filesystem::remove(file, ignored);
 }
