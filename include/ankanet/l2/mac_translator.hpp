@@ -22,7 +22,10 @@
 //
 // Inbound (below -> VM), translate_inbound(frame) returns a verdict:
 //  * deliver to one VM (inbound_result::vm): the Ethernet destination is rewritten to that VM's MAC.
-//  * flood: a broadcast/multicast frame nobody in particular owns; give it to every VM unchanged.
+//  * flood: a broadcast/multicast frame nobody in particular owns; give it to every VM. It is left
+//    unchanged, except that in a group ARP (a broadcast reply, say) a target hardware address equal
+//    to the outside MAC becomes the VM's that owns the target IP: that mapping is the true one for
+//    every VM, whereas the outside MAC would point them all at an address none of them answers.
 //  * drop: a frame for the outside MAC whose owner is unknown (dropped_unknown_ip), one that does not
 //    parse (dropped_malformed), a non-IPv4/ARP frame for the outside MAC (dropped_unsupported: IPv6
 //    neighbour discovery carries MACs in options that are not translated), or a unicast frame for
