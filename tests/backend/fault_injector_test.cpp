@@ -488,3 +488,96 @@ TEST_CASE("fault_injector: owed frames complete through the executor and keep th
     const op_type op{{}, {}, bound};
     CHECK(boost::asio::get_associated_executor(op, io.get_executor()) == strand);
 }
+
+// --- try_receive: the burst path ---------------------------------------------------------------
+
+namespace {
+
+/// As run(direction::rx, ...), but the injector is read with try_receive only.
+run_result run_try_receive(const fault_config& config, const std::vector<frame_type>& input, std::error_code& end) {
+    boost::asio::io_context io;
+    auto [near_end, far_end] = make_memory_link(io.get_executor(), default_mtu, 2048);
+    auto injector = fault_injector<memory_endpoint>::create(std::move(far_end), config);
+    REQUIRE(injector);
+    run_result out;
+    frame_type buffer(max_frame_len(default_mtu));
+    std::size_t sent = 0;
+    bool closed = false;
+    for (;;) {
+        auto n = injector->try_receive(buffer);
+        if (n) {
+            out.frames.emplace_back(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(*n));
+            continue;
+        }
+        if (!is_nothing_queued(n.error())) {
+            end = n.error();
+            break;
+        }
+        if (sent < input.size()) { // in batches, so the reads interleave with the sends
+            for (std::size_t i = 0; i < 300 && sent < input.size(); ++i) REQUIRE_FALSE(near_end.send(input[sent++]));
+        } else {
+            REQUIRE_FALSE(closed);
+            near_end.close(); // end of stream: a held frame comes out before peer_closed
+            closed = true;
+        }
+    }
+    CHECK(io.poll() == 0); // nothing went through the executor
+    out.faults = injector->faults();
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("fault_injector: try_receive applies the same faults as async_receive, from the same random stream") {
+    const auto input = numbered_frames(3000);
+    for (const std::uint64_t seed : {1u, 7u, 99u}) {
+        const auto config = with(direction::rx, {0.1, 0.1, 0.1, 0.1}, seed);
+        const auto by_completion = run(direction::rx, config, input);
+        std::error_code end;
+        const auto by_burst = run_try_receive(config, input, end);
+        CHECK(end == errc::peer_closed);
+        CHECK(by_burst.faults == by_completion.faults);
+        CHECK(by_burst.frames == by_completion.frames);
+        CHECK(by_burst.faults.rx.frames == 3000);
+        CHECK(by_burst.faults.rx.dropped > 0);
+        CHECK(by_burst.faults.rx.duplicated > 0);
+        CHECK(by_burst.faults.rx.reordered > 0);
+    }
+}
+
+TEST_CASE("fault_injector: try_receive gives up after fault_try_receive_looks dropped frames, and the rest stays queued") {
+    boost::asio::io_context io;
+    auto [a, b] = make_memory_link(io.get_executor(), default_mtu, 256);
+    auto injector = fault_injector<memory_endpoint>::create(std::move(b), with(direction::rx, {1.0, 0, 0, 0}));
+    REQUIRE(injector);
+    for (std::uint32_t i = 0; i < 100; ++i) REQUIRE_FALSE(a.send(numbered_frame(i)));
+    frame_type buffer(max_frame_len(default_mtu));
+    CHECK(injector->try_receive(buffer).error() == nothing_queued);
+    CHECK(injector->faults().rx.dropped == ankanet::backend::detail::fault_try_receive_looks);
+    CHECK(injector->try_receive(buffer).error() == nothing_queued);
+    CHECK(injector->faults().rx.dropped == 100);
+    CHECK(injector->stats().rx_frames == 100); // the link delivered them; the injector dropped them
+}
+
+TEST_CASE("fault_injector: try_receive hands out owed frames first, and is canceled after close") {
+    boost::asio::io_context io;
+    auto [a, b] = make_memory_link(io.get_executor());
+    auto injector = fault_injector<memory_endpoint>::create(std::move(b), with(direction::rx, {0, 1.0, 0, 0}));
+    REQUIRE(injector);
+    REQUIRE_FALSE(a.send(numbered_frame(5)));
+    REQUIRE_FALSE(a.send(numbered_frame(6)));
+    frame_type buffer(max_frame_len(default_mtu));
+    std::vector<std::uint32_t> order;
+    for (int i = 0; i < 4; ++i) {
+        auto n = injector->try_receive(buffer);
+        REQUIRE(n);
+        order.push_back(sequence_of(buffer));
+    }
+    CHECK(order == std::vector<std::uint32_t>{5, 5, 6, 6});
+    CHECK(injector->try_receive(buffer).error() == nothing_queued);
+
+    REQUIRE_FALSE(a.send(numbered_frame(7)));
+    REQUIRE(injector->try_receive(buffer)); // 7 delivered, its copy owed
+    injector->close();                       // discards the owed copy
+    CHECK(injector->try_receive(buffer).error() == std::errc::operation_canceled);
+}

@@ -154,3 +154,74 @@ TEST_CASE("memory: a frame longer than the receive buffer is dropped with buffer
     io.run();
     CHECK(r.ec == errc::buffer_too_small);
 }
+
+// --- try_receive: the burst path (burst_backend) ------------------------------------------------
+
+static_assert(burst_backend<memory_endpoint>);
+
+TEST_CASE("memory: try_receive takes queued frames in order, synchronously, and says when nothing is queued") {
+    boost::asio::io_context io;
+    auto [a, b] = make_memory_link(io.get_executor());
+    std::vector<std::byte> buffer(max_frame_len(b.mtu()));
+
+    auto empty = b.try_receive(buffer);
+    REQUIRE_FALSE(empty);
+    CHECK(empty.error() == std::errc::resource_unavailable_try_again);
+    CHECK(is_nothing_queued(empty.error()));
+
+    for (std::uint8_t i = 0; i < 10; ++i) REQUIRE_FALSE(a.send(frame_of(60u + i, i)));
+    // Frames of a refused size never enter the ring: counted at the sender, never received.
+    CHECK(a.send(frame_of(13, 0xee)) == errc::truncated);
+    CHECK(a.send(frame_of(max_frame_len(1500) + 1, 0xee)) == errc::bad_length);
+    for (std::uint8_t i = 0; i < 10; ++i) {
+        auto n = b.try_receive(buffer);
+        REQUIRE(n);
+        CHECK(std::vector<std::byte>(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(*n)) ==
+              frame_of(60u + i, i));
+    }
+    CHECK(b.try_receive(buffer).error() == nothing_queued);
+    CHECK(io.poll() == 0); // nothing went through the executor
+    CHECK(b.stats().rx_frames == 10);
+    CHECK(b.stats().rx_bytes == 10 * 60 + 45);
+    CHECK(a.stats().tx_invalid == 2);
+}
+
+TEST_CASE("memory: try_receive drops a frame longer than the buffer, refuses while a receive is pending") {
+    boost::asio::io_context io;
+    auto [a, b] = make_memory_link(io.get_executor());
+    REQUIRE_FALSE(a.send(frame_of(200, 1)));
+    REQUIRE_FALSE(a.send(frame_of(80, 2)));
+    std::vector<std::byte> small(100);
+    CHECK(b.try_receive(small).error() == errc::buffer_too_small);
+    auto n = b.try_receive(small); // the long frame is gone, the next one fits
+    REQUIRE(n);
+    CHECK(*n == 80);
+    CHECK(b.stats().rx_frames == 1);
+
+    std::vector<std::byte> buffer(max_frame_len(b.mtu()));
+    received r;
+    receive_one(b, buffer, r);
+    CHECK(b.try_receive(buffer).error() == std::errc::operation_in_progress);
+    REQUIRE_FALSE(a.send(frame_of(70, 3))); // completes the pending receive (posted)...
+    REQUIRE_FALSE(a.send(frame_of(71, 4)));
+    io.run();
+    CHECK(r.bytes == frame_of(70, 3));
+    auto after = b.try_receive(buffer); // ...and once it has, the burst path takes the next
+    REQUIRE(after);
+    CHECK(*after == 71);
+}
+
+TEST_CASE("memory: try_receive after close is canceled, and after the peer closed drains then says peer_closed") {
+    boost::asio::io_context io;
+    auto [a, b] = make_memory_link(io.get_executor());
+    std::vector<std::byte> buffer(max_frame_len(b.mtu()));
+    REQUIRE_FALSE(a.send(frame_of(60, 1)));
+    REQUIRE_FALSE(b.send(frame_of(60, 2)));
+    a.close();
+    CHECK(a.try_receive(buffer).error() == std::errc::operation_canceled); // even with a frame queued
+    auto queued = b.try_receive(buffer);
+    REQUIRE(queued);
+    CHECK(std::vector<std::byte>(buffer.begin(), buffer.begin() + 60) == frame_of(60, 1));
+    CHECK(b.try_receive(buffer).error() == errc::peer_closed);
+    CHECK(b.try_receive(buffer).error() == errc::peer_closed); // and stays so
+}

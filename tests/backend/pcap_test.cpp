@@ -547,3 +547,46 @@ TEST_CASE("pcap: the receive wrapper keeps the handler's associated executor") {
     const ankanet::backend::detail::pcap_receive_op<decltype(plain), std::chrono::system_clock> op2{nullptr, {}, plain};
     CHECK(boost::asio::get_associated_executor(op2, io.get_executor()) == io.get_executor());
 }
+
+TEST_CASE("pcap: try_receive through a recorder records each frame it delivers, and nothing else") {
+    temp_dir dir;
+    const fs::path path = dir / "burst.pcap";
+    manual_clock clock;
+    boost::asio::io_context io;
+    auto [guest_end, host_end] = make_memory_link(io.get_executor());
+    auto recorder = pcap_recorder<memory_endpoint, manual_clock>::open(std::move(host_end), path, {}, clock);
+    REQUIRE(recorder);
+    static_assert(burst_backend<pcap_recorder<memory_endpoint, manual_clock>>);
+
+    std::vector<std::byte> buffer(max_frame_len(recorder->mtu()));
+    CHECK(recorder->try_receive(buffer).error() == nothing_queued);
+    const auto request = arp_frame(who_has, guest_mac, mac_address::broadcast());
+    const auto ping = echo_request_frame(7, 1, 56);
+    REQUIRE_FALSE(guest_end.send(request));
+    REQUIRE_FALSE(guest_end.send(ping));
+    REQUIRE_FALSE(guest_end.send(echo_request_frame(7, 2, 1400)));
+    clock.set(std::chrono::seconds{1'700'000'000});
+    auto first = recorder->try_receive(buffer);
+    REQUIRE(first);
+    CHECK(*first == request.size());
+    clock.set(std::chrono::seconds{1'700'000'001});
+    auto second = recorder->try_receive(buffer);
+    REQUIRE(second);
+    CHECK(*second == ping.size());
+    std::vector<std::byte> small(100); // the third frame does not fit: dropped by the link, not recorded
+    CHECK(recorder->try_receive(small).error() == errc::buffer_too_small);
+    CHECK(recorder->try_receive(buffer).error() == nothing_queued);
+    guest_end.close();
+    CHECK(recorder->try_receive(buffer).error() == errc::peer_closed);
+
+    const auto writer = recorder->writer();
+    CHECK(writer->stats().records == 2);
+    REQUIRE_FALSE(writer->flush());
+    const auto records = records_of(read_file(path));
+    REQUIRE(records.size() == 2);
+    CHECK(records[0].seconds == 1'700'000'000);
+    CHECK(records[0].data == to_u8(request));
+    CHECK(records[1].seconds == 1'700'000'001);
+    CHECK(records[1].data == to_u8(ping));
+    CHECK(recorder->stats().rx_frames == 2);
+}

@@ -598,3 +598,35 @@ TEST_CASE("qemu_stream: try_receive drains a burst synchronously and says when t
     vm.close();
     CHECK(vm.try_receive(buffer).error() == std::errc::operation_canceled);
 }
+
+TEST_CASE("qemu_stream: try_receive skips a plausible oversize frame, and a lying length ends the link as async_receive does") {
+    boost::asio::io_context io;
+    auto [ours, theirs] = stream_pair();
+    fd_guard peer{theirs};
+    auto vm = adopt_fd(io, ours); // MTU 1500
+    static_assert(burst_backend<qemu_stream_connection>);
+    bytes buffer(max_frame_len(1500));
+
+    bytes wire_bytes;
+    append_framed(wire_bytes, frame_of(60, 1));
+    append_framed(wire_bytes, frame_of(9014, 2)); // a jumbo from a guest with MTU 9000: skipped
+    append_framed(wire_bytes, frame_of(max_frame_len(1500), 3));
+    append_prefix(wire_bytes, 0x7fffffff);          // a lie: nothing after it is trusted
+    append_framed(wire_bytes, frame_of(60, 4));
+    write_all(peer.fd, wire_bytes);
+
+    auto first = vm.try_receive(buffer);
+    REQUIRE(first);
+    CHECK(bytes(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(*first)) == frame_of(60, 1));
+    auto second = vm.try_receive(buffer);
+    REQUIRE(second);
+    CHECK(bytes(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(*second)) == frame_of(max_frame_len(1500), 3));
+    CHECK(vm.stats().rx_oversize == 1);
+    CHECK(vm.try_receive(buffer).error() == errc::bad_length);
+    CHECK(vm.stats().rx_oversize == 2);
+    CHECK_FALSE(vm.is_open());
+    CHECK(vm.try_receive(buffer).error() == errc::bad_length); // sticky, on both paths
+    receiver r;
+    CHECK(receive(io, vm, r).ec == errc::bad_length);
+    CHECK(vm.stats().rx_frames == 2);
+}

@@ -1,6 +1,7 @@
 #include <ankanet/backend/tap.hpp>
 
 #include <ankanet/backend/netns.hpp>
+#include <ankanet/backend/port.hpp>
 #include <ankanet/wire/arp.hpp>
 #include <ankanet/wire/ethernet.hpp>
 #include <ankanet/wire/icmp.hpp>
@@ -16,12 +17,15 @@
 
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <linux/if_packet.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -30,6 +34,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -654,4 +659,195 @@ TEST_CASE("tap test support: a namespace is deleted when its scope ends, even wh
     }
     CHECK_FALSE(std::filesystem::exists(path));
     CHECK(test::run_command({"ip", "netns", "list"}).output.find(name) == std::string::npos);
+}
+
+// --- try_receive: the burst path (burst_backend) --------------------------------------------------
+
+namespace {
+
+static_assert(burst_backend<tap_device>);
+
+/// A quiet guest for burst tests: TAP "eth0" in `ns` with the guest's MAC, up, no addresses and
+/// IPv6 off, so its kernel sends nothing of its own; the interface MTU is 4000 while the device's
+/// is `mtu`, so the guest can send frames this backend must count as oversize.
+tap_device make_quiet_guest(boost::asio::io_context& io, const test::scoped_netns& ns, std::size_t mtu = default_mtu) {
+    quiet_ipv6(ns);
+    tap_options options;
+    options.mtu = mtu;
+    options.mac = guest_mac;
+    options.bring_up = true;
+    auto tap = tap_device::open_in_netns(io.get_executor(), ns.path(), "eth0", options);
+    INFO((tap ? std::string{} : tap.error().message()));
+    REQUIRE(tap);
+    const auto configured = test::run_in(ns, "ip link set eth0 mtu 4000");
+    INFO(configured.output);
+    REQUIRE(configured.status == 0);
+    return std::move(*tap);
+}
+
+/// The guest's side of the wire: a packet socket on eth0, made inside the namespace. What it sends
+/// the interface transmits, so it comes out of the TAP's fd. It bypasses the qdisc, so a frame is
+/// in the TAP's queue by the time send returns.
+class guest_wire {
+public:
+    explicit guest_wire(const test::scoped_netns& ns) {
+        auto made = run_in_netns(ns.path(), []() -> result<std::pair<int, unsigned>> {
+            const int fd = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0); // protocol 0: send only
+            if (fd < 0) return std::error_code{errno, std::system_category()};
+            const int on = 1;
+            ::setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &on, sizeof(on));
+            return std::pair{fd, ::if_nametoindex("eth0")};
+        });
+        REQUIRE(made);
+        fd_ = made->first;
+        ifindex_ = made->second;
+        REQUIRE(ifindex_ != 0);
+    }
+    ~guest_wire() { ::close(fd_); }
+    guest_wire(const guest_wire&) = delete;
+    guest_wire& operator=(const guest_wire&) = delete;
+
+    void send(const std::vector<std::byte>& frame) {
+        ::sockaddr_ll to{};
+        to.sll_family = AF_PACKET;
+        to.sll_ifindex = static_cast<int>(ifindex_);
+        to.sll_halen = 6;
+        std::memcpy(to.sll_addr, gateway_mac.octets().data(), 6);
+        const auto sent = ::sendto(fd_, frame.data(), frame.size(), 0, reinterpret_cast<const ::sockaddr*>(&to), sizeof(to));
+        INFO("sendto: " << (sent < 0 ? std::strerror(errno) : "ok"));
+        REQUIRE(sent == static_cast<::ssize_t>(frame.size()));
+    }
+
+private:
+    int fd_ = -1;
+    unsigned ifindex_ = 0;
+};
+
+/// A frame from the guest to the gateway, `size` bytes, carrying `sequence` after its header.
+std::vector<std::byte> guest_frame(std::uint32_t sequence, std::size_t size) {
+    std::vector<std::byte> frame(size, std::byte{0x3c});
+    wire::ethernet::repr{guest_mac, gateway_mac, experimental_ethertype, std::nullopt}.emit(frame);
+    wire::store_be32(frame, wire::ethernet::header_len, sequence);
+    return frame;
+}
+
+std::uint32_t sequence_in(wire::const_bytes frame) { return wire::load_be32(frame, wire::ethernet::header_len); }
+
+} // namespace
+
+TEST_CASE("tap: try_receive takes the guest's frames in order, skips and counts oversize ones, says when nothing is queued") {
+    REQUIRE_NETNS_ENVIRONMENT();
+    test::scoped_netns ns;
+    boost::asio::io_context io;
+    auto tap = make_quiet_guest(io, ns, 1500);
+    guest_wire guest(ns);
+    std::vector<std::byte> buffer(max_frame_len(tap.mtu()));
+    CHECK(tap.try_receive(buffer).error() == nothing_queued);
+
+    guest.send(guest_frame(0, 60));
+    guest.send(guest_frame(1, 3000)); // above our MTU (the guest's is 4000): skipped, counted
+    guest.send(guest_frame(2, max_frame_len(1500))); // the longest frame we pass
+    guest.send(guest_frame(3, 61));
+    std::vector<std::pair<std::uint32_t, std::size_t>> got;
+    for (int i = 0; i < 3; ++i) {
+        auto n = tap.try_receive(buffer);
+        INFO((n ? std::string{} : n.error().message()));
+        REQUIRE(n);
+        got.emplace_back(sequence_in(wire::const_bytes{buffer}.first(*n)), *n);
+    }
+    CHECK(got == std::vector<std::pair<std::uint32_t, std::size_t>>{{0, 60}, {2, max_frame_len(1500)}, {3, 61}});
+    CHECK(tap.try_receive(buffer).error() == nothing_queued);
+    CHECK(io.poll() == 0); // nothing went through the executor
+    const auto stats = tap.stats();
+    CHECK(stats.rx_frames == 3);
+    CHECK(stats.rx_bytes == 60 + max_frame_len(1500) + 61);
+    CHECK(stats.rx_oversize == 1);
+    CHECK(stats.rx_runt == 0); // a kernel never transmits a frame shorter than its header: nothing to test here
+
+    // A good frame longer than the caller's buffer is dropped, as async_receive drops it.
+    guest.send(guest_frame(4, 200));
+    guest.send(guest_frame(5, 60));
+    std::vector<std::byte> small(100);
+    CHECK(tap.try_receive(small).error() == errc::buffer_too_small);
+    auto next = tap.try_receive(small);
+    REQUIRE(next);
+    CHECK(sequence_in(wire::const_bytes{small}.first(*next)) == 5);
+    CHECK(tap.stats().rx_oversize == 1);
+}
+
+TEST_CASE("tap: try_receive is refused while a receive is pending, and works again in its completion") {
+    REQUIRE_NETNS_ENVIRONMENT();
+    test::scoped_netns ns;
+    boost::asio::io_context io;
+    auto tap = make_quiet_guest(io, ns);
+    guest_wire guest(ns);
+    std::vector<std::byte> buffer(max_frame_len(tap.mtu()));
+    std::vector<std::uint32_t> order;
+    std::optional<std::error_code> in_completion;
+    tap.async_receive(buffer, [&](std::error_code ec, std::size_t n) {
+        REQUIRE_FALSE(ec);
+        order.push_back(sequence_in(wire::const_bytes{buffer}.first(n)));
+        auto more = tap.try_receive(buffer); // the burst path, from inside the completion
+        if (more) order.push_back(sequence_in(wire::const_bytes{buffer}.first(*more)));
+        in_completion = more.error();
+    });
+    CHECK(tap.try_receive(buffer).error() == std::errc::operation_in_progress);
+    guest.send(guest_frame(10, 60));
+    guest.send(guest_frame(11, 60));
+    io.run_for(5s); // ends as soon as the receive completed: nothing else is pending
+    REQUIRE(in_completion);
+    CHECK_FALSE(*in_completion);
+    CHECK(order == std::vector<std::uint32_t>{10, 11});
+}
+
+TEST_CASE("tap: try_receive after close() is canceled, and after the interface is deleted is peer_closed") {
+    REQUIRE_NETNS_ENVIRONMENT();
+    test::scoped_netns ns;
+    boost::asio::io_context io;
+    std::vector<std::byte> buffer(max_frame_len(default_mtu));
+    {
+        auto tap = make_quiet_guest(io, ns);
+        REQUIRE(test::run_in(ns, "ip link del eth0").status == 0);
+        CHECK(tap.try_receive(buffer).error() == errc::peer_closed);
+        CHECK(tap.try_receive(buffer).error() == errc::peer_closed);
+    }
+    auto tap = make_quiet_guest(io, ns);
+    guest_wire guest(ns);
+    guest.send(guest_frame(1, 60));
+    tap.close();
+    CHECK(tap.try_receive(buffer).error() == std::errc::operation_canceled); // even with a frame queued
+}
+
+TEST_CASE("tap: a port drains the guest's burst in order, many frames per turn of the event loop") {
+    REQUIRE_NETNS_ENVIRONMENT();
+    test::scoped_netns ns;
+    boost::asio::io_context io;
+    auto tap = make_quiet_guest(io, ns);
+    guest_wire guest(ns);
+    for (std::uint32_t i = 0; i < 200; ++i) guest.send(guest_frame(i, 60 + i));
+    auto p = make_port("tap", std::move(tap));
+    std::vector<std::uint32_t> order;
+    std::size_t this_turn = 0;
+    std::vector<std::size_t> per_turn;
+    p->start(
+        [&](port&, wire::const_bytes frame) {
+            CHECK(frame.size() == 60 + sequence_in(frame));
+            order.push_back(sequence_in(frame));
+            ++this_turn;
+        },
+        [](port&, std::error_code) {});
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (order.size() < 200 && std::chrono::steady_clock::now() < deadline) {
+        io.run_one_for(100ms);
+        if (this_turn != 0) per_turn.push_back(std::exchange(this_turn, 0));
+    }
+    std::vector<std::uint32_t> expected(200);
+    for (std::uint32_t i = 0; i < 200; ++i) expected[i] = i;
+    CHECK(order == expected);
+    CHECK(per_turn.size() < 200);
+    CHECK(*std::max_element(per_turn.begin(), per_turn.end()) <= port_burst_limit);
+    CHECK(p->stats().rx_frames == 200);
+    p->close();
+    io.restart();
+    io.run_for(1s);
 }

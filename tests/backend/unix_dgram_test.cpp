@@ -430,3 +430,29 @@ TEST_CASE("unix_dgram: try_receive drains without the event loop and filters as 
     REQUIRE(run_until(io, [&] { return r.done; }));
     CHECK(vm->try_receive(buffer).error() == std::errc::operation_canceled);
 }
+
+TEST_CASE("unix_dgram: try_receive on a socket pair whose other end closed says peer_closed once a send found out") {
+    boost::asio::io_context io;
+    auto [ours, theirs] = dgram_pair();
+    fd_guard vm_side{theirs};
+    auto vm = adopt_pair_end(io, ours);
+    static_assert(burst_backend<unix_dgram_endpoint>);
+    bytes buffer(max_frame_len(1500));
+    REQUIRE(::send(vm_side.fd, frame_of(60, 1).data(), 60, 0) == 60);
+    REQUIRE(::send(vm_side.fd, frame_of(10, 2).data(), 10, 0) == 10); // a runt: skipped, counted
+    REQUIRE(::send(vm_side.fd, frame_of(61, 3).data(), 61, 0) == 61);
+    vm_side.reset();
+    // What the VM sent before it went away is still delivered; the kernel says nothing more.
+    auto first = vm.try_receive(buffer);
+    REQUIRE(first);
+    CHECK(bytes(buffer.begin(), buffer.begin() + 60) == frame_of(60, 1));
+    auto second = vm.try_receive(buffer);
+    REQUIRE(second);
+    CHECK(bytes(buffer.begin(), buffer.begin() + 61) == frame_of(61, 3));
+    CHECK(vm.stats().rx_runt == 1);
+    CHECK(vm.try_receive(buffer).error() == nothing_queued);
+    CHECK(vm.send(frame_of(60, 4)) == errc::peer_closed); // the first send finds out
+    CHECK(vm.try_receive(buffer).error() == errc::peer_closed);
+    vm.close();
+    CHECK(vm.try_receive(buffer).error() == std::errc::operation_canceled);
+}

@@ -13,8 +13,25 @@
 //  * mtu() is the largest IP packet a frame may carry; mac() is the MAC the layer below imposes,
 //    when it imposes one (vmnet does; a TAP or a QEMU socket does not).
 //  * Backends are not thread-safe: use one from its executor's thread (post to it from elsewhere).
+//
+// Bursts (optional, the `burst_backend` concept). An async_receive completion costs a turn of the
+// event loop (an epoll_wait and a posted handler) for every frame; a backend that can hand over a
+// frame synchronously offers `try_receive(buffer) -> result<std::size_t>`, and a caller drains a
+// burst with it after each completion, paying the loop's round trip once per burst. One convention
+// for every backend that has it:
+//  * a frame: its size, with the same checks and counters as async_receive (bad sizes counted and
+//    skipped, rx_frames and rx_bytes counted for what is delivered);
+//  * nothing queued right now: std::errc::resource_unavailable_try_again (`nothing_queued`, test it
+//    with is_nothing_queued()) — the caller goes back to async_receive, which waits;
+//  * an async_receive is pending: std::errc::operation_in_progress — a caller's bug, never a link
+//    state: the pending receive keeps its frame;
+//  * anything else is what async_receive would have completed with (operation_canceled after
+//    close(), errc::peer_closed, errc::buffer_too_small, ...), and means the same.
+// try_receive never blocks and never completes anything through the executor.
 #pragma once
 
+#include <ankanet/error.hpp>
+#include <ankanet/result.hpp>
 #include <ankanet/wire/address.hpp>
 #include <ankanet/wire/bytes.hpp>
 #include <ankanet/wire/ethernet.hpp>
@@ -39,7 +56,7 @@ constexpr std::size_t max_frame_len(std::size_t mtu) noexcept {
 
 /// Per-backend counters. Plain integers: a backend is used from one thread.
 struct counters {
-    std::uint64_t rx_frames = 0;   ///< frames delivered to async_receive callers
+    std::uint64_t rx_frames = 0;   ///< frames delivered to async_receive (and try_receive) callers
     std::uint64_t rx_bytes = 0;
     std::uint64_t rx_runt = 0;     ///< dropped: shorter than an Ethernet header
     std::uint64_t rx_oversize = 0; ///< dropped: longer than the MTU allows, or a lying length prefix
@@ -85,6 +102,33 @@ concept frame_backend = requires(Backend& b, const Backend& cb, wire::mutable_by
     { cb.mac() } -> std::same_as<std::optional<wire::mac_address>>;
     { cb.stats() } -> std::convertible_to<counters>;
     b.close();
+};
+
+/// What try_receive returns when no frame is queued now (see "Bursts" at the top of this file).
+inline constexpr std::errc nothing_queued = std::errc::resource_unavailable_try_again;
+
+/// Whether a try_receive error only says "nothing queued now": wait with async_receive.
+inline bool is_nothing_queued(std::error_code ec) noexcept { return ec == nothing_queued; }
+
+/// The optional named requirement of a backend whose frames can be taken synchronously, to drain
+/// a burst after an async_receive completion; see "Bursts" at the top of this file.
+///
+/// @par Example
+/// @code
+/// // In an async_receive completion that delivered a frame:
+/// if constexpr (burst_backend<Backend>) {
+///     for (int more = 0; more < 63; ++more) { // bounded: other links share the event loop
+///         auto n = backend.try_receive(buffer);
+///         if (!n && is_nothing_queued(n.error())) break;
+///         if (!n) return on_error(n.error()); // as if async_receive had completed with it
+///         handle(buffer.first(*n));
+///     }
+/// }
+/// backend.async_receive(buffer, ...); // wait for the next burst
+/// @endcode
+template <class Backend>
+concept burst_backend = frame_backend<Backend> && requires(Backend& b, wire::mutable_bytes buffer) {
+    { b.try_receive(buffer) } -> std::same_as<result<std::size_t>>;
 };
 
 } // namespace ankanet::backend

@@ -36,6 +36,12 @@
 // owed to the next receives (a duplicate, a released frame) — allocated once, never grown. A
 // held tx frame waits for the next send (or release_held()); a held rx frame is delivered
 // before an end-of-stream error. Counters of every decision are in faults().
+//
+// Bursts. When the wrapped backend has try_receive (burst_backend), the injector has it too, and
+// puts the frames it takes through the same rx decisions, from the same random stream, as
+// async_receive does: owed frames first, a dropped or held frame makes it take the next one (up to
+// fault_try_receive_looks frames per call, then "nothing queued"), a held frame comes out before
+// an end-of-stream error. So a port that drains bursts sees the same faults as one that does not.
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
@@ -208,7 +214,74 @@ struct fault_state {
         owed_head = (owed_head + 1) % owed.size();
         --owed_count;
     }
+
+    /// Whether owed frames or a stashed error wait for the next receive.
+    bool has_owed() const noexcept { return !closed && (owed_count != 0 || stashed_error); }
+
+    /// Hands the next owed frame (or the stashed error) to a receive into `buffer`; has_owed().
+    std::pair<std::error_code, std::size_t> take_owed(wire::mutable_bytes buffer) noexcept {
+        if (owed_count == 0) return {std::exchange(stashed_error, std::error_code{}), 0};
+        const auto frame = owed_front().frame();
+        std::pair<std::error_code, std::size_t> out{};
+        if (frame.size() > buffer.size()) {
+            out.first = make_error_code(errc::buffer_too_small); // as the memory link: the frame is dropped
+        } else {
+            std::memcpy(buffer.data(), frame.data(), frame.size());
+            out.second = frame.size();
+        }
+        pop_owed();
+        return out;
+    }
+
+    /// Whether a frame of `n` bytes in `buffer`, delivered by the next layer, is one the rx
+    /// decisions apply to (frames of a refused size, or too long to hold, pass as they are).
+    bool rx_applies(wire::mutable_bytes buffer, std::size_t n) const noexcept {
+        return !closed && n <= buffer.size() && n <= slot_size && !check_frame_size(n, next.mtu());
+    }
+
+    /// The rx decisions for one frame the next layer delivered (rx_applies). True: deliver it
+    /// now (perhaps corrupted, with a duplicate or a released frame owed after it). False: it was
+    /// dropped or held back; the caller receives the next one.
+    bool pass_rx(wire::mutable_bytes frame) {
+        auto& d = rx;
+        ++d.counters.frames;
+        if (d.drop(d.random)) {
+            ++d.counters.dropped;
+            return false;
+        }
+        if (d.corrupt(d.random)) d.flip_bit(frame);
+        if (!d.holding && d.reorder(d.random)) {
+            d.held.assign(frame);
+            d.holding = true;
+            ++d.counters.reordered;
+            return false;
+        }
+        if (d.duplicate(d.random)) {
+            owe(frame);
+            ++d.counters.duplicated;
+        }
+        if (d.holding) {
+            owe(d.held.frame());
+            d.holding = false;
+        }
+        return true;
+    }
+
+    /// For an error `ec` from the next layer: when a frame is held and the link ended, moves the
+    /// held frame into `buffer`, stashes `ec` for the next receive and returns the frame's size.
+    std::optional<std::size_t> release_held_on_error(std::error_code ec, wire::mutable_bytes buffer) noexcept {
+        auto& d = rx;
+        if (!d.holding || closed || ec == std::errc::operation_canceled || d.held.size > buffer.size()) return std::nullopt;
+        d.holding = false;
+        std::memcpy(buffer.data(), d.held.bytes.data(), d.held.size);
+        stashed_error = ec;
+        return d.held.size;
+    }
 };
+
+/// How many frames one fault_injector::try_receive takes from the next layer while the rx
+/// decisions drop or hold them, before it says "nothing queued" and lets the caller wait.
+inline constexpr int fault_try_receive_looks = 64;
 
 /// The receive operation: applies the rx decisions to what the next layer delivers.
 template <class Handler, class Backend, class Random>
@@ -226,45 +299,22 @@ struct fault_receive_op {
             return;
         }
         auto& s = *alive;
-        auto& d = s.rx;
         if (ec) {
             // The peer went away with a frame still held: deliver it, then the error.
-            if (d.holding && !s.closed && ec != std::errc::operation_canceled && d.held.size <= buffer.size()) {
-                d.holding = false;
-                std::memcpy(buffer.data(), d.held.bytes.data(), d.held.size);
-                s.stashed_error = ec;
-                std::move(handler)(std::error_code{}, d.held.size);
+            if (const auto held = s.release_held_on_error(ec, buffer)) {
+                std::move(handler)(std::error_code{}, *held);
                 return;
             }
             std::move(handler)(ec, n);
             return;
         }
-        if (s.closed || n > buffer.size() || n > s.slot_size || check_frame_size(n, s.next.mtu())) {
+        if (!s.rx_applies(buffer, n)) {
             std::move(handler)(ec, n); // not a frame the injector can hold: pass it as it is
             return;
         }
-        const wire::mutable_bytes frame = buffer.first(n);
-        ++d.counters.frames;
-        if (d.drop(d.random)) {
-            ++d.counters.dropped;
-            s.next.async_receive(buffer, std::move(*this));
+        if (!s.pass_rx(buffer.first(n))) {
+            s.next.async_receive(buffer, std::move(*this)); // dropped or held: wait for the next
             return;
-        }
-        if (d.corrupt(d.random)) d.flip_bit(frame);
-        if (!d.holding && d.reorder(d.random)) {
-            d.held.assign(frame);
-            d.holding = true;
-            ++d.counters.reordered;
-            s.next.async_receive(buffer, std::move(*this));
-            return;
-        }
-        if (d.duplicate(d.random)) {
-            s.owe(frame);
-            ++d.counters.duplicated;
-        }
-        if (d.holding) {
-            s.owe(d.held.frame());
-            d.holding = false;
         }
         std::move(handler)(ec, n);
     }
@@ -309,26 +359,40 @@ public:
     template <class Handler>
     void async_receive(wire::mutable_bytes buffer, Handler&& handler) {
         auto& s = *state_;
-        if (!s.closed && (s.owed_count != 0 || s.stashed_error)) {
-            std::error_code ec;
-            std::size_t n = 0;
-            if (s.owed_count != 0) {
-                const auto frame = s.owed_front().frame();
-                if (frame.size() > buffer.size()) {
-                    ec = errc::buffer_too_small; // as the memory link: the frame is dropped
-                } else {
-                    std::memcpy(buffer.data(), frame.data(), frame.size());
-                    n = frame.size();
-                }
-                s.pop_owed();
-            } else {
-                ec = std::exchange(s.stashed_error, std::error_code{});
-            }
+        if (s.has_owed()) {
+            const auto [ec, n] = s.take_owed(buffer);
             boost::asio::post(s.next.get_executor(), boost::asio::append(std::forward<Handler>(handler), ec, n));
             return;
         }
         s.next.async_receive(buffer, detail::fault_receive_op<std::decay_t<Handler>, Backend, Random>{
                                          state_, buffer, std::forward<Handler>(handler)});
+    }
+
+    /// Takes a frame now, after the rx faults (burst_backend, backend.hpp; present only when
+    /// `Backend` has try_receive). Owed frames and a stashed error come first, as for async_receive.
+    /// @return the frame's size; std::errc::resource_unavailable_try_again when the next layer
+    /// has nothing queued, or when fault_try_receive_looks frames in a row were dropped or held;
+    /// otherwise the next layer's error (a held frame comes out before an end-of-stream error).
+    result<std::size_t> try_receive(wire::mutable_bytes buffer)
+        requires burst_backend<Backend>
+    {
+        auto& s = *state_;
+        if (s.has_owed()) {
+            const auto [ec, n] = s.take_owed(buffer);
+            if (ec) return ec;
+            return n;
+        }
+        for (int looked = 0; looked < detail::fault_try_receive_looks; ++looked) {
+            auto received = s.next.try_receive(buffer);
+            if (!received) {
+                const std::error_code ec = received.error();
+                if (is_nothing_queued(ec) || ec == std::errc::operation_in_progress) return ec;
+                if (const auto held = s.release_held_on_error(ec, buffer)) return *held;
+                return ec;
+            }
+            if (!s.rx_applies(buffer, *received) || s.pass_rx(buffer.first(*received))) return *received;
+        }
+        return std::make_error_code(nothing_queued);
     }
 
     /// Sends one frame, after the tx faults. A dropped or held frame reports success, as a lossy
@@ -399,7 +463,7 @@ private:
     std::shared_ptr<state_type> state_;
 };
 
-static_assert(frame_backend<fault_injector<memory_endpoint>>);
+static_assert(burst_backend<fault_injector<memory_endpoint>>);
 
 } // namespace ankanet::backend
 

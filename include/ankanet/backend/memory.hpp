@@ -7,10 +7,14 @@
 // posts its completion to the executor — never runs it inline, so handlers are not re-entered. A
 // full ring drops the frame and counts it, as a NIC with a full descriptor ring would. close() on
 // one end aborts its pending receive; the other end reads what is already queued, then gets errc::peer_closed.
+// try_receive() pops the next queued frame synchronously (burst_backend, backend.hpp), so a caller
+// that drains bursts pays one posted completion per burst rather than per frame.
 // Both endpoints live on one executor and are used from its thread.
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
+#include <ankanet/error.hpp>
+#include <ankanet/result.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/post.hpp>
@@ -81,6 +85,25 @@ public:
         complete_pending(side_);
     }
 
+    /// Takes the next queued frame now, without a completion (burst_backend, backend.hpp).
+    /// @return the frame's size; or std::errc::resource_unavailable_try_again (nothing queued:
+    /// use async_receive); std::errc::operation_in_progress (an async_receive is pending); or
+    /// what async_receive would complete with: errc::buffer_too_small (the frame did not fit and
+    /// was dropped), std::errc::operation_canceled after close(), errc::peer_closed once the peer
+    /// closed and everything it sent was read.
+    result<std::size_t> try_receive(wire::mutable_bytes buffer) {
+        auto& me = self();
+        if (me.closed) return std::make_error_code(std::errc::operation_canceled);
+        if (me.pending) return std::make_error_code(std::errc::operation_in_progress);
+        if (me.inbox.empty()) {
+            if (link_->ends[side_ ^ 1].closed) return make_error_code(errc::peer_closed);
+            return std::make_error_code(nothing_queued);
+        }
+        const auto taken = take(me, buffer);
+        if (taken.ec) return taken.ec;
+        return taken.size;
+    }
+
     std::error_code send(wire::const_bytes frame) {
         auto& me = self();
         if (auto why = check_frame_size(frame.size(), link_->mtu)) {
@@ -145,20 +168,29 @@ private:
             return;
         }
         if (!end.inbox.empty()) {
-            const auto frame = end.inbox.front();
-            if (frame.size() > end.pending_buffer.size()) {
-                end.inbox.pop();
-                finish(side, errc::buffer_too_small, 0);
-                return;
-            }
-            std::memcpy(end.pending_buffer.data(), frame.data(), frame.size());
-            end.inbox.pop();
-            ++end.stats.rx_frames;
-            end.stats.rx_bytes += frame.size();
-            finish(side, {}, frame.size());
+            const auto taken = take(end, end.pending_buffer);
+            finish(side, taken.ec, taken.size);
         } else if (link_->ends[side ^ 1].closed) {
             finish(side, make_error_code(errc::peer_closed), 0);
         }
+    }
+
+    struct taken_frame {
+        std::error_code ec;
+        std::size_t size = 0;
+    };
+    /// Pops the oldest frame of a non-empty inbox into `buffer`: the one receive rule of both paths.
+    static taken_frame take(end_state& end, wire::mutable_bytes buffer) noexcept {
+        const auto frame = end.inbox.front();
+        if (frame.size() > buffer.size()) {
+            end.inbox.pop();
+            return {make_error_code(errc::buffer_too_small)};
+        }
+        std::memcpy(buffer.data(), frame.data(), frame.size());
+        end.inbox.pop();
+        ++end.stats.rx_frames;
+        end.stats.rx_bytes += frame.size();
+        return {{}, frame.size()};
     }
 
     void finish(std::size_t side, std::error_code ec, std::size_t n) {
@@ -181,6 +213,6 @@ inline std::pair<memory_endpoint, memory_endpoint> make_memory_link(boost::asio:
     return {memory_endpoint{link, 0}, memory_endpoint{link, 1}};
 }
 
-static_assert(frame_backend<memory_endpoint>);
+static_assert(burst_backend<memory_endpoint>);
 
 } // namespace ankanet::backend

@@ -20,7 +20,9 @@
 // `pcap_recorder<Backend, Clock>` is a frame_backend decorator: it forwards everything to the
 // backend it wraps and records each frame delivered by async_receive and each frame send()
 // handed over successfully (what actually crossed the link; refused and dropped frames are not
-// in the file, they are in the counters). Several recorders may share one writer — the daemon's
+// in the file, they are in the counters). When the wrapped backend drains bursts (burst_backend),
+// so does the recorder: try_receive forwards and records each frame it delivers, so a port's
+// burst path leaves the same capture as its one-frame-per-completion path. Several recorders may share one writer — the daemon's
 // `--pcap FILE` records every port into one file — as long as they all run on one thread, like
 // the backends themselves. Classic pcap has no direction field; tell directions apart by MAC.
 //
@@ -399,6 +401,16 @@ public:
                                         writer_, buffer, std::forward<Handler>(handler)});
     }
 
+    /// Takes a frame now as the wrapped backend does (burst_backend, backend.hpp), recording it
+    /// when one is delivered. Present only when `Backend` has try_receive.
+    result<std::size_t> try_receive(wire::mutable_bytes buffer)
+        requires burst_backend<Backend>
+    {
+        auto received = next_.try_receive(buffer);
+        if (received && writer_ && *received <= buffer.size()) writer_->write(wire::const_bytes{buffer.first(*received)});
+        return received;
+    }
+
     /// Sends through the wrapped backend; records the frame when it was handed over.
     std::error_code send(wire::const_bytes frame) {
         const std::error_code ec = next_.send(frame);
@@ -419,7 +431,7 @@ private:
     std::shared_ptr<writer_type> writer_;
 };
 
-static_assert(frame_backend<pcap_recorder<memory_endpoint>>);
+static_assert(burst_backend<pcap_recorder<memory_endpoint>>);
 
 } // namespace ankanet::backend
 

@@ -30,7 +30,11 @@
 //    (rx_runt, rx_oversize) and the read is issued again; the caller's receive completes only with
 //    a good frame or an error. A good frame longer than a caller's short buffer is dropped with
 //    errc::buffer_too_small, as the memory backend does. The buffer's bytes past the returned
-//    size are unspecified.
+//    size are unspecified. try_receive() is the same read done synchronously (burst_backend,
+//    backend.hpp): non-blocking readv calls, skipping bad sizes as above, until a good frame, an
+//    error, or EAGAIN ("nothing queued"). A caller draining a burst with it after each completion
+//    pays one event-loop round trip per burst instead of one per frame; the system call per frame
+//    remains (a TAP gives one frame per read).
 //  * Send: one write() per frame on the non-blocking fd. The kernel takes the whole frame or
 //    fails; there are no partial writes. EAGAIN, or any other error (EIO while the interface is
 //    down, say), is a counted drop (tx_dropped) and is returned; nothing is queued here.
@@ -71,6 +75,7 @@
 #include <net/if_arp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -225,7 +230,12 @@ struct tap_state {
     counters stats;
     /// Catches the first byte past the longest frame a receive accepts (see the top of the file).
     std::array<std::byte, 1> overflow{};
+    bool receiving = false; ///< an async_receive is pending
 };
+
+/// How many bad-sized frames one try_receive skips before it says "nothing queued" and lets the
+/// caller wait: a guest flooding runts or oversize frames cannot hold the event loop.
+inline constexpr int tap_try_receive_skips = 64;
 
 /// One async_receive: reads until a frame of a valid size arrives or the read fails.
 struct tap_receive_op {
@@ -234,13 +244,14 @@ struct tap_receive_op {
 
     template <class Self>
     void operator()(Self& self) {
+        state->receiving = true;
         read(self);
     }
 
     template <class Self>
     void operator()(Self& self, boost::system::error_code ec, std::size_t size) {
         if (ec) {
-            self.complete(tap_read_error(ec), std::size_t{0});
+            complete(self, tap_read_error(ec), 0);
             return;
         }
         auto& s = *state;
@@ -250,12 +261,18 @@ struct tap_receive_op {
             return;
         }
         if (size > buffer.size()) {
-            self.complete(make_error_code(errc::buffer_too_small), std::size_t{0});
+            complete(self, make_error_code(errc::buffer_too_small), 0);
             return;
         }
         ++s.stats.rx_frames;
         s.stats.rx_bytes += size;
-        self.complete(std::error_code{}, size);
+        complete(self, std::error_code{}, size);
+    }
+
+    template <class Self>
+    void complete(Self& self, std::error_code ec, std::size_t size) {
+        state->receiving = false; // before the handler runs: it may call try_receive
+        self.complete(ec, size);
     }
 
     template <class Self>
@@ -400,6 +417,44 @@ public:
             detail::tap_impl::tap_receive_op{state_, buffer}, token, state_->descriptor);
     }
 
+    /// Receives one frame now, without waiting and without a completion (burst_backend,
+    /// backend.hpp): non-blocking reads until one is a frame of a valid size, skipping and counting
+    /// bad sizes as async_receive does (at most tap_try_receive_skips of them per call).
+    /// @return the frame's size; or std::errc::resource_unavailable_try_again (nothing queued now:
+    /// use async_receive); std::errc::operation_in_progress (an async_receive is pending); or what
+    /// async_receive would complete with: errc::buffer_too_small (a valid frame longer than
+    /// `buffer`, dropped), std::errc::operation_canceled after close(), errc::peer_closed once the
+    /// interface is gone, the read's errno.
+    result<std::size_t> try_receive(wire::mutable_bytes buffer) {
+        if (!is_open()) return std::make_error_code(std::errc::operation_canceled);
+        auto& s = *state_;
+        if (s.receiving) return std::make_error_code(std::errc::operation_in_progress);
+        const std::size_t head = std::min(buffer.size(), max_frame_len(s.mtu));
+        std::array<::iovec, 2> pieces{::iovec{buffer.data(), head}, ::iovec{s.overflow.data(), s.overflow.size()}};
+        for (int attempt = 0; attempt < detail::tap_impl::tap_try_receive_skips; ++attempt) {
+            ::ssize_t got = 0;
+            do {
+                got = ::readv(s.descriptor.native_handle(), pieces.data(), static_cast<int>(pieces.size()));
+            } while (got < 0 && errno == EINTR);
+            if (got < 0) {
+                if (errno == EAGAIN) return std::make_error_code(nothing_queued); // EWOULDBLOCK too, on Linux
+                if (errno == EBADFD) return make_error_code(errc::peer_closed);
+                return detail::tap_impl::last_system_error();
+            }
+            if (got == 0) return make_error_code(errc::peer_closed); // as async_receive maps end of file
+            const auto size = static_cast<std::size_t>(got);
+            if (auto why = check_frame_size(size, s.mtu)) {
+                count_bad_rx(s.stats, why);
+                continue;
+            }
+            if (size > buffer.size()) return make_error_code(errc::buffer_too_small);
+            ++s.stats.rx_frames;
+            s.stats.rx_bytes += size;
+            return size;
+        }
+        return std::make_error_code(nothing_queued); // a flood of bad frames: let the caller wait its turn
+    }
+
     /// Writes one frame to the TAP; the frame is copied by the kernel before this returns.
     /// @return empty on success; errc::truncated / errc::bad_length for a frame of a bad size
     /// (tx_invalid); otherwise a drop counted in tx_dropped: std::errc::not_connected after
@@ -457,7 +512,7 @@ private:
     std::shared_ptr<detail::tap_impl::tap_state> state_;
 };
 
-static_assert(frame_backend<tap_device>);
+static_assert(burst_backend<tap_device>);
 
 } // namespace ankanet::backend
 

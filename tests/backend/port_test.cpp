@@ -1,0 +1,341 @@
+#include <ankanet/backend/port.hpp>
+
+#include <ankanet/backend/fault_injector.hpp>
+#include <ankanet/backend/memory.hpp>
+#include <ankanet/backend/pcap.hpp>
+#include <ankanet/backend/qemu_stream.hpp>
+#include <ankanet/backend/tap.hpp>
+#include <ankanet/backend/unix_dgram.hpp>
+#include <ankanet/wire/ethernet.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <boost/asio/io_context.hpp>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+using namespace ankanet;
+using namespace ankanet::backend;
+
+namespace {
+
+using bytes = std::vector<std::byte>;
+
+/// A 60-byte frame carrying `sequence` (big-endian) right after its Ethernet header.
+bytes numbered_frame(std::uint32_t sequence, std::size_t size = wire::ethernet::min_frame_len) {
+    bytes frame(size, std::byte{0x5a});
+    REQUIRE_FALSE(wire::ethernet::repr{*wire::mac_address::parse("52:54:00:00:00:01"),
+                                       *wire::mac_address::parse("52:54:00:00:00:02"), 0x88b5, {}}
+                      .emit(frame));
+    wire::store_be32(frame, wire::ethernet::header_len, sequence);
+    return frame;
+}
+
+std::uint32_t sequence_of(wire::const_bytes frame) { return wire::load_be32(frame, wire::ethernet::header_len); }
+
+/// Forwards everything but try_receive: the same backend, seen as one that cannot drain bursts.
+template <frame_backend Backend>
+class without_bursts {
+public:
+    using executor_type = typename Backend::executor_type;
+    explicit without_bursts(Backend next) : next_(std::move(next)) {}
+    executor_type get_executor() const noexcept { return next_.get_executor(); }
+    template <class Handler>
+    void async_receive(wire::mutable_bytes buffer, Handler&& handler) {
+        next_.async_receive(buffer, std::forward<Handler>(handler));
+    }
+    std::error_code send(wire::const_bytes frame) { return next_.send(frame); }
+    std::size_t mtu() const noexcept { return next_.mtu(); }
+    std::optional<wire::mac_address> mac() const noexcept { return next_.mac(); }
+    counters stats() const noexcept { return next_.stats(); }
+    void close() { next_.close(); }
+
+private:
+    Backend next_;
+};
+
+static_assert(burst_backend<memory_endpoint>);
+static_assert(burst_backend<qemu_stream_connection>);
+static_assert(burst_backend<unix_dgram_endpoint>);
+static_assert(burst_backend<tap_device>);
+static_assert(burst_backend<pcap_recorder<memory_endpoint>>);
+static_assert(burst_backend<fault_injector<memory_endpoint>>);
+static_assert(burst_backend<pcap_recorder<fault_injector<memory_endpoint>>>);
+static_assert(frame_backend<without_bursts<memory_endpoint>> && !burst_backend<without_bursts<memory_endpoint>>);
+static_assert(!burst_backend<pcap_recorder<without_bursts<memory_endpoint>>>); // the decorators forward only what is there
+static_assert(!burst_backend<fault_injector<without_bursts<memory_endpoint>>>);
+
+/// What a started port delivered: the frames' sequence numbers, how many each turn of the event
+/// loop (one handler run) delivered, and how the loop ended.
+struct port_log {
+    std::vector<std::uint32_t> sequences;
+    std::vector<std::size_t> per_turn;
+    std::size_t this_turn = 0;
+    std::optional<std::error_code> closed;
+    int closed_calls = 0;
+
+    void start(port& p) {
+        p.start([this](port&, wire::const_bytes frame) {
+                    sequences.push_back(sequence_of(frame));
+                    ++this_turn;
+                },
+                [this](port&, std::error_code ec) {
+                    closed = ec;
+                    ++closed_calls;
+                });
+    }
+    /// Ends a turn: records how many frames it delivered, if any.
+    void end_turn() {
+        if (this_turn != 0) per_turn.push_back(this_turn);
+        this_turn = 0;
+    }
+};
+
+/// Runs ready handlers one at a time, closing each turn in every log, until none is ready.
+std::size_t run_turns(boost::asio::io_context& io, std::initializer_list<port_log*> logs) {
+    std::size_t turns = 0;
+    io.restart();
+    while (io.poll_one() != 0) {
+        ++turns;
+        for (auto* log : logs) log->end_turn();
+    }
+    return turns;
+}
+
+std::vector<std::uint32_t> counting(std::uint32_t from, std::uint32_t to) {
+    std::vector<std::uint32_t> out;
+    for (std::uint32_t i = from; i < to; ++i) out.push_back(i);
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("port: a burst is delivered in order, at most port_burst_limit frames per turn of the event loop") {
+    static_assert(port_burst_limit == 64);
+    boost::asio::io_context io;
+    auto [guest, ours] = make_memory_link(io.get_executor(), default_mtu, 256);
+    for (std::uint32_t i = 0; i < 200; ++i) REQUIRE_FALSE(guest.send(numbered_frame(i)));
+    auto p = make_port("vm", std::move(ours));
+    port_log log;
+    log.start(*p);
+    run_turns(io, {&log});
+    CHECK(log.sequences == counting(0, 200));
+    CHECK(log.per_turn == std::vector<std::size_t>{64, 64, 64, 8});
+    CHECK(p->stats().rx_frames == 200);
+    CHECK(p->running());
+    CHECK_FALSE(log.closed);
+
+    // Drained: the port waits in async_receive, and the next frame starts a new burst.
+    REQUIRE_FALSE(guest.send(numbered_frame(200)));
+    REQUIRE_FALSE(guest.send(numbered_frame(201)));
+    run_turns(io, {&log});
+    CHECK(log.sequences == counting(0, 202));
+    CHECK(log.per_turn.back() == 2);
+
+    // The pending receive holds the port (and the link) alive until the port is closed.
+    p->close();
+    run_turns(io, {&log});
+    REQUIRE(log.closed);
+    CHECK(*log.closed == std::errc::operation_canceled);
+    CHECK(log.closed_calls == 1);
+}
+
+TEST_CASE("port: a backend without try_receive delivers one frame per turn, the same frames") {
+    boost::asio::io_context io;
+    auto [guest, ours] = make_memory_link(io.get_executor(), default_mtu, 256);
+    for (std::uint32_t i = 0; i < 100; ++i) REQUIRE_FALSE(guest.send(numbered_frame(i)));
+    auto p = make_port("vm", without_bursts<memory_endpoint>{std::move(ours)});
+    port_log log;
+    log.start(*p);
+    CHECK(run_turns(io, {&log}) == 100);
+    CHECK(log.sequences == counting(0, 100));
+    CHECK(log.per_turn == std::vector<std::size_t>(100, 1));
+    p->close();
+    run_turns(io, {&log});
+    CHECK(log.closed == std::make_error_code(std::errc::operation_canceled));
+}
+
+TEST_CASE("port: two ports on one io_context both make progress while one is flooded") {
+    boost::asio::io_context io;
+    auto [flood_guest, flood_ours] = make_memory_link(io.get_executor(), default_mtu, 256);
+    auto [quiet_guest, quiet_ours] = make_memory_link(io.get_executor(), default_mtu, 256);
+    auto flooded = make_port("flooded", std::move(flood_ours));
+    auto quiet = make_port("quiet", std::move(quiet_ours));
+
+    // The flooding guest never lets its queue run dry: every frame delivered is replaced at once,
+    // so try_receive always finds one. Only the burst limit hands the loop back. (The flood stops
+    // after 10000 frames, so that a broken limit fails this test instead of hanging it.)
+    static_assert(2 * port_burst_limit < 10000);
+    std::uint32_t next = 0;
+    for (; next < 128; ++next) REQUIRE_FALSE(flood_guest.send(numbered_frame(next)));
+    port_log flood_log;
+    std::size_t flood_seen_when_quiet_done = 0;
+    port_log quiet_log;
+    flooded->start(
+        [&](port&, wire::const_bytes frame) {
+            flood_log.sequences.push_back(sequence_of(frame));
+            ++flood_log.this_turn;
+            if (next < 10000) REQUIRE_FALSE(flood_guest.send(numbered_frame(next++)));
+        },
+        [&](port&, std::error_code ec) { flood_log.closed = ec; });
+    for (std::uint32_t i = 0; i < 5; ++i) REQUIRE_FALSE(quiet_guest.send(numbered_frame(1000000 + i)));
+    quiet->start(
+        [&](port&, wire::const_bytes frame) {
+            quiet_log.sequences.push_back(sequence_of(frame));
+            if (quiet_log.sequences.size() == 5) flood_seen_when_quiet_done = flood_log.sequences.size();
+        },
+        [&](port&, std::error_code ec) { quiet_log.closed = ec; });
+
+    io.restart();
+    for (int turn = 0; turn < 10 && quiet_log.sequences.size() < 5; ++turn) {
+        REQUIRE(io.poll_one() == 1);
+        flood_log.end_turn();
+    }
+    CHECK(quiet_log.sequences == counting(1000000, 1000005));
+    // The quiet port's frames came after at most one flooded burst (or two, had the flooded
+    // port's completion been queued first twice): the flood did not hold the loop.
+    CHECK(flood_seen_when_quiet_done >= 1);
+    CHECK(flood_seen_when_quiet_done <= 2 * port_burst_limit);
+    // The flooded port keeps going too, a full burst per turn, in order.
+    for (int turn = 0; turn < 5; ++turn) {
+        REQUIRE(io.poll_one() == 1);
+        flood_log.end_turn();
+    }
+    CHECK(flood_log.sequences == counting(0, static_cast<std::uint32_t>(flood_log.sequences.size())));
+    CHECK(flood_log.sequences.size() >= 5 * port_burst_limit);
+    CHECK(std::all_of(flood_log.per_turn.begin(), flood_log.per_turn.end(),
+                      [](std::size_t n) { return n == port_burst_limit; }));
+
+    // A frame for the quiet port now is handled after at most one more flooded burst.
+    const auto flood_before = flood_log.sequences.size();
+    REQUIRE_FALSE(quiet_guest.send(numbered_frame(2000000)));
+    while (quiet_log.sequences.size() < 6) {
+        REQUIRE(io.poll_one() == 1);
+        REQUIRE(flood_log.sequences.size() - flood_before <= 2 * port_burst_limit);
+    }
+    CHECK(quiet_log.sequences.back() == 2000000);
+    next = 10000; // the flood stops: the guest's sends would fail once the port is closed
+    flooded->close();
+    quiet->close();
+    io.restart();
+    io.run();
+    CHECK(flood_log.closed == std::make_error_code(std::errc::operation_canceled));
+    CHECK(quiet_log.closed == std::make_error_code(std::errc::operation_canceled));
+}
+
+TEST_CASE("port: an error met by try_receive ends the loop as an async_receive error would, after the queued frames") {
+    boost::asio::io_context io;
+    auto [guest, ours] = make_memory_link(io.get_executor());
+    for (std::uint32_t i = 0; i < 3; ++i) REQUIRE_FALSE(guest.send(numbered_frame(i)));
+    guest.close(); // the peer goes away with three frames still queued
+    auto p = make_port("vm", std::move(ours));
+    port_log log;
+    log.start(*p);
+    CHECK(run_turns(io, {&log}) == 1); // all of it in one turn: three frames, then peer_closed
+    CHECK(log.sequences == counting(0, 3));
+    REQUIRE(log.closed);
+    CHECK(*log.closed == errc::peer_closed);
+    CHECK(log.closed_calls == 1);
+    CHECK_FALSE(p->running());
+}
+
+TEST_CASE("port: closing the port from its frame handler stops the burst at that frame") {
+    boost::asio::io_context io;
+    auto [guest, ours] = make_memory_link(io.get_executor());
+    for (std::uint32_t i = 0; i < 10; ++i) REQUIRE_FALSE(guest.send(numbered_frame(i)));
+    auto p = make_port("vm", std::move(ours));
+    std::vector<std::uint32_t> seen;
+    std::optional<std::error_code> closed;
+    p->start(
+        [&](port& self, wire::const_bytes frame) {
+            seen.push_back(sequence_of(frame));
+            if (seen.size() == 2) self.close(); // e.g. the daemon refusing a MAC another VM holds
+        },
+        [&](port&, std::error_code ec) { closed = ec; });
+    io.run();
+    CHECK(seen == counting(0, 2));
+    REQUIRE(closed);
+    CHECK(*closed == std::errc::operation_canceled);
+}
+
+TEST_CASE("port: a QEMU stream socket's frames arrive in order, many per turn, and the end of stream after them") {
+    boost::asio::io_context io;
+    int fds[2] = {-1, -1};
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    auto connection = qemu_stream_connection::adopt(io.get_executor(), fds[0]);
+    REQUIRE(connection);
+    auto p = make_port("qemu", std::move(*connection));
+
+    bytes stream;
+    for (std::uint32_t i = 0; i < 150; ++i) {
+        const auto frame = numbered_frame(i, 60 + i);
+        std::array<std::byte, 4> prefix{};
+        wire::store_be32(prefix, 0, static_cast<std::uint32_t>(frame.size()));
+        stream.insert(stream.end(), prefix.begin(), prefix.end());
+        stream.insert(stream.end(), frame.begin(), frame.end());
+    }
+    REQUIRE(::write(fds[1], stream.data(), stream.size()) == static_cast<::ssize_t>(stream.size()));
+    REQUIRE(::close(fds[1]) == 0); // all written, then the VM goes away
+
+    port_log log;
+    log.start(*p);
+    io.restart();
+    std::size_t turns = 0;
+    while (!log.closed && turns < 1000) {
+        turns += io.run_one();
+        log.end_turn();
+    }
+    CHECK(log.sequences == counting(0, 150));
+    REQUIRE(log.closed);
+    CHECK(*log.closed == errc::peer_closed);
+    CHECK(log.closed_calls == 1);
+    // Bursts: far fewer turns than frames, none over the limit.
+    CHECK(log.per_turn.size() < 150);
+    CHECK(*std::max_element(log.per_turn.begin(), log.per_turn.end()) <= port_burst_limit);
+    CHECK(p->stats().rx_frames == 150);
+}
+
+TEST_CASE("port: bursts through the decorators: a pcap recorder records every frame, a fault injector applies its faults") {
+    boost::asio::io_context io;
+    const auto dir = std::filesystem::temp_directory_path() / ("ankanet-port-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    {
+        auto [guest, ours] = make_memory_link(io.get_executor(), default_mtu, 256);
+        fault_config faults;
+        faults.rx.reorder = 1.0; // every pair swaps places
+        auto injector = fault_injector<memory_endpoint>::create(std::move(ours), faults);
+        REQUIRE(injector);
+        auto recorder = pcap_recorder<fault_injector<memory_endpoint>>::open(std::move(*injector), dir / "port.pcap");
+        REQUIRE(recorder);
+        const auto writer = recorder->writer();
+        for (std::uint32_t i = 0; i < 100; ++i) REQUIRE_FALSE(guest.send(numbered_frame(i)));
+        auto p = make_port("vm", std::move(*recorder));
+        port_log log;
+        log.start(*p);
+        run_turns(io, {&log});
+        std::vector<std::uint32_t> swapped;
+        for (std::uint32_t i = 0; i < 100; i += 2) {
+            swapped.push_back(i + 1);
+            swapped.push_back(i);
+        }
+        CHECK(log.sequences == swapped);
+        CHECK(log.per_turn.size() < 100);
+        CHECK(writer->stats().records == 100);
+        p->close();
+        io.restart();
+        io.run();
+    }
+    std::filesystem::remove_all(dir);
+}
