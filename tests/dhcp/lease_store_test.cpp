@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -224,7 +226,7 @@ TEST_CASE("a daemon SIGKILLed at any instant restarts with every lease it grante
             if (!pool) ::_exit(2);
             for (std::uint32_t i = 0; i < 50'000; ++i) {
                 const std::uint32_t n = static_cast<std::uint32_t>(round) * 100'000u + i;
-                const lease_request r{client_identity{mac_n(n), {}}, std::nullopt, "h" + std::to_string(n)};
+                const lease_request r{client_identity{mac_n(n), {}}, std::nullopt, fmt::format("h{}", n)};
                 auto offered = pool->offer(r);
                 if (!offered) ::_exit(3);
                 auto acked = pool->commit(r, offered->address);
@@ -263,7 +265,7 @@ TEST_CASE("a daemon SIGKILLed at any instant restarts with every lease it grante
             const auto l = pool->find(ipv4_address{address});
             REQUIRE(l);
             REQUIRE(l->mac == mac_n(n));
-            REQUIRE(l->hostname == "h" + std::to_string(n));
+            REQUIRE(l->hostname == fmt::format("h{}", n));
         }
     }
     CHECK(killed > 0);
