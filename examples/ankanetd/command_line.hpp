@@ -1,9 +1,9 @@
 // ankanetd's command line: parsed into `options`, every mistake reported as one clear sentence.
 //
-//   ankanetd [--mode shared|host|bridge|disconnected] [--netns PATH[,ifname=NAME][,mac=MAC]]...
+//   ankanetd [--mode shared|host|bridge|disconnected] [--netns PATH[,ifname=NAME][,mac=MAC|,uuid=UUID]]...
 //            [--qemu-socket PATH]... [--dgram-socket PATH]... [--mtu N] [--pcap FILE]
 //            [--subnet CIDR] [--dhcp-range FIRST-LAST] [--reserve MAC=IP]... [--lease-time SECONDS]
-//            [--leases FILE] [--isolate]
+//            [--leases FILE] [--mac-secret FILE] [--isolate]
 //
 // Kept apart from main.cpp so tests can check every accepted and refused spelling. parse_command_line
 // checks each value on its own; plan_network then checks them together (a range inside the subnet,
@@ -12,6 +12,7 @@
 
 #include <ankanet/backend/backend.hpp>
 #include <ankanet/config.hpp>
+#include <ankanet/l2/mac_randomizer.hpp>
 #include <ankanet/wire/address.hpp>
 
 #include <fmt/format.h>
@@ -28,11 +29,12 @@
 
 namespace ankanetd {
 
-/// `--netns PATH[,ifname=NAME][,mac=MAC]`: a TAP created inside the namespace at PATH.
+/// `--netns PATH[,ifname=NAME][,mac=MAC|,uuid=UUID]`: a TAP created inside the namespace at PATH.
 struct netns_attachment {
     std::string path;           ///< a namespace file; a bare name means /run/netns/NAME, as `ip netns` names them
     std::string ifname = "eth0";
-    std::optional<ankanet::mac_address> mac;
+    std::optional<ankanet::mac_address> mac;   ///< a custom MAC
+    std::optional<ankanet::l2::vm_uuid> uuid;  ///< the VM's identity: its stable MAC (needs --mac-secret)
     bool operator==(const netns_attachment&) const = default;
 };
 
@@ -66,6 +68,7 @@ struct options {
     std::vector<reservation> reservations;
     std::uint32_t lease_time = default_lease_time;
     std::optional<std::string> leases;          ///< lease file; in memory when absent
+    std::optional<std::string> mac_secret;      ///< host secret file for stable MACs (uuid=)
     bool isolate = false;
 };
 
@@ -85,15 +88,17 @@ using command = std::variant<run, show_help, show_version, usage_error>;
 
 inline constexpr std::string_view usage_text =
     "usage: ankanetd [--mode shared|host|bridge|disconnected]\n"
-    "                [--netns PATH[,ifname=NAME][,mac=MAC]]... [--qemu-socket PATH]...\n"
+    "                [--netns PATH[,ifname=NAME][,mac=MAC|,uuid=UUID]]... [--qemu-socket PATH]...\n"
     "                [--dgram-socket PATH]... [--mtu N] [--pcap FILE]\n"
     "                [--subnet CIDR] [--dhcp-range FIRST-LAST] [--reserve MAC=IP]...\n"
-    "                [--lease-time SECONDS] [--leases FILE] [--isolate]\n"
+    "                [--lease-time SECONDS] [--leases FILE] [--mac-secret FILE] [--isolate]\n"
     "\n"
     "  --mode MODE          network type (default shared: NAT + DHCP on 192.168.64.0/24;\n"
     "                       host: 192.168.128.0/24, no route beyond the host)\n"
     "  --netns PATH,...     create a TAP (default eth0) inside the network namespace PATH\n"
-    "                       (or /run/netns/NAME) and attach it as a VM; repeatable\n"
+    "                       (or /run/netns/NAME) and attach it as a VM; repeatable. mac= sets its MAC;\n"
+    "                       uuid= names the VM, whose MAC is then derived from it and --mac-secret\n"
+    "                       (the same after every restart); neither: a random MAC\n"
     "  --qemu-socket PATH   listen on a unix socket for QEMU -netdev stream; each connection is a VM\n"
     "  --dgram-socket PATH  bind a unix datagram socket (vfkit, QEMU -netdev dgram) as a VM\n"
     "  --mtu N              MTU offered to guests (576..65520, default 1500)\n"
@@ -104,6 +109,8 @@ inline constexpr std::string_view usage_text =
     "  --reserve MAC=IP     always give IP to the VM with MAC (a static IP); repeatable\n"
     "  --lease-time SECONDS DHCP lease time (4..31536000, default 3600)\n"
     "  --leases FILE        keep DHCP leases in FILE across restarts (default: in memory)\n"
+    "  --mac-secret FILE    the host secret stable MACs are derived from (32 hex digits;\n"
+    "                       created, mode 0600, when FILE does not exist)\n"
     "  --isolate            VMs reach the gateway but not each other\n"
     "  --help, --version\n";
 
@@ -177,9 +184,16 @@ inline std::variant<netns_attachment, usage_error> parse_netns(std::string_view 
             const auto mac = parse_nic_mac(value, "--netns", why);
             if (!mac) return usage_error{why};
             attachment.mac = *mac;
+        } else if (key == "uuid") {
+            const auto uuid = ankanet::l2::vm_uuid::parse(value);
+            if (!uuid) return usage_error{fmt::format("--netns: '{}' is not a UUID (expected like 6f9619ff-8b86-d011-b42d-00c04fc964ff)", value)};
+            attachment.uuid = *uuid;
         } else {
-            return usage_error{fmt::format("--netns: unknown setting '{}' (known: ifname=NAME, mac=MAC)", item)};
+            return usage_error{fmt::format("--netns: unknown setting '{}' (known: ifname=NAME, mac=MAC, uuid=UUID)", item)};
         }
+    }
+    if (attachment.mac && attachment.uuid) {
+        return usage_error{"--netns: give mac= (a custom MAC) or uuid= (a stable one), not both"};
     }
     return attachment;
 }
@@ -207,7 +221,8 @@ inline command parse_command_line(std::span<const std::string_view> args) {
         }
         const bool known = name == "--mode" || name == "--netns" || name == "--qemu-socket" ||
                            name == "--dgram-socket" || name == "--mtu" || name == "--pcap" || name == "--subnet" ||
-                           name == "--dhcp-range" || name == "--reserve" || name == "--lease-time" || name == "--leases";
+                           name == "--dhcp-range" || name == "--reserve" || name == "--lease-time" || name == "--leases" ||
+                           name == "--mac-secret";
         if (!known) return usage_error{fmt::format("unknown argument '{}'", arg)};
         if (!value) {
             if (i + 1 >= args.size()) return usage_error{fmt::format("{} needs a value", name)};
@@ -259,6 +274,14 @@ inline command parse_command_line(std::span<const std::string_view> args) {
         } else if (name == "--leases") {
             if (value->empty()) return usage_error{"--leases needs a file name"};
             opts.leases = std::string{*value};
+        } else if (name == "--mac-secret") {
+            if (value->empty()) return usage_error{"--mac-secret needs a file name"};
+            opts.mac_secret = std::string{*value};
+        }
+    }
+    for (const auto& ns : opts.netns) {
+        if (ns.uuid && !opts.mac_secret) {
+            return usage_error{fmt::format("--netns {}: uuid= needs --mac-secret FILE, the host secret stable MACs are derived from", ns.path)};
         }
     }
     return run{std::move(opts)};

@@ -85,6 +85,7 @@ public:
         std::optional<std::string> lease_file;
         std::size_t mtu = ankanet::backend::default_mtu;
         bool isolate = false;
+        std::optional<ankanet::l2::host_secret> mac_secret; ///< for stable MACs (assign_mac with a uuid)
     };
 
     /// Builds the network; nullptr with `why` set when the DHCP server or its lease file refuses.
@@ -99,11 +100,12 @@ public:
     daemon& operator=(const daemon&) = delete;
 
     /// The MAC a VM will use: `custom` when given (refused, with a sentence naming both VMs, when
-    /// another running VM holds it), else a fresh random one no running VM holds. Registered to `vm`.
+    /// another running VM holds it); else, with `uuid`, its stable MAC under the host secret (the same
+    /// after every restart); else a fresh random one. Registered to `vm`.
     std::optional<ankanet::mac_address> assign_mac(const std::string& vm, std::optional<ankanet::mac_address> custom,
-                                                   std::string& why) {
+                                                   std::optional<ankanet::l2::vm_uuid> uuid, std::string& why) {
         if (!custom) {
-            auto drawn = randomizer_.draw(registry_);
+            auto drawn = uuid ? randomizer_.stable(*uuid, registry_, vm) : randomizer_.draw(registry_);
             if (!drawn) {
                 why = drawn.error().message();
                 return std::nullopt;
@@ -171,6 +173,7 @@ private:
           gateway_(s.plan.subnet.address(), ankanet::default_gateway_mac),
           neighbors_({.subnet = s.plan.subnet, .gateway = s.plan.subnet.address(), .gateway_mac = ankanet::default_gateway_mac}),
           switch_(switch_config(s.isolate)),
+          randomizer_(ankanet::l2::mac_prefix{}, s.mac_secret),
           pcap_(std::move(pcap)) {
         gateway_port_ = *switch_.add_gateway_port(); // an empty switch always has room
     }

@@ -5,6 +5,7 @@
 // It runs in the foreground, logs to stderr and exits cleanly on SIGINT or SIGTERM.
 #include "command_line.hpp"
 #include "daemon.hpp"
+#include "host_secret_file.hpp"
 
 #include <ankanet/backend/qemu_stream.hpp>
 #include <ankanet/backend/tap.hpp>
@@ -60,6 +61,13 @@ int serve(const ankanetd::options& opts) {
     daemon::log("ankanet {} serving mode {} with gateway {}{}", ankanet::version_string, opts.mode, plan.subnet,
                 opts.isolate ? ", VMs isolated from each other" : "");
     std::string why;
+    if (opts.mac_secret) {
+        settings.mac_secret = ankanetd::load_or_create_host_secret(*opts.mac_secret, why);
+        if (!settings.mac_secret) {
+            daemon::log("--mac-secret {}", why);
+            return 1;
+        }
+    }
     const auto network_ptr = daemon::create(settings, std::move(pcap), why);
     if (!network_ptr) {
         daemon::log("cannot start the DHCP server: {}", why);
@@ -69,7 +77,7 @@ int serve(const ankanetd::options& opts) {
 
     for (const auto& ns : opts.netns) {
         const auto name = fmt::format("netns:{}:{}", ns.path, ns.ifname);
-        const auto mac = network.assign_mac(name, ns.mac, why);
+        const auto mac = network.assign_mac(name, ns.mac, ns.uuid, why);
         if (!mac) {
             daemon::log("--netns {}: {}", ns.path, why);
             return 1;

@@ -45,7 +45,7 @@ TEST_CASE("ankanetd command line: every option, repeated ones kept in order, --o
                                       "--mtu", "9000", "--pcap", "/tmp/all.pcap"});
     CHECK(opts.mode == ankanet::network_mode::host);
     REQUIRE(opts.netns.size() == 2);
-    CHECK(opts.netns[0] == netns_attachment{"/run/netns/vm1", "eth0", std::nullopt});
+    CHECK(opts.netns[0] == netns_attachment{"/run/netns/vm1", "eth0", std::nullopt, std::nullopt});
     CHECK(opts.netns[1].path == "/run/netns/vm2"); // a bare name is an `ip netns` name
     CHECK(opts.netns[1].ifname == "enp0s1");
     CHECK(opts.netns[1].mac == ankanet::mac_address::parse("52:54:00:aa:bb:cc").value());
@@ -75,7 +75,7 @@ TEST_CASE("ankanetd command line: mistakes are one clear sentence each") {
     CHECK(error_of({"--netns", "vm,mac=52:54:00"}) == "--netns: '52:54:00' is not a MAC address (expected like 52:54:00:12:34:56)");
     CHECK(error_of({"--netns", "vm,mac=01:00:5e:00:00:01"}).find("is not a unicast address") != std::string::npos);
     CHECK(error_of({"--netns", "vm,mac=00:00:00:00:00:00"}).find("is not a unicast address") != std::string::npos);
-    CHECK(error_of({"--netns", "vm,colour=blue"}) == "--netns: unknown setting 'colour=blue' (known: ifname=NAME, mac=MAC)");
+    CHECK(error_of({"--netns", "vm,colour=blue"}) == "--netns: unknown setting 'colour=blue' (known: ifname=NAME, mac=MAC, uuid=UUID)");
     CHECK(error_of({"--qemu-socket="}) == "--qemu-socket needs a path");
     CHECK(error_of({"--pcap="}) == "--pcap needs a file name");
 }
@@ -161,4 +161,20 @@ TEST_CASE("ankanetd network plan: options that do not fit together are refused")
           "--reserve: 52:54:00:aa:bb:cc is reserved twice");
     CHECK(error({"--reserve", "52:54:00:aa:bb:cc=192.168.64.5", "--reserve", "52:54:00:aa:bb:cd=192.168.64.5"}) ==
           "--reserve: 192.168.64.5 is reserved for both 52:54:00:aa:bb:cc and 52:54:00:aa:bb:cd");
+}
+
+TEST_CASE("ankanetd command line: stable MACs from uuid= and --mac-secret") {
+    const auto opts = parsed_options({"--mac-secret", "/var/lib/ankanet/mac-secret", "--netns", "vm1,uuid=6F9619FF-8B86-D011-B42D-00C04FC964FF"});
+    CHECK(opts.mac_secret == "/var/lib/ankanet/mac-secret");
+    REQUIRE(opts.netns.size() == 1);
+    CHECK(opts.netns[0].uuid == ankanet::l2::vm_uuid::parse("6f9619ff-8b86-d011-b42d-00c04fc964ff").value());
+    CHECK_FALSE(opts.netns[0].mac);
+
+    CHECK(error_of({"--netns", "vm1,uuid=6f9619ff"}) ==
+          "--netns: '6f9619ff' is not a UUID (expected like 6f9619ff-8b86-d011-b42d-00c04fc964ff)");
+    CHECK(error_of({"--mac-secret", "s", "--netns", "vm1,mac=52:54:00:00:00:01,uuid=6f9619ff-8b86-d011-b42d-00c04fc964ff"}) ==
+          "--netns: give mac= (a custom MAC) or uuid= (a stable one), not both");
+    CHECK(error_of({"--netns", "vm1,uuid=6f9619ff-8b86-d011-b42d-00c04fc964ff"}) ==
+          "--netns /run/netns/vm1: uuid= needs --mac-secret FILE, the host secret stable MACs are derived from");
+    CHECK(error_of({"--mac-secret="}) == "--mac-secret needs a file name");
 }

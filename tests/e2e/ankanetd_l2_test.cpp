@@ -200,3 +200,33 @@ TEST_CASE("ankanetd L2: a static guest claiming a leased address is refereed and
     INFO(log);
     CHECK(log.find("claims " + address + ", which is leased to " + holder_mac + "; ARP dropped") != std::string::npos);
 }
+
+TEST_CASE("ankanetd L2: a VM named by uuid= gets the same MAC after a restart, and another secret or VM another MAC") {
+    ANKANET_REQUIRE_NETNS();
+    scoped_netns vm;
+    ankanet::test::dhcp_state_dir files;
+    const auto secret = (files.path() / "mac-secret").string();
+    const auto other_secret = (files.path() / "other-secret").string();
+    auto mac_with = [&](const std::string& secret_file, const std::string& uuid) {
+        daemon_process daemon{{"--mac-secret", secret_file, "--netns", vm.path() + ",uuid=" + uuid}};
+        INFO("--- daemon log ---\n" << daemon.log());
+        REQUIRE(wait_for_interface(vm, "eth0"));
+        const auto mac = run_in(vm, "cat /sys/class/net/eth0/address").output.substr(0, 17);
+        CHECK(daemon.stop() == 0);
+        // The TAP goes with the daemon; the next one makes it again.
+        for (int attempt = 0; attempt < 100 && run_in(vm, "ip link show eth0").status == 0; ++attempt) std::this_thread::sleep_for(50ms);
+        return mac;
+    };
+    const std::string uuid = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
+    const auto first = mac_with(secret, uuid);
+    // The secret file was created, 32 hex digits, mode 0600.
+    REQUIRE(std::filesystem::exists(secret));
+    CHECK((std::filesystem::status(secret).permissions() & std::filesystem::perms::all) ==
+          (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write));
+    INFO("first " << first);
+    CHECK(std::string{"26ae"}.find(first[1]) != std::string::npos); // locally administered unicast
+    CHECK(mac_with(secret, uuid) == first);
+    CHECK(mac_with(secret, "6F9619FF-8B86-D011-B42D-00C04FC964FF") == first); // case does not matter
+    CHECK(mac_with(secret, "00000000-0000-0000-0000-000000000001") != first);
+    CHECK(mac_with(other_secret, uuid) != first);
+}
