@@ -8,7 +8,9 @@
 //     as a clone with its twin's fixed MAC must not run beside it. TAP guests register at attach.
 //  3. ARP is shown to the neighbour table, which learns guests' addresses (DHCP or static) and
 //     referees claims: an ARP claiming an address leased to, or held by, another MAC is logged,
-//     counted and dropped, so the holder keeps it and no other guest's ARP cache is poisoned.
+//     counted and dropped, so the holder keeps it and no other guest's ARP cache is poisoned. An
+//     accepted claim on an address of the DHCP range without a lease (a static guest) keeps that
+//     address out of the pool while the guest keeps using it.
 //  4. The switch forwards it: to other VMs, and to the gateway port when it is for the gateway MAC
 //     or flooded. A frame reaching the gateway is offered to the DHCP server, then to the
 //     responder; their replies enter the switch from the gateway port, which delivers them.
@@ -28,6 +30,8 @@
 #include <ankanet/l2/mac_randomizer.hpp>
 #include <ankanet/l2/mac_registry.hpp>
 #include <ankanet/l2/switch.hpp>
+#include <ankanet/wire/arp.hpp>
+#include <ankanet/wire/ethernet.hpp>
 
 #include <fmt/format.h>
 
@@ -268,7 +272,25 @@ private:
                 conflict.gateway ? "is the gateway's own, at" : conflict.leased ? "is leased to" : "is in use by", conflict.holder);
             return;
         }
+        if (seen == ankanet::gateway::neighbor_observation::learned || seen == ankanet::gateway::neighbor_observation::refreshed) {
+            keep_out_of_pool(from, frame, seen == ankanet::gateway::neighbor_observation::learned);
+        }
         switch_.handle(*v->switch_port, frame, now, [this](ankanet::l2::port_id out, ankanet::wire::const_bytes f) { deliver(out, f); });
+    }
+
+    /// A guest claimed an address by ARP (accepted by the neighbour table). If it holds no lease on
+    /// it — a static address — the DHCP pool must not offer it to anyone else while it is in use.
+    void keep_out_of_pool(const ankanet::backend::port& from, ankanet::wire::const_bytes frame, bool first_seen) {
+        if (!dhcp_) return;
+        const auto eth = ankanet::wire::ethernet::repr::parse(frame);
+        if (!eth) return;
+        const auto arp = ankanet::wire::arp::repr::parse(frame.subspan(eth->buffer_len()));
+        if (!arp) return;
+        // Leased, reserved, excluded or outside the range: nothing to keep out; the pool says so.
+        if (dhcp_->pool().mark_in_use(arp->sender_ip, arp->sender_mac)) return;
+        if (first_seen) {
+            log("{}: {} uses {} without a lease; kept out of the DHCP pool while in use", from.name(), arp->sender_mac, arp->sender_ip);
+        }
     }
 
     /// A port without a known MAC takes its first frame's source as its registered MAC.

@@ -235,6 +235,58 @@ TEST_CASE("decline quarantines the address") {
     CHECK(pool.commit(req(2), l.address));
 }
 
+TEST_CASE("an address a host uses without a lease is kept out of the pool while it is in use") {
+    auto pool = make();
+    const ipv4_address squatted{192, 168, 64, 2}; // the first free address: what a newcomer would get
+    const mac_address squatter = mac_n(7);
+    REQUIRE(!pool.mark_in_use(squatted, squatter));
+    CHECK(pool.free_count() == 9);
+    const auto newcomer = pool.offer(req(1, squatted)); // even when asked for by name
+    REQUIRE(newcomer);
+    CHECK(newcomer->address != squatted);
+    CHECK(pool.commit(req(2), squatted).error() == lease_errc::address_quarantined);
+
+    // Seen again before the quarantine ends: extended.
+    pool.clock().t += seconds{500};
+    REQUIRE(!pool.mark_in_use(squatted, squatter));
+    pool.clock().t += seconds{500};
+    CHECK(pool.commit(req(2), squatted).error() == lease_errc::address_quarantined);
+    // Silent for a whole quarantine: back in the pool.
+    pool.clock().t += seconds{100};
+    CHECK(pool.commit(req(2), squatted));
+
+    // Leased, reserved, excluded and foreign addresses are not taken from their holders.
+    CHECK(pool.mark_in_use(squatted, squatter) == lease_errc::address_in_use);
+    const auto offered = pool.offer(req(3)); // (the newcomer's offer has lapsed by now)
+    REQUIRE(offered);
+    CHECK(pool.mark_in_use(offered->address, squatter) == lease_errc::address_in_use);
+    CHECK(pool.mark_in_use(ipv4_address{192, 168, 64, 200}, squatter) == lease_errc::not_in_range);
+    auto c = small_config();
+    c.reservations.push_back({mac_n(9), {}, ipv4_address{192, 168, 64, 5}});
+    c.excluded.push_back(ipv4_address{192, 168, 64, 6});
+    auto configured = make(c);
+    CHECK(configured.mark_in_use(ipv4_address{192, 168, 64, 5}, squatter) == lease_errc::reserved_for_other);
+    CHECK(configured.mark_in_use(ipv4_address{192, 168, 64, 6}, squatter) == lease_errc::excluded_address);
+}
+
+TEST_CASE("the host seen using an address may still lease it, as after a restart that forgot its lease") {
+    auto pool = make();
+    const ipv4_address used{192, 168, 64, 4};
+    REQUIRE(!pool.mark_in_use(used, mac_n(7)));
+    CHECK(pool.commit(req(8, used), used).error() == lease_errc::address_quarantined);
+    // Its user asks for it (INIT-REBOOT after the daemon lost its memory store): granted, and the
+    // address is an ordinary lease from then on.
+    const auto granted = pool.commit(req(7, used), used);
+    REQUIRE(granted);
+    CHECK(granted->address == used);
+    REQUIRE(!pool.release(client_identity{mac_n(7), {}}, used));
+    CHECK(pool.free_count() == 10);
+    CHECK(pool.commit(req(8, used), used)); // free for anyone after release
+    // A DECLINEd address is quarantined for everyone, even a host seen using it before.
+    REQUIRE(!pool.decline(client_identity{mac_n(8), {}}, used));
+    CHECK(pool.commit(req(7, used), used).error() == lease_errc::address_quarantined);
+}
+
 TEST_CASE("release frees the address and only the holder may release") {
     auto pool = make();
     const auto l = grant(pool, req(1));

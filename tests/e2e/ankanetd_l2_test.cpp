@@ -230,3 +230,27 @@ TEST_CASE("ankanetd L2: a VM named by uuid= gets the same MAC after a restart, a
     CHECK(mac_with(secret, "00000000-0000-0000-0000-000000000001") != first);
     CHECK(mac_with(other_secret, uuid) != first);
 }
+
+TEST_CASE("ankanetd L2: an address a static guest announces is not offered to DHCP guests while it is in use") {
+    ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
+    scoped_netns static_guest;
+    scoped_netns dhcp_guest;
+    daemon_process daemon{{"--netns", static_guest.path(), "--netns", dhcp_guest.path()}};
+    INFO("--- daemon log ---\n" << daemon.log());
+    REQUIRE(wait_for_interface(static_guest, "eth0"));
+    REQUIRE(wait_for_interface(dhcp_guest, "eth0"));
+    // 192.168.64.2 is the address the pool would hand the first DHCP guest.
+    REQUIRE(run_in(static_guest, "ip link set lo up && ip link set eth0 up && ip addr add 192.168.64.2/24 dev eth0").status == 0);
+    run_in(static_guest, "busybox arping -U -c 2 -w 2 -I eth0 192.168.64.2", 10s);
+
+    const auto got = ankanet::test::obtain_lease(dhcp_guest, "eth0", dhcp_client_kind::udhcpc, 20s);
+    REQUIRE(got.lease);
+    CHECK(got.lease->address != "192.168.64.2");
+    CHECK(got.lease->address.starts_with("192.168.64."));
+    // Both work side by side.
+    CHECK(pings(dhcp_guest, "192.168.64.2"));
+    CHECK(daemon.stop() == 0);
+    const auto log = daemon.log();
+    INFO(log);
+    CHECK(log.find(" uses 192.168.64.2 without a lease; kept out of the DHCP pool while in use") != std::string::npos);
+}

@@ -25,7 +25,8 @@
 // and is written to the store *before* it is returned, so a store that persists (file_lease_store)
 // never loses a lease the pool granted; if the store refuses, the pool rolls back and reports the
 // store's error. Release and expiry erase the lease from the store; decline quarantines the address
-// for `decline_quarantine` (RFC 2131 §3.1.5: another host answered ARP for it).
+// for `decline_quarantine` (RFC 2131 §3.1.5: another host answered ARP for it), and so does
+// mark_in_use for a free address the gateway saw a host claim without a lease.
 //
 // Time: every operation takes `now` explicitly, or reads it from the Clock policy. Expired state is
 // reclaimed lazily at the start of each operation (and by reclaim()), so no timer is needed.
@@ -254,6 +255,18 @@ public:
     }
     std::error_code decline(const client_identity& client, wire::ipv4_address address, sys_seconds now);
 
+    /// An address seen in use by `user`, a host the pool has no lease for on it — a guest with a static
+    /// address announcing it by ARP (RFC 2131 §2.2 asks a server not to offer such addresses): a free
+    /// address is quarantined for `decline_quarantine`, as a DECLINE would, and a quarantined one has
+    /// its quarantine extended. Only `user` may still be given it (a guest that kept using an address
+    /// whose lease a restart forgot gets it back). An offered or bound address keeps its holder
+    /// (lease_errc::address_in_use), as does a reserved one (reserved_for_other) or an excluded one
+    /// (excluded_address); lease_errc::not_in_range outside the range.
+    std::error_code mark_in_use(wire::ipv4_address address, wire::mac_address user) {
+        return mark_in_use(address, user, now());
+    }
+    std::error_code mark_in_use(wire::ipv4_address address, wire::mac_address user, sys_seconds now);
+
     /// Ends every offer, lease and quarantine whose deadline is at or before `now`; returns how many.
     std::size_t reclaim() { return reclaim(now()); }
     std::size_t reclaim(sys_seconds now);
@@ -324,6 +337,7 @@ private:
     std::unordered_map<std::uint32_t, std::vector<std::string>> reserved_for_; // index → owner keys
     std::vector<sys_seconds> deadline_of_;                        // per slot, valid when in deadlines_
     std::set<std::pair<sys_seconds, std::uint32_t>> deadlines_;   // (when, index)
+    std::unordered_map<std::uint32_t, wire::mac_address> in_use_by_; // declined by mark_in_use → the user seen
 };
 
 /// The common case: in-memory leases, system clock.
@@ -491,7 +505,12 @@ std::error_code basic_lease_pool<S, C>::check_available(std::uint32_t i, const s
     switch (slots_[i]) {
     case slot_state::free: return {};
     case slot_state::excluded: return lease_errc::excluded_address;
-    case slot_state::declined: return lease_errc::address_quarantined;
+    case slot_state::declined: {
+        // Quarantined by mark_in_use: its user may have it; anyone else, and a DECLINE's, not.
+        const auto user = in_use_by_.find(i);
+        return user != in_use_by_.end() && user->second == c.mac ? std::error_code{}
+                                                                 : make_error_code(lease_errc::address_quarantined);
+    }
     case slot_state::reserved: {
         const auto own = reservation_for(c);
         return own && *own == i ? std::error_code{} : make_error_code(lease_errc::reserved_for_other);
@@ -521,6 +540,7 @@ void basic_lease_pool<S, C>::clear_deadline(std::uint32_t i) {
 template <class S, class C>
 void basic_lease_pool<S, C>::vacate(std::uint32_t i) {
     clear_deadline(i);
+    in_use_by_.erase(i);
     if (reserved_for_.contains(i)) {
         slots_[i] = slot_state::reserved;
     } else {
@@ -545,6 +565,7 @@ template <class S, class C>
 std::uint32_t basic_lease_pool<S, C>::take(std::uint32_t i, const lease_request& r, const std::string& key,
                                            sys_seconds now) {
     if (slots_[i] == slot_state::free) free_unlink(i);
+    in_use_by_.erase(i); // the user seen on a quarantined address is now its client
     slots_[i] = slot_state::offered;
     lease value{r.client.mac, r.client.client_id, address_of(i), now + config_.offer_hold, r.hostname, false};
     entries_.insert_or_assign(i, entry{std::move(value), key});
@@ -603,6 +624,7 @@ result<lease> basic_lease_pool<S, C>::commit(const lease_request& r, wire::ipv4_
         vacate(old);
     }
     if (slots_[i] == slot_state::free) free_unlink(i);
+    in_use_by_.erase(i); // the user seen on a quarantined address is now its client
     auto it = entries_.find(i);
     if (it == entries_.end() || !it->second.value.bound) ++bound_count_;
     slots_[i] = slot_state::bound;
@@ -649,6 +671,26 @@ std::error_code basic_lease_pool<S, C>::decline(const client_identity& client, w
     }
     drop_entry(i, false); // do not steer the client back to an address in conflict
     slots_[i] = slot_state::declined;
+    in_use_by_.erase(i); // whoever answered the client's ARP is unknown
+    set_deadline(i, now + config_.decline_quarantine);
+    return {};
+}
+
+template <class S, class C>
+std::error_code basic_lease_pool<S, C>::mark_in_use(wire::ipv4_address address, wire::mac_address user, sys_seconds now) {
+    reclaim(now);
+    if (!in_range(address)) return lease_errc::not_in_range;
+    const auto i = index_of(address);
+    switch (slots_[i]) {
+    case slot_state::free: free_unlink(i); break;
+    case slot_state::declined: break; // extended below
+    case slot_state::offered:
+    case slot_state::bound: return lease_errc::address_in_use;
+    case slot_state::reserved: return lease_errc::reserved_for_other;
+    case slot_state::excluded: return lease_errc::excluded_address;
+    }
+    slots_[i] = slot_state::declined;
+    in_use_by_[i] = user;
     set_deadline(i, now + config_.decline_quarantine);
     return {};
 }
