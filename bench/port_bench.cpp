@@ -21,6 +21,8 @@
 #include <ankanet/wire/bytes.hpp>
 #include <ankanet/wire/ethernet.hpp>
 
+#include "../tests/support/without_bursts.hpp"
+
 #include <benchmark/benchmark.h>
 
 #include <boost/asio/io_context.hpp>
@@ -53,25 +55,8 @@ std::vector<std::byte> frame_of(std::size_t size) {
 }
 
 /// The same backend with try_receive hidden: a port over it takes one frame per completion.
-template <frame_backend Backend>
-class one_per_turn {
-public:
-    using executor_type = typename Backend::executor_type;
-    explicit one_per_turn(Backend next) : next_(std::move(next)) {}
-    executor_type get_executor() const noexcept { return next_.get_executor(); }
-    template <class Handler>
-    void async_receive(wire::mutable_bytes buffer, Handler&& handler) {
-        next_.async_receive(buffer, std::forward<Handler>(handler));
-    }
-    std::error_code send(wire::const_bytes frame) { return next_.send(frame); }
-    std::size_t mtu() const noexcept { return next_.mtu(); }
-    std::optional<wire::mac_address> mac() const noexcept { return next_.mac(); }
-    counters stats() const noexcept { return next_.stats(); }
-    void close() { next_.close(); }
-
-private:
-    Backend next_;
-};
+template <class Backend>
+using one_per_turn = ankanet::test::without_bursts<Backend>;
 static_assert(!burst_backend<one_per_turn<memory_endpoint>>);
 
 template <bool Burst, class Backend>

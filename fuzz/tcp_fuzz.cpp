@@ -9,28 +9,18 @@
 //  * NAT rewrites (ports, pseudo-header addresses) leave the same checksum as a recomputation.
 #include <ankanet/wire/tcp.hpp>
 
+#include "support/transport.hpp"
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
-#include <span>
 #include <vector>
 
 using namespace ankanet;
 using namespace ankanet::wire;
+using ankanet::fuzz::check;
 
 namespace {
-
-void check(bool condition) {
-    if (!condition) std::abort();
-}
-
-std::uint16_t recomputed(const_bytes segment, ipv4_address src, ipv4_address dst) {
-    std::vector<std::byte> copy(segment.begin(), segment.end());
-    tcp::packet<mutable_bytes> view{copy};
-    view.fill_checksum(src, dst);
-    return view.checksum();
-}
 
 std::vector<std::byte> emit(const tcp::repr& r, const_bytes payload, ipv4_address src, ipv4_address dst) {
     check(r.payload_len == payload.size());
@@ -55,11 +45,9 @@ void round_trip(const tcp::repr& r, const tcp::packet<const_bytes>& view, ipv4_a
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    if (size < 8) return 0;
-    const const_bytes input = std::as_bytes(std::span{data, size});
-    const ipv4_address src = ipv4_address::from_bytes(input.first(4));
-    const ipv4_address dst = ipv4_address::from_bytes(input.subspan(4, 4));
-    const const_bytes wire = input.subspan(8);
+    const auto input = ankanet::fuzz::split_transport_input(data, size);
+    if (!input) return 0;
+    const auto [src, dst, wire] = *input;
 
     // As received.
     const tcp::packet<const_bytes> view{wire};
@@ -96,13 +84,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
 
     // NAT: rewrite both ports and both addresses, with values taken from the input.
-    const auto new_src = ipv4_address{~src.to_u32() ^ 0x5a5a5a5au};
-    const auto new_dst = ipv4_address{dst.to_u32() + 0x01000001u};
-    writable.rewrite_source_port(static_cast<std::uint16_t>(src.to_u32()));
-    writable.rewrite_destination_port(static_cast<std::uint16_t>(dst.to_u32() >> 16));
-    writable.rewrite_pseudo_header_address(src, new_src);
-    writable.rewrite_pseudo_header_address(dst, new_dst);
-    check(writable.checksum() == recomputed(fixed, new_src, new_dst));
-    check(writable.verify_checksum(new_src, new_dst));
+    ankanet::fuzz::check_nat_rewrites(writable, fixed, src, dst);
     return 0;
 }

@@ -8,28 +8,18 @@
 //  * NAT rewrites (ports, pseudo-header addresses) leave the same checksum as a recomputation.
 #include <ankanet/wire/udp.hpp>
 
+#include "support/transport.hpp"
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
-#include <span>
 #include <vector>
 
 using namespace ankanet;
 using namespace ankanet::wire;
+using ankanet::fuzz::check;
 
 namespace {
-
-void check(bool condition) {
-    if (!condition) std::abort();
-}
-
-std::uint16_t recomputed(const_bytes datagram, ipv4_address src, ipv4_address dst) {
-    std::vector<std::byte> copy(datagram.begin(), datagram.end());
-    udp::packet<mutable_bytes> view{copy};
-    view.fill_checksum(src, dst);
-    return view.checksum();
-}
 
 void round_trip(const udp::repr& r, const udp::packet<const_bytes>& view, ipv4_address src, ipv4_address dst) {
     check(r.payload_len == view.payload().size());
@@ -45,11 +35,9 @@ void round_trip(const udp::repr& r, const udp::packet<const_bytes>& view, ipv4_a
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    if (size < 8) return 0;
-    const const_bytes input = std::as_bytes(std::span{data, size});
-    const ipv4_address src = ipv4_address::from_bytes(input.first(4));
-    const ipv4_address dst = ipv4_address::from_bytes(input.subspan(4, 4));
-    const const_bytes wire = input.subspan(8);
+    const auto input = ankanet::fuzz::split_transport_input(data, size);
+    if (!input) return 0;
+    const auto [src, dst, wire] = *input;
 
     // As received.
     const udp::packet<const_bytes> view{wire};
@@ -70,19 +58,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     round_trip(*good, udp::packet<const_bytes>{fixed}, src, dst);
 
     // NAT: rewrite both ports and both addresses, with values taken from the input.
-    const auto new_src = ipv4_address{~src.to_u32() ^ 0x5a5a5a5au};
-    const auto new_dst = ipv4_address{dst.to_u32() + 0x01000001u};
-    writable.rewrite_source_port(static_cast<std::uint16_t>(src.to_u32()));
-    writable.rewrite_destination_port(static_cast<std::uint16_t>(dst.to_u32() >> 16));
-    writable.rewrite_pseudo_header_address(src, new_src);
-    writable.rewrite_pseudo_header_address(dst, new_dst);
-    check(writable.checksum() == recomputed(writable.datagram(), new_src, new_dst));
-    check(writable.verify_checksum(new_src, new_dst));
+    const auto moved = ankanet::fuzz::check_nat_rewrites(writable, writable.datagram(), src, dst);
 
     // A datagram without a checksum stays without one.
     writable.set_checksum(0);
     writable.rewrite_source_port(0x1234);
-    writable.rewrite_pseudo_header_address(new_src, src);
+    writable.rewrite_pseudo_header_address(moved.src, src);
     check(writable.checksum() == 0);
     return 0;
 }

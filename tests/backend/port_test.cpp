@@ -8,6 +8,8 @@
 #include <ankanet/backend/unix_dgram.hpp>
 #include <ankanet/wire/ethernet.hpp>
 
+#include "../support/without_bursts.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -28,6 +30,7 @@
 
 using namespace ankanet;
 using namespace ankanet::backend;
+using ankanet::test::without_bursts;
 
 namespace {
 
@@ -44,27 +47,6 @@ bytes numbered_frame(std::uint32_t sequence, std::size_t size = wire::ethernet::
 }
 
 std::uint32_t sequence_of(wire::const_bytes frame) { return wire::load_be32(frame, wire::ethernet::header_len); }
-
-/// Forwards everything but try_receive: the same backend, seen as one that cannot drain bursts.
-template <frame_backend Backend>
-class without_bursts {
-public:
-    using executor_type = typename Backend::executor_type;
-    explicit without_bursts(Backend next) : next_(std::move(next)) {}
-    executor_type get_executor() const noexcept { return next_.get_executor(); }
-    template <class Handler>
-    void async_receive(wire::mutable_bytes buffer, Handler&& handler) {
-        next_.async_receive(buffer, std::forward<Handler>(handler));
-    }
-    std::error_code send(wire::const_bytes frame) { return next_.send(frame); }
-    std::size_t mtu() const noexcept { return next_.mtu(); }
-    std::optional<wire::mac_address> mac() const noexcept { return next_.mac(); }
-    counters stats() const noexcept { return next_.stats(); }
-    void close() { next_.close(); }
-
-private:
-    Backend next_;
-};
 
 static_assert(burst_backend<memory_endpoint>);
 static_assert(burst_backend<qemu_stream_connection>);

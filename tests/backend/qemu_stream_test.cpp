@@ -1,5 +1,7 @@
 #include <ankanet/backend/qemu_stream.hpp>
 
+#include "../support/backend_harness.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -11,13 +13,10 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <array>
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -28,18 +27,10 @@
 
 using namespace ankanet;
 using namespace ankanet::backend;
+using namespace ankanet::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-using bytes = std::vector<std::byte>;
-
-/// A frame whose bytes depend on `seq`, so order and content can be checked.
-bytes frame_of(std::size_t size, std::uint32_t seq) {
-    bytes frame(size);
-    for (std::size_t i = 0; i < size; ++i) frame[i] = static_cast<std::byte>((seq * 7u + i) & 0xffu);
-    return frame;
-}
 
 /// [len][frame] as the peer writes it.
 void append_framed(bytes& out, const bytes& frame) {
@@ -54,42 +45,8 @@ void append_prefix(bytes& out, std::uint32_t length) {
     out.insert(out.end(), prefix.begin(), prefix.end());
 }
 
-/// A scratch directory, removed with everything in it.
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "ankanet-stream-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~temp_dir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path, ignored);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-};
-
-/// An owned descriptor.
-struct fd_guard {
-    int fd = -1;
-    explicit fd_guard(int f = -1) : fd(f) {}
-    ~fd_guard() { reset(); }
-    fd_guard(const fd_guard&) = delete;
-    fd_guard& operator=(const fd_guard&) = delete;
-    void reset() {
-        if (fd >= 0) ::close(fd);
-        fd = -1;
-    }
-    int release() { return std::exchange(fd, -1); }
-};
-
 /// A connected stream socket pair: [0] for the backend, [1] plays the VM.
-std::pair<int, int> stream_pair() {
-    int fds[2] = {-1, -1};
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
-    return {fds[0], fds[1]};
-}
+std::pair<int, int> stream_pair() { return socket_pair(SOCK_STREAM); }
 
 void write_all(int fd, const bytes& data) {
     std::size_t done = 0;
@@ -118,42 +75,6 @@ bytes read_exact(int fd, std::size_t n) {
 bytes read_framed(int fd) {
     const auto prefix = read_exact(fd, 4);
     return read_exact(fd, wire::load_be32(prefix, 0));
-}
-
-template <class Predicate>
-bool run_until(boost::asio::io_context& io, Predicate done, std::chrono::milliseconds limit = 5000ms) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        io.restart();
-        io.run_one_for(20ms);
-    }
-    return true;
-}
-
-struct receiver {
-    bytes buffer = bytes(max_frame_len(max_mtu));
-    std::error_code ec;
-    std::size_t size = 0;
-    bool done = false;
-
-    template <class Backend>
-    void start(Backend& backend) {
-        done = false;
-        backend.async_receive(buffer, [this](std::error_code e, std::size_t n) {
-            ec = e;
-            size = n;
-            done = true;
-        });
-    }
-    bytes frame() const { return {buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(size)}; }
-};
-
-template <class Backend>
-receiver& receive(boost::asio::io_context& io, Backend& backend, receiver& r) {
-    r.start(backend);
-    REQUIRE(run_until(io, [&] { return r.done; }));
-    return r;
 }
 
 qemu_stream_connection adopt_fd(boost::asio::io_context& io, int fd, const qemu_stream_options& options = {}) {
@@ -283,7 +204,7 @@ TEST_CASE("qemu_stream: a frame over the MTU but plausible is skipped, counted, 
 
 TEST_CASE("qemu_stream: a lying length closes that connection only, another keeps working") {
     boost::asio::io_context io;
-    temp_dir dir;
+    temp_dir dir{"ankanet-stream"};
     std::vector<qemu_stream_connection> vms;
     auto server = qemu_stream_server::listen(io.get_executor(), dir.path / "vm.sock",
                                              [&](qemu_stream_connection vm) { vms.push_back(std::move(vm)); });
@@ -459,14 +380,7 @@ TEST_CASE("qemu_stream: bad sizes are refused on send, a frame longer than the r
     append_framed(wire_bytes, frame_of(50, 2));
     write_all(peer.fd, wire_bytes);
     bytes small(100);
-    bool done = false;
-    std::error_code ec;
-    vm.async_receive(small, [&](std::error_code e, std::size_t) {
-        ec = e;
-        done = true;
-    });
-    REQUIRE(run_until(io, [&] { return done; }));
-    CHECK(ec == errc::buffer_too_small);
+    CHECK(receive_error(io, vm, small) == errc::buffer_too_small);
     receiver r;
     CHECK(receive(io, vm, r).frame() == frame_of(50, 2));
 }
@@ -492,16 +406,14 @@ TEST_CASE("qemu_stream: adopt checks what it is given") {
 
 TEST_CASE("qemu_stream: the server removes a stale socket file, refuses a live one and other files, and cleans up") {
     boost::asio::io_context io;
-    temp_dir dir;
+    temp_dir dir{"ankanet-stream"};
     const auto path = dir.path / "vm.sock";
     auto ignore = [](qemu_stream_connection) {};
 
     // A stale socket file: bound, then its socket closed (as after a crash).
     {
         fd_guard stale{::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
-        ::sockaddr_un address{};
-        address.sun_family = AF_UNIX;
-        std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+        const auto address = address_of(path);
         REQUIRE(::bind(stale.fd, reinterpret_cast<const ::sockaddr*>(&address), sizeof(address)) == 0);
     }
     REQUIRE(std::filesystem::is_socket(path));

@@ -1,5 +1,7 @@
 #include <ankanet/backend/unix_dgram.hpp>
 
+#include "../support/backend_harness.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -7,12 +9,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -22,51 +21,10 @@
 
 using namespace ankanet;
 using namespace ankanet::backend;
+using namespace ankanet::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-using bytes = std::vector<std::byte>;
-
-bytes frame_of(std::size_t size, std::uint32_t seq) {
-    bytes frame(size);
-    for (std::size_t i = 0; i < size; ++i) frame[i] = static_cast<std::byte>((seq * 7u + i) & 0xffu);
-    return frame;
-}
-
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "ankanet-dgram-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~temp_dir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path, ignored);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-};
-
-struct fd_guard {
-    int fd = -1;
-    explicit fd_guard(int f = -1) : fd(f) {}
-    ~fd_guard() { reset(); }
-    fd_guard(const fd_guard&) = delete;
-    fd_guard& operator=(const fd_guard&) = delete;
-    void reset() {
-        if (fd >= 0) ::close(fd);
-        fd = -1;
-    }
-};
-
-::sockaddr_un address_of(const std::filesystem::path& path) {
-    ::sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
-    return address;
-}
 
 /// A datagram socket playing the VM (QEMU, vfkit): bound at `path` when one is given.
 int peer_socket(const std::optional<std::filesystem::path>& path) {
@@ -96,53 +54,13 @@ bytes receive_datagram(int fd) {
     return out;
 }
 
-template <class Predicate>
-bool run_until(boost::asio::io_context& io, Predicate done, std::chrono::milliseconds limit = 5000ms) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        io.restart();
-        io.run_one_for(20ms);
-    }
-    return true;
-}
-
-struct receiver {
-    bytes buffer = bytes(max_frame_len(max_mtu));
-    std::error_code ec;
-    std::size_t size = 0;
-    bool done = false;
-
-    template <class Backend>
-    void start(Backend& backend) {
-        done = false;
-        backend.async_receive(buffer, [this](std::error_code e, std::size_t n) {
-            ec = e;
-            size = n;
-            done = true;
-        });
-    }
-    bytes frame() const { return {buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(size)}; }
-};
-
-template <class Backend>
-receiver& receive(boost::asio::io_context& io, Backend& backend, receiver& r) {
-    r.start(backend);
-    REQUIRE(run_until(io, [&] { return r.done; }));
-    return r;
-}
-
 unix_dgram_endpoint adopt_pair_end(boost::asio::io_context& io, int fd, const unix_dgram_options& options = {}) {
     auto endpoint = unix_dgram_endpoint::adopt(io.get_executor(), fd, options);
     REQUIRE(endpoint);
     return std::move(endpoint).value();
 }
 
-std::pair<int, int> dgram_pair() {
-    int fds[2] = {-1, -1};
-    REQUIRE(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) == 0);
-    return {fds[0], fds[1]};
-}
+std::pair<int, int> dgram_pair() { return socket_pair(SOCK_DGRAM); }
 
 } // namespace
 
@@ -206,14 +124,7 @@ TEST_CASE("unix_dgram: a valid frame longer than the receive buffer is dropped w
         REQUIRE(::send(vm_side.fd, frame.data(), frame.size(), 0) > 0);
     }
     bytes small(100);
-    bool done = false;
-    std::error_code ec;
-    vm.async_receive(small, [&](std::error_code e, std::size_t) {
-        ec = e;
-        done = true;
-    });
-    REQUIRE(run_until(io, [&] { return done; }));
-    CHECK(ec == errc::buffer_too_small);
+    CHECK(receive_error(io, vm, small) == errc::buffer_too_small);
     CHECK(vm.stats().rx_oversize == 1);
     receiver r;
     CHECK(receive(io, vm, r).frame() == frame_of(50, 1));
@@ -221,7 +132,7 @@ TEST_CASE("unix_dgram: a valid frame longer than the receive buffer is dropped w
 
 TEST_CASE("unix_dgram: a given peer (QEMU's -netdev dgram), strangers are dropped, the peer may come later") {
     boost::asio::io_context io;
-    temp_dir dir;
+    temp_dir dir{"ankanet-dgram"};
     const auto ours = dir.path / "ankanet.sock";
     const auto theirs = dir.path / "qemu.sock";
     auto vm = unix_dgram_endpoint::bind(io.get_executor(), ours, theirs);
@@ -248,7 +159,7 @@ TEST_CASE("unix_dgram: a given peer (QEMU's -netdev dgram), strangers are droppe
 
 TEST_CASE("unix_dgram: a learned peer (vfkit): the first bound sender, even of a runt magic, is the peer") {
     boost::asio::io_context io;
-    temp_dir dir;
+    temp_dir dir{"ankanet-dgram"};
     const auto ours = dir.path / "ankanet.sock";
     auto vm = unix_dgram_endpoint::bind(io.get_executor(), ours);
     REQUIRE(vm);
@@ -284,7 +195,7 @@ TEST_CASE("unix_dgram: a learned peer (vfkit): the first bound sender, even of a
 
 TEST_CASE("unix_dgram: a peer that does not read: sends drop and count, nothing queues") {
     boost::asio::io_context io;
-    temp_dir dir;
+    temp_dir dir{"ankanet-dgram"};
     fd_guard qemu{peer_socket(dir.path / "qemu.sock")};
     auto vm = unix_dgram_endpoint::bind(io.get_executor(), dir.path / "ankanet.sock", dir.path / "qemu.sock");
     REQUIRE(vm);
@@ -325,7 +236,7 @@ TEST_CASE("unix_dgram: a socket pair whose other end closed: the next send finds
 
 TEST_CASE("unix_dgram: close aborts a pending receive, removes the socket file, sends then fail") {
     boost::asio::io_context io;
-    temp_dir dir;
+    temp_dir dir{"ankanet-dgram"};
     const auto path = dir.path / "ankanet.sock";
     auto vm = unix_dgram_endpoint::bind(io.get_executor(), path, dir.path / "qemu.sock");
     REQUIRE(vm);
@@ -345,7 +256,7 @@ TEST_CASE("unix_dgram: close aborts a pending receive, removes the socket file, 
 
 TEST_CASE("unix_dgram: bind removes a stale socket file and refuses a live socket or another file") {
     boost::asio::io_context io;
-    temp_dir dir;
+    temp_dir dir{"ankanet-dgram"};
     const auto path = dir.path / "ankanet.sock";
     { fd_guard stale{peer_socket(path)}; } // bound, then closed: the file stays behind
     REQUIRE(std::filesystem::is_socket(path));
@@ -398,7 +309,7 @@ TEST_CASE("unix_dgram: socket buffers are sized as asked (1 MiB send, 4 MiB rece
 
 TEST_CASE("unix_dgram: try_receive drains without the event loop and filters as async_receive does") {
     boost::asio::io_context io;
-    temp_dir dir;
+    temp_dir dir{"ankanet-dgram"};
     const auto ours = dir.path / "ankanet.sock";
     fd_guard qemu{peer_socket(dir.path / "qemu.sock")};
     fd_guard stranger{peer_socket(dir.path / "stranger.sock")};
