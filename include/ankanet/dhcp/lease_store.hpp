@@ -28,6 +28,7 @@
 // could not read its leases can never overwrite them: it must refuse to start.
 #pragma once
 
+#include <ankanet/detail/atomic_file.hpp>
 #include <ankanet/dhcp/lease_pool.hpp>
 
 #include <fmt/format.h>
@@ -172,20 +173,6 @@ inline std::string parse_lease_line(std::string_view line, lease& out) {
     return {};
 }
 
-inline std::error_code last_errno() { return {errno, std::system_category()}; }
-
-inline std::error_code write_all(int fd, std::string_view data) {
-    while (!data.empty()) {
-        const auto n = ::write(fd, data.data(), data.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return last_errno();
-        }
-        data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return {};
-}
-
 } // namespace detail
 
 /// A crash-safe lease store backed by a text file (see the theory of operation above).
@@ -207,7 +194,7 @@ public:
                 loaded_ = true;
                 return std::vector<lease>{};
             }
-            const auto error = detail::last_errno();
+            const auto error = ankanet::detail::last_errno();
             why = fmt::format("{}: cannot open lease file: {}", name, error.message());
             return make_error_code(lease_errc::unreadable_lease_file);
         }
@@ -217,7 +204,7 @@ public:
             const auto n = ::read(fd, buffer, sizeof buffer);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0) {
-                const auto error = detail::last_errno();
+                const auto error = ankanet::detail::last_errno();
                 ::close(fd);
                 why = fmt::format("{}: cannot read lease file: {}", name, error.message());
                 return make_error_code(lease_errc::unreadable_lease_file);
@@ -301,27 +288,7 @@ private:
         std::string text{detail::lease_file_header};
         text.push_back('\n');
         for (const auto& [address, l] : leases_) text += detail::format_lease_line(l);
-
-        const std::string target = path_.string();
-        const std::string temp = target + ".tmp";
-        const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0) return detail::last_errno();
-        auto error = detail::write_all(fd, text);
-        if (!error && ::fsync(fd) != 0) error = detail::last_errno();
-        if (::close(fd) != 0 && !error) error = detail::last_errno();
-        if (!error && ::rename(temp.c_str(), target.c_str()) != 0) error = detail::last_errno();
-        if (error) {
-            ::unlink(temp.c_str());
-            return error;
-        }
-        // The rename is only durable once the directory entry is.
-        auto dir = path_.parent_path();
-        if (dir.empty()) dir = ".";
-        const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0) return detail::last_errno();
-        if (::fsync(dfd) != 0) error = detail::last_errno();
-        ::close(dfd);
-        return error;
+        return ankanet::detail::replace_file(path_, text);
     }
 
     std::filesystem::path path_;
