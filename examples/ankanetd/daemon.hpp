@@ -142,12 +142,6 @@ public:
         if (pcap_) pcap_->flush();
     }
 
-    std::size_t port_count() const noexcept { return vms_.size(); }
-    const daemon_counters& stats() const noexcept { return stats_; }
-    const ankanet::gateway::responder& gateway() const noexcept { return gateway_; }
-    const neighbor_table& neighbors() const noexcept { return neighbors_; }
-    const dhcp_server* dhcp() const noexcept { return dhcp_ ? &*dhcp_ : nullptr; }
-
     /// One line of counters for the log at exit.
     std::string summary() const {
         std::string line = fmt::format("{} frames in, {} to the gateway ({} ARP replies, {} echo replies)", stats_.frames_in,
