@@ -7,12 +7,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
-cmake --build build --target ankanet-demo ankanetd
+# Only the examples: the test suite's packages (Catch2, ...) need not be installed for the demo.
+build=build-demo
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DANKANET_BUILD_TESTS=OFF -DANKANET_BUILD_BENCH=OFF -DANKANET_BUILD_FUZZ=OFF -DANKANET_BUILD_EXAMPLES=ON
+cmake --build "$build" --target ankanet-demo ankanetd
 
 if [ "$(id -u)" -ne 0 ] || [ ! -w /dev/net/tun ] || ! command -v udhcpc >/dev/null; then
   echo "demo: not root, or no /dev/net/tun or udhcpc: showing the in-memory exchange instead"
-  exec build/examples/ankanet-demo
+  exec "$build"/examples/ankanet-demo
 fi
 
 work=$(mktemp -d)
@@ -42,7 +45,7 @@ for ns in "${guests[@]}"; do
   ip netns add "$ns"
   args+=(--netns "$ns")
 done
-build/examples/ankanetd "${args[@]}" 2> "$work/ankanetd.log" &
+"$build"/examples/ankanetd "${args[@]}" 2> "$work/ankanetd.log" &
 daemon_pid=$!
 for ns in "${guests[@]}"; do
   for _ in $(seq 50); do ip netns exec "$ns" ip link show eth0 >/dev/null 2>&1 && break; sleep 0.1; done

@@ -12,6 +12,7 @@
 
 #include <ankanet/backend/backend.hpp>
 #include <ankanet/config.hpp>
+#include <ankanet/gateway/gateway_network.hpp>
 #include <ankanet/l2/mac_randomizer.hpp>
 #include <ankanet/wire/address.hpp>
 
@@ -39,11 +40,7 @@ struct netns_attachment {
 };
 
 /// `--dhcp-range FIRST-LAST`: the addresses the DHCP server hands out, both included.
-struct address_range {
-    ankanet::ipv4_address first;
-    ankanet::ipv4_address last;
-    bool operator==(const address_range&) const = default;
-};
+using address_range = ankanet::address_range;
 
 /// `--reserve MAC=IP`: the "static IP" of one VM.
 struct reservation {
@@ -295,18 +292,13 @@ inline std::variant<network_plan, usage_error> plan_network(const options& opts)
     const auto given = opts.subnet.value_or(mode_default);
     const auto network = given.network().to_u32();
     const auto broadcast = given.broadcast().to_u32();
-    auto gateway = given.address().to_u32();
-    if (gateway == network) gateway = network + 1;
+    network_plan plan;
+    plan.subnet = ankanet::gateway_interface(given);
+    const auto gateway = plan.subnet.address().to_u32();
     if (gateway == broadcast) {
         return usage_error{fmt::format("--subnet: {} is the broadcast address of its subnet, not a gateway", given.address())};
     }
-    network_plan plan;
-    plan.subnet = ankanet::ipv4_prefix{ipv4_address{gateway}, given.length()};
-    // Default: every host address but the gateway's; trimmed at either end where the gateway sits.
-    address_range hosts{ipv4_address{network + 1}, ipv4_address{broadcast - 1}};
-    if (gateway == network + 1) hosts.first = ipv4_address{network + 2};
-    else if (gateway == broadcast - 1) hosts.last = ipv4_address{broadcast - 2};
-    plan.range = opts.dhcp_range.value_or(hosts);
+    plan.range = opts.dhcp_range.value_or(ankanet::default_dhcp_range(plan.subnet));
     const auto first = plan.range.first.to_u32();
     const auto last = plan.range.last.to_u32();
     if (first <= network || last >= broadcast || !plan.subnet.contains(plan.range.first) || !plan.subnet.contains(plan.range.last)) {

@@ -1,15 +1,19 @@
 // ankanetd — serves VMs the network of their network-card type, the way the product's own network
-// daemon does. This release attaches guests over TAP-in-a-namespace, QEMU stream sockets and unix
-// datagram sockets; switches frames between them; and on the gateway answers ARP and ping, serves
-// DHCP from a lease pool (kept in a file with --leases) and referees address claims.
-// It runs in the foreground, logs to stderr and exits cleanly on SIGINT or SIGTERM.
+// daemon does. A command line over the library: it parses the options, builds the network of the
+// mode (ankanet::shared_network, host_network or disconnected_network), attaches the VMs' backends
+// — TAPs inside network namespaces, QEMU stream sockets, unix datagram sockets — and logs what the
+// network reports. It runs in the foreground, logs to stderr and exits cleanly on SIGINT or SIGTERM.
 #include "command_line.hpp"
-#include "daemon.hpp"
 #include "host_secret_file.hpp"
+#include "log.hpp"
 
+#include <ankanet/backend/pcap.hpp>
 #include <ankanet/backend/qemu_stream.hpp>
 #include <ankanet/backend/tap.hpp>
 #include <ankanet/backend/unix_dgram.hpp>
+#include <ankanet/disconnected.hpp>
+#include <ankanet/host.hpp>
+#include <ankanet/shared.hpp>
 #include <ankanet/version.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -17,81 +21,58 @@
 
 #include <csignal>
 #include <cstdio>
+#include <memory>
+#include <optional>
 #include <string_view>
 #include <vector>
 
 namespace {
 
-int serve(const ankanetd::options& opts) {
-    using ankanetd::daemon;
-    namespace backend = ankanet::backend;
+namespace backend = ankanet::backend;
+using ankanetd::log;
 
-    if (opts.mode == ankanet::network_mode::bridge) {
-        daemon::log("bridge mode is not available in this release: it needs the uplink backend that comes with it");
-        return 2;
-    }
-    // Disconnected VMs still get a port (the NIC exists; its cable is out); the plan then only
-    // names the gateway, which answers nobody.
-    const auto planned = ankanetd::plan_network(opts);
-    if (const auto* error = std::get_if<ankanetd::usage_error>(&planned)) {
-        daemon::log("{}", error->message);
-        return 2;
-    }
-    const auto& plan = std::get<ankanetd::network_plan>(planned);
+/// What every mode's network shares: the options as the library takes them.
+ankanet::gateway_network_options gateway_options(const ankanetd::options& opts, const ankanetd::network_plan& plan,
+                                                 const std::optional<ankanet::l2::host_secret>& secret) {
+    ankanet::gateway_network_options o;
+    o.subnet = plan.subnet;
+    o.dhcp_range = plan.range;
+    for (const auto& r : opts.reservations) o.reservations.push_back({.mac = r.mac, .client_id = {}, .address = r.address});
+    o.lease_time = std::chrono::seconds{opts.lease_time};
+    o.leases = opts.leases ? ankanet::dhcp::any_lease_store{*opts.leases} : ankanet::dhcp::any_lease_store{};
+    o.mtu = opts.mtu;
+    o.isolate = opts.isolate;
+    o.mac_secret = secret;
+    return o;
+}
 
-    std::optional<backend::pcap_writer> pcap;
-    if (opts.pcap) {
-        auto writer = backend::pcap_writer::open(*opts.pcap);
-        if (!writer) {
-            daemon::log("cannot write pcap file {}: {}", *opts.pcap, writer.error().message());
-            return 1;
-        }
-        pcap.emplace(std::move(*writer));
-    }
-
-    boost::asio::io_context io;
-    daemon::settings settings;
-    settings.mode = opts.mode;
-    settings.plan = plan;
-    settings.reservations = opts.reservations;
-    settings.lease_time = opts.lease_time;
-    settings.lease_file = opts.leases;
-    settings.mtu = opts.mtu;
-    settings.isolate = opts.isolate;
-    daemon::log("ankanet {} serving mode {} with gateway {}{}", ankanet::version_string, opts.mode, plan.subnet,
-                opts.isolate ? ", VMs isolated from each other" : "");
+/// Attaches the VMs the options name to `network` and runs until a signal stops it.
+template <class Network>
+int serve(Network& network, const ankanetd::options& opts, std::optional<backend::pcap_writer>& pcap,
+          boost::asio::io_context& io) {
+    if (pcap) network.set_frame_tap([&pcap](ankanet::wire::const_bytes frame) { pcap->write(frame); });
     std::string why;
-    if (opts.mac_secret) {
-        settings.mac_secret = ankanetd::load_or_create_host_secret(*opts.mac_secret, why);
-        if (!settings.mac_secret) {
-            daemon::log("--mac-secret {}", why);
-            return 1;
-        }
-    }
-    const auto network_ptr = daemon::create(settings, std::move(pcap), why);
-    if (!network_ptr) {
-        daemon::log("cannot start the DHCP server: {}", why);
-        return 1;
-    }
-    daemon& network = *network_ptr;
 
     for (const auto& ns : opts.netns) {
-        const auto name = fmt::format("netns:{}:{}", ns.path, ns.ifname);
-        const auto mac = network.assign_mac(name, ns.mac, ns.uuid, why);
-        if (!mac) {
-            daemon::log("--netns {}: {}", ns.path, why);
+        // The MAC is chosen (and registered) before the TAP exists: the TAP is created with it.
+        const auto mac = ns.mac ? ankanet::port_mac::custom(*ns.mac)
+                         : ns.uuid ? ankanet::port_mac::stable(*ns.uuid)
+                                   : ankanet::port_mac::random();
+        const auto port = network.add_port(fmt::format("netns:{}:{}", ns.path, ns.ifname), mac, &why);
+        if (!port) {
+            log("--netns {}: {}", ns.path, why);
             return 1;
         }
         backend::tap_options tap;
         tap.mtu = opts.mtu;
         tap.set_interface_mtu = true;
-        tap.mac = *mac;
+        tap.mac = *network.mac(*port);
         auto device = backend::tap_device::open_in_netns(io.get_executor(), ns.path, ns.ifname, tap);
         if (!device) {
-            daemon::log("--netns {}: cannot create TAP {}: {}", ns.path, ns.ifname, device.error().message());
+            log("--netns {}: cannot create TAP {}: {}", ns.path, ns.ifname, device.error().message());
             return 1;
         }
-        network.attach(backend::make_port(name, std::move(*device)), *mac);
+        (void)network.connect(*port, std::move(*device));
     }
 
     std::vector<backend::qemu_stream_server> servers;
@@ -102,14 +83,14 @@ int serve(const ankanetd::options& opts) {
             io.get_executor(), path,
             [&network, path, count = 0](backend::qemu_stream_connection vm) mutable {
                 // QEMU chooses the guest's MAC (-device ...,mac=): the port registers its first frame's.
-                network.attach(backend::make_port(fmt::format("qemu:{}#{}", path, ++count), std::move(vm)), std::nullopt);
+                (void)network.attach(fmt::format("qemu:{}#{}", path, ++count), std::move(vm));
             },
             stream);
         if (!server) {
-            daemon::log("--qemu-socket {}: cannot listen: {}", path, server.error().message());
+            log("--qemu-socket {}: cannot listen: {}", path, server.error().message());
             return 1;
         }
-        daemon::log("listening for QEMU -netdev stream on {}", path);
+        log("listening for QEMU -netdev stream on {}", path);
         servers.push_back(std::move(*server));
     }
 
@@ -118,23 +99,91 @@ int serve(const ankanetd::options& opts) {
         dgram.mtu = opts.mtu;
         auto endpoint = backend::unix_dgram_endpoint::bind(io.get_executor(), path, std::nullopt, dgram);
         if (!endpoint) {
-            daemon::log("--dgram-socket {}: cannot bind: {}", path, endpoint.error().message());
+            log("--dgram-socket {}: cannot bind: {}", path, endpoint.error().message());
             return 1;
         }
-        network.attach(backend::make_port(fmt::format("dgram:{}", path), std::move(*endpoint)), std::nullopt);
+        (void)network.attach(fmt::format("dgram:{}", path), std::move(*endpoint));
     }
 
     boost::asio::signal_set signals{io, SIGINT, SIGTERM};
     signals.async_wait([&](const boost::system::error_code& ec, int signal) {
         if (ec) return;
-        daemon::log("signal {}: shutting down", signal);
+        log("signal {}: shutting down", signal);
         for (auto& server : servers) server.close();
         network.stop();
     });
 
     io.run();
-    daemon::log("stopped: {}", network.summary());
+    if (pcap) (void)pcap->flush();
+    log("stopped: {}", ankanetd::summary(network));
     return 0;
+}
+
+int run(const ankanetd::options& opts) {
+    if (opts.mode == ankanet::network_mode::bridge) {
+        log("bridge mode is not available in this release: it needs the uplink backend that comes with it");
+        return 2;
+    }
+    // Disconnected VMs still get a port (the NIC exists; its cable is out); the plan then only
+    // names the gateway, which answers nobody.
+    const auto planned = ankanetd::plan_network(opts);
+    if (const auto* error = std::get_if<ankanetd::usage_error>(&planned)) {
+        log("{}", error->message);
+        return 2;
+    }
+    const auto& plan = std::get<ankanetd::network_plan>(planned);
+
+    std::optional<backend::pcap_writer> pcap;
+    if (opts.pcap) {
+        auto writer = backend::pcap_writer::open(*opts.pcap);
+        if (!writer) {
+            log("cannot write pcap file {}: {}", *opts.pcap, writer.error().message());
+            return 1;
+        }
+        pcap.emplace(std::move(*writer));
+    }
+
+    log("ankanet {} serving mode {} with gateway {}{}", ankanet::version_string, opts.mode, plan.subnet,
+        opts.isolate ? ", VMs isolated from each other" : "");
+    std::string why;
+    std::optional<ankanet::l2::host_secret> secret;
+    if (opts.mac_secret) {
+        secret = ankanetd::load_or_create_host_secret(*opts.mac_secret, why);
+        if (!secret) {
+            log("--mac-secret {}", why);
+            return 1;
+        }
+    }
+
+    boost::asio::io_context io;
+    if (opts.mode == ankanet::network_mode::disconnected) {
+        ankanet::network_config config;
+        config.subnet = plan.subnet;
+        config.mtu = opts.mtu;
+        config.mac_secret = secret;
+        ankanet::basic_disconnected_network<ankanetd::traits> network{config};
+        return serve(network, opts, pcap, io);
+    }
+    const auto options = gateway_options(opts, plan, secret);
+    const auto started = [&](auto& network) {
+        log("DHCP serving {}-{} on {} (lease {} s, {} reserved, leases {})", plan.range.first, plan.range.last, plan.subnet,
+            opts.lease_time, opts.reservations.size(), opts.leases ? *opts.leases : std::string{"in memory"});
+        return serve(*network, opts, pcap, io);
+    };
+    if (opts.mode == ankanet::network_mode::host) {
+        auto network = ankanet::make_host_network<ankanetd::traits>(options, &why);
+        if (!network) {
+            log("cannot start the DHCP server: {}", why);
+            return 1;
+        }
+        return started(*network);
+    }
+    auto network = ankanet::make_shared_network<ankanetd::traits>(options, &why);
+    if (!network) {
+        log("cannot start the DHCP server: {}", why);
+        return 1;
+    }
+    return started(*network);
 }
 
 } // namespace
@@ -154,5 +203,5 @@ int main(int argc, char** argv) {
         fmt::print("ankanetd {}\n", ankanet::version_string);
         return 0;
     }
-    return serve(std::get<ankanetd::run>(command).opts);
+    return run(std::get<ankanetd::run>(command).opts);
 }

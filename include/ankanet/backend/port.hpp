@@ -54,13 +54,23 @@ public:
     virtual counters stats() const = 0;
     virtual std::size_t mtu() const = 0;
     virtual std::optional<wire::mac_address> mac() const = 0;
+    using burst_handler = std::function<void(port&)>;
+
     /// Ends the link; the receive loop then finishes with on_closed.
     virtual void close() = 0;
     /// Starts the receive loop. Call once.
-    virtual void start(frame_handler on_frame, close_handler on_closed) = 0;
+    void start(frame_handler on_frame, close_handler on_closed) { start_loop(std::move(on_frame), std::move(on_closed), {}); }
+    /// As above; `on_burst_end` is called after each burst of frames one event-loop turn delivered
+    /// (one frame, or up to port_burst_limit where the backend drains bursts), so a caller can do
+    /// per-burst work once: read the clock, flush a capture file.
+    void start(frame_handler on_frame, close_handler on_closed, burst_handler on_burst_end) {
+        start_loop(std::move(on_frame), std::move(on_closed), std::move(on_burst_end));
+    }
     bool running() const noexcept { return running_; }
 
 protected:
+    virtual void start_loop(frame_handler on_frame, close_handler on_closed, burst_handler on_burst_end) = 0;
+
     bool running_ = false;
 
 private:
@@ -81,9 +91,11 @@ public:
     std::optional<wire::mac_address> mac() const override { return backend_.mac(); }
     void close() override { backend_.close(); }
 
-    void start(frame_handler on_frame, close_handler on_closed) override {
+private:
+    void start_loop(frame_handler on_frame, close_handler on_closed, burst_handler on_burst_end) override {
         on_frame_ = std::move(on_frame);
         on_closed_ = std::move(on_closed);
+        on_burst_end_ = std::move(on_burst_end);
         running_ = true;
         receive_next();
     }
@@ -105,6 +117,7 @@ private:
                 if (!next) {
                     const std::error_code why = next.error();
                     if (is_nothing_queued(why)) break;
+                    end_burst();
                     // A receive already pending will continue the loop; arming another would be a second one.
                     if (why == std::errc::operation_in_progress) return;
                     return finish(why);
@@ -112,7 +125,12 @@ private:
                 on_frame_(*this, wire::const_bytes{buffer_.data(), *next});
             }
         }
+        end_burst();
         if (running_) receive_next();
+    }
+
+    void end_burst() {
+        if (on_burst_end_) on_burst_end_(*this);
     }
 
     /// The loop ends: the first error, reported once.
@@ -120,6 +138,7 @@ private:
         running_ = false;
         auto on_closed = std::move(on_closed_);
         on_frame_ = nullptr; // release what the handlers captured
+        on_burst_end_ = nullptr;
         if (on_closed) on_closed(*this, ec);
     }
 
@@ -127,6 +146,7 @@ private:
     std::vector<std::byte> buffer_;
     frame_handler on_frame_;
     close_handler on_closed_;
+    burst_handler on_burst_end_;
 };
 
 } // namespace detail

@@ -275,6 +275,14 @@ public:
     std::optional<lease> find(wire::ipv4_address address) const;
     /// The client's current lease (bound or offered), if any.
     std::optional<lease> find(const client_identity& client) const;
+    /// The MAC holding a bound lease on `address` that has not run out at `now`; copies nothing
+    /// (the neighbour table asks this for every ARP claim).
+    std::optional<wire::mac_address> bound_holder(wire::ipv4_address address, sys_seconds now) const {
+        if (!in_range(address)) return std::nullopt;
+        const auto it = entries_.find(index_of(address));
+        if (it == entries_.end() || !it->second.value.bound || it->second.value.expiry <= now) return std::nullopt;
+        return it->second.value.mac;
+    }
 
     std::size_t size() const noexcept { return slots_.size(); }
     std::size_t free_count() const noexcept { return free_count_; }

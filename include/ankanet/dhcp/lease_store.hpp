@@ -45,6 +45,7 @@
 #include <system_error>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <fcntl.h>
@@ -296,7 +297,43 @@ private:
     bool loaded_ = false;
 };
 
+/// The lease store chosen at run time — from configuration, as a daemon does with `--leases FILE`:
+/// a file_lease_store when a path is given, a memory_lease_store otherwise. Models `lease_store`;
+/// the one indirection per write is nothing beside a file write.
+/// @par Example
+/// @code
+/// auto store = lease_file ? dhcp::any_lease_store{*lease_file} : dhcp::any_lease_store{};
+/// auto pool = dhcp::basic_lease_pool<dhcp::any_lease_store>::create(config, std::move(store));
+/// @endcode
+class any_lease_store {
+public:
+    /// Leases in memory only.
+    any_lease_store() = default;
+    /// Leases in `file` (crash-safe; see file_lease_store).
+    explicit any_lease_store(std::filesystem::path file) : store_(file_lease_store{std::move(file)}) {}
+
+    /// The lease file, when leases are kept in one.
+    const std::filesystem::path* file() const noexcept {
+        const auto* f = std::get_if<file_lease_store>(&store_);
+        return f != nullptr ? &f->path() : nullptr;
+    }
+
+    result<std::vector<lease>> load(std::string& why) {
+        return std::visit([&](auto& s) { return s.load(why); }, store_);
+    }
+    std::error_code put(const lease& l) {
+        return std::visit([&](auto& s) { return s.put(l); }, store_);
+    }
+    std::error_code erase(wire::ipv4_address a) {
+        return std::visit([&](auto& s) { return s.erase(a); }, store_);
+    }
+
+private:
+    std::variant<memory_lease_store, file_lease_store> store_;
+};
+
 static_assert(lease_store<memory_lease_store>);
 static_assert(lease_store<file_lease_store>);
+static_assert(lease_store<any_lease_store>);
 
 } // namespace ankanet::dhcp

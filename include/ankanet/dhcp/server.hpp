@@ -62,6 +62,7 @@
 #include <ankanet/wire/bytes.hpp>
 #include <ankanet/wire/dhcp.hpp>
 #include <ankanet/wire/ethernet.hpp>
+#include <ankanet/wire/frame.hpp>
 #include <ankanet/wire/ipv4.hpp>
 #include <ankanet/wire/udp.hpp>
 
@@ -169,7 +170,14 @@ public:
     /// bytes before returning.
     template <class Emit>
         requires std::invocable<Emit&, wire::const_bytes>
-    bool handle(wire::const_bytes frame, sys_seconds now, Emit&& emit);
+    bool handle(wire::const_bytes frame, sys_seconds now, Emit&& emit) {
+        return handle(wire::parsed_frame::parse(frame), now, emit);
+    }
+
+    /// As above, for a frame its caller has parsed already (a network parses each frame once).
+    template <class Emit>
+        requires std::invocable<Emit&, wire::const_bytes>
+    bool handle(const wire::parsed_frame& frame, sys_seconds now, Emit&& emit);
 
     /// As above, with `now` from the pool's clock.
     template <class Emit>
@@ -402,24 +410,18 @@ void basic_server<S, C>::fill_request(const wire::dhcp::repr& m, wire::mac_addre
 template <class S, class C>
 template <class Emit>
     requires std::invocable<Emit&, wire::const_bytes>
-bool basic_server<S, C>::handle(wire::const_bytes frame, sys_seconds now, Emit&& emit) {
-    namespace ethernet = wire::ethernet;
+bool basic_server<S, C>::handle(const wire::parsed_frame& frame, sys_seconds now, Emit&& emit) {
     namespace ipv4 = wire::ipv4;
     namespace udp = wire::udp;
     namespace dhcp = wire::dhcp;
 
-    // Is it ours? Read only what identifies a DHCP message to us; validate afterwards.
-    const ethernet::packet<wire::const_bytes> eth{frame};
-    if (eth.check_len() || eth.has_vlan_tag() || eth.ethertype() != ethernet::ethertype::ipv4) return false;
-    if (const auto to = eth.destination(); !to.is_broadcast() && to != config_.server_mac) return false;
-    const auto ip_bytes = eth.payload();
-    if (ip_bytes.size() < ipv4::header_len) return false;
-    const ipv4::packet<wire::const_bytes> ip{ip_bytes};
-    if (ip.version() != 4 || ip.protocol() != ipv4::protocol::udp || !for_us(ip.destination())) return false;
-    if (ip.fragment_offset() != 0) return false; // a later fragment: no UDP header to say whose it is
-    const std::size_t ihl = ip.header_length();
-    if (ihl < ipv4::header_len || ip_bytes.size() < ihl + udp::field::destination_port + 2) return false;
-    if (wire::load_be16(ip_bytes, ihl + udp::field::destination_port) != dhcp::server_port) return false;
+    // Is it ours? What identifies a DHCP message to us was read when the frame was parsed; the
+    // rest is validated below.
+    if (!frame.is_ipv4() || frame.protocol != ipv4::protocol::udp || !for_us(frame.ip_destination)) return false;
+    if (const auto to = frame.destination; !to.is_broadcast() && to != config_.server_mac) return false;
+    // A later fragment carries no UDP header to say whose it is (has_ports is false for it).
+    if (!frame.has_ports || frame.destination_port != dhcp::server_port) return false;
+    const ipv4::packet<wire::const_bytes> ip{frame.ip};
 
     // Ours from here on: answered, or counted and dropped.
     const auto ip_header = ipv4::repr::parse(ip);

@@ -30,6 +30,7 @@
 #include <ankanet/wire/arp.hpp>
 #include <ankanet/wire/bytes.hpp>
 #include <ankanet/wire/ethernet.hpp>
+#include <ankanet/wire/frame.hpp>
 
 #include <chrono>
 #include <concepts>
@@ -105,14 +106,19 @@ public:
     template <lease_holder_lookup LeaseHolder = no_leases>
     neighbor_observation observe(wire::const_bytes frame, time_point now, LeaseHolder&& lease_holder = {},
                                  neighbor_conflict* conflict = nullptr) {
-        const auto eth = wire::ethernet::repr::parse(frame);
-        if (!eth || eth->vlan_tci || eth->ethertype != wire::ethernet::ethertype::arp) return neighbor_observation::not_arp;
-        const auto arp = wire::arp::repr::parse(frame.subspan(eth->buffer_len()));
-        if (!arp) {
+        return observe(wire::parsed_frame::parse(frame), now, lease_holder, conflict);
+    }
+
+    /// As above, for a frame its caller has parsed already (a network parses each frame once).
+    template <lease_holder_lookup LeaseHolder = no_leases>
+    neighbor_observation observe(const wire::parsed_frame& frame, time_point now, LeaseHolder&& lease_holder = {},
+                                 neighbor_conflict* conflict = nullptr) {
+        if (frame.arp_malformed) {
             ++stats_.malformed;
             return neighbor_observation::ignored;
         }
-        return claim(arp->sender_ip, arp->sender_mac, now, lease_holder, conflict);
+        if (!frame.arp) return neighbor_observation::not_arp;
+        return claim(frame.arp->sender_ip, frame.arp->sender_mac, now, lease_holder, conflict);
     }
 
     /// Judges one claim "address is at mac" (what observe() does with an ARP's sender fields).

@@ -13,6 +13,7 @@
 #include <ankanet/wire/arp.hpp>
 #include <ankanet/wire/bytes.hpp>
 #include <ankanet/wire/ethernet.hpp>
+#include <ankanet/wire/frame.hpp>
 #include <ankanet/wire/icmp.hpp>
 #include <ankanet/wire/ipv4.hpp>
 
@@ -45,29 +46,28 @@ public:
     /// @return true when the frame was the gateway's (answered or dropped), false otherwise.
     template <class Emit>
     bool handle(wire::const_bytes frame, Emit&& emit) {
-        const auto eth = wire::ethernet::repr::parse(frame);
-        if (!eth || eth->vlan_tci) return false;
-        const auto payload = frame.subspan(eth->buffer_len());
-        switch (eth->ethertype) {
-        case wire::ethernet::ethertype::arp: return handle_arp(*eth, payload, emit);
-        case wire::ethernet::ethertype::ipv4: return handle_ipv4(*eth, payload, emit);
-        default: return false;
-        }
+        return handle(wire::parsed_frame::parse(frame), emit);
+    }
+
+    /// As above, for a frame its caller has parsed already (a network parses each frame once).
+    template <class Emit>
+    bool handle(const wire::parsed_frame& frame, Emit&& emit) {
+        if (frame.arp) return handle_arp(frame, *frame.arp, emit);
+        if (frame.is_ipv4()) return handle_ipv4(frame, emit);
+        return false; // tagged, not parsed, or another protocol
     }
 
 private:
     template <class Emit>
-    bool handle_arp(const wire::ethernet::repr& eth, wire::const_bytes payload, Emit& emit) {
-        const auto request = wire::arp::repr::parse(payload);
-        if (!request) return false; // not an ARP we could be the target of
-        if (request->operation != wire::arp::operation::request || request->target_ip != address_) return false;
+    bool handle_arp(const wire::parsed_frame& frame, const wire::arp::repr& request, Emit& emit) {
+        if (request.operation != wire::arp::operation::request || request.target_ip != address_) return false;
         // A guest announcing the gateway's own address as its own: not a question to answer.
-        if (request->is_gratuitous()) return true;
+        if (request.is_gratuitous()) return true;
         // Everything else, probes (sender 0.0.0.0, RFC 5227) included, gets our MAC: a probing guest
         // must learn that the address is taken.
 
-        const auto reply = request->reply_from(mac_);
-        const wire::ethernet::repr reply_eth{mac_, eth.source, wire::ethernet::ethertype::arp, std::nullopt};
+        const auto reply = request.reply_from(mac_);
+        const wire::ethernet::repr reply_eth{mac_, frame.source, wire::ethernet::ethertype::arp, std::nullopt};
         const std::size_t length = reply_eth.buffer_len() + reply.buffer_len();
         const wire::mutable_bytes out{buffer_.data(), length};
         if (reply_eth.emit(out) || reply.emit(out.subspan(reply_eth.buffer_len()))) return true; // cannot happen: sized above
@@ -77,9 +77,10 @@ private:
     }
 
     template <class Emit>
-    bool handle_ipv4(const wire::ethernet::repr& eth, wire::const_bytes payload, Emit& emit) {
-        const wire::ipv4::packet<wire::const_bytes> datagram{payload};
-        if (datagram.check_len() || datagram.destination() != address_) return false;
+    bool handle_ipv4(const wire::parsed_frame& frame, Emit& emit) {
+        if (frame.ip_destination != address_) return false;
+        const wire::ipv4::packet<wire::const_bytes> datagram{frame.ip};
+        if (datagram.check_len()) return false;
         const auto ip = wire::ipv4::repr::parse(datagram);
         if (!ip) {
             ++stats_.dropped_malformed;
@@ -106,7 +107,7 @@ private:
         reply_ip.destination = ip->source;
         reply_ip.protocol = wire::ipv4::protocol::icmp;
         reply_ip.payload_len = reply.buffer_len();
-        const wire::ethernet::repr reply_eth{mac_, eth.source, wire::ethernet::ethertype::ipv4, std::nullopt};
+        const wire::ethernet::repr reply_eth{mac_, frame.source, wire::ethernet::ethertype::ipv4, std::nullopt};
 
         const std::size_t length = reply_eth.buffer_len() + reply_ip.buffer_len() + reply.buffer_len();
         if (length > buffer_.size()) {

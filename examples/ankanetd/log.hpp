@@ -1,0 +1,101 @@
+// ankanetd's log: the network's observer, writing one line to stderr per event, and the summary
+// line printed at exit. Formatting only; the events come from the library (ankanet/network.hpp and
+// its services).
+#pragma once
+
+#include <ankanet/dhcp/server.hpp>
+#include <ankanet/gateway/arp_guard.hpp>
+#include <ankanet/gateway/responder.hpp>
+#include <ankanet/dhcp/service.hpp>
+#include <ankanet/network.hpp>
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace ankanetd {
+
+template <class... Args>
+void log(fmt::format_string<Args...> format, Args&&... args) {
+    fmt::print(stderr, "ankanetd: {}\n", fmt::format(format, std::forward<Args>(args)...));
+}
+
+/// The network's observer: every event the daemon reports, as it reports it.
+struct log_observer {
+    void on(const ankanet::port_attached_event& e) {
+        log("attached {} (mtu {}, mac {})", e.port, e.mtu, e.mac ? fmt::format("{}", *e.mac) : "from first frame");
+    }
+    void on(const ankanet::port_mac_learned_event& e) { log("{}: registered MAC {} from its first frame", e.port, e.mac); }
+    void on(const ankanet::port_refused_event& e) { log("{}: refused: {}", e.port, e.reason); }
+    void on(const ankanet::link_changed_event& e) { log("{}: link {}", e.port, e.up ? "up" : "down"); }
+    void on(const ankanet::port_detached_event& e) {
+        const auto s = e.backend.value_or(ankanet::backend::counters{});
+        log("detached {} ({}): rx {} frames, tx {} frames, dropped rx {} runt {} oversize, tx {} dropped", e.port,
+            e.reason ? e.reason.message() : std::string{"removed"}, s.rx_frames, s.tx_frames, s.rx_runt, s.rx_oversize,
+            s.tx_dropped);
+        if (e.switch_counters.dropped_spoofed > 0) {
+            log("{}: {} frames with another VM's source MAC were dropped", e.port, e.switch_counters.dropped_spoofed);
+        }
+    }
+    void on(const ankanet::dhcp::lease_event& e) {
+        log("DHCP {} {} {} {}{}{}", event_name(e.kind), e.address, event_preposition(e.kind), e.mac,
+            e.hostname.empty() ? "" : fmt::format(" ({})", e.hostname), e.reason.empty() ? "" : fmt::format(": {}", e.reason));
+    }
+    void on(const ankanet::gateway::arp_conflict_event& e) {
+        const auto& c = e.conflict;
+        log("{}: {} claims {}, which {} {}; ARP dropped", e.port, c.claimant, c.address,
+            c.gateway ? "is the gateway's own, at" : c.leased ? "is leased to" : "is in use by", c.holder);
+    }
+    void on(const ankanet::gateway::static_address_event& e) {
+        log("{}: {} uses {} without a lease; kept out of the DHCP pool while in use", e.port, e.mac, e.address);
+    }
+
+    static std::string_view event_name(ankanet::dhcp::lease_event_kind kind) {
+        using k = ankanet::dhcp::lease_event_kind;
+        switch (kind) {
+        case k::offered: return "offered";
+        case k::acknowledged: return "leased";
+        case k::nacked: return "refused";
+        case k::declined: return "declined";
+        case k::released: return "released";
+        case k::informed: return "informed";
+        }
+        return "event";
+    }
+    static std::string_view event_preposition(ankanet::dhcp::lease_event_kind kind) {
+        using k = ankanet::dhcp::lease_event_kind;
+        return kind == k::offered || kind == k::acknowledged || kind == k::nacked ? "to" : "by";
+    }
+};
+
+/// The daemon's network policies: the library's defaults, logging every event.
+struct traits : ankanet::default_network_traits {
+    using observer_type = log_observer;
+};
+
+/// One line of counters for the log at exit, from whichever services the network has.
+template <class Network>
+std::string summary(const Network& net) {
+    const auto& n = net.stats();
+    std::string line = fmt::format("{} frames in, {} to the gateway", n.frames_in, n.frames_to_gateway);
+    if constexpr (Network::template has_service<ankanet::gateway::responder>) {
+        const auto& r = net.template service<ankanet::gateway::responder>().stats();
+        line += fmt::format(" ({} ARP replies, {} echo replies)", r.arp_replies, r.echo_replies);
+    }
+    if constexpr (Network::template has_service<ankanet::dhcp::service>) {
+        const auto& d = net.template service<ankanet::dhcp::service>().stats();
+        line += fmt::format(", DHCP {} offers {} acks {} naks", d.offers, d.acks, d.naks);
+    }
+    std::uint64_t conflicts = 0;
+    if constexpr (Network::template has_service<ankanet::gateway::arp_guard>) {
+        conflicts = net.template service<ankanet::gateway::arp_guard>().stats().conflicts_dropped;
+    }
+    line += fmt::format(", {} ARP conflicts, {} unplugged", conflicts, n.dropped_unplugged);
+    if (n.dropped_link_down > 0) line += fmt::format(", {} dropped with the link down", n.dropped_link_down);
+    return line;
+}
+
+} // namespace ankanetd

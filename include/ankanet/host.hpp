@@ -1,0 +1,40 @@
+// ankanet/host.hpp — the host network card: like shared, on 192.168.128.0/24, and nothing beyond
+// the host is reachable. VMs get 192.168.128.2–254 by DHCP from the gateway 192.168.128.1 and reach
+// each other and the gateway. No NAT code is compiled into a program that includes only this.
+//
+// @par Example
+// @code
+// #include <ankanet/host.hpp>
+// auto net = ankanet::make_host_network({.lease_time = std::chrono::minutes{10}});
+// @endcode
+#pragma once
+
+#include <ankanet/dhcp/service.hpp>
+#include <ankanet/gateway/arp_guard.hpp>
+#include <ankanet/gateway/gateway_network.hpp>
+#include <ankanet/gateway/responder.hpp>
+#include <ankanet/network.hpp>
+
+#include <memory>
+#include <string>
+
+namespace ankanet {
+
+/// The traits of host networks: a distinct type, so host and shared networks never mix.
+template <class Traits = default_network_traits>
+struct host_traits : Traits {};
+
+/// A host network with policies of your own (a clock, an observer).
+template <class Traits = default_network_traits>
+using basic_host_network = basic_network<host_traits<Traits>, gateway::arp_guard, dhcp::service, gateway::responder>;
+
+using host_network = basic_host_network<>;
+
+/// A host network set up by `options` (defaults: 192.168.128.1/24, DHCP .2–.254, leases in memory).
+template <class Traits = default_network_traits>
+result<std::unique_ptr<basic_host_network<Traits>>> make_host_network(gateway_network_options options,
+                                                                      std::string* why = nullptr) {
+    return make_gateway_network<basic_host_network<Traits>>(network_mode::host, std::move(options), why);
+}
+
+} // namespace ankanet

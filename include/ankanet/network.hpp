@@ -1,0 +1,833 @@
+// ankanet::basic_network — one VM network: its VM ports, the learning switch between them, and the
+// gateway services on the switch's gateway port. The one place the parts are composed.
+//
+// Theory of operation. A pure core plus thin Asio glue.
+//
+// The core, input(port, frame, now, emit), takes one frame a VM sent and calls emit(port, frame)
+// for every frame that leaves towards a VM. No sockets, no clock, no threads: it can be driven from
+// a unit test with a manual clock, or from a hypervisor that moves frames itself. Per frame:
+//  1. The port must exist (dense handle: index plus generation, so a stale handle is refused) and
+//     its link must be up (set_link); a network whose Traits say `unplugged` (disconnected mode)
+//     passes nothing. Every drop is counted.
+//  2. The frame is parsed once (wire::parsed_frame); every service sees that one view.
+//  3. A port whose MAC is not known yet (QEMU and vfkit guests choose their own) registers the
+//     source MAC of its first frame; a MAC another port holds is refused and the port detached.
+//  4. Services that inspect VM frames (the ARP guard) may drop it; the first that does wins.
+//  5. The learning switch forwards it: to VM ports through emit, and to the gateway port when it is
+//     for the gateway MAC or flooded. A frame reaching the gateway is offered to each service in
+//     the order of the Services pack until one takes it.
+//  6. Services answer into a fixed-size reply queue, never into the switch: after the switch has
+//     returned, the queued replies enter the switch from the gateway port. So nothing re-enters the
+//     switch from inside its own callback, and a reply never outlives the buffer it was built in.
+// One `now` (steady and wall time, from the Clock policy) serves a whole burst.
+//
+// The glue, attach(name, backend, mac) / connect(port, backend), binds any frame_backend to a port:
+// its receive loop feeds input() with one clock reading per burst, emit sends to the target port's
+// backend, and a backend that closes detaches its port. The io_context that runs the backends is
+// the caller's. stop() closes every backend.
+//
+// Services. Each element of the Services pack is a gateway service (see `gateway_service`): it
+// handles frames for the gateway, or inspects frames from VMs, or both, and may offer optional
+// hooks (lease authority, port removal, polling, event binding) that the network finds at compile
+// time. A service the pack does not name is not compiled into the program.
+//
+// Events (ports attached, refused, detached, links changed, and whatever the services report) go to
+// the Traits' observer, which the default traits make a no-op the compiler removes.
+//
+// Costs. input() allocates nothing once warm (the reply queue is allocated at construction), finds
+// its port by index, and reads the clock not at all. Ports are added and removed outside of input()
+// only. Not thread-safe: one network, one thread (its backends' executor).
+#pragma once
+
+#include <ankanet/backend/backend.hpp>
+#include <ankanet/backend/port.hpp>
+#include <ankanet/clock.hpp>
+#include <ankanet/config.hpp>
+#include <ankanet/error.hpp>
+#include <ankanet/l2/mac_randomizer.hpp>
+#include <ankanet/l2/mac_registry.hpp>
+#include <ankanet/l2/switch.hpp>
+#include <ankanet/result.hpp>
+#include <ankanet/wire/address.hpp>
+#include <ankanet/wire/bytes.hpp>
+#include <ankanet/wire/frame.hpp>
+
+#include <array>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace ankanet {
+
+// --- ports ---------------------------------------------------------------------------------------
+
+/// A port of a network: a slot index and the slot's generation when the port was added, so a
+/// handle of a removed port is refused rather than taken for the port that reused its slot.
+struct port_handle {
+    std::uint32_t value = 0;
+
+    constexpr std::uint16_t index() const noexcept { return static_cast<std::uint16_t>(value & 0xffffu); }
+    constexpr std::uint16_t generation() const noexcept { return static_cast<std::uint16_t>(value >> 16); }
+    static constexpr port_handle make(std::uint16_t index, std::uint16_t generation) noexcept {
+        return port_handle{(std::uint32_t{generation} << 16) | index};
+    }
+    constexpr auto operator<=>(const port_handle&) const noexcept = default;
+};
+
+/// How a port's MAC is chosen.
+class port_mac {
+public:
+    /// The MAC its first frame carries (QEMU and vfkit guests choose their own).
+    static port_mac from_first_frame() noexcept { return port_mac{first_frame_t{}}; }
+    /// A fresh random locally administered MAC no other port holds.
+    static port_mac random() noexcept { return port_mac{random_t{}}; }
+    /// The VM's stable MAC, derived from its UUID and the network's host secret: the same after
+    /// every restart (needs network_config::mac_secret).
+    static port_mac stable(l2::vm_uuid vm) noexcept { return port_mac{vm}; }
+    /// A MAC the operator chose.
+    static port_mac custom(mac_address mac) noexcept { return port_mac{mac}; }
+
+    const mac_address* custom_mac() const noexcept { return std::get_if<mac_address>(&choice_); }
+    const l2::vm_uuid* uuid() const noexcept { return std::get_if<l2::vm_uuid>(&choice_); }
+    bool is_random() const noexcept { return std::holds_alternative<random_t>(choice_); }
+    bool is_first_frame() const noexcept { return std::holds_alternative<first_frame_t>(choice_); }
+
+private:
+    struct first_frame_t {};
+    struct random_t {};
+    using choice = std::variant<first_frame_t, random_t, l2::vm_uuid, mac_address>;
+    explicit port_mac(choice c) noexcept : choice_(c) {}
+    choice choice_;
+};
+
+/// A port's counters, kept by the network (the switch and the backend keep their own).
+struct network_port_counters {
+    std::uint64_t frames_in = 0;          ///< frames the VM sent
+    std::uint64_t frames_out = 0;         ///< frames emitted towards the VM
+    std::uint64_t dropped_link_down = 0;  ///< in or out while its link was down
+    std::uint64_t dropped_unplugged = 0;  ///< in a network that passes nothing (disconnected)
+    std::uint64_t dropped_by_service = 0; ///< a service refused it (an ARP claim on another's address)
+    std::uint64_t dropped_no_mac = 0;     ///< before its MAC was known, a frame without a unicast source
+};
+
+/// Network-wide counters.
+struct network_counters {
+    std::uint64_t frames_in = 0;            ///< frames received from VMs
+    std::uint64_t frames_to_gateway = 0;    ///< frames the switch delivered to the gateway port
+    std::uint64_t gateway_unclaimed = 0;    ///< of those, frames no service took
+    std::uint64_t replies = 0;              ///< frames the services answered with
+    std::uint64_t replies_dropped = 0;      ///< replies that found the queue full or were too long
+    std::uint64_t dropped_unknown_port = 0; ///< input() with a handle of no port
+    std::uint64_t dropped_unplugged = 0;    ///< frames a disconnected network did not pass
+    std::uint64_t dropped_link_down = 0;    ///< frames in or out of a port whose link was down
+    std::uint64_t ports_refused = 0;        ///< ports refused for a MAC another port holds
+};
+
+// --- events ----------------------------------------------------------------------------------------
+// The views in events are valid only during the observer's call.
+
+/// A backend was connected to a port (attach(), connect()).
+struct port_attached_event {
+    std::string_view port;
+    std::size_t mtu = 0;             ///< the backend's
+    std::optional<mac_address> mac;  ///< none: taken from its first frame
+};
+/// A port registered the source MAC of its first frame.
+struct port_mac_learned_event {
+    std::string_view port;
+    mac_address mac;
+};
+/// A port (or the MAC it asked for) was refused; `reason` says why, naming both VMs on a conflict.
+struct port_refused_event {
+    std::string_view port;
+    std::string_view reason;
+};
+/// A port was removed. `backend` holds its backend's counters when it had one.
+struct port_detached_event {
+    std::string_view port;
+    std::error_code reason;
+    std::optional<backend::counters> backend;
+    l2::port_counters switch_counters;
+    network_port_counters counters;
+};
+/// A port's link (its cable) went up or down.
+struct link_changed_event {
+    std::string_view port;
+    bool up = false;
+};
+
+/// An observer that wants no event: every call compiles to nothing.
+struct null_observer {
+    template <class Event>
+    void on(const Event&) noexcept {}
+};
+
+/// @par NetworkObserver requirements
+/// `o.on(e)` for each event type the network itself reports. Services report their own events
+/// (dhcp::lease_event, gateway::arp_conflict_event, ...) to `o.on(e)` when it accepts them, and to
+/// nobody otherwise, so an observer overloads on() for what it cares about.
+template <class O>
+concept network_observer = requires(O& o) {
+    o.on(port_attached_event{});
+    o.on(port_mac_learned_event{});
+    o.on(port_refused_event{});
+    o.on(port_detached_event{});
+    o.on(link_changed_event{});
+};
+
+// --- traits -------------------------------------------------------------------------------------
+
+/// The policies of a network that are not services. Derive from it and override what differs.
+struct default_network_traits {
+    using clock_type = real_clock;          ///< models network_clock
+    using observer_type = null_observer;    ///< models network_observer
+    static constexpr std::size_t mac_capacity = 4096;    ///< the switch's MAC table
+    static constexpr std::size_t reply_queue_depth = 16; ///< gateway replies one input() may queue
+    static constexpr bool unplugged = false;             ///< true: the network passes nothing
+};
+
+/// @par NetworkTraits requirements
+/// `clock_type` models network_clock, `observer_type` models network_observer, both default
+/// constructible; `mac_capacity` is a power of two of at least 8; `reply_queue_depth` at least 1;
+/// `unplugged` a bool.
+template <class T>
+concept network_traits = network_clock<typename T::clock_type> && network_observer<typename T::observer_type> &&
+                         std::default_initializable<typename T::clock_type> &&
+                         std::default_initializable<typename T::observer_type> &&
+                         std::convertible_to<decltype(T::mac_capacity), std::size_t> &&
+                         std::convertible_to<decltype(T::reply_queue_depth), std::size_t> &&
+                         std::convertible_to<decltype(T::unplugged), bool> && (T::reply_queue_depth >= 1);
+
+// --- services -------------------------------------------------------------------------------------
+
+namespace detail {
+
+/// Stands for the context a network hands its services (basic_network::service_context), to
+/// check the service concepts without a network.
+struct service_context_archetype {
+    void operator()(wire::const_bytes) {}
+    network_time now() const { return {}; }
+    std::string_view port_name() const { return {}; }
+    template <class Event>
+    void notify(const Event&) {}
+    std::optional<mac_address> lease_holder(ipv4_address) const { return std::nullopt; }
+    std::error_code mark_in_use(ipv4_address, mac_address) { return {}; }
+};
+
+} // namespace detail
+
+/// A service that answers frames the switch delivers to the gateway: `s.handle(frame, ctx)` returns
+/// true when the frame was its own (answered through `ctx(reply_bytes)`, or counted and dropped).
+template <class S>
+concept gateway_frame_handler = requires(S& s, const wire::parsed_frame& f, detail::service_context_archetype& ctx) {
+    { s.handle(f, ctx) } -> std::convertible_to<bool>;
+};
+
+/// A service that looks at every frame a VM sends before it is switched: `s.inspect(frame, ctx)`
+/// returns false to drop it.
+template <class S>
+concept vm_frame_inspector = requires(S& s, const wire::parsed_frame& f, detail::service_context_archetype& ctx) {
+    { s.inspect(f, ctx) } -> std::convertible_to<bool>;
+};
+
+/// @par GatewayService requirements
+/// A movable type that is a gateway_frame_handler, a vm_frame_inspector, or both. Optional hooks,
+/// used when present:
+/// - `s.lease_holder(address, now)` → `std::optional<mac_address>` and
+///   `s.mark_in_use(address, mac, now)` → `std::error_code`: the network's lease authority (the
+///   DHCP server), which other services consult through the context.
+/// - `s.port_removed(mac)`: a port that held `mac` is gone (forget what it claimed).
+/// - `s.poll(now)`: timers; called by basic_network::poll().
+/// - `s.bind_events(sink)`: called once, from the network's constructor, with a callable that
+///   reports any event to the network's observer, for services that report outside of a context.
+template <class S>
+concept gateway_service = std::movable<S> && (gateway_frame_handler<S> || vm_frame_inspector<S>);
+
+template <class S>
+concept lease_authority = requires(S& s, const S& cs, ipv4_address a, mac_address m, network_time now) {
+    { cs.lease_holder(a, now) } -> std::convertible_to<std::optional<mac_address>>;
+    { s.mark_in_use(a, m, now) } -> std::same_as<std::error_code>;
+};
+
+// --- the network ----------------------------------------------------------------------------------
+
+/// What every network needs to know, whatever its services.
+struct network_config {
+    ipv4_prefix subnet{ipv4_address{192, 168, 64, 1}, 24}; ///< its address() is the gateway's
+    mac_address gateway_mac = default_gateway_mac;
+    std::size_t mtu = backend::default_mtu;     ///< the largest IP packet a frame carries
+    bool isolate = false;                       ///< VMs reach the gateway but not each other
+    l2::mac_prefix mac_prefix{};                ///< where random and stable MACs are drawn
+    std::optional<l2::host_secret> mac_secret;  ///< for port_mac::stable
+    std::optional<std::array<std::byte, 16>> switch_hash_key; ///< drawn at random when absent
+};
+
+/// One VM network; see the theory of operation at the top of this file.
+/// @tparam Traits the clock, observer and sizes (see `network_traits`).
+/// @tparam Services the gateway services, offered frames in this order (see `gateway_service`).
+/// @par Example
+/// @code
+/// using my_network = ankanet::basic_network<ankanet::default_network_traits, ankanet::gateway::responder>;
+/// my_network net{config, ankanet::gateway::responder{gateway, gateway_mac}};
+/// auto vm = net.add_port("vm1", ankanet::port_mac::random());
+/// net.input(*vm, frame, clock.now(), [&](ankanet::port_handle to, ankanet::wire::const_bytes f) { send(to, f); });
+/// @endcode
+template <network_traits Traits, gateway_service... Services>
+class basic_network {
+public:
+    using traits_type = Traits;
+    using clock_type = typename Traits::clock_type;
+    using observer_type = typename Traits::observer_type;
+    using switch_type = l2::basic_learning_switch<Traits::mac_capacity, std::chrono::steady_clock>;
+
+    /// What a service is handed with each frame: the time, the ingress port, a way to answer, to
+    /// report events and to ask the lease authority. Valid during the call only.
+    class service_context {
+    public:
+        /// Queues a reply frame; it enters the switch from the gateway port once the current frame
+        /// has been switched. Copied: the caller's buffer may be reused at once.
+        void operator()(wire::const_bytes frame) { network_.queue_reply(frame); }
+        network_time now() const noexcept { return now_; }
+        /// The name of the port the frame came from (empty for a frame from the gateway).
+        std::string_view port_name() const noexcept { return port_name_; }
+        /// Reports an event to the network's observer (if it takes events of this type).
+        template <class Event>
+        void notify(const Event& e) { network_.notify(e); }
+        /// The MAC holding a lease on `address` now, from the lease authority (none without one).
+        std::optional<mac_address> lease_holder(ipv4_address address) const { return network_.lease_holder(address, now_); }
+        /// Tells the lease authority that `mac` uses `address` without a lease (a static guest).
+        /// errc::unsupported when there is no lease authority.
+        std::error_code mark_in_use(ipv4_address address, mac_address mac) { return network_.mark_in_use(address, mac, now_); }
+
+    private:
+        friend class basic_network;
+        service_context(basic_network& n, network_time now, std::string_view port) noexcept
+            : network_(n), now_(now), port_name_(port) {}
+        basic_network& network_;
+        network_time now_;
+        std::string_view port_name_;
+    };
+
+    /// A network with the given configuration and services (moved in, kept in pack order).
+    explicit basic_network(network_config config, Services... services)
+        : config_(std::move(config)),
+          services_(std::move(services)...),
+          switch_(switch_config(config_)),
+          randomizer_(config_.mac_prefix, config_.mac_secret),
+          reply_slot_len_(backend::max_frame_len(config_.mtu)),
+          reply_storage_(Traits::reply_queue_depth * reply_slot_len_) {
+        gateway_port_ = *switch_.add_gateway_port(); // an empty switch always has room
+        std::apply([this](auto&... s) { (bind_events(s), ...); }, services_);
+    }
+
+    basic_network(const basic_network&) = delete; // services and backends point back at it
+    basic_network& operator=(const basic_network&) = delete;
+
+    /// Closes every backend still connected; their handlers no longer reach the network.
+    ~basic_network() {
+        *anchor_ = nullptr;
+        for (auto& slot : slots_) {
+            if (slot.link) slot.link->close();
+        }
+    }
+
+    // --- ports (the pure core) ------------------------------------------------------------------
+
+    /// Adds a port named `name` (what logs call it; unique per network) whose MAC is chosen by `mac`.
+    /// Refuses a MAC another port holds (mac_errc::in_use), one no NIC can have, a stable MAC without
+    /// a host secret, and a full switch; `why`, when given, then says what in a sentence naming both
+    /// VMs on a conflict, and the observer gets a port_refused_event.
+    result<port_handle> add_port(std::string name, port_mac mac, std::string* why = nullptr) {
+        std::optional<mac_address> chosen;
+        if (!mac.is_first_frame()) {
+            auto picked = pick_mac(name, mac);
+            if (!picked) return refuse(name, picked.error(), why);
+            chosen = *picked;
+            if (auto refused = registry_.add(*chosen, name)) return refuse(name, refused.code(), why, refused.message());
+        }
+        std::uint16_t index = 0;
+        if (!free_.empty()) {
+            index = free_.back();
+            free_.pop_back();
+        } else {
+            if (slots_.size() >= 0xffff) {
+                if (chosen) (void)registry_.remove(*chosen);
+                return refuse(name, l2::switch_errc::too_many_ports, why);
+            }
+            index = static_cast<std::uint16_t>(slots_.size());
+            slots_.emplace_back();
+        }
+        port_slot& slot = slots_[index];
+        slot.active = true;
+        slot.name = std::move(name);
+        slot.link_up = true;
+        slot.counters = {};
+        const port_handle handle = port_handle::make(index, slot.generation);
+        if (chosen && !join_switch(slot, index, *chosen, why)) {
+            release_slot(index);
+            return make_error_code(l2::switch_errc::too_many_ports);
+        }
+        return handle;
+    }
+
+    /// Removes a port: its MAC, its switch port and what services learned of it. A port with a
+    /// backend is closed first (remove_port is then called again, by its receive loop's end).
+    std::error_code remove_port(port_handle port) { return remove_port(port, std::error_code{}); }
+
+    /// Sets a port's link (its cable) up or down. While down nothing enters or leaves it (counted);
+    /// its MAC, lease and learned addresses stay. errc::unsupported on a network that passes nothing.
+    std::error_code set_link(port_handle port, bool up) {
+        port_slot* slot = find(port);
+        if (slot == nullptr) return l2::switch_errc::unknown_port;
+        if constexpr (Traits::unplugged) {
+            return errc::unsupported;
+        } else {
+            if (slot->link_up != up) {
+                slot->link_up = up;
+                notify(link_changed_event{slot->name, up});
+            }
+            return {};
+        }
+    }
+
+    /// Whether the port's link is up (false for an unknown port).
+    bool link_up(port_handle port) const {
+        const port_slot* slot = find(port);
+        return slot != nullptr && slot->link_up && !Traits::unplugged;
+    }
+
+    /// The port's MAC, once known.
+    std::optional<mac_address> mac(port_handle port) const {
+        const port_slot* slot = find(port);
+        return slot ? slot->mac : std::nullopt;
+    }
+    /// The port's name.
+    std::optional<std::string_view> name(port_handle port) const {
+        const port_slot* slot = find(port);
+        return slot ? std::optional<std::string_view>{slot->name} : std::nullopt;
+    }
+    /// The port's counters.
+    std::optional<network_port_counters> stats(port_handle port) const {
+        const port_slot* slot = find(port);
+        return slot ? std::optional{slot->counters} : std::nullopt;
+    }
+    /// The port's switch counters, once it is on the switch.
+    std::optional<l2::port_counters> switch_stats(port_handle port) const {
+        const port_slot* slot = find(port);
+        if (slot == nullptr || !slot->switch_port) return std::nullopt;
+        return switch_.stats(*slot->switch_port);
+    }
+    /// Every port, in slot order.
+    std::vector<port_handle> ports() const {
+        std::vector<port_handle> all;
+        for (std::size_t i = 0; i < slots_.size(); ++i) {
+            if (slots_[i].active) all.push_back(port_handle::make(static_cast<std::uint16_t>(i), slots_[i].generation));
+        }
+        return all;
+    }
+    std::size_t port_count() const noexcept { return slots_.size() - free_.size(); }
+
+    // --- the data path (the pure core) ----------------------------------------------------------
+
+    /// Handles one frame `port` sent, at `now`; see the theory of operation. `emit(port_handle,
+    /// wire::const_bytes)` is called for each frame that leaves towards a VM; the bytes are valid
+    /// during the call only, and emit must not call input().
+    template <class Emit>
+        requires std::invocable<Emit&, port_handle, wire::const_bytes>
+    void input(port_handle port, wire::const_bytes frame, network_time now, Emit&& emit) {
+        port_slot* slot = find(port);
+        if (slot == nullptr) [[unlikely]] {
+            ++stats_.dropped_unknown_port;
+            return;
+        }
+        ++stats_.frames_in;
+        ++slot->counters.frames_in;
+        if (frame_tap_) frame_tap_(frame);
+        if constexpr (Traits::unplugged) {
+            ++slot->counters.dropped_unplugged;
+            ++stats_.dropped_unplugged;
+            return;
+        } else {
+            if (!slot->link_up) {
+                ++slot->counters.dropped_link_down;
+                ++stats_.dropped_link_down;
+                return;
+            }
+            const auto parsed = wire::parsed_frame::parse(frame);
+            if (!slot->switch_port && !adopt_first_source(*slot, port.index(), parsed)) return;
+
+            service_context ctx{*this, now, slot->name};
+            bool pass = true;
+            std::apply([&](auto&... s) { ((pass = pass && inspect(s, parsed, ctx)), ...); }, services_);
+            if (!pass) {
+                ++slot->counters.dropped_by_service;
+                return;
+            }
+            switch_.handle(*slot->switch_port, frame, now.steady, [&](l2::port_id out, wire::const_bytes bytes) {
+                if (out == gateway_port_) {
+                    to_gateway(parsed, ctx);
+                } else {
+                    deliver(out, bytes, emit);
+                }
+            });
+            drain_replies(now, emit);
+        }
+    }
+
+    /// Runs the services' timers (lease expiry, ...) at `now`. Call it now and then (every few
+    /// seconds); nothing on the data path depends on it.
+    void poll(network_time now) {
+        std::apply([&](auto&... s) { (poll_one(s, now), ...); }, services_);
+    }
+
+    // --- the Asio glue ----------------------------------------------------------------------------
+
+    /// Adds a port named `name` and binds `link` to it: see connect().
+    /// A MAC the backend imposes (vmnet) is used when `mac` is from_first_frame.
+    template <backend::frame_backend Backend>
+    result<port_handle> attach(std::string name, Backend link, port_mac mac = port_mac::from_first_frame(),
+                               std::string* why = nullptr) {
+        if (mac.is_first_frame()) {
+            if (const auto imposed = link.mac()) mac = port_mac::custom(*imposed);
+        }
+        auto port = add_port(std::move(name), mac, why);
+        if (!port) return port;
+        if (auto ec = connect(*port, std::move(link))) {
+            (void)remove_port(*port);
+            return ec;
+        }
+        return port;
+    }
+
+    /// Binds `link` to an existing port (added with add_port, e.g. to learn the MAC a TAP must be
+    /// created with) and starts its receive loop: its frames are input() with one clock reading per
+    /// burst, frames for it are sent to it, and when it closes the port is removed.
+    template <backend::frame_backend Backend>
+    std::error_code connect(port_handle port, Backend link) {
+        port_slot* slot = find(port);
+        if (slot == nullptr) return l2::switch_errc::unknown_port;
+        if (slot->link) return errc::unsupported; // one backend per port
+        slot->link = backend::make_port(slot->name, std::move(link));
+        notify(port_attached_event{slot->name, slot->link->mtu(), slot->mac});
+        // The handlers reach the network through its anchor, which the destructor clears: a
+        // completion still queued in the io_context after the network is gone does nothing.
+        slot->link->start(
+            [anchor = anchor_, port](backend::port&, wire::const_bytes frame) {
+                if (basic_network* self = *anchor) self->input(port, frame, self->burst_now(), self->sender());
+            },
+            [anchor = anchor_, port](backend::port&, std::error_code why) {
+                if (basic_network* self = *anchor) (void)self->remove_port(port, why ? why : make_error_code(errc::peer_closed));
+            },
+            [anchor = anchor_](backend::port&) {
+                if (basic_network* self = *anchor) self->burst_clock_read_ = false;
+            });
+        return {};
+    }
+
+    /// Closes a port's backend (the port is removed when its receive loop ends), or removes a port
+    /// that has none.
+    void detach(port_handle port) {
+        port_slot* slot = find(port);
+        if (slot == nullptr) return;
+        if (slot->link && slot->link->running()) slot->link->close();
+        else (void)remove_port(port);
+    }
+
+    /// Closes every backend; each port is removed as its receive loop ends.
+    void stop() {
+        for (const auto& handle : ports()) detach(handle);
+    }
+
+    /// Sees every frame a VM sends (at ingress, before any check) and every reply the gateway's
+    /// services send: for a capture file. Empty by default.
+    void set_frame_tap(std::function<void(wire::const_bytes)> tap) { frame_tap_ = std::move(tap); }
+
+    // --- parts --------------------------------------------------------------------------------------
+
+    /// Whether S is one of Services.
+    template <class S>
+    static constexpr bool has_service = (std::is_same_v<S, Services> || ...);
+
+    /// The service of type S (which must be one of Services).
+    template <class S>
+    S& service() noexcept { return std::get<S>(services_); }
+    template <class S>
+    const S& service() const noexcept { return std::get<S>(services_); }
+
+    const network_config& config() const noexcept { return config_; }
+    const network_counters& stats() const noexcept { return stats_; }
+    const switch_type& learning_switch() const noexcept { return switch_; }
+    const l2::mac_registry& registry() const noexcept { return registry_; }
+    clock_type& clock() noexcept { return clock_; }
+    observer_type& observer() noexcept { return observer_; }
+
+private:
+    struct port_slot {
+        bool active = false;
+        bool link_up = true;
+        std::uint16_t generation = 0;
+        std::string name;
+        std::optional<mac_address> mac;
+        std::optional<l2::port_id> switch_port;
+        network_port_counters counters;
+        std::shared_ptr<backend::port> link; ///< the glue's backend, when one is connected
+    };
+
+    static typename switch_type::config switch_config(const network_config& c) {
+        typename switch_type::config s;
+        s.isolated = c.isolate;
+        s.hash_key = c.switch_hash_key;
+        return s;
+    }
+
+    template <class S>
+    void bind_events(S& s) {
+        if constexpr (requires { s.bind_events([](const auto&) {}); }) {
+            s.bind_events([this](const auto& event) { notify(event); });
+        }
+    }
+
+    template <class Event>
+    void notify(const Event& e) {
+        if constexpr (requires { observer_.on(e); }) observer_.on(e);
+    }
+
+    result<port_handle> refuse(std::string_view name, std::error_code ec, std::string* why, std::string reason = {}) {
+        if (reason.empty()) reason = ec.message();
+        ++stats_.ports_refused;
+        notify(port_refused_event{name, reason});
+        if (why != nullptr) *why = std::move(reason);
+        return ec;
+    }
+
+    result<mac_address> pick_mac(std::string_view name, const port_mac& mac) {
+        if (const auto* custom = mac.custom_mac()) return *custom;
+        if (const auto* uuid = mac.uuid()) return randomizer_.stable(*uuid, registry_, name);
+        return randomizer_.draw(registry_);
+    }
+
+    bool join_switch(port_slot& slot, std::uint16_t index, mac_address mac, std::string* why) {
+        auto id = switch_.add_vm_port(mac);
+        if (!id) {
+            (void)registry_.remove(mac);
+            (void)refuse(slot.name, id.error(), why);
+            return false;
+        }
+        slot.mac = mac;
+        slot.switch_port = *id;
+        const std::size_t at = id->index();
+        if (by_switch_index_.size() <= at) by_switch_index_.resize(at + 1);
+        by_switch_index_[at] = index;
+        return true;
+    }
+
+    port_slot* find(port_handle h) noexcept {
+        if (h.index() >= slots_.size()) return nullptr;
+        port_slot& s = slots_[h.index()];
+        return s.active && s.generation == h.generation() ? &s : nullptr;
+    }
+    const port_slot* find(port_handle h) const noexcept { return const_cast<basic_network*>(this)->find(h); }
+
+    void release_slot(std::uint16_t index) {
+        port_slot& slot = slots_[index];
+        slot.active = false;
+        ++slot.generation;
+        slot.name.clear();
+        slot.mac.reset();
+        slot.switch_port.reset();
+        slot.link.reset();
+        free_.push_back(index);
+    }
+
+    std::error_code remove_port(port_handle port, std::error_code why) {
+        port_slot* slot = find(port);
+        if (slot == nullptr) return l2::switch_errc::unknown_port;
+        if (slot->link && slot->link->running()) {
+            slot->link->close(); // its loop ends with on_closed, which comes back here
+            return {};
+        }
+        l2::port_counters switch_counters{};
+        if (slot->switch_port) {
+            if (auto counters = switch_.stats(*slot->switch_port)) switch_counters = *counters;
+            (void)switch_.remove_port(*slot->switch_port);
+        }
+        if (slot->mac) {
+            (void)registry_.remove(*slot->mac);
+            const mac_address gone = *slot->mac;
+            std::apply([&](auto&... s) { (port_removed(s, gone), ...); }, services_);
+        }
+        std::optional<backend::counters> link_counters;
+        if (slot->link) link_counters = slot->link->stats();
+        notify(port_detached_event{slot->name, why, link_counters, switch_counters, slot->counters});
+        release_slot(port.index());
+        return {};
+    }
+
+    bool adopt_first_source(port_slot& slot, std::uint16_t index, const wire::parsed_frame& frame) {
+        if (!frame.valid || !frame.source.is_unicast()) {
+            ++slot.counters.dropped_no_mac; // wait for a proper frame
+            return false;
+        }
+        if (auto refused = registry_.add(frame.source, slot.name)) {
+            (void)refuse(slot.name, refused.code(), nullptr, refused.message());
+            detach(port_handle::make(index, slot.generation));
+            return false;
+        }
+        if (!join_switch(slot, index, frame.source, nullptr)) {
+            detach(port_handle::make(index, slot.generation));
+            return false;
+        }
+        notify(port_mac_learned_event{slot.name, frame.source});
+        return true;
+    }
+
+    template <class S>
+    static bool inspect(S& s, const wire::parsed_frame& frame, service_context& ctx) {
+        if constexpr (vm_frame_inspector<S>) return static_cast<bool>(s.inspect(frame, ctx));
+        else return true;
+    }
+
+    void to_gateway(const wire::parsed_frame& frame, service_context& ctx) {
+        ++stats_.frames_to_gateway;
+        bool taken = false;
+        std::apply([&](auto&... s) { ((taken = taken || offer(s, frame, ctx)), ...); }, services_);
+        if (!taken) ++stats_.gateway_unclaimed;
+    }
+
+    template <class S>
+    static bool offer(S& s, const wire::parsed_frame& frame, service_context& ctx) {
+        if constexpr (gateway_frame_handler<S>) return static_cast<bool>(s.handle(frame, ctx));
+        else return false;
+    }
+
+    template <class Emit>
+    void deliver(l2::port_id out, wire::const_bytes frame, Emit& emit) {
+        const std::uint16_t index = by_switch_index_[out.index()];
+        port_slot& slot = slots_[index];
+        if (!slot.link_up) {
+            ++slot.counters.dropped_link_down;
+            ++stats_.dropped_link_down;
+            return;
+        }
+        ++slot.counters.frames_out;
+        emit(port_handle::make(index, slot.generation), frame);
+    }
+
+    void queue_reply(wire::const_bytes frame) {
+        if (reply_count_ == Traits::reply_queue_depth || frame.size() > reply_slot_len_) {
+            ++stats_.replies_dropped;
+            return;
+        }
+        std::memcpy(reply_storage_.data() + reply_count_ * reply_slot_len_, frame.data(), frame.size());
+        reply_lengths_[reply_count_++] = frame.size();
+    }
+
+    template <class Emit>
+    void drain_replies(network_time now, Emit& emit) {
+        // Replies come from the gateway port, which the switch never sends back to the gateway
+        // port: no service runs while draining, so nothing is queued behind the loop.
+        for (std::size_t i = 0; i < reply_count_; ++i) {
+            const wire::const_bytes reply{reply_storage_.data() + i * reply_slot_len_, reply_lengths_[i]};
+            ++stats_.replies;
+            if (frame_tap_) frame_tap_(reply);
+            switch_.handle(gateway_port_, reply, now.steady,
+                           [&](l2::port_id out, wire::const_bytes bytes) {
+                               if (out != gateway_port_) deliver(out, bytes, emit);
+                           });
+        }
+        reply_count_ = 0;
+    }
+
+    std::optional<mac_address> lease_holder(ipv4_address address, network_time now) const {
+        std::optional<mac_address> holder;
+        bool asked = false;
+        std::apply([&](const auto&... s) { ((asked = asked || ask_holder(s, address, now, holder)), ...); }, services_);
+        return holder;
+    }
+    template <class S>
+    static bool ask_holder(const S& s, ipv4_address address, network_time now, std::optional<mac_address>& holder) {
+        if constexpr (lease_authority<S>) {
+            holder = s.lease_holder(address, now);
+            return true;
+        } else {
+            return false;
+        }
+    }
+
+    std::error_code mark_in_use(ipv4_address address, mac_address mac, network_time now) {
+        std::error_code result = errc::unsupported;
+        bool asked = false;
+        std::apply([&](auto&... s) { ((asked = asked || mark_one(s, address, mac, now, result)), ...); }, services_);
+        return result;
+    }
+    template <class S>
+    static bool mark_one(S& s, ipv4_address address, mac_address mac, network_time now, std::error_code& result) {
+        if constexpr (lease_authority<S>) {
+            result = s.mark_in_use(address, mac, now);
+            return true;
+        } else {
+            return false;
+        }
+    }
+
+    template <class S>
+    static void port_removed(S& s, mac_address mac) {
+        if constexpr (requires { s.port_removed(mac); }) s.port_removed(mac);
+    }
+    template <class S>
+    static void poll_one(S& s, network_time now) {
+        if constexpr (requires { s.poll(now); }) s.poll(now);
+    }
+
+    /// The clock, read once per burst of frames from the backends.
+    network_time burst_now() {
+        if (!burst_clock_read_) {
+            burst_time_ = clock_.now();
+            burst_clock_read_ = true;
+        }
+        return burst_time_;
+    }
+
+    auto sender() {
+        return [this](port_handle to, wire::const_bytes frame) {
+            port_slot* slot = find(to);
+            if (slot != nullptr && slot->link) (void)slot->link->send(frame); // a drop is counted by the backend
+        };
+    }
+
+    network_config config_;
+    std::tuple<Services...> services_;
+    switch_type switch_;
+    l2::port_id gateway_port_{};
+    l2::mac_registry registry_;
+    l2::mac_randomizer randomizer_;
+    [[no_unique_address]] clock_type clock_{};
+    [[no_unique_address]] observer_type observer_{};
+    std::vector<port_slot> slots_;                 // indexed by port_handle::index()
+    std::vector<std::uint16_t> free_;              // removed slots to reuse
+    std::vector<std::uint16_t> by_switch_index_;   // switch port index -> slot index
+    network_counters stats_;
+    std::function<void(wire::const_bytes)> frame_tap_;
+    // The reply queue: reply_queue_depth slots of max_frame_len(mtu) bytes, allocated once.
+    std::size_t reply_slot_len_;
+    std::vector<std::byte> reply_storage_;
+    std::array<std::size_t, Traits::reply_queue_depth> reply_lengths_{};
+    std::size_t reply_count_ = 0;
+    network_time burst_time_{};
+    bool burst_clock_read_ = false;
+    std::shared_ptr<basic_network*> anchor_ = std::make_shared<basic_network*>(this);
+};
+
+} // namespace ankanet
