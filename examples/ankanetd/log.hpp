@@ -28,6 +28,7 @@ struct log_observer {
     void on(const ankanet::port_attached_event& e) {
         log("attached {} (mtu {}, mac {})", e.port, e.mtu, e.mac ? fmt::format("{}", *e.mac) : "from first frame");
     }
+    void on(const ankanet::port_added_event&) {} // logged once its backend is attached
     void on(const ankanet::port_mac_learned_event& e) { log("{}: registered MAC {} from its first frame", e.port, e.mac); }
     void on(const ankanet::port_refused_event& e) { log("{}: refused: {}", e.port, e.reason); }
     void on(const ankanet::link_changed_event& e) { log("{}: link {}", e.port, e.up ? "up" : "down"); }

@@ -11,7 +11,9 @@
 // @endcode
 #pragma once
 
+#include <ankanet/backend/memory.hpp>
 #include <ankanet/network.hpp>
+#include <ankanet/version.hpp>
 
 namespace ankanet {
 

@@ -7,13 +7,18 @@
 // #include <ankanet/host.hpp>
 // auto net = ankanet::make_host_network({.lease_time = std::chrono::minutes{10}});
 // @endcode
+// Besides the network it brings what an embedder needs to run VMs in-process: memory links
+// (backend/memory.hpp) and a DHCP client's frames for an in-process guest (dhcp/client_frames.hpp).
 #pragma once
 
+#include <ankanet/backend/memory.hpp>
+#include <ankanet/dhcp/client_frames.hpp>
 #include <ankanet/dhcp/service.hpp>
 #include <ankanet/gateway/arp_guard.hpp>
 #include <ankanet/gateway/gateway_network.hpp>
 #include <ankanet/gateway/responder.hpp>
 #include <ankanet/network.hpp>
+#include <ankanet/version.hpp>
 
 #include <memory>
 #include <string>

@@ -132,12 +132,17 @@ struct network_counters {
     std::uint64_t dropped_unknown_port = 0; ///< input() with a handle of no port
     std::uint64_t dropped_unplugged = 0;    ///< frames a disconnected network did not pass
     std::uint64_t dropped_link_down = 0;    ///< frames in or out of a port whose link was down
-    std::uint64_t ports_refused = 0;        ///< ports refused for a MAC another port holds
+    std::uint64_t ports_refused = 0;        ///< add_port() refusals and first-frame MACs refused (see port_refused_event)
 };
 
 // --- events ----------------------------------------------------------------------------------------
 // The views in events are valid only during the observer's call.
 
+/// A port was added (add_port(), attach()); port_detached_event ends it.
+struct port_added_event {
+    std::string_view port;
+    std::optional<mac_address> mac;  ///< none: taken from its first frame
+};
 /// A backend was connected to a port (attach(), connect()).
 struct port_attached_event {
     std::string_view port;
@@ -175,17 +180,13 @@ struct null_observer {
 };
 
 /// @par NetworkObserver requirements
-/// `o.on(e)` for each event type the network itself reports. Services report their own events
-/// (dhcp::lease_event, gateway::arp_conflict_event, ...) to `o.on(e)` when it accepts them, and to
-/// nobody otherwise, so an observer overloads on() for what it cares about.
+/// A default-constructible class with `o.on(e)` overloads for the events it wants: the network's own
+/// (port_added_event, port_attached_event, port_mac_learned_event, port_refused_event,
+/// port_detached_event, link_changed_event) and the services' (dhcp::lease_event,
+/// gateway::arp_conflict_event, ...). An event it has no overload for is not reported to it, so a new
+/// kind of event never breaks an observer; a generic `template <class E> void on(const E&)` sees all.
 template <class O>
-concept network_observer = requires(O& o) {
-    o.on(port_attached_event{});
-    o.on(port_mac_learned_event{});
-    o.on(port_refused_event{});
-    o.on(port_detached_event{});
-    o.on(link_changed_event{});
-};
+concept network_observer = std::is_class_v<O> && std::default_initializable<O>;
 
 // --- traits -------------------------------------------------------------------------------------
 
@@ -261,6 +262,18 @@ concept lease_authority = requires(S& s, const S& cs, ipv4_address a, mac_addres
     { s.mark_in_use(a, m, now) } -> std::same_as<std::error_code>;
 };
 
+namespace detail {
+/// Instantiated for each service of a network: a service that is not one fails here, and the
+/// compiler's "required from" line names it.
+template <class S>
+struct checked_service {
+    static_assert(gateway_service<S>,
+                  "ankanet::basic_network: each Service must model ankanet::gateway_service: a movable type with "
+                  "bool handle(const wire::parsed_frame&, Context&) and/or bool inspect(const wire::parsed_frame&, Context&)");
+    static constexpr bool value = true;
+};
+} // namespace detail
+
 // --- the network ----------------------------------------------------------------------------------
 
 /// What every network needs to know, whatever its services.
@@ -284,8 +297,15 @@ struct network_config {
 /// auto vm = net.add_port("vm1", ankanet::port_mac::random());
 /// net.input(*vm, frame, clock.now(), [&](ankanet::port_handle to, ankanet::wire::const_bytes f) { send(to, f); });
 /// @endcode
-template <network_traits Traits, gateway_service... Services>
+template <class Traits, class... Services>
 class basic_network {
+    // Checked here rather than in the template head, so that a failure names the type and the
+    // requirement it misses (a constraint on the pack would only say the whole fold was false).
+    static_assert(network_traits<Traits>,
+                  "ankanet::basic_network: Traits must model ankanet::network_traits (clock_type, observer_type, "
+                  "mac_capacity, reply_queue_depth, unplugged): derive it from ankanet::default_network_traits");
+    static_assert((detail::checked_service<Services>::value && ...));
+
 public:
     using traits_type = Traits;
     using clock_type = typename Traits::clock_type;
@@ -321,16 +341,7 @@ public:
     };
 
     /// A network with the given configuration and services (moved in, kept in pack order).
-    explicit basic_network(network_config config, Services... services)
-        : config_(std::move(config)),
-          services_(std::move(services)...),
-          switch_(switch_config(config_)),
-          randomizer_(config_.mac_prefix, config_.mac_secret),
-          reply_slot_len_(backend::max_frame_len(config_.mtu)),
-          reply_storage_(Traits::reply_queue_depth * reply_slot_len_) {
-        gateway_port_ = *switch_.add_gateway_port(); // an empty switch always has room
-        std::apply([this](auto&... s) { (bind_events(s), ...); }, services_);
-    }
+    explicit basic_network(network_config config, Services... services);
 
     basic_network(const basic_network&) = delete; // services and backends point back at it
     basic_network& operator=(const basic_network&) = delete;
@@ -349,38 +360,7 @@ public:
     /// Refuses a MAC another port holds (mac_errc::in_use), one no NIC can have, a stable MAC without
     /// a host secret, and a full switch; `why`, when given, then says what in a sentence naming both
     /// VMs on a conflict, and the observer gets a port_refused_event.
-    result<port_handle> add_port(std::string name, port_mac mac, std::string* why = nullptr) {
-        std::optional<mac_address> chosen;
-        if (!mac.is_first_frame()) {
-            auto picked = pick_mac(name, mac);
-            if (!picked) return refuse(name, picked.error(), why);
-            chosen = *picked;
-            if (auto refused = registry_.add(*chosen, name)) return refuse(name, refused.code(), why, refused.message());
-        }
-        std::uint16_t index = 0;
-        if (!free_.empty()) {
-            index = free_.back();
-            free_.pop_back();
-        } else {
-            if (slots_.size() >= 0xffff) {
-                if (chosen) (void)registry_.remove(*chosen);
-                return refuse(name, l2::switch_errc::too_many_ports, why);
-            }
-            index = static_cast<std::uint16_t>(slots_.size());
-            slots_.emplace_back();
-        }
-        port_slot& slot = slots_[index];
-        slot.active = true;
-        slot.name = std::move(name);
-        slot.link_up = true;
-        slot.counters = {};
-        const port_handle handle = port_handle::make(index, slot.generation);
-        if (chosen && !join_switch(slot, index, *chosen, why)) {
-            release_slot(index);
-            return make_error_code(l2::switch_errc::too_many_ports);
-        }
-        return handle;
-    }
+    result<port_handle> add_port(std::string name, port_mac mac, std::string* why = nullptr);
 
     /// Removes a port: its MAC, its switch port and what services learned of it. A port with a
     /// backend is closed first (remove_port is then called again, by its receive loop's end).
@@ -388,19 +368,7 @@ public:
 
     /// Sets a port's link (its cable) up or down. While down nothing enters or leaves it (counted);
     /// its MAC, lease and learned addresses stay. errc::unsupported on a network that passes nothing.
-    std::error_code set_link(port_handle port, bool up) {
-        port_slot* slot = find(port);
-        if (slot == nullptr) return l2::switch_errc::unknown_port;
-        if constexpr (Traits::unplugged) {
-            return errc::unsupported;
-        } else {
-            if (slot->link_up != up) {
-                slot->link_up = up;
-                notify(link_changed_event{slot->name, up});
-            }
-            return {};
-        }
-    }
+    std::error_code set_link(port_handle port, bool up);
 
     /// Whether the port's link is up (false for an unknown port).
     bool link_up(port_handle port) const {
@@ -446,45 +414,7 @@ public:
     /// during the call only, and emit must not call input().
     template <class Emit>
         requires std::invocable<Emit&, port_handle, wire::const_bytes>
-    void input(port_handle port, wire::const_bytes frame, network_time now, Emit&& emit) {
-        port_slot* slot = find(port);
-        if (slot == nullptr) [[unlikely]] {
-            ++stats_.dropped_unknown_port;
-            return;
-        }
-        ++stats_.frames_in;
-        ++slot->counters.frames_in;
-        if (frame_tap_) frame_tap_(frame);
-        if constexpr (Traits::unplugged) {
-            ++slot->counters.dropped_unplugged;
-            ++stats_.dropped_unplugged;
-            return;
-        } else {
-            if (!slot->link_up) {
-                ++slot->counters.dropped_link_down;
-                ++stats_.dropped_link_down;
-                return;
-            }
-            const auto parsed = wire::parsed_frame::parse(frame);
-            if (!slot->switch_port && !adopt_first_source(*slot, port.index(), parsed)) return;
-
-            service_context ctx{*this, now, slot->name};
-            bool pass = true;
-            std::apply([&](auto&... s) { ((pass = pass && inspect(s, parsed, ctx)), ...); }, services_);
-            if (!pass) {
-                ++slot->counters.dropped_by_service;
-                return;
-            }
-            switch_.handle(*slot->switch_port, frame, now.steady, [&](l2::port_id out, wire::const_bytes bytes) {
-                if (out == gateway_port_) {
-                    to_gateway(parsed, ctx);
-                } else {
-                    deliver(out, bytes, emit);
-                }
-            });
-            drain_replies(now, emit);
-        }
-    }
+    void input(port_handle port, wire::const_bytes frame, network_time now, Emit&& emit);
 
     /// Runs the services' timers (lease expiry, ...) at `now`. Call it now and then (every few
     /// seconds); nothing on the data path depends on it.
@@ -498,52 +428,17 @@ public:
     /// A MAC the backend imposes (vmnet) is used when `mac` is from_first_frame.
     template <backend::frame_backend Backend>
     result<port_handle> attach(std::string name, Backend link, port_mac mac = port_mac::from_first_frame(),
-                               std::string* why = nullptr) {
-        if (mac.is_first_frame()) {
-            if (const auto imposed = link.mac()) mac = port_mac::custom(*imposed);
-        }
-        auto port = add_port(std::move(name), mac, why);
-        if (!port) return port;
-        if (auto ec = connect(*port, std::move(link))) {
-            (void)remove_port(*port);
-            return ec;
-        }
-        return port;
-    }
+                               std::string* why = nullptr);
 
     /// Binds `link` to an existing port (added with add_port, e.g. to learn the MAC a TAP must be
     /// created with) and starts its receive loop: its frames are input() with one clock reading per
     /// burst, frames for it are sent to it, and when it closes the port is removed.
     template <backend::frame_backend Backend>
-    std::error_code connect(port_handle port, Backend link) {
-        port_slot* slot = find(port);
-        if (slot == nullptr) return l2::switch_errc::unknown_port;
-        if (slot->link) return errc::unsupported; // one backend per port
-        slot->link = backend::make_port(slot->name, std::move(link));
-        notify(port_attached_event{slot->name, slot->link->mtu(), slot->mac});
-        // The handlers reach the network through its anchor, which the destructor clears: a
-        // completion still queued in the io_context after the network is gone does nothing.
-        slot->link->start(
-            [anchor = anchor_, port](backend::port&, wire::const_bytes frame) {
-                if (basic_network* self = *anchor) self->input(port, frame, self->burst_now(), self->sender());
-            },
-            [anchor = anchor_, port](backend::port&, std::error_code why) {
-                if (basic_network* self = *anchor) (void)self->remove_port(port, why ? why : make_error_code(errc::peer_closed));
-            },
-            [anchor = anchor_](backend::port&) {
-                if (basic_network* self = *anchor) self->burst_clock_read_ = false;
-            });
-        return {};
-    }
+    std::error_code connect(port_handle port, Backend link);
 
     /// Closes a port's backend (the port is removed when its receive loop ends), or removes a port
     /// that has none.
-    void detach(port_handle port) {
-        port_slot* slot = find(port);
-        if (slot == nullptr) return;
-        if (slot->link && slot->link->running()) slot->link->close();
-        else (void)remove_port(port);
-    }
+    void detach(port_handle port);
 
     /// Closes every backend; each port is removed as its receive loop ends.
     void stop() {
@@ -604,34 +499,11 @@ private:
         if constexpr (requires { observer_.on(e); }) observer_.on(e);
     }
 
-    result<port_handle> refuse(std::string_view name, std::error_code ec, std::string* why, std::string reason = {}) {
-        if (reason.empty()) reason = ec.message();
-        ++stats_.ports_refused;
-        notify(port_refused_event{name, reason});
-        if (why != nullptr) *why = std::move(reason);
-        return ec;
-    }
+    result<port_handle> refuse(std::string_view name, std::error_code ec, std::string* why, std::string reason = {});
 
-    result<mac_address> pick_mac(std::string_view name, const port_mac& mac) {
-        if (const auto* custom = mac.custom_mac()) return *custom;
-        if (const auto* uuid = mac.uuid()) return randomizer_.stable(*uuid, registry_, name);
-        return randomizer_.draw(registry_);
-    }
+    result<mac_address> pick_mac(std::string_view name, const port_mac& mac);
 
-    bool join_switch(port_slot& slot, std::uint16_t index, mac_address mac, std::string* why) {
-        auto id = switch_.add_vm_port(mac);
-        if (!id) {
-            (void)registry_.remove(mac);
-            (void)refuse(slot.name, id.error(), why);
-            return false;
-        }
-        slot.mac = mac;
-        slot.switch_port = *id;
-        const std::size_t at = id->index();
-        if (by_switch_index_.size() <= at) by_switch_index_.resize(at + 1);
-        by_switch_index_[at] = index;
-        return true;
-    }
+    bool join_switch(port_slot& slot, std::uint16_t index, mac_address mac, std::string* why);
 
     port_slot* find(port_handle h) noexcept {
         if (h.index() >= slots_.size()) return nullptr;
@@ -640,58 +512,11 @@ private:
     }
     const port_slot* find(port_handle h) const noexcept { return const_cast<basic_network*>(this)->find(h); }
 
-    void release_slot(std::uint16_t index) {
-        port_slot& slot = slots_[index];
-        slot.active = false;
-        ++slot.generation;
-        slot.name.clear();
-        slot.mac.reset();
-        slot.switch_port.reset();
-        slot.link.reset();
-        free_.push_back(index);
-    }
+    void release_slot(std::uint16_t index);
 
-    std::error_code remove_port(port_handle port, std::error_code why) {
-        port_slot* slot = find(port);
-        if (slot == nullptr) return l2::switch_errc::unknown_port;
-        if (slot->link && slot->link->running()) {
-            slot->link->close(); // its loop ends with on_closed, which comes back here
-            return {};
-        }
-        l2::port_counters switch_counters{};
-        if (slot->switch_port) {
-            if (auto counters = switch_.stats(*slot->switch_port)) switch_counters = *counters;
-            (void)switch_.remove_port(*slot->switch_port);
-        }
-        if (slot->mac) {
-            (void)registry_.remove(*slot->mac);
-            const mac_address gone = *slot->mac;
-            std::apply([&](auto&... s) { (port_removed(s, gone), ...); }, services_);
-        }
-        std::optional<backend::counters> link_counters;
-        if (slot->link) link_counters = slot->link->stats();
-        notify(port_detached_event{slot->name, why, link_counters, switch_counters, slot->counters});
-        release_slot(port.index());
-        return {};
-    }
+    std::error_code remove_port(port_handle port, std::error_code why);
 
-    bool adopt_first_source(port_slot& slot, std::uint16_t index, const wire::parsed_frame& frame) {
-        if (!frame.valid || !frame.source.is_unicast()) {
-            ++slot.counters.dropped_no_mac; // wait for a proper frame
-            return false;
-        }
-        if (auto refused = registry_.add(frame.source, slot.name)) {
-            (void)refuse(slot.name, refused.code(), nullptr, refused.message());
-            detach(port_handle::make(index, slot.generation));
-            return false;
-        }
-        if (!join_switch(slot, index, frame.source, nullptr)) {
-            detach(port_handle::make(index, slot.generation));
-            return false;
-        }
-        notify(port_mac_learned_event{slot.name, frame.source});
-        return true;
-    }
+    bool adopt_first_source(port_slot& slot, std::uint16_t index, const wire::parsed_frame& frame);
 
     template <class S>
     static bool inspect(S& s, const wire::parsed_frame& frame, service_context& ctx) {
@@ -699,12 +524,7 @@ private:
         else return true;
     }
 
-    void to_gateway(const wire::parsed_frame& frame, service_context& ctx) {
-        ++stats_.frames_to_gateway;
-        bool taken = false;
-        std::apply([&](auto&... s) { ((taken = taken || offer(s, frame, ctx)), ...); }, services_);
-        if (!taken) ++stats_.gateway_unclaimed;
-    }
+    void to_gateway(const wire::parsed_frame& frame, service_context& ctx);
 
     template <class S>
     static bool offer(S& s, const wire::parsed_frame& frame, service_context& ctx) {
@@ -713,49 +533,14 @@ private:
     }
 
     template <class Emit>
-    void deliver(l2::port_id out, wire::const_bytes frame, Emit& emit) {
-        const std::uint16_t index = by_switch_index_[out.index()];
-        port_slot& slot = slots_[index];
-        if (!slot.link_up) {
-            ++slot.counters.dropped_link_down;
-            ++stats_.dropped_link_down;
-            return;
-        }
-        ++slot.counters.frames_out;
-        emit(port_handle::make(index, slot.generation), frame);
-    }
+    void deliver(l2::port_id out, wire::const_bytes frame, Emit& emit);
 
-    void queue_reply(wire::const_bytes frame) {
-        if (reply_count_ == Traits::reply_queue_depth || frame.size() > reply_slot_len_) {
-            ++stats_.replies_dropped;
-            return;
-        }
-        std::memcpy(reply_storage_.data() + reply_count_ * reply_slot_len_, frame.data(), frame.size());
-        reply_lengths_[reply_count_++] = frame.size();
-    }
+    void queue_reply(wire::const_bytes frame);
 
     template <class Emit>
-    void drain_replies(network_time now, Emit& emit) {
-        // Replies come from the gateway port, which the switch never sends back to the gateway
-        // port: no service runs while draining, so nothing is queued behind the loop.
-        for (std::size_t i = 0; i < reply_count_; ++i) {
-            const wire::const_bytes reply{reply_storage_.data() + i * reply_slot_len_, reply_lengths_[i]};
-            ++stats_.replies;
-            if (frame_tap_) frame_tap_(reply);
-            switch_.handle(gateway_port_, reply, now.steady,
-                           [&](l2::port_id out, wire::const_bytes bytes) {
-                               if (out != gateway_port_) deliver(out, bytes, emit);
-                           });
-        }
-        reply_count_ = 0;
-    }
+    void drain_replies(network_time now, Emit& emit);
 
-    std::optional<mac_address> lease_holder(ipv4_address address, network_time now) const {
-        std::optional<mac_address> holder;
-        bool asked = false;
-        std::apply([&](const auto&... s) { ((asked = asked || ask_holder(s, address, now, holder)), ...); }, services_);
-        return holder;
-    }
+    std::optional<mac_address> lease_holder(ipv4_address address, network_time now) const;
     template <class S>
     static bool ask_holder(const S& s, ipv4_address address, network_time now, std::optional<mac_address>& holder) {
         if constexpr (lease_authority<S>) {
@@ -766,12 +551,7 @@ private:
         }
     }
 
-    std::error_code mark_in_use(ipv4_address address, mac_address mac, network_time now) {
-        std::error_code result = errc::unsupported;
-        bool asked = false;
-        std::apply([&](auto&... s) { ((asked = asked || mark_one(s, address, mac, now, result)), ...); }, services_);
-        return result;
-    }
+    std::error_code mark_in_use(ipv4_address address, mac_address mac, network_time now);
     template <class S>
     static bool mark_one(S& s, ipv4_address address, mac_address mac, network_time now, std::error_code& result) {
         if constexpr (lease_authority<S>) {
@@ -831,3 +611,5 @@ private:
 };
 
 } // namespace ankanet
+
+#include <ankanet/impl/network.hpp>

@@ -1,11 +1,54 @@
 // An outside program built against ankanet: it must compile with only the package's own usage
 // requirements and print what it computed, which the consumer test checks.
-#include <ankanet/ankanet.hpp>
+//
+// A hypervisor in miniature: a shared network, one VM on a memory link, and the VM's DHCP exchange
+// (a real DISCOVER, then a REQUEST for what was offered) until the ACK says which address it has.
+// Its only ankanet include is <ankanet/shared.hpp>, which brings the memory backend, a DHCP
+// client's frames for an in-process guest and the version string with the network.
+#include <ankanet/shared.hpp>
 
+#include <boost/asio/io_context.hpp>
 #include <fmt/core.h>
 
+#include <array>
+#include <cstddef>
+#include <optional>
+#include <utility>
+
+namespace {
+
+using ankanet::wire::dhcp::message_type;
+
+/// The VM sends `frame`; the network runs; the first DHCP reply of type `want` that reaches the VM.
+std::optional<ankanet::dhcp::server_reply> exchange(boost::asio::io_context& io, ankanet::backend::memory_endpoint& vm,
+                                                    ankanet::wire::const_bytes frame, message_type want) {
+    if (vm.send(frame)) return std::nullopt;
+    io.poll();
+    io.restart();
+    std::array<std::byte, ankanet::backend::max_frame_len(ankanet::backend::default_mtu)> buffer{};
+    for (auto n = vm.try_receive(buffer); n; n = vm.try_receive(buffer)) {
+        const auto reply = ankanet::dhcp::parse_server_reply(ankanet::wire::const_bytes{buffer}.first(*n));
+        if (reply && reply->type == want) return *reply;
+    }
+    return std::nullopt;
+}
+
+} // namespace
+
 int main() {
-    const std::error_code ec = ankanet::errc::truncated;
-    fmt::print("ankanet {} error={}\n", ankanet::version_string, ec.message());
-    return ec == ankanet::errc::truncated ? 0 : 1;
+    boost::asio::io_context io;
+    auto net = ankanet::make_shared_network({});
+    if (!net) return 1;
+    auto [network_end, vm] = ankanet::backend::make_memory_link(io.get_executor());
+    const ankanet::wire::mac_address mac{{0x52, 0x54, 0x00, 0xc0, 0xff, 0xee}};
+    if (!(*net)->attach("vm1", std::move(network_end), ankanet::port_mac::custom(mac))) return 2;
+
+    const auto offer = exchange(io, vm, ankanet::dhcp::discover_frame(mac, 0xc0ffee).bytes(), message_type::offer);
+    if (!offer) return 3;
+    const auto ack = exchange(io, vm, ankanet::dhcp::request_frame(mac, *offer).bytes(), message_type::ack);
+    if (!ack) return 4;
+    fmt::print("ankanet {} lease={}\n", ankanet::version_string, ack->yiaddr);
+    (*net)->stop();
+    io.poll();
+    return 0;
 }

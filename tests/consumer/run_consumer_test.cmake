@@ -15,18 +15,23 @@ function(run)
   set(last_output "${out}" PARENT_SCOPE)
 endfunction()
 
-function(expect_consumer_output binary)
+# Each consumer program prints "ankanet <version> lease=<address>": the address its VM got by DHCP
+# through a memory link, in the subnet of its mode.
+function(expect_consumer_output binary subnet_regex)
   run("${binary}")
-  if(NOT last_output MATCHES "^ankanet [0-9]+\\.[0-9]+\\.[0-9]+ error=packet truncated")
-    message(FATAL_ERROR "unexpected consumer output: ${last_output}")
+  if(NOT last_output MATCHES "^ankanet [0-9]+\\.[0-9]+\\.[0-9]+ lease=${subnet_regex}[0-9]+\n$")
+    message(FATAL_ERROR "unexpected consumer output from ${binary}: ${last_output}")
   endif()
   message(STATUS "${binary}: ${last_output}")
 endfunction()
+set(shared_lease "192\\.168\\.64\\.")
+set(host_lease "192\\.168\\.128\\.")
 
 file(REMOVE_RECURSE "${WORK_DIR}")
 set(prefix "${WORK_DIR}/prefix")
 run(${CMAKE_COMMAND} --install "${ANKANET_BINARY_DIR}" --prefix "${prefix}")
-foreach(expected include/ankanet/ankanet.hpp share/cmake/ankanet/ankanetConfig.cmake
+foreach(expected include/ankanet/ankanet.hpp include/ankanet/shared.hpp include/ankanet/host.hpp
+                 include/ankanet/dhcp/client_frames.hpp share/cmake/ankanet/ankanetConfig.cmake
                  share/cmake/ankanet/ankanetConfigVersion.cmake share/pkgconfig/ankanet.pc)
   if(NOT EXISTS "${prefix}/${expected}")
     message(FATAL_ERROR "install did not lay out ${expected}")
@@ -38,14 +43,16 @@ run(${CMAKE_COMMAND} -S "${CONSUMER_DIR}" -B "${WORK_DIR}/find_package" -G "${GE
     -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DANKANET_CONSUME=find_package
     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF)
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/find_package")
-expect_consumer_output("${WORK_DIR}/find_package/consumer")
+expect_consumer_output("${WORK_DIR}/find_package/consumer" "${shared_lease}")
+expect_consumer_output("${WORK_DIR}/find_package/consumer_host" "${host_lease}")
 
 # 2. add_subdirectory of the source tree.
 run(${CMAKE_COMMAND} -S "${CONSUMER_DIR}" -B "${WORK_DIR}/subdirectory" -G "${GENERATOR}"
     -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DANKANET_CONSUME=subdirectory
     -DANKANET_SOURCE_DIR=${ANKANET_SOURCE_DIR})
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/subdirectory")
-expect_consumer_output("${WORK_DIR}/subdirectory/consumer")
+expect_consumer_output("${WORK_DIR}/subdirectory/consumer" "${shared_lease}")
+expect_consumer_output("${WORK_DIR}/subdirectory/consumer_host" "${host_lease}")
 
 # 3. pkg-config, as a Makefile-based hypervisor would use it.
 find_program(PKG_CONFIG pkg-config REQUIRED)
@@ -54,4 +61,6 @@ run(${PKG_CONFIG} --cflags --libs ankanet)
 string(STRIP "${last_output}" flags)
 separate_arguments(flags UNIX_COMMAND "${flags}")
 run(${CXX_COMPILER} "${CONSUMER_DIR}/main.cpp" -o "${WORK_DIR}/consumer-pkgconfig" ${flags})
-expect_consumer_output("${WORK_DIR}/consumer-pkgconfig")
+expect_consumer_output("${WORK_DIR}/consumer-pkgconfig" "${shared_lease}")
+run(${CXX_COMPILER} "${CONSUMER_DIR}/host_main.cpp" -o "${WORK_DIR}/consumer_host-pkgconfig" ${flags})
+expect_consumer_output("${WORK_DIR}/consumer_host-pkgconfig" "${host_lease}")

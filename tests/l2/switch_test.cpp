@@ -513,3 +513,30 @@ TEST_CASE("switch: the port count is bounded") {
     CHECK(sw.add_gateway_port().error() == l2::switch_errc::too_many_ports);
     CHECK(sw.port_count() == learning_switch::max_ports);
 }
+
+TEST_CASE("switch: frames for the MAC a gateway port owns go to it alone, even after it was silent past the ageing time") {
+    learning_switch sw{make_switch(false)};
+    const port_id gw = *sw.add_gateway_port(gateway_mac);
+    const port_id vm1 = *sw.add_vm_port(vm1_mac);
+    const port_id vm2 = *sw.add_vm_port(vm2_mac);
+    recorder r;
+    // The gateway never spoke: without ownership this would be an unknown unicast, flooded to vm2.
+    CHECK(r.send(sw, vm1, ping(vm1_mac, gateway_mac, vm1_ip, gateway_ip), t0) == disposition::forwarded);
+    CHECK(r.ports() == std::set<port_id>{gw});
+    // Long after anything the gateway sent would have aged out: still only the gateway.
+    r.out.clear();
+    CHECK(r.send(sw, vm2, ping(vm2_mac, gateway_mac, vm2_ip, gateway_ip), t0 + 1h) == disposition::forwarded);
+    CHECK(r.ports() == std::set<port_id>{gw});
+    CHECK(sw.stats(vm2)->flooded == 0);
+    // A frame the gateway sends to its own MAC goes nowhere.
+    r.out.clear();
+    CHECK(r.send(sw, gw, ping(gateway_mac, gateway_mac, gateway_ip, gateway_ip), t0 + 1h) == disposition::filtered);
+    CHECK(r.out.empty());
+    // Removing the port ends the ownership: the MAC is an unknown unicast again.
+    CHECK_FALSE(sw.remove_port(gw));
+    r.out.clear();
+    CHECK(r.send(sw, vm1, ping(vm1_mac, gateway_mac, vm1_ip, gateway_ip), t0 + 1h) == disposition::flooded);
+    CHECK(r.ports() == std::set<port_id>{vm2});
+    // No NIC can own a group address.
+    CHECK_FALSE(sw.add_gateway_port(*mac_address::parse("01:00:5e:00:00:01")));
+}

@@ -20,9 +20,11 @@
 #include <boost/asio/post.hpp>
 
 #include <array>
+#include <cstddef>
 #include <cstring>
-#include <functional>
 #include <memory>
+#include <new>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -63,6 +65,93 @@ private:
     std::size_t count_ = 0;
 };
 
+/// A pending receive's completion handler, type-erased without an allocation when it fits in
+/// `inline_size` bytes — a port re-arms its receive once per burst with a lambda holding a
+/// shared_ptr, which std::function would put on the heap every time. Larger handlers go to the heap.
+/// Move-only; invoking consumes it.
+class receive_completion {
+public:
+    static constexpr std::size_t inline_size = 48;
+
+    receive_completion() noexcept = default;
+    template <class Handler>
+        requires(!std::is_same_v<std::decay_t<Handler>, receive_completion>)
+    explicit receive_completion(Handler&& handler) {
+        using stored = std::decay_t<Handler>;
+        if constexpr (sizeof(stored) <= inline_size && alignof(stored) <= alignof(std::max_align_t) &&
+                      std::is_nothrow_move_constructible_v<stored>) {
+            ::new (static_cast<void*>(storage_)) stored(std::forward<Handler>(handler));
+            ops_ = &inline_ops<stored>;
+        } else {
+            ::new (static_cast<void*>(storage_)) stored*(new stored(std::forward<Handler>(handler)));
+            ops_ = &heap_ops<stored>;
+        }
+    }
+    receive_completion(receive_completion&& other) noexcept : ops_(std::exchange(other.ops_, nullptr)) {
+        if (ops_ != nullptr) ops_->relocate(other.storage_, storage_);
+    }
+    receive_completion& operator=(receive_completion&& other) noexcept {
+        if (this != &other) {
+            reset();
+            ops_ = std::exchange(other.ops_, nullptr);
+            if (ops_ != nullptr) ops_->relocate(other.storage_, storage_);
+        }
+        return *this;
+    }
+    receive_completion(const receive_completion&) = delete;
+    receive_completion& operator=(const receive_completion&) = delete;
+    ~receive_completion() { reset(); }
+
+    explicit operator bool() const noexcept { return ops_ != nullptr; }
+
+    /// Calls the handler once and empties this.
+    void operator()(std::error_code ec, std::size_t n) {
+        const ops* o = std::exchange(ops_, nullptr);
+        o->invoke_and_destroy(storage_, ec, n);
+    }
+
+private:
+    struct ops {
+        void (*invoke_and_destroy)(std::byte*, std::error_code, std::size_t);
+        void (*relocate)(std::byte* from, std::byte* to) noexcept;
+        void (*destroy)(std::byte*) noexcept;
+    };
+    template <class T>
+    static T* inline_object(std::byte* at) noexcept { return std::launder(reinterpret_cast<T*>(at)); }
+    template <class T>
+    static T* heap_object(std::byte* at) noexcept { return *std::launder(reinterpret_cast<T**>(at)); }
+
+    template <class T>
+    static constexpr ops inline_ops{
+        [](std::byte* at, std::error_code ec, std::size_t n) {
+            T handler = std::move(*inline_object<T>(at));
+            inline_object<T>(at)->~T();
+            handler(ec, n);
+        },
+        [](std::byte* from, std::byte* to) noexcept {
+            ::new (static_cast<void*>(to)) T(std::move(*inline_object<T>(from)));
+            inline_object<T>(from)->~T();
+        },
+        [](std::byte* at) noexcept { inline_object<T>(at)->~T(); },
+    };
+    template <class T>
+    static constexpr ops heap_ops{
+        [](std::byte* at, std::error_code ec, std::size_t n) {
+            std::unique_ptr<T> handler{heap_object<T>(at)};
+            (*handler)(ec, n);
+        },
+        [](std::byte* from, std::byte* to) noexcept { ::new (static_cast<void*>(to)) T*(heap_object<T>(from)); },
+        [](std::byte* at) noexcept { delete heap_object<T>(at); },
+    };
+
+    void reset() noexcept {
+        if (ops_ != nullptr) std::exchange(ops_, nullptr)->destroy(storage_);
+    }
+
+    alignas(std::max_align_t) std::byte storage_[inline_size];
+    const ops* ops_ = nullptr;
+};
+
 } // namespace detail
 
 /// One end of a memory link. Cheap to move; the link lives while either end does.
@@ -81,7 +170,7 @@ public:
     void async_receive(wire::mutable_bytes buffer, Handler&& handler) {
         auto& me = self();
         me.pending_buffer = buffer;
-        me.pending = std::forward<Handler>(handler);
+        me.pending = detail::receive_completion{std::forward<Handler>(handler)};
         complete_pending(side_);
     }
 
@@ -141,7 +230,7 @@ private:
         explicit end_state(std::size_t depth, std::size_t slot) : inbox(depth, slot) {}
         detail::frame_ring inbox;
         wire::mutable_bytes pending_buffer;
-        std::function<void(std::error_code, std::size_t)> pending;
+        detail::receive_completion pending;
         counters stats;
         bool closed = false;
     };
@@ -196,7 +285,6 @@ private:
     void finish(std::size_t side, std::error_code ec, std::size_t n) {
         auto& end = link_->ends[side];
         auto handler = std::move(end.pending);
-        end.pending = nullptr;
         boost::asio::post(link_->executor, [handler = std::move(handler), ec, n]() mutable { handler(ec, n); });
     }
 

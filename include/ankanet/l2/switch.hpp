@@ -14,7 +14,9 @@
 //  2. On a VM port, a source that is not the port's registered MAC: dropped_spoofed. A VM can
 //     neither impersonate another VM nor fill the MAC table. Gateway ports are trusted.
 //  3. The source is learned (or refreshed) on the ingress port at `now`.
-//  4. A group destination (broadcast, multicast) or an unknown or aged-out unicast one is flooded
+//  4. A unicast destination a gateway port owns (add_gateway_port(own): the gateway's own MAC) goes
+//     to that port, always — a short list checked before the table, so it never ages out.
+//     A group destination (broadcast, multicast) or an unknown or aged-out unicast one is flooded
 //     to every port but the ingress; a known unicast one goes to its port only. A destination
 //     learned on the ingress port itself is filtered: nothing is ever sent back where it came from.
 //  5. Isolation (optional, as vmnet's isolation key): a VM's frames reach gateway ports only.
@@ -205,6 +207,16 @@ public:
     /// Attaches a gateway (trusted) port.
     result<port_id> add_gateway_port() { return add_port(port_role::gateway, mac_address{}); }
 
+    /// Attaches a gateway port that owns `own` — the gateway's own stack: frames to `own` always go
+    /// to it, whether or not it has spoken lately (a learned entry would age out, and frames for the
+    /// gateway would then be flooded to every VM). It may still source other MACs.
+    result<port_id> add_gateway_port(const mac_address& own) {
+        if (auto ec = validate_nic_mac(own)) return ec;
+        auto id = add_port(port_role::gateway, own);
+        if (id) owners_.push_back(id->index());
+        return id;
+    }
+
     /// Detaches a port and forgets every address learned on it.
     std::error_code remove_port(port_id id) {
         if (depth_ != 0) return switch_errc::busy;
@@ -220,6 +232,7 @@ public:
         ++slot->generation; // stale ids of this port no longer match
         std::erase(active_, index);
         std::erase(gateways_, index);
+        std::erase(owners_, index);
         free_.push_back(index);
         return {};
     }
@@ -276,6 +289,17 @@ public:
         learn(source, from_vm ? in->registered_bucket : bucket_of(source), in_index, from_vm, now);
 
         if (!is_group(destination)) {
+            for (const std::uint16_t owner : owners_) {
+                port_slot& out = slots_[owner];
+                if (out.registered != destination) continue;
+                if (owner == in_index) {
+                    ++in->counters.filtered;
+                    return disposition::filtered;
+                }
+                ++out.counters.tx;
+                emit(port_id::make(owner, out.generation), frame);
+                return disposition::forwarded;
+            }
             if (const entry* e = find(destination, now)) {
                 const std::uint16_t out_index = port_of(e->key);
                 if (out_index == in_index) {
@@ -464,6 +488,7 @@ private:
     std::vector<port_slot> slots_;          // indexed by port_id::index()
     std::vector<std::uint16_t> active_;     // attached ports, flood order
     std::vector<std::uint16_t> gateways_;   // attached gateway ports
+    std::vector<std::uint16_t> owners_;     // gateway ports that own a MAC (checked before the table)
     std::vector<std::uint16_t> free_;       // detached slots to reuse
     switch_counters counters_{};
     unsigned depth_ = 0;                    // handle() calls in progress (emit may re-enter)

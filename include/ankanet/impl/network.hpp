@@ -1,0 +1,326 @@
+// Member definitions of ankanet::basic_network (network.hpp), kept apart from its declaration so
+// the class reads as its interface. Included at the end of network.hpp; never include it alone.
+#pragma once
+
+#include <ankanet/network.hpp>
+
+#include <fmt/format.h>
+
+namespace ankanet {
+
+template <class Traits, class... Services>
+basic_network<Traits, Services...>::basic_network(network_config config, Services... services)
+    : config_(std::move(config)),
+      services_(std::move(services)...),
+      switch_(switch_config(config_)),
+      randomizer_(config_.mac_prefix, config_.mac_secret),
+      reply_slot_len_(backend::max_frame_len(config_.mtu)),
+      reply_storage_(Traits::reply_queue_depth * reply_slot_len_) {
+    // The gateway owns its MAC on the switch: frames for it never flood to the VMs, however long
+    // the gateway has been silent. An empty switch always has room.
+    auto owned = switch_.add_gateway_port(config_.gateway_mac);
+    gateway_port_ = owned ? *owned : *switch_.add_gateway_port(); // a gateway MAC no NIC can have owns nothing
+    std::apply([this](auto&... s) { (bind_events(s), ...); }, services_);
+}
+
+template <class Traits, class... Services>
+result<port_handle> basic_network<Traits, Services...>::add_port(std::string name, port_mac mac, std::string* why) {
+    for (const auto& slot : slots_) {
+        // Names identify ports in the MAC registry and in every log line: one port per name.
+        if (slot.active && slot.name == name) {
+            return refuse(name, make_error_code(std::errc::file_exists), why,
+                          fmt::format("a port named '{}' is attached already", name));
+        }
+    }
+    std::optional<mac_address> chosen;
+    if (!mac.is_first_frame()) {
+        auto picked = pick_mac(name, mac);
+        if (!picked) return refuse(name, picked.error(), why);
+        chosen = *picked;
+        if (auto refused = registry_.add(*chosen, name)) return refuse(name, refused.code(), why, refused.message());
+    }
+    std::uint16_t index = 0;
+    if (!free_.empty()) {
+        index = free_.back();
+        free_.pop_back();
+    } else {
+        if (slots_.size() >= 0xffff) {
+            if (chosen) (void)registry_.remove(*chosen);
+            return refuse(name, l2::switch_errc::too_many_ports, why);
+        }
+        index = static_cast<std::uint16_t>(slots_.size());
+        slots_.emplace_back();
+    }
+    port_slot& slot = slots_[index];
+    slot.active = true;
+    slot.name = std::move(name);
+    slot.link_up = true;
+    slot.counters = {};
+    const port_handle handle = port_handle::make(index, slot.generation);
+    if (chosen && !join_switch(slot, index, *chosen, why)) {
+        release_slot(index);
+        return make_error_code(l2::switch_errc::too_many_ports);
+    }
+    notify(port_added_event{slot.name, slot.mac});
+    return handle;
+}
+
+template <class Traits, class... Services>
+std::error_code basic_network<Traits, Services...>::set_link(port_handle port, bool up) {
+    port_slot* slot = find(port);
+    if (slot == nullptr) return l2::switch_errc::unknown_port;
+    if constexpr (Traits::unplugged) {
+        return errc::unsupported;
+    } else {
+        if (slot->link_up != up) {
+            slot->link_up = up;
+            notify(link_changed_event{slot->name, up});
+        }
+        return {};
+    }
+}
+
+template <class Traits, class... Services>
+template <class Emit>
+    requires std::invocable<Emit&, port_handle, wire::const_bytes>
+void basic_network<Traits, Services...>::input(port_handle port, wire::const_bytes frame, network_time now, Emit&& emit) {
+    port_slot* slot = find(port);
+    if (slot == nullptr) [[unlikely]] {
+        ++stats_.dropped_unknown_port;
+        return;
+    }
+    ++stats_.frames_in;
+    ++slot->counters.frames_in;
+    if (frame_tap_) frame_tap_(frame);
+    if constexpr (Traits::unplugged) {
+        ++slot->counters.dropped_unplugged;
+        ++stats_.dropped_unplugged;
+        return;
+    } else {
+        if (!slot->link_up) {
+            ++slot->counters.dropped_link_down;
+            ++stats_.dropped_link_down;
+            return;
+        }
+        const auto parsed = wire::parsed_frame::parse(frame);
+        if (!slot->switch_port && !adopt_first_source(*slot, port.index(), parsed)) return;
+
+        service_context ctx{*this, now, slot->name};
+        bool pass = true;
+        std::apply([&](auto&... s) { ((pass = pass && inspect(s, parsed, ctx)), ...); }, services_);
+        if (!pass) {
+            ++slot->counters.dropped_by_service;
+            return;
+        }
+        switch_.handle(*slot->switch_port, frame, now.steady, [&](l2::port_id out, wire::const_bytes out_frame) {
+            if (out == gateway_port_) {
+                to_gateway(parsed, ctx);
+            } else {
+                deliver(out, out_frame, emit);
+            }
+        });
+        drain_replies(now, emit);
+    }
+}
+
+template <class Traits, class... Services>
+template <backend::frame_backend Backend>
+result<port_handle> basic_network<Traits, Services...>::attach(std::string name, Backend link, port_mac mac,
+                           std::string* why) {
+    if (mac.is_first_frame()) {
+        if (const auto imposed = link.mac()) mac = port_mac::custom(*imposed);
+    }
+    auto port = add_port(std::move(name), mac, why);
+    if (!port) return port;
+    if (auto ec = connect(*port, std::move(link))) {
+        (void)remove_port(*port);
+        return ec;
+    }
+    return port;
+}
+
+template <class Traits, class... Services>
+template <backend::frame_backend Backend>
+std::error_code basic_network<Traits, Services...>::connect(port_handle port, Backend link) {
+    port_slot* slot = find(port);
+    if (slot == nullptr) return l2::switch_errc::unknown_port;
+    if (slot->link) return errc::unsupported; // one backend per port
+    slot->link = backend::make_port(slot->name, std::move(link));
+    notify(port_attached_event{slot->name, slot->link->mtu(), slot->mac});
+    // The handlers reach the network through its anchor, which the destructor clears: a
+    // completion still queued in the io_context after the network is gone does nothing.
+    slot->link->start(
+        [anchor = anchor_, port](backend::port&, wire::const_bytes frame) {
+            if (basic_network* self = *anchor) self->input(port, frame, self->burst_now(), self->sender());
+        },
+        [anchor = anchor_, port](backend::port&, std::error_code why) {
+            if (basic_network* self = *anchor) (void)self->remove_port(port, why ? why : make_error_code(errc::peer_closed));
+        },
+        [anchor = anchor_](backend::port&) {
+            if (basic_network* self = *anchor) self->burst_clock_read_ = false;
+        });
+    return {};
+}
+
+template <class Traits, class... Services>
+void basic_network<Traits, Services...>::detach(port_handle port) {
+    port_slot* slot = find(port);
+    if (slot == nullptr) return;
+    if (slot->link && slot->link->running()) slot->link->close();
+    else (void)remove_port(port);
+}
+
+template <class Traits, class... Services>
+result<port_handle> basic_network<Traits, Services...>::refuse(std::string_view name, std::error_code ec, std::string* why, std::string reason) {
+    if (reason.empty()) reason = ec.message();
+    ++stats_.ports_refused;
+    notify(port_refused_event{name, reason});
+    if (why != nullptr) *why = std::move(reason);
+    return ec;
+}
+
+template <class Traits, class... Services>
+result<mac_address> basic_network<Traits, Services...>::pick_mac(std::string_view name, const port_mac& mac) {
+    if (const auto* custom = mac.custom_mac()) return *custom;
+    if (const auto* uuid = mac.uuid()) return randomizer_.stable(*uuid, registry_, name);
+    return randomizer_.draw(registry_);
+}
+
+template <class Traits, class... Services>
+bool basic_network<Traits, Services...>::join_switch(port_slot& slot, std::uint16_t index, mac_address mac, std::string* why) {
+    auto id = switch_.add_vm_port(mac);
+    if (!id) {
+        (void)registry_.remove(mac);
+        (void)refuse(slot.name, id.error(), why);
+        return false;
+    }
+    slot.mac = mac;
+    slot.switch_port = *id;
+    const std::size_t at = id->index();
+    if (by_switch_index_.size() <= at) by_switch_index_.resize(at + 1);
+    by_switch_index_[at] = index;
+    return true;
+}
+
+template <class Traits, class... Services>
+void basic_network<Traits, Services...>::release_slot(std::uint16_t index) {
+    port_slot& slot = slots_[index];
+    slot.active = false;
+    ++slot.generation;
+    slot.name.clear();
+    slot.mac.reset();
+    slot.switch_port.reset();
+    slot.link.reset();
+    free_.push_back(index);
+}
+
+template <class Traits, class... Services>
+std::error_code basic_network<Traits, Services...>::remove_port(port_handle port, std::error_code why) {
+    port_slot* slot = find(port);
+    if (slot == nullptr) return l2::switch_errc::unknown_port;
+    if (slot->link && slot->link->running()) {
+        slot->link->close(); // its loop ends with on_closed, which comes back here
+        return {};
+    }
+    l2::port_counters switch_counters{};
+    if (slot->switch_port) {
+        if (auto counters = switch_.stats(*slot->switch_port)) switch_counters = *counters;
+        (void)switch_.remove_port(*slot->switch_port);
+    }
+    if (slot->mac) {
+        (void)registry_.remove(*slot->mac);
+        const mac_address gone = *slot->mac;
+        std::apply([&](auto&... s) { (port_removed(s, gone), ...); }, services_);
+    }
+    std::optional<backend::counters> link_counters;
+    if (slot->link) link_counters = slot->link->stats();
+    notify(port_detached_event{slot->name, why, link_counters, switch_counters, slot->counters});
+    release_slot(port.index());
+    return {};
+}
+
+template <class Traits, class... Services>
+bool basic_network<Traits, Services...>::adopt_first_source(port_slot& slot, std::uint16_t index, const wire::parsed_frame& frame) {
+    if (!frame.valid || !frame.source.is_unicast()) {
+        ++slot.counters.dropped_no_mac; // wait for a proper frame
+        return false;
+    }
+    if (auto refused = registry_.add(frame.source, slot.name)) {
+        (void)refuse(slot.name, refused.code(), nullptr, refused.message());
+        detach(port_handle::make(index, slot.generation));
+        return false;
+    }
+    if (!join_switch(slot, index, frame.source, nullptr)) {
+        detach(port_handle::make(index, slot.generation));
+        return false;
+    }
+    notify(port_mac_learned_event{slot.name, frame.source});
+    return true;
+}
+
+template <class Traits, class... Services>
+void basic_network<Traits, Services...>::to_gateway(const wire::parsed_frame& frame, service_context& ctx) {
+    ++stats_.frames_to_gateway;
+    bool taken = false;
+    std::apply([&](auto&... s) { ((taken = taken || offer(s, frame, ctx)), ...); }, services_);
+    if (!taken) ++stats_.gateway_unclaimed;
+}
+
+template <class Traits, class... Services>
+template <class Emit>
+void basic_network<Traits, Services...>::deliver(l2::port_id out, wire::const_bytes frame, Emit& emit) {
+    const std::uint16_t index = by_switch_index_[out.index()];
+    port_slot& slot = slots_[index];
+    if (!slot.link_up) {
+        ++slot.counters.dropped_link_down;
+        ++stats_.dropped_link_down;
+        return;
+    }
+    ++slot.counters.frames_out;
+    emit(port_handle::make(index, slot.generation), frame);
+}
+
+template <class Traits, class... Services>
+void basic_network<Traits, Services...>::queue_reply(wire::const_bytes frame) {
+    if (reply_count_ == Traits::reply_queue_depth || frame.size() > reply_slot_len_) {
+        ++stats_.replies_dropped;
+        return;
+    }
+    std::memcpy(reply_storage_.data() + reply_count_ * reply_slot_len_, frame.data(), frame.size());
+    reply_lengths_[reply_count_++] = frame.size();
+}
+
+template <class Traits, class... Services>
+template <class Emit>
+void basic_network<Traits, Services...>::drain_replies(network_time now, Emit& emit) {
+    // Replies come from the gateway port, which the switch never sends back to the gateway
+    // port: no service runs while draining, so nothing is queued behind the loop.
+    for (std::size_t i = 0; i < reply_count_; ++i) {
+        const wire::const_bytes reply{reply_storage_.data() + i * reply_slot_len_, reply_lengths_[i]};
+        ++stats_.replies;
+        if (frame_tap_) frame_tap_(reply);
+        switch_.handle(gateway_port_, reply, now.steady,
+                       [&](l2::port_id out, wire::const_bytes out_frame) {
+                           if (out != gateway_port_) deliver(out, out_frame, emit);
+                       });
+    }
+    reply_count_ = 0;
+}
+
+template <class Traits, class... Services>
+std::optional<mac_address> basic_network<Traits, Services...>::lease_holder(ipv4_address address, network_time now) const {
+    std::optional<mac_address> holder;
+    bool asked = false;
+    std::apply([&](const auto&... s) { ((asked = asked || ask_holder(s, address, now, holder)), ...); }, services_);
+    return holder;
+}
+
+template <class Traits, class... Services>
+std::error_code basic_network<Traits, Services...>::mark_in_use(ipv4_address address, mac_address mac, network_time now) {
+    std::error_code result = errc::unsupported;
+    bool asked = false;
+    std::apply([&](auto&... s) { ((asked = asked || mark_one(s, address, mac, now, result)), ...); }, services_);
+    return result;
+}
+
+} // namespace ankanet
