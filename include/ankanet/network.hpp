@@ -297,6 +297,15 @@ struct network_config {
 /// auto vm = net.add_port("vm1", ankanet::port_mac::random());
 /// net.input(*vm, frame, clock.now(), [&](ankanet::port_handle to, ankanet::wire::const_bytes f) { send(to, f); });
 /// @endcode
+/// @par A service that is not one
+/// names itself in the error (g++ 12, from tests/modes/not_a_service.cpp):
+/// @code
+/// network.hpp: In instantiation of 'struct ankanet::detail::checked_service<not_a_service>':
+///   required from 'class ankanet::basic_network<ankanet::default_network_traits, not_a_service>'
+/// error: static assertion failed: ankanet::basic_network: each Service must model ankanet::gateway_service:
+///   a movable type with bool handle(const wire::parsed_frame&, Context&) and/or bool inspect(...)
+/// note: no operand of the disjunction is satisfied
+/// @endcode
 template <class Traits, class... Services>
 class basic_network {
     // Checked here rather than in the template head, so that a failure names the type and the

@@ -7,13 +7,7 @@ foreach(var ANKANET_SOURCE_DIR ANKANET_BINARY_DIR WORK_DIR CONSUMER_DIR CXX_COMP
   endif()
 endforeach()
 
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "command failed (${rc}): ${ARGN}\n${out}\n${err}")
-  endif()
-  set(last_output "${out}" PARENT_SCOPE)
-endfunction()
+include("${CMAKE_CURRENT_LIST_DIR}/../support/run_command.cmake")
 
 # Each consumer program prints "ankanet <version> lease=<address>": the address its VM got by DHCP
 # through a memory link, in the subnet of its mode.
@@ -62,5 +56,5 @@ string(STRIP "${last_output}" flags)
 separate_arguments(flags UNIX_COMMAND "${flags}")
 run(${CXX_COMPILER} "${CONSUMER_DIR}/main.cpp" -o "${WORK_DIR}/consumer-pkgconfig" ${flags})
 expect_consumer_output("${WORK_DIR}/consumer-pkgconfig" "${shared_lease}")
-run(${CXX_COMPILER} "${CONSUMER_DIR}/host_main.cpp" -o "${WORK_DIR}/consumer_host-pkgconfig" ${flags})
+run(${CXX_COMPILER} -DANKANET_CONSUMER_HOST "${CONSUMER_DIR}/main.cpp" -o "${WORK_DIR}/consumer_host-pkgconfig" ${flags})
 expect_consumer_output("${WORK_DIR}/consumer_host-pkgconfig" "${host_lease}")

@@ -3,14 +3,14 @@
 // Compiled with -DANKANET_MODES_CONTROL the pack holds a real (if useless) service instead, and the
 // program must compile: the failure above is then due to the service and nothing else.
 //
-// g++ 12.2 says (run_modes_test.cmake prints the lines it matched; -fconcepts-diagnostics-depth=3
-// adds nothing: g++ reports the constrained pack as one fold expression, not which service failed):
-//   not_a_service.cpp:L:C: error: template constraint failure for 'template<class Traits, class ... Services>
-//     requires (network_traits<Traits>) && ((... && gateway_service<Services>)) class ankanet::basic_network'
-//   not_a_service.cpp:L:C: note: constraints not satisfied
-//   network.hpp:L:C: note: the expression '(... && gateway_service<Services>) [with Services = {not_a_service}]'
-//     evaluated to 'false'
-//   not_a_service.cpp:L:C: error: scalar object 'net' requires one element in initializer
+// g++ 12.2 says (run_modes_test.cmake prints the lines it matched):
+//   network.hpp: In instantiation of 'struct ankanet::detail::checked_service<not_a_service>':
+//   network.hpp:L:C:   required from 'class ankanet::basic_network<ankanet::default_network_traits, not_a_service>'
+//   not_a_service.cpp:L:C:   required from here
+//   network.hpp:L:C: error: static assertion failed: ankanet::basic_network: each Service must model
+//     ankanet::gateway_service: a movable type with bool handle(const wire::parsed_frame&, Context&)
+//     and/or bool inspect(const wire::parsed_frame&, Context&)
+//   network.hpp:L:C: note: no operand of the disjunction is satisfied
 #include <ankanet/network.hpp>
 
 /// Neither a gateway_frame_handler nor a vm_frame_inspector.

@@ -30,13 +30,7 @@ set(cxx ${CXX_COMPILER} -std=c++20 ${flags})
 
 file(MAKE_DIRECTORY "${WORK_DIR}")
 
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "command failed (${rc}): ${ARGN}\n${out}\n${err}")
-  endif()
-  set(last_output "${out}" PARENT_SCOPE)
-endfunction()
+include("${CMAKE_CURRENT_LIST_DIR}/../support/run_command.cmake")
 
 # Fails unless compiling `source` fails and the diagnostics match `pattern`; prints the lines around
 # the first match (what the docs quote). Then compiles it with -DANKANET_MODES_CONTROL, which must work.
@@ -56,7 +50,7 @@ function(expect_compile_error source pattern)
   string(REGEX MATCHALL "[^\n]*(error|note):[^\n]*" said "${err}")
   set(excerpt "")
   foreach(line IN LISTS said)
-    if(line MATCHES "error:|gateway_service|evaluates to|evaluated to")
+    if(line MATCHES "error:|gateway_service|checked_service|evaluates to|evaluated to")
       string(REGEX REPLACE "^[^ ]*/" "" line "${line}") # the file name without its directory
       string(REPLACE "<semicolon>" ";" line "${line}")
       string(APPEND excerpt "  ${line}\n")
@@ -68,7 +62,7 @@ function(expect_compile_error source pattern)
 endfunction()
 
 if(CHECK STREQUAL "concept")
-  expect_compile_error(not_a_service.cpp "gateway_service")
+  expect_compile_error(not_a_service.cpp "checked_service<not_a_service>")
   return()
 elseif(CHECK STREQUAL "bridge")
   expect_compile_error(bridge_instantiation.cpp "bridge mode needs the LAN uplink service")
