@@ -628,6 +628,42 @@ TEST_CASE("network: a MAC another port holds is refused with a reason naming bot
     CHECK(net->stats().ports_refused == 1);
 }
 
+TEST_CASE("network: the gateway's MAC and a port name already in use are refused") {
+    auto net = make_network();
+    std::string why;
+    const auto as_gateway = net->add_port("vm-alpha", port_mac::custom(default_gateway_mac), &why);
+    REQUIRE_FALSE(as_gateway);
+    CHECK(as_gateway.error() == l2::mac_errc::in_use);
+    CHECK_THAT(why, Catch::Contains("the gateway"));
+
+    const auto a = add_vm(*net, "vm-alpha", mac_a);
+    const auto twin = net->add_port("vm-alpha", port_mac::custom(mac_b), &why);
+    REQUIRE_FALSE(twin);
+    CHECK_THAT(why, Catch::Contains("vm-alpha") && Catch::Contains("attached already"));
+    CHECK(net->stats().ports_refused == 2);
+    CHECK(net->port_count() == 1);
+    CHECK(net->mac(a) == mac_a);
+}
+
+TEST_CASE("network: frames of a size the MTU does not allow are dropped and counted, not switched") {
+    auto net = make_network();
+    const auto a = add_vm(*net, "vm-a", mac_a);
+    const auto b = add_vm(*net, "vm-b", mac_b);
+    // A broadcast one byte longer than an MTU-1500 frame with a VLAN tag may be, then a runt.
+    const byte_vector payload(backend::max_frame_len(1500) + 1 - wire::ethernet::header_len, std::byte{0x5a});
+    byte_vector jumbo = ethernet_frame(mac_a, mac_address::broadcast(), 0x88b5, payload);
+    REQUIRE(jumbo.size() == backend::max_frame_len(1500) + 1);
+    CHECK(send(*net, a, jumbo).frames.empty());
+    CHECK(send(*net, a, byte_vector(13, std::byte{0xff})).frames.empty());
+    CHECK(net->stats(a)->dropped_bad_size == 2);
+    CHECK(net->stats().dropped_bad_size == 2);
+    CHECK(net->stats(b)->frames_out == 0);
+    // The largest frame the MTU allows passes.
+    jumbo.pop_back();
+    CHECK(send(*net, a, jumbo).frames.size() == 1);
+    CHECK(net->stats(b)->frames_out == 1);
+}
+
 TEST_CASE("network: a port without a MAC adopts the source of its first frame") {
     auto net = make_network();
     const auto q = net->add_port("vm-q", port_mac::from_first_frame());

@@ -8,7 +8,7 @@
 // a unit test with a manual clock, or from a hypervisor that moves frames itself. Per frame:
 //  1. The port must exist (dense handle: index plus generation, so a stale handle is refused) and
 //     its link must be up (set_link); a network whose Traits say `unplugged` (disconnected mode)
-//     passes nothing. Every drop is counted.
+//     passes nothing; the frame must be a valid size for the network's MTU. Every drop is counted.
 //  2. The frame is parsed once (wire::parsed_frame); every service sees that one view.
 //  3. A port whose MAC is not known yet (QEMU and vfkit guests choose their own) registers the
 //     source MAC of its first frame; a MAC another port holds is refused and the port detached.
@@ -120,6 +120,7 @@ struct network_port_counters {
     std::uint64_t dropped_unplugged = 0;  ///< in a network that passes nothing (disconnected)
     std::uint64_t dropped_by_service = 0; ///< a service refused it (an ARP claim on another's address)
     std::uint64_t dropped_no_mac = 0;     ///< before its MAC was known, a frame without a unicast source
+    std::uint64_t dropped_bad_size = 0;   ///< shorter than an Ethernet header or longer than the MTU allows
 };
 
 /// Network-wide counters.
@@ -132,6 +133,7 @@ struct network_counters {
     std::uint64_t dropped_unknown_port = 0; ///< input() with a handle of no port
     std::uint64_t dropped_unplugged = 0;    ///< frames a disconnected network did not pass
     std::uint64_t dropped_link_down = 0;    ///< frames in or out of a port whose link was down
+    std::uint64_t dropped_bad_size = 0;     ///< input() frames shorter than an Ethernet header or longer than the MTU allows
     std::uint64_t ports_refused = 0;        ///< add_port() refusals and first-frame MACs refused (see port_refused_event)
 };
 
@@ -499,7 +501,7 @@ private:
     template <class S>
     void bind_events(S& s) {
         if constexpr (requires { s.bind_events([](const auto&) {}); }) {
-            s.bind_events([this](const auto& event) { notify(event); });
+            s.bind_events([self = this](const auto& event) { self->notify(event); });
         }
     }
 

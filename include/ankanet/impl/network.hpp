@@ -20,7 +20,10 @@ basic_network<Traits, Services...>::basic_network(network_config config, Service
     // the gateway has been silent. An empty switch always has room.
     auto owned = switch_.add_gateway_port(config_.gateway_mac);
     gateway_port_ = owned ? *owned : *switch_.add_gateway_port(); // a gateway MAC no NIC can have owns nothing
-    std::apply([this](auto&... s) { (bind_events(s), ...); }, services_);
+    std::apply([&](auto&... s) { (bind_events(s), ...); }, services_);
+    // The gateway's MAC is nobody else's: a VM asking for it, or sourcing it in its first frame, is
+    // refused like any other duplicate.
+    if (config_.gateway_mac.is_unicast()) (void)registry_.add(config_.gateway_mac, "the gateway");
 }
 
 template <class Traits, class... Services>
@@ -100,6 +103,13 @@ void basic_network<Traits, Services...>::input(port_handle port, wire::const_byt
         if (!slot->link_up) {
             ++slot->counters.dropped_link_down;
             ++stats_.dropped_link_down;
+            return;
+        }
+        // Backends apply this rule; a hypervisor calling input() itself might not, and the switch
+        // would otherwise pass a frame on to VMs that could not take it.
+        if (backend::check_frame_size(frame.size(), config_.mtu)) {
+            ++slot->counters.dropped_bad_size;
+            ++stats_.dropped_bad_size;
             return;
         }
         const auto parsed = wire::parsed_frame::parse(frame);
