@@ -105,6 +105,8 @@ struct recorder {
     std::vector<lease_seen> leases;
     std::vector<conflict_seen> conflicts;
     std::vector<static_seen> statics;
+    std::vector<dhcp::refusal_event> refusals;        // (their port views are not kept)
+    std::vector<gateway::arp_limit_event> arp_limits; // (idem)
 
     void on(const port_attached_event& e) { attached.push_back({std::string(e.port), e.mtu, e.mac}); }
     void on(const port_mac_learned_event& e) { learned.emplace_back(std::string(e.port), e.mac); }
@@ -114,6 +116,14 @@ struct recorder {
     void on(const dhcp::lease_event& e) { leases.push_back({e.kind, e.mac, e.address, std::string(e.hostname)}); }
     void on(const gateway::arp_conflict_event& e) { conflicts.push_back({std::string(e.port), e.conflict}); }
     void on(const gateway::static_address_event& e) { statics.push_back({std::string(e.port), e.mac, e.address}); }
+    void on(const dhcp::refusal_event& e) {
+        refusals.push_back(e);
+        refusals.back().port = {};
+    }
+    void on(const gateway::arp_limit_event& e) {
+        arp_limits.push_back(e);
+        arp_limits.back().port = {};
+    }
 };
 
 struct test_traits : default_network_traits {
@@ -339,6 +349,29 @@ void check_gateway_echo_reply(const byte_vector& frame, mac_address mac, ipv4_ad
 
 bool in_default_range(ipv4_address a) {
     return a.to_u32() >= ipv4_address{192, 168, 64, 2}.to_u32() && a.to_u32() <= ipv4_address{192, 168, 64, 254}.to_u32();
+}
+
+/// A DHCP message of `type` built from udhcpc's REQUEST, in the name of `chaddr` with the client
+/// identifier of `client`, naming `address` (as ciaddr for RELEASE, option 50 otherwise).
+byte_vector dhcp_message(msg::message_type type, mac_address chaddr, mac_address client, ipv4_address address) {
+    const byte_vector original = captures::hex(captures::udhcpc_request);
+    auto message = msg::repr::parse(wire::const_bytes{original});
+    REQUIRE(message);
+    message->message_type = type;
+    std::copy(chaddr.octets().begin(), chaddr.octets().end(), message->chaddr.begin());
+    std::array<std::byte, 1 + mac_address::size> client_id{std::byte{1}};
+    std::copy(client.bytes().begin(), client.bytes().end(), client_id.begin() + 1);
+    message->client_id = client_id;
+    if (type == msg::message_type::release) {
+        message->ciaddr = address;
+        message->requested_ip.reset();
+        message->server_id = gateway_ip;
+    } else {
+        message->requested_ip = address;
+    }
+    byte_vector out(message->buffer_len());
+    REQUIRE_FALSE(message->emit(out));
+    return out;
 }
 
 /// The captured udhcpc DISCOVER and REQUEST, as the VM on `port` with `mac` sends them; the
@@ -978,4 +1011,92 @@ TEST_CASE("network: attach serves memory-backed VMs and stop detaches them") {
     byte_vector buffer(backend::max_frame_len(1500));
     drain(guest1, got1);
     CHECK(guest1.try_receive(buffer).error() == errc::peer_closed);
+}
+
+// --- a VM is untrusted ------------------------------------------------------------------------------
+
+TEST_CASE("network: a VM cannot release, decline or take over another VM's lease") {
+    auto net = make_network();
+    const auto victim = add_vm(*net, "vm-victim", mac_a);
+    const auto attacker = add_vm(*net, "vm-attacker", mac_b);
+    const auto victim_ip = lease(*net, victim, mac_a);
+    auto& dhcp = net->service<dhcp::service>();
+
+    // In the victim's name (its chaddr and client identifier), from the attacker's own port.
+    CHECK(send(*net, attacker, dhcp_frame(mac_b, dhcp_message(msg::message_type::release, mac_a, mac_a, victim_ip))).to(attacker).empty());
+    CHECK(send(*net, attacker, dhcp_frame(mac_b, dhcp_message(msg::message_type::decline, mac_a, mac_a, victim_ip))).to(attacker).empty());
+    CHECK(dhcp.stats().dropped_foreign_chaddr == 2);
+    CHECK(dhcp.stats().releases == 0);
+    CHECK(dhcp.stats().declines == 0);
+    // Its own chaddr, the victim's client identifier: a REQUEST for the victim's address.
+    CHECK(send(*net, attacker, dhcp_frame(mac_b, dhcp_message(msg::message_type::request, mac_b, mac_a, victim_ip))).to(attacker).empty());
+    CHECK(dhcp.stats().dropped_foreign_client == 1);
+
+    // The victim keeps its lease; a newcomer gets another address; each kind was reported once.
+    const auto held = dhcp.pool().find(victim_ip);
+    REQUIRE(held);
+    CHECK(held->bound);
+    CHECK(held->mac == mac_a);
+    const auto newcomer = add_vm(*net, "vm-c", mac_c);
+    CHECK(lease(*net, newcomer, mac_c) != victim_ip);
+    const auto& refusals = net->observer().refusals;
+    REQUIRE(refusals.size() == 2);
+    CHECK(refusals[0].kind == dhcp::refusal_kind::foreign_chaddr);
+    CHECK(refusals[0].mac == mac_b);
+    CHECK(refusals[1].kind == dhcp::refusal_kind::foreign_client);
+
+    // Once the victim's port is gone, its client identifier may bring its address to a new NIC
+    // (a VM whose MAC changed keeps its address).
+    REQUIRE_FALSE(net->remove_port(victim));
+    const auto moved = add_vm(*net, "vm-victim-again", *mac_address::parse("52:54:00:aa:aa:aa"));
+    const auto offers = send(*net, moved, dhcp_frame(*mac_address::parse("52:54:00:aa:aa:aa"),
+                                                     dhcp_message(msg::message_type::discover,
+                                                                  *mac_address::parse("52:54:00:aa:aa:aa"), mac_a, victim_ip)))
+                            .to(moved);
+    REQUIRE(offers.size() == 1);
+    CHECK(open_dhcp(offers[0]).yiaddr == victim_ip);
+}
+
+TEST_CASE("network: one VM's DHCP flood is rate limited and reported once, and others still get leases") {
+    auto net = make_network();
+    const auto attacker = add_vm(*net, "vm-attacker", mac_b);
+    const auto discover = dhcp_frame(mac_b, udhcpc_message(captures::udhcpc_discover, mac_b));
+    std::size_t answered = 0;
+    for (int i = 0; i < 200; ++i) answered += send(*net, attacker, discover).to(attacker).size();
+    const auto& limits = net->service<dhcp::service>().limits();
+    CHECK(answered == static_cast<std::size_t>(limits.message_burst));
+    CHECK(net->service<dhcp::service>().rate_limited() == 200 - answered);
+    REQUIRE(net->observer().refusals.size() == 1);
+    CHECK(net->observer().refusals[0].kind == dhcp::refusal_kind::rate_limited);
+
+    // Another VM is not limited by the attacker's bucket.
+    const auto bystander = add_vm(*net, "vm-bystander", mac_a);
+    CHECK(in_default_range(lease(*net, bystander, mac_a)));
+
+    // The attacker's bucket refills with time, at the configured rate.
+    net->clock().advance(std::chrono::seconds{1});
+    answered = 0;
+    for (int i = 0; i < 50; ++i) answered += send(*net, attacker, discover).to(attacker).size();
+    CHECK(answered == static_cast<std::size_t>(limits.messages_per_second));
+    CHECK(net->observer().refusals.size() == 1); // reported once per minute, not per drop
+}
+
+TEST_CASE("network: a VM claiming many addresses by ARP holds no more than its share") {
+    gateway_network_options options;
+    options.max_addresses_per_vm = 4;
+    auto net = make_network(std::move(options));
+    const auto attacker = add_vm(*net, "vm-attacker", mac_b);
+    const auto other = add_vm(*net, "vm-other", mac_a);
+    std::size_t passed = 0;
+    for (std::uint8_t host = 10; host < 30; ++host) {
+        passed += send(*net, attacker, arp_frame(announce(mac_b, ipv4_address{192, 168, 64, host}))).to(other).size();
+    }
+    CHECK(passed == 4);
+    CHECK(net->service<gateway::arp_guard>().table().held_by(mac_b) == 4);
+    CHECK(net->service<gateway::arp_guard>().stats().over_limit_dropped == 16);
+    REQUIRE(net->observer().arp_limits.size() == 1);
+    CHECK(net->observer().arp_limits[0].limit == 4);
+    // The addresses it could not claim stay in the pool for everyone else.
+    CHECK(in_default_range(lease(*net, other, mac_a)));
+    CHECK(net->service<dhcp::service>().pool().free_count() >= 250 - 4 - 1);
 }

@@ -223,6 +223,8 @@ struct service_context_archetype {
     void operator()(wire::const_bytes) {}
     network_time now() const { return {}; }
     std::string_view port_name() const { return {}; }
+    mac_address port_mac() const { return {}; }
+    bool attached(mac_address) const { return false; }
     template <class Event>
     void notify(const Event&) {}
     std::optional<mac_address> lease_holder(ipv4_address) const { return std::nullopt; }
@@ -331,8 +333,12 @@ public:
         /// has been switched. Copied: the caller's buffer may be reused at once.
         void operator()(wire::const_bytes frame) { network_.queue_reply(frame); }
         network_time now() const noexcept { return now_; }
-        /// The name of the port the frame came from (empty for a frame from the gateway).
+        /// The name of the port the frame came from.
         std::string_view port_name() const noexcept { return port_name_; }
+        /// The MAC registered on the port the frame came from: the only source it may use.
+        mac_address port_mac() const noexcept { return port_mac_; }
+        /// Whether a port of the network (or the gateway) holds `mac` now.
+        bool attached(mac_address mac) const { return network_.registry_.contains(mac); }
         /// Reports an event to the network's observer (if it takes events of this type).
         template <class Event>
         void notify(const Event& e) { network_.notify(e); }
@@ -344,11 +350,12 @@ public:
 
     private:
         friend class basic_network;
-        service_context(basic_network& n, network_time now, std::string_view port) noexcept
-            : network_(n), now_(now), port_name_(port) {}
+        service_context(basic_network& n, network_time now, std::string_view port, mac_address mac) noexcept
+            : network_(n), now_(now), port_name_(port), port_mac_(mac) {}
         basic_network& network_;
         network_time now_;
         std::string_view port_name_;
+        mac_address port_mac_;
     };
 
     /// A network with the given configuration and services (moved in, kept in pack order).

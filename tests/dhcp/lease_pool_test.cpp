@@ -114,13 +114,50 @@ TEST_CASE("allocation prefers the previous address, then the requested one, then
 }
 
 TEST_CASE("a client identifier takes precedence over the MAC") {
-    auto pool = make();
+    auto c = small_config();
+    c.max_leases_per_mac = 0; // no per-MAC limit: identities alone decide
+    auto pool = make(c);
     lease_request a{client_identity{mac_n(1), {0x01, 0xaa}}, std::nullopt, {}};
     lease_request b{client_identity{mac_n(1), {0x01, 0xbb}}, std::nullopt, {}};
     const auto la = grant(pool, a);
     const auto lb = grant(pool, b);
     CHECK(la.address != lb.address); // same MAC, two identities: two leases
     CHECK(pool.find(a.client)->address == la.address);
+    CHECK(pool.held_by(mac_n(1)) == 2);
+}
+
+TEST_CASE("one MAC holds at most its limit of leases and offers, whatever client identifiers it invents") {
+    auto pool = make(); // defaults: 1 lease and 2 offers per MAC
+    const auto with_id = [](std::uint32_t mac, std::uint8_t id) {
+        // Identifiers unique to the MAC: a client identifier alone names a client (RFC 2131 §4.2).
+        return lease_request{client_identity{mac_n(mac), {0xff, static_cast<std::uint8_t>(mac), id}}, std::nullopt, {}};
+    };
+    // A second identity on the same NIC replaces the first lease rather than adding one.
+    const auto first = grant(pool, with_id(1, 1));
+    const auto second = grant(pool, with_id(1, 2));
+    CHECK(pool.bound_count() == 1);
+    CHECK_FALSE(pool.find(with_id(1, 1).client));
+    CHECK(pool.find(with_id(1, 2).client)->address == second.address);
+    if (first.address != second.address) CHECK_FALSE(pool.find(first.address));
+    CHECK(pool.store().size() == 1); // the replaced lease left the store as well
+    CHECK(pool.limit_evictions() == 1);
+
+    // Offers: two at once; a third identity takes the place of the oldest offer.
+    REQUIRE(pool.offer(with_id(2, 1)));
+    REQUIRE(pool.offer(with_id(2, 2)));
+    CHECK(pool.held_by(mac_n(2)) == 2);
+    REQUIRE(pool.offer(with_id(2, 3)));
+    CHECK(pool.held_by(mac_n(2)) == 2);
+    CHECK_FALSE(pool.find(with_id(2, 1).client));
+
+    // Two hundred identities from one NIC (the attack of a guest that wants the whole pool): the
+    // ten-address pool keeps room for everyone else.
+    for (std::uint8_t id = 10; id < 210; ++id) {
+        auto r = with_id(3, id);
+        if (auto offered = pool.offer(r)) (void)pool.commit(r, offered->address);
+    }
+    CHECK(pool.held_by(mac_n(3)) <= 3);
+    for (std::uint32_t other = 4; other < 8; ++other) CHECK(pool.offer(req(other)));
 }
 
 TEST_CASE("reservations give the fixed address and refuse it to others") {

@@ -160,6 +160,8 @@ inline std::string client_key(const lease& l) { return client_key(l.mac, l.clien
 /// - `s.put(l)` → `std::error_code`: insert or replace the lease on `l.address`. An empty code
 ///   means the lease is durable (for a persistent store: it survives a crash from now on).
 /// - `s.erase(a)` → `std::error_code`: forget the lease on `a` (no error if there is none).
+/// - optional: `s.origin(l)` → `std::string`: where a loaded lease came from ("path:line"), put
+///   before the reason when the pool refuses it (outside the range, reserved for another client).
 template <class S>
 concept lease_store = std::movable<S> && requires(S& s, const lease& l, wire::ipv4_address a, std::string& why) {
     { s.load(why) } -> std::same_as<result<std::vector<lease>>>;
@@ -189,6 +191,13 @@ struct lease_pool_config {
     seconds lease_time{3600};
     seconds offer_hold{60};              ///< how long an unanswered OFFER holds its address
     seconds decline_quarantine{600};     ///< how long a DECLINEd address stays out of the pool
+    /// At most this many offers held at once by one MAC (under any client identifier): a client
+    /// that asks under yet another identifier takes the place of that MAC's oldest offer. 0: no limit.
+    std::size_t max_offers_per_mac = 2;
+    /// At most this many bound leases held at once by one MAC: a commit under yet another client
+    /// identifier replaces that MAC's oldest lease. One guest NIC cannot take more of the pool by
+    /// inventing client identifiers, and one that changed its identifier is not locked out. 0: no limit.
+    std::size_t max_leases_per_mac = 1;
     std::vector<reservation> reservations;
     std::vector<wire::ipv4_address> excluded;
 };
@@ -273,6 +282,20 @@ public:
 
     /// The lease (bound or offered) on `address`, if any.
     std::optional<lease> find(wire::ipv4_address address) const;
+    /// The MAC of the lease (bound or offered) the client's identity holds, if any: the client
+    /// identifier names a lease, and this says whose NIC it was granted to.
+    std::optional<wire::mac_address> holder_of(const client_identity& client) const {
+        const auto it = by_client_.find(client_key(client));
+        if (it == by_client_.end()) return std::nullopt;
+        return entries_.at(it->second).value.mac;
+    }
+    /// How many leases and offers `mac` holds.
+    std::size_t held_by(const wire::mac_address& mac) const {
+        const auto it = by_mac_.find(mac);
+        return it == by_mac_.end() ? 0 : it->second.size();
+    }
+    /// Leases and offers replaced because their MAC was at its limit (max_*_per_mac).
+    std::uint64_t limit_evictions() const noexcept { return limit_evictions_; }
     /// The client's current lease (bound or offered), if any.
     std::optional<lease> find(const client_identity& client) const;
     /// The MAC holding a bound lease on `address` that has not run out at `now`; copies nothing
@@ -346,6 +369,19 @@ private:
     std::vector<sys_seconds> deadline_of_;                        // per slot, valid when in deadlines_
     std::set<std::pair<sys_seconds, std::uint32_t>> deadlines_;   // (when, index)
     std::unordered_map<std::uint32_t, wire::mac_address> in_use_by_; // declined by mark_in_use → the user seen
+    std::unordered_map<wire::mac_address, std::vector<std::uint32_t>> by_mac_; // MAC → slots it holds (offered or bound)
+    std::uint64_t limit_evictions_ = 0;
+
+    void index_mac(std::uint32_t i, const wire::mac_address& mac) { by_mac_[mac].push_back(i); }
+    void unindex_mac(std::uint32_t i, const wire::mac_address& mac) {
+        const auto it = by_mac_.find(mac);
+        if (it == by_mac_.end()) return;
+        std::erase(it->second, i);
+        if (it->second.empty()) by_mac_.erase(it);
+    }
+    // Makes room for one more entry of `mac` in state `bound` (or offered), outside slot `keep`:
+    // the MAC's oldest entry in that state goes when it holds `limit` already.
+    void enforce_mac_limit(const wire::mac_address& mac, bool bound, std::size_t limit, std::uint32_t keep);
 };
 
 /// The common case: in-memory leases, system clock.
@@ -428,7 +464,13 @@ std::error_code basic_lease_pool<S, C>::build(std::string& why) {
     if (!loaded) return loaded.error();
     std::vector<wire::ipv4_address> superseded;
     for (const auto& stored : *loaded) {
-        if (auto error = adopt(stored, why, superseded)) return error;
+        if (auto error = adopt(stored, why, superseded)) {
+            // A store that knows where the lease came from (a file: "path:line") says so first.
+            if constexpr (requires(const S& s) { { s.origin(stored) } -> std::convertible_to<std::string>; }) {
+                if (std::string at = store_.origin(stored); !at.empty()) why = fmt::format("{}: {}", at, why);
+            }
+            return error;
+        }
     }
     for (auto a : superseded) {
         if (auto error = store_.erase(a)) {
@@ -456,8 +498,10 @@ std::error_code basic_lease_pool<S, C>::adopt(const lease& stored, std::string& 
         why = fmt::format("stored lease of {} to {}: {}", stored.address, stored.mac, error.message());
         return lease_errc::lease_conflict;
     }
-    // Two leases for one client: a crash between a move's put() and its erase() leaves both.
-    // The later one is the current; the other is superseded and erased once loading is done.
+    // Two leases for one client: a crash between a move's put() and its erase() leaves both in a
+    // store whose put() does not drop the client's other lease (file_lease_store does, and refuses
+    // such a file at load, with file:line). The later one is the current; the other is superseded
+    // and erased once loading is done.
     if (auto held = by_client_.find(key); held != by_client_.end()) {
         const auto other = held->second;
         if (entries_.at(other).value.expiry >= stored.expiry) {
@@ -472,6 +516,7 @@ std::error_code basic_lease_pool<S, C>::adopt(const lease& stored, std::string& 
     slots_[i] = slot_state::bound;
     lease value = stored;
     value.bound = true;
+    index_mac(i, value.mac);
     entries_.insert_or_assign(i, entry{std::move(value), key});
     by_client_[key] = i;
     ++bound_count_;
@@ -563,6 +608,7 @@ void basic_lease_pool<S, C>::drop_entry(std::uint32_t i, bool remember) {
     auto it = entries_.find(i);
     if (it == entries_.end()) return;
     if (it->second.value.bound) --bound_count_;
+    unindex_mac(i, it->second.value.mac);
     by_client_.erase(it->second.key);
     if (remember) previous_.insert_or_assign(it->second.key, i);
     entries_.erase(it);
@@ -577,9 +623,31 @@ std::uint32_t basic_lease_pool<S, C>::take(std::uint32_t i, const lease_request&
     slots_[i] = slot_state::offered;
     lease value{r.client.mac, r.client.client_id, address_of(i), now + config_.offer_hold, r.hostname, false};
     entries_.insert_or_assign(i, entry{std::move(value), key});
+    index_mac(i, r.client.mac);
     by_client_[key] = i;
     set_deadline(i, now + config_.offer_hold);
     return i;
+}
+
+template <class S, class C>
+void basic_lease_pool<S, C>::enforce_mac_limit(const wire::mac_address& mac, bool bound, std::size_t limit, std::uint32_t keep) {
+    if (limit == 0) return;
+    const auto it = by_mac_.find(mac);
+    if (it == by_mac_.end()) return;
+    std::uint32_t oldest = nil;
+    std::size_t held = 0;
+    for (const auto i : it->second) {
+        if (i == keep) continue;
+        const auto& held_lease = entries_.at(i).value;
+        if (held_lease.bound != bound) continue;
+        ++held;
+        if (oldest == nil || held_lease.expiry < entries_.at(oldest).value.expiry) oldest = i;
+    }
+    if (held < limit) return;
+    ++limit_evictions_;
+    if (bound) (void)store_.erase(address_of(oldest)); // a stale extra lease is harmless on reload
+    drop_entry(oldest, false);
+    vacate(oldest);
 }
 
 template <class S, class C>
@@ -607,6 +675,7 @@ result<lease> basic_lease_pool<S, C>::offer(const lease_request& r, sys_seconds 
     } else {
         return make_error_code(lease_errc::pool_exhausted);
     }
+    enforce_mac_limit(r.client.mac, false, config_.max_offers_per_mac, chosen);
     take(chosen, r, key, now);
     return entries_.at(chosen).value;
 }
@@ -634,7 +703,13 @@ result<lease> basic_lease_pool<S, C>::commit(const lease_request& r, wire::ipv4_
     if (slots_[i] == slot_state::free) free_unlink(i);
     in_use_by_.erase(i); // the user seen on a quarantined address is now its client
     auto it = entries_.find(i);
-    if (it == entries_.end() || !it->second.value.bound) ++bound_count_;
+    if (it == entries_.end() || !it->second.value.bound) {
+        ++bound_count_;
+        enforce_mac_limit(r.client.mac, true, config_.max_leases_per_mac, i);
+        it = entries_.find(i);
+    }
+    if (it != entries_.end()) unindex_mac(i, it->second.value.mac);
+    index_mac(i, r.client.mac);
     slots_[i] = slot_state::bound;
     entries_.insert_or_assign(i, entry{granted, key});
     by_client_[key] = i;

@@ -139,7 +139,23 @@ struct server_counters {
     std::uint64_t pool_exhausted = 0;     ///< DISCOVER with no free address left
     std::uint64_t store_errors = 0;       ///< the lease store refused a write (no reply; the client retries)
     std::uint64_t reply_errors = 0;       ///< a reply could not be built (not expected to happen)
+    // Messages refused for the port they came from (handle() with a port binding); no reply.
+    std::uint64_t dropped_foreign_chaddr = 0;   ///< chaddr is not the MAC of the port the message came from
+    std::uint64_t dropped_foreign_client = 0;   ///< its client identifier names a lease of another attached MAC
 };
+
+/// @par PortBinding requirements
+/// What handle() needs to tie a message to the VM port it arrived on: `b.port_mac()` → the MAC
+/// registered on that port; `b.attached(mac)` → whether some port of the network holds `mac` now.
+template <class B>
+concept port_binding = requires(const B& b, wire::mac_address m) {
+    { b.port_mac() } -> std::convertible_to<wire::mac_address>;
+    { b.attached(m) } -> std::convertible_to<bool>;
+};
+
+/// No binding: messages are taken as their chaddr and client identifier say (a server that sees
+/// only its own link's trusted clients, or a test).
+struct unbound {};
 
 /// The DHCP server engine (see the theory of operation at the top of this file).
 /// @tparam LeaseStore, Clock the pool's policies (see basic_lease_pool).
@@ -177,7 +193,18 @@ public:
     /// As above, for a frame its caller has parsed already (a network parses each frame once).
     template <class Emit>
         requires std::invocable<Emit&, wire::const_bytes>
-    bool handle(const wire::parsed_frame& frame, sys_seconds now, Emit&& emit);
+    bool handle(const wire::parsed_frame& frame, sys_seconds now, Emit&& emit) {
+        return handle(frame, now, emit, unbound{});
+    }
+
+    /// As above, for a message that arrived on a VM port: it is refused (counted, no reply) when its
+    /// chaddr is not the port's MAC (a forged RELEASE, DECLINE or REQUEST in another VM's name), or
+    /// when its client identifier names a lease granted to another MAC that is still attached (the
+    /// same forgery by option 61). A lease whose MAC is no longer attached may be taken over by its
+    /// client identifier: a VM whose MAC changed keeps its address.
+    template <class Emit, class Binding>
+        requires std::invocable<Emit&, wire::const_bytes> && (port_binding<Binding> || std::same_as<Binding, unbound>)
+    bool handle(const wire::parsed_frame& frame, sys_seconds now, Emit&& emit, const Binding& binding);
 
     /// As above, with `now` from the pool's clock.
     template <class Emit>
@@ -408,9 +435,9 @@ void basic_server<S, C>::fill_request(const wire::dhcp::repr& m, wire::mac_addre
 }
 
 template <class S, class C>
-template <class Emit>
-    requires std::invocable<Emit&, wire::const_bytes>
-bool basic_server<S, C>::handle(const wire::parsed_frame& frame, sys_seconds now, Emit&& emit) {
+template <class Emit, class Binding>
+    requires std::invocable<Emit&, wire::const_bytes> && (port_binding<Binding> || std::same_as<Binding, unbound>)
+bool basic_server<S, C>::handle(const wire::parsed_frame& frame, sys_seconds now, Emit&& emit, const Binding& binding) {
     namespace ipv4 = wire::ipv4;
     namespace udp = wire::udp;
     namespace dhcp = wire::dhcp;
@@ -460,7 +487,19 @@ bool basic_server<S, C>::handle(const wire::parsed_frame& frame, sys_seconds now
         return true;
     }
 
+    if constexpr (!std::same_as<Binding, unbound>) {
+        if (*mac != binding.port_mac()) {
+            ++stats_.dropped_foreign_chaddr;
+            return true;
+        }
+    }
     fill_request(m, *mac);
+    if constexpr (!std::same_as<Binding, unbound>) {
+        if (const auto holder = pool_.holder_of(scratch_.client); holder && *holder != *mac && binding.attached(*holder)) {
+            ++stats_.dropped_foreign_client;
+            return true;
+        }
+    }
     switch (*m.message_type) {
     case dhcp::message_type::discover:
         ++stats_.discovers;

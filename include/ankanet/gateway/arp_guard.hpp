@@ -10,13 +10,19 @@
 // claimant holds no lease — a guest with a static address — is reported to the lease authority
 // (mark_in_use), which keeps the address out of the pool while the guest keeps using it; the first
 // time, a static_address_event says so. When a port goes away, what its MAC claimed is forgotten.
+// A VM claiming more addresses than the table allows one MAC (neighbor_table::config::max_per_mac)
+// has those ARP frames dropped and counted; an arp_limit_event reports it at most once per
+// `report_interval` per VM, so a flooding VM cannot flood the log either.
 #pragma once
 
 #include <ankanet/gateway/neighbor_table.hpp>
 #include <ankanet/wire/address.hpp>
 #include <ankanet/wire/frame.hpp>
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <unordered_map>
 #include <optional>
 #include <string_view>
 
@@ -35,8 +41,17 @@ struct static_address_event {
     wire::ipv4_address address;
 };
 
+/// A VM claimed more addresses than one VM may hold; those ARP frames were dropped.
+struct arp_limit_event {
+    std::string_view port;
+    wire::mac_address mac;
+    std::size_t limit = 0;
+    std::uint64_t dropped = 0; ///< ARP frames of this VM dropped for it so far
+};
+
 struct arp_guard_counters {
     std::uint64_t conflicts_dropped = 0; ///< ARP frames dropped for claiming another's address
+    std::uint64_t over_limit_dropped = 0; ///< ARP frames dropped: the VM holds its limit of addresses
     std::uint64_t static_addresses = 0;  ///< addresses first seen in use without a lease
 };
 
@@ -44,7 +59,8 @@ class arp_guard {
 public:
     using config = neighbor_table::config;
 
-    explicit arp_guard(const config& c) : table_(c) {}
+    explicit arp_guard(const config& c, std::chrono::seconds report_interval = std::chrono::seconds{60})
+        : table_(c), report_interval_(report_interval) {}
 
     /// Shows a VM's frame to the neighbour table; false (drop it) for a conflicting ARP claim.
     template <class Context>
@@ -56,6 +72,18 @@ public:
         if (seen == neighbor_observation::conflict) {
             ++stats_.conflicts_dropped;
             ctx.notify(arp_conflict_event{ctx.port_name(), conflict});
+            return false;
+        }
+        if (seen == neighbor_observation::over_limit) {
+            ++stats_.over_limit_dropped;
+            auto& vm = over_limit_[ctx.port_mac()];
+            ++vm.dropped;
+            const auto now = ctx.now().steady;
+            if (!vm.reported || now - vm.last_report >= report_interval_) {
+                vm.reported = true;
+                vm.last_report = now;
+                ctx.notify(arp_limit_event{ctx.port_name(), ctx.port_mac(), table_.settings().max_per_mac, vm.dropped});
+            }
             return false;
         }
         if (seen == neighbor_observation::learned || seen == neighbor_observation::refreshed) {
@@ -70,13 +98,24 @@ public:
     }
 
     /// A port that held `mac` is gone: forget what it claimed.
-    void port_removed(wire::mac_address mac) { (void)table_.forget(mac); }
+    void port_removed(wire::mac_address mac) {
+        (void)table_.forget(mac);
+        over_limit_.erase(mac);
+    }
 
     const neighbor_table& table() const noexcept { return table_; }
     const arp_guard_counters& stats() const noexcept { return stats_; }
 
 private:
+    struct limited_vm {
+        std::uint64_t dropped = 0;
+        bool reported = false;
+        std::chrono::steady_clock::time_point last_report{};
+    };
+
     neighbor_table table_;
+    std::chrono::seconds report_interval_;
+    std::unordered_map<wire::mac_address, limited_vm> over_limit_; // VMs that hit the limit
     arp_guard_counters stats_;
 };
 

@@ -72,6 +72,11 @@ struct gateway_network_options {
     std::optional<l2::host_secret> mac_secret;  ///< for port_mac::stable
     std::string domain_name;                    ///< DHCP option 15 when not empty
     std::vector<std::string> search_domains;    ///< DHCP option 119 when not empty
+    // What one VM may hold or send (a VM is untrusted; see dhcp/service.hpp, gateway/arp_guard.hpp).
+    std::size_t max_leases_per_vm = 1;          ///< bound DHCP leases per VM (per MAC); 0: no limit
+    std::size_t max_offers_per_vm = 2;          ///< DHCP offers held at once per VM; 0: no limit
+    std::size_t max_addresses_per_vm = 8;       ///< addresses a VM may claim by ARP; 0: no limit
+    dhcp::service_limits dhcp_limits{};         ///< DHCP messages per second per VM
 };
 
 /// Builds a network of type Network, whose services are arp_guard, a dhcp::service and a
@@ -94,6 +99,8 @@ result<std::unique_ptr<Network>> make_gateway_network(network_mode mode, gateway
     pool.last = range.last;
     pool.lease_time = options.lease_time;
     pool.reservations = std::move(options.reservations);
+    pool.max_leases_per_mac = options.max_leases_per_vm;
+    pool.max_offers_per_mac = options.max_offers_per_vm;
     const auto at = gateway.address().to_u32();
     if (at >= range.first.to_u32() && at <= range.last.to_u32()) pool.excluded.push_back(gateway.address());
 
@@ -103,7 +110,7 @@ result<std::unique_ptr<Network>> make_gateway_network(network_mode mode, gateway
     server.interface_mtu = static_cast<std::uint16_t>(std::min<std::size_t>(options.mtu, 0xffff));
     server.domain_name = std::move(options.domain_name);
     server.search_domains = std::move(options.search_domains);
-    auto dhcp = dhcp::service::create(std::move(server), std::move(pool), std::move(options.leases), why);
+    auto dhcp = dhcp::service::create(std::move(server), std::move(pool), std::move(options.leases), why, options.dhcp_limits);
     if (!dhcp) return dhcp.error();
 
     network_config config;
@@ -113,7 +120,10 @@ result<std::unique_ptr<Network>> make_gateway_network(network_mode mode, gateway
     config.isolate = options.isolate;
     config.mac_prefix = options.mac_prefix;
     config.mac_secret = options.mac_secret;
-    gateway::arp_guard guard{{.subnet = gateway, .gateway = gateway.address(), .gateway_mac = options.gateway_mac}};
+    gateway::arp_guard guard{{.subnet = gateway,
+                              .gateway = gateway.address(),
+                              .gateway_mac = options.gateway_mac,
+                              .max_per_mac = options.max_addresses_per_vm}};
     return std::make_unique<Network>(std::move(config), std::move(guard), std::move(*dhcp),
                                      gateway::responder{gateway.address(), options.gateway_mac});
 }

@@ -19,6 +19,9 @@
 // for addresses outside the subnet and for its network or broadcast addresses claim nothing and are
 // ignored (counted).
 //
+// One MAC may hold at most `max_per_mac` addresses (when set): a further new claim is refused
+// (over_limit) and not learned, so a guest announcing the whole subnet holds no more than its share.
+//
 // Memory is bounded: at most `capacity` entries. When full, a new claim first replaces a stale
 // entry; if none is stale it is not learned (table_full) — the gateway still serves that guest,
 // it only does not referee its address. Lookups and claims are O(1) on average (hash map on the
@@ -49,6 +52,7 @@ enum class neighbor_observation {
     refreshed,   ///< the holder claimed its address again
     conflict,    ///< a second MAC claimed an address that is leased to, or held by, another
     table_full,  ///< a new, legitimate claim that did not fit (no stale entry to replace)
+    over_limit,  ///< a new claim by a MAC that holds `max_per_mac` addresses already: not learned
 };
 
 /// The two sides of a conflict, for the caller's log.
@@ -66,6 +70,7 @@ struct neighbor_counters {
     std::uint64_t conflicts = 0;
     std::uint64_t ignored = 0;
     std::uint64_t table_full = 0;
+    std::uint64_t over_limit = 0; ///< new claims refused: the MAC holds max_per_mac addresses
     std::uint64_t malformed = 0; ///< ARP ethertype whose payload did not parse
 };
 
@@ -97,6 +102,9 @@ public:
         wire::mac_address gateway_mac;
         duration lifetime = std::chrono::minutes{20}; ///< how long a claim stands without being renewed
         std::size_t capacity = 4096;
+        /// The most addresses one MAC may hold at once (0: no limit), so one guest claiming the
+        /// whole subnet by ARP cannot hold every address against the others.
+        std::size_t max_per_mac = 0;
     };
 
     explicit basic_neighbor_table(const config& cfg) : config_(cfg) { entries_.reserve(cfg.capacity); }
@@ -149,15 +157,20 @@ public:
             // The lease, when there is one, outranks an earlier claim (a static guest squatting on a
             // leased address loses); without one, a fresh earlier claim stands.
             if (!leased_to && fresh(e, now)) return report(e.mac, false, false);
+            if (at_limit(mac)) return over_limit();
+            count_down(e.mac);
             e = entry{mac, now};
+            ++per_mac_[mac];
             ++stats_.learned;
             return neighbor_observation::learned;
         }
+        if (at_limit(mac)) return over_limit();
         if (entries_.size() >= config_.capacity && !evict_stale(now)) {
             ++stats_.table_full;
             return neighbor_observation::table_full;
         }
         entries_.emplace(address, entry{mac, now});
+        ++per_mac_[mac];
         ++stats_.learned;
         return neighbor_observation::learned;
     }
@@ -171,7 +184,14 @@ public:
 
     /// Forgets every address `mac` claimed (its VM detached). Returns how many.
     std::size_t forget(wire::mac_address mac) {
+        per_mac_.erase(mac);
         return std::erase_if(entries_, [&](const auto& item) { return item.second.mac == mac; });
+    }
+
+    /// How many addresses `mac` holds in the table.
+    std::size_t held_by(wire::mac_address mac) const {
+        const auto it = per_mac_.find(mac);
+        return it == per_mac_.end() ? 0 : it->second;
     }
 
     std::size_t size() const noexcept { return entries_.size(); }
@@ -191,9 +211,20 @@ private:
     }
     bool fresh(const entry& e, time_point now) const noexcept { return now - e.seen < config_.lifetime; }
 
+    bool at_limit(wire::mac_address mac) const { return config_.max_per_mac != 0 && held_by(mac) >= config_.max_per_mac; }
+    neighbor_observation over_limit() {
+        ++stats_.over_limit;
+        return neighbor_observation::over_limit;
+    }
+    void count_down(wire::mac_address mac) {
+        const auto it = per_mac_.find(mac);
+        if (it != per_mac_.end() && --it->second == 0) per_mac_.erase(it);
+    }
+
     bool evict_stale(time_point now) {
         for (auto it = entries_.begin(); it != entries_.end(); ++it) {
             if (!fresh(it->second, now)) {
+                count_down(it->second.mac);
                 entries_.erase(it);
                 return true;
             }
@@ -203,6 +234,7 @@ private:
 
     config config_;
     std::unordered_map<wire::ipv4_address, entry> entries_;
+    std::unordered_map<wire::mac_address, std::size_t> per_mac_; // addresses each MAC holds
     neighbor_counters stats_;
 };
 

@@ -115,7 +115,7 @@ void basic_network<Traits, Services...>::input(port_handle port, wire::const_byt
         const auto parsed = wire::parsed_frame::parse(frame);
         if (!slot->switch_port && !adopt_first_source(*slot, port.index(), parsed)) return;
 
-        service_context ctx{*this, now, slot->name};
+        service_context ctx{*this, now, slot->name, *slot->mac};
         bool pass = true;
         std::apply([&](auto&... s) { ((pass = pass && inspect(s, parsed, ctx)), ...); }, services_);
         if (!pass) {
