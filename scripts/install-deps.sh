@@ -8,10 +8,12 @@ set -euo pipefail
 
 build_packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libfmt-dev iproute2 iputils-ping)
 # The end-to-end tests boot a real Linux guest in QEMU (TCG) from a busybox initramfs, and run
-# real DHCP clients (busybox udhcpc, ISC dhclient, dhcpcd) in network namespaces.
+# real DHCP clients (busybox udhcpc, ISC dhclient, dhcpcd) in network namespaces; the hostile-guest
+# tests (tests/e2e/ankanetd_hostile_test.cpp) attack from a namespace with scapy, run by
+# /usr/bin/python3, Debian's interpreter.
 test_packages=(catch2 libbenchmark-dev clang libclang-rt-14-dev tcpdump
                qemu-system-x86 linux-image-amd64 busybox-static cpio
-               udhcpc isc-dhcp-client dhcpcd-base)
+               udhcpc isc-dhcp-client dhcpcd-base python3-scapy)
 
 packages=("${build_packages[@]}")
 case "${1:-}" in

@@ -1,6 +1,13 @@
 // ankanetd's log: the network's observer, writing one line to stderr per event, and the summary
 // line printed at exit. Formatting only; the events come from the library (ankanet/network.hpp and
 // its services).
+//
+// Text a guest chose — a DHCP host name (option 12), a DECLINE's message (56), anything read from
+// a frame — goes into a line only through ankanet::printable(), which writes every byte that is not
+// printable ASCII (and the backslash) as \xNN and cuts long text: a guest cannot end a line, forge
+// the next one or send escape sequences to the operator's terminal. Port names are the operator's
+// (or the embedding program's) and are escaped too, as is a refusal's reason, which quotes them:
+// one line per event, always. MACs, addresses and numbers are formatted types and need nothing.
 #pragma once
 
 #include <ankanet/dhcp/server.hpp>
@@ -8,50 +15,90 @@
 #include <ankanet/gateway/responder.hpp>
 #include <ankanet/dhcp/service.hpp>
 #include <ankanet/network.hpp>
+#include <ankanet/printable.hpp>
 
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <utility>
 
 namespace ankanetd {
 
+using ankanet::printable;
+
+/// One log line, "ankanetd: " and the message, ending in '\n'. Guest text reaches the message
+/// through printable(); as a second fence, a control character that reached it anyway (C0 or DEL)
+/// is written as \xNN, so whatever an argument holds, a line stays one line.
+template <class... Args>
+std::string log_line(fmt::format_string<Args...> format, Args&&... args) {
+    const auto message = fmt::format(format, std::forward<Args>(args)...);
+    std::string line = "ankanetd: ";
+    line.reserve(line.size() + message.size() + 1);
+    for (const char c : message) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (byte < 0x20 || byte == 0x7f) {
+            fmt::format_to(std::back_inserter(line), "\\x{:02x}", byte);
+        } else {
+            line.push_back(c);
+        }
+    }
+    line.push_back('\n');
+    return line;
+}
+
+/// Writes one line to stderr (see log_line()), with one write.
 template <class... Args>
 void log(fmt::format_string<Args...> format, Args&&... args) {
-    fmt::print(stderr, "ankanetd: {}\n", fmt::format(format, std::forward<Args>(args)...));
+    const auto line = log_line(format, std::forward<Args>(args)...);
+    std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
 /// The network's observer: every event the daemon reports, as it reports it.
 struct log_observer {
     void on(const ankanet::port_attached_event& e) {
-        log("attached {} (mtu {}, mac {})", e.port, e.mtu, e.mac ? fmt::format("{}", *e.mac) : "from first frame");
+        log("attached {} (mtu {}, mac {})", printable(e.port), e.mtu,
+            e.mac ? fmt::format("{}", *e.mac) : "from first frame");
     }
     void on(const ankanet::port_added_event&) {} // logged once its backend is attached
-    void on(const ankanet::port_mac_learned_event& e) { log("{}: registered MAC {} from its first frame", e.port, e.mac); }
-    void on(const ankanet::port_refused_event& e) { log("{}: refused: {}", e.port, e.reason); }
-    void on(const ankanet::link_changed_event& e) { log("{}: link {}", e.port, e.up ? "up" : "down"); }
+    void on(const ankanet::port_mac_learned_event& e) {
+        log("{}: registered MAC {} from its first frame", printable(e.port), e.mac);
+    }
+    void on(const ankanet::port_refused_event& e) { log("{}: refused: {}", printable(e.port), printable(e.reason, 1024)); }
+    void on(const ankanet::link_changed_event& e) { log("{}: link {}", printable(e.port), e.up ? "up" : "down"); }
     void on(const ankanet::port_detached_event& e) {
         const auto s = e.backend.value_or(ankanet::backend::counters{});
-        log("detached {} ({}): rx {} frames, tx {} frames, dropped rx {} runt {} oversize, tx {} dropped", e.port,
+        log("detached {} ({}): rx {} frames, tx {} frames, dropped rx {} runt {} oversize, tx {} dropped", printable(e.port),
             e.reason ? e.reason.message() : std::string{"removed"}, s.rx_frames, s.tx_frames, s.rx_runt, s.rx_oversize,
             s.tx_dropped);
         if (e.switch_counters.dropped_spoofed > 0) {
-            log("{}: {} frames with another VM's source MAC were dropped", e.port, e.switch_counters.dropped_spoofed);
+            log("{}: {} frames with another VM's source MAC were dropped", printable(e.port), e.switch_counters.dropped_spoofed);
         }
     }
     void on(const ankanet::dhcp::lease_event& e) {
+        // The host name is the guest's option 12, and a DECLINE's reason its option 56.
         log("DHCP {} {} {} {}{}{}", event_name(e.kind), e.address, event_preposition(e.kind), e.mac,
-            e.hostname.empty() ? "" : fmt::format(" ({})", e.hostname), e.reason.empty() ? "" : fmt::format(": {}", e.reason));
+            e.hostname.empty() ? "" : fmt::format(" ({})", printable(e.hostname)),
+            e.reason.empty() ? "" : fmt::format(": {}", printable(e.reason)));
+    }
+    void on(const ankanet::dhcp::refusal_event& e) {
+        // Rate-limited by the service: at most one line per VM and kind per report interval.
+        log("{}: {} ({} so far, from {})", printable(e.port), ankanet::dhcp::to_string(e.kind), e.count, e.mac);
     }
     void on(const ankanet::gateway::arp_conflict_event& e) {
         const auto& c = e.conflict;
-        log("{}: {} claims {}, which {} {}; ARP dropped", e.port, c.claimant, c.address,
+        log("{}: {} claims {}, which {} {}; ARP dropped", printable(e.port), c.claimant, c.address,
             c.gateway ? "is the gateway's own, at" : c.leased ? "is leased to" : "is in use by", c.holder);
     }
+    void on(const ankanet::gateway::arp_limit_event& e) {
+        // Rate-limited by the guard: at most one line per VM per report interval.
+        log("{}: {} reached its limit of {} addresses claimed by ARP; further claims dropped ({} so far)",
+            printable(e.port), e.mac, e.limit, e.dropped);
+    }
     void on(const ankanet::gateway::static_address_event& e) {
-        log("{}: {} uses {} without a lease; kept out of the DHCP pool while in use", e.port, e.mac, e.address);
+        log("{}: {} uses {} without a lease; kept out of the DHCP pool while in use", printable(e.port), e.mac, e.address);
     }
 
     static std::string_view event_name(ankanet::dhcp::lease_event_kind kind) {

@@ -1,0 +1,408 @@
+// End to end: a hostile guest against ankanetd (issue 11, items 1–3). One guest is the attacker: it
+// runs scapy scripts (tests/e2e/hostile/*.py, Debian's python3-scapy under /usr/bin/python3) inside
+// its own network namespace, sending raw Ethernet from its own MAC, as a VM could; the others are
+// ordinary guests getting their addresses with busybox udhcpc. What must hold:
+//   1. a forged DHCPRELEASE or DHCPDECLINE carrying another guest's chaddr and client identifier
+//      does not take that guest's lease: it keeps its address and its connectivity, and a guest that
+//      asks for that very address gets another;
+//   2. one guest cannot starve the others: during and after 300 DORA exchanges with random
+//      chaddrs, a DISCOVER flood, or gratuitous ARP claims for most of the range, other guests
+//      still get a lease, and the daemon logs that the attacker hit a limit;
+//   3. guest text (a host name, a DECLINE's message) cannot forge a log line or put a raw escape
+//      sequence in the log.
+// Needs root, /dev/net/tun, iproute2, ping, udhcpc and scapy: skips elsewhere, fails in CI without
+// them. Every script is bounded in count and time (see each script's header); all traffic stays in
+// the namespaces this test creates, each removed at the end.
+#include "../support/ankanetd_process.hpp"
+#include "../support/dhcp_clients.hpp"
+#include "../support/netns.hpp"
+#include "../support/require_guests.hpp"
+#include "../support/skip.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using ankanet::test::command_result;
+using ankanet::test::daemon_process;
+using ankanet::test::dhcp_client_kind;
+using ankanet::test::dhcp_client_options;
+using ankanet::test::dhcp_state_dir;
+using ankanet::test::obtain_lease;
+using ankanet::test::run_command;
+using ankanet::test::run_in;
+using ankanet::test::scoped_netns;
+using ankanet::test::wait_for_interface;
+
+/// Debian's interpreter, which has python3-scapy: the python3 first on PATH may be another one.
+constexpr const char* python = "/usr/bin/python3";
+const std::filesystem::path hostile_scripts = std::filesystem::path{__FILE__}.parent_path() / "hostile";
+const std::string gateway = "192.168.64.1";
+
+/// What is missing to run the scapy scripts, or empty.
+std::string missing_scapy() {
+    if (!std::filesystem::exists(hostile_scripts / "hostile_link.py")) return "the scripts in " + hostile_scripts.string();
+    try {
+        if (run_command({python, "-B", "-c", "import scapy.all"}, 30s).status != 0) {
+            return std::string{"scapy for "} + python + " (Debian package python3-scapy)";
+        }
+    } catch (const std::exception&) {
+        return python;
+    }
+    return {};
+}
+
+#define ANKANET_REQUIRE_SCAPY()                                                                     \
+    do {                                                                                            \
+        const auto scapy_ = missing_scapy();                                                        \
+        ANKANET_REQUIRE_ENVIRONMENT(scapy_.empty(), "hostile guests need " << scapy_);              \
+    } while (false)
+
+/// Runs hostile/`script` with `args` inside `ns`; its output ends with one JSON line.
+command_result run_script(const scoped_netns& ns, const std::string& script, const std::string& args,
+                          std::chrono::seconds limit) {
+    return run_in(ns, std::string{"exec "} + python + " -B '" + (hostile_scripts / script).string() + "' " + args, limit);
+}
+
+/// The last line of a script's output that is a JSON object.
+std::string json_line(const std::string& output) {
+    std::istringstream in{output};
+    std::string line, last;
+    while (std::getline(in, line)) {
+        if (line.starts_with("{")) last = line;
+    }
+    return last;
+}
+
+/// The text after `"key": ` in a flat JSON object (json.dumps output), up to the next ',' or '}'
+/// outside brackets and quotes; nullopt without the key.
+std::optional<std::string> json_raw(const std::string& json, const std::string& key) {
+    const auto at = json.find("\"" + key + "\": ");
+    if (at == std::string::npos) return std::nullopt;
+    std::size_t i = at + key.size() + 4;
+    const std::size_t begin = i;
+    int depth = 0;
+    bool quoted = false;
+    for (; i < json.size(); ++i) {
+        const char c = json[i];
+        if (quoted) {
+            if (c == '\\') ++i;
+            else if (c == '"') quoted = false;
+            continue;
+        }
+        if (c == '"') quoted = true;
+        else if (c == '[') ++depth;
+        else if (c == ']') --depth;
+        else if ((c == ',' || c == '}') && depth == 0) break;
+    }
+    return json.substr(begin, i - begin);
+}
+
+long json_int(const std::string& json, const std::string& key) {
+    const auto raw = json_raw(json, key);
+    if (!raw || raw->empty() || !(std::isdigit(static_cast<unsigned char>(raw->front())) || raw->front() == '-')) return -1;
+    return std::stol(*raw);
+}
+
+/// A JSON string value without its quotes; empty for null or a missing key.
+std::string json_string(const std::string& json, const std::string& key) {
+    const auto raw = json_raw(json, key);
+    if (!raw || raw->size() < 2 || raw->front() != '"') return {};
+    return raw->substr(1, raw->size() - 2);
+}
+
+/// The strings of a JSON list of strings.
+std::vector<std::string> json_strings(const std::string& json, const std::string& key) {
+    std::vector<std::string> values;
+    const auto raw = json_raw(json, key);
+    if (!raw) return values;
+    std::size_t at = 0;
+    while ((at = raw->find('"', at)) != std::string::npos) {
+        const auto end = raw->find('"', at + 1);
+        if (end == std::string::npos) break;
+        values.push_back(raw->substr(at + 1, end - at - 1));
+        at = end + 1;
+    }
+    return values;
+}
+
+std::string hex(std::string_view bytes) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out;
+    for (const char c : bytes) {
+        const auto b = static_cast<unsigned char>(c);
+        out.push_back(digits[b >> 4]);
+        out.push_back(digits[b & 0x0f]);
+    }
+    return out;
+}
+
+/// `text` with every control character but the newline, DEL and bytes from 0x80 as \xNN: a log
+/// shown in a test report whatever it holds.
+std::string visible(std::string_view text) {
+    std::string out;
+    for (const char c : text) {
+        const auto b = static_cast<unsigned char>(c);
+        if (c == '\n' || (b >= 0x20 && b < 0x7f)) {
+            out.push_back(c);
+        } else {
+            out += "\\x" + hex(std::string_view{&c, 1});
+        }
+    }
+    return out;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> lines;
+    std::istringstream in{text};
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+}
+
+std::string read_text(const std::filesystem::path& path) {
+    std::ifstream in{path};
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+std::string port_name(const scoped_netns& ns) { return "netns:" + ns.path() + ":eth0"; }
+
+/// `ping -c 5` from `from` to `to`; the output, which says the loss.
+command_result ping(const scoped_netns& from, const std::string& to) {
+    return run_in(from, "ping -c 5 -i 0.2 -W 2 " + to, 20s);
+}
+
+bool no_loss(const command_result& ping) {
+    return ping.status == 0 && ping.output.find(" 0% packet loss") != std::string::npos;
+}
+
+/// Runs udhcpc once in `ns`, asking (option 50) for `wanted`; the address it was given, or "".
+/// The support's hook records the lease (tests/support/dhcp_clients.hpp); -r is added to its
+/// one-shot command line.
+std::string udhcpc_requesting(const scoped_netns& ns, const std::string& wanted, std::string& output) {
+    dhcp_state_dir state;
+    dhcp_client_options options;
+    options.limit = 20s;
+    options.hostname = "asks-for-" + wanted;
+    std::replace(options.hostname.begin(), options.hostname.end(), '.', '-');
+    const auto command = ankanet::test::detail::prepare_run(dhcp_client_kind::udhcpc, state.path(), "eth0", options, true) +
+                         " -r " + wanted;
+    output = run_in(ns, command, 25s).output;
+    std::string address;
+    for (const auto& event : ankanet::test::detail::read_events(state.path())) {
+        if (ankanet::test::is_lease_event(event.event) && !event.address.empty()) address = event.address;
+    }
+    return address;
+}
+
+/// The daemon's log lines about `port` ("ankanetd: PORT: ...") that say one of `words` (compared in
+/// lower case): how the daemon reports that a VM hit one of its limits, or had messages dropped.
+std::vector<std::string> port_lines_saying(const std::string& log, const std::string& port,
+                                           const std::vector<std::string>& words) {
+    std::vector<std::string> found;
+    const std::string prefix = "ankanetd: " + port + ": ";
+    for (const auto& line : lines_of(log)) {
+        if (!line.starts_with(prefix)) continue;
+        std::string lower = line.substr(prefix.size());
+        std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        if (std::any_of(words.begin(), words.end(), [&](const std::string& w) { return lower.find(w) != std::string::npos; })) {
+            found.push_back(line);
+        }
+    }
+    return found;
+}
+
+} // namespace
+
+TEST_CASE("ankanetd hostile: a forged RELEASE or DECLINE with another guest's chaddr and client id does not take its lease") {
+    ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
+    ANKANET_REQUIRE_SCAPY();
+    const std::string kind = GENERATE(as<std::string>{}, "release", "decline");
+    INFO("forged " << kind);
+    dhcp_state_dir files;
+    const auto leases = files.path() / "leases";
+    scoped_netns victim;
+    scoped_netns attacker;
+    scoped_netns third;
+    const std::string victim_mac = "52:54:00:b1:00:01";
+    daemon_process daemon{{"--mode", "shared", "--leases", leases.string(), "--netns", victim.path() + ",mac=" + victim_mac,
+                           "--netns", attacker.path() + ",mac=52:54:00:b1:00:02", "--netns", third.path() + ",mac=52:54:00:b1:00:03"}};
+    for (const auto* ns : {&victim, &attacker, &third}) REQUIRE(wait_for_interface(*ns, "eth0"));
+    REQUIRE(run_in(attacker, "ip link set lo up && ip link set eth0 up").status == 0);
+
+    const auto leased = obtain_lease(victim, "eth0", dhcp_client_kind::udhcpc, 20s, "victim");
+    INFO("--- victim's udhcpc ---\n" << leased.output);
+    REQUIRE(leased.lease);
+    const auto address = leased.lease->address;
+    INFO("the victim " << victim_mac << " holds " << address);
+    REQUIRE(no_loss(ping(victim, gateway)));
+
+    // The attacker sends, from its own MAC, the victim's RELEASE (ciaddr) or DECLINE (option 50),
+    // with the victim's chaddr and the client identifier udhcpc sends (01 + MAC).
+    const auto forged = run_script(attacker, "dhcp_forge.py",
+                                   "--iface eth0 --type " + kind + " --victim-mac " + victim_mac + " --address " + address +
+                                       " --server " + gateway + " --count 3",
+                                   30s);
+    INFO("--- dhcp_forge.py ---\n" << forged.output);
+    REQUIRE(forged.status == 0);
+    REQUIRE(json_int(json_line(forged.output), "sent") > 0);
+    std::this_thread::sleep_for(500ms);
+
+    // A third guest asks for the victim's very address (udhcpc -r): it must be given another one.
+    std::string third_output;
+    const auto third_address = udhcpc_requesting(third, address, third_output);
+    INFO("--- third guest's udhcpc ---\n" << third_output);
+    INFO("the third guest got '" << third_address << "'");
+    CHECK_FALSE(third_address.empty());
+    CHECK(third_address != address);
+
+    // The victim still reaches the gateway and the third guest, ARP resolved afresh.
+    run_in(victim, "ip neigh flush dev eth0");
+    const auto to_gateway = ping(victim, gateway);
+    INFO("--- victim pings the gateway ---\n" << to_gateway.output);
+    CHECK(no_loss(to_gateway));
+    if (!third_address.empty()) {
+        const auto to_third = ping(victim, third_address);
+        INFO("--- victim pings the third guest ---\n" << to_third.output);
+        CHECK(no_loss(to_third));
+    }
+
+    // The victim's lease is still in the lease file, and the daemon released or declined nothing.
+    const auto file = read_text(leases);
+    INFO("--- lease file ---\n" << file);
+    bool victim_holds = false;
+    for (const auto& line : lines_of(file)) {
+        if (line.starts_with(victim_mac + " ") && line.find(" " + address + " ") != std::string::npos) victim_holds = true;
+    }
+    CHECK(victim_holds);
+    CHECK(daemon.stop(SIGTERM) == 0);
+    const auto log = daemon.log();
+    INFO("--- daemon log ---\n" << log);
+    CHECK(log.find("DHCP released " + address + " ") == std::string::npos);
+    CHECK(log.find("DHCP declined " + address + " ") == std::string::npos);
+    // ... and says that the attacker's messages were dropped.
+    CHECK_FALSE(port_lines_saying(log, port_name(attacker), {"dhcp message"}).empty());
+}
+
+TEST_CASE("ankanetd hostile: one guest's DHCP or ARP flood does not starve the pool, and its limit is logged") {
+    ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
+    ANKANET_REQUIRE_SCAPY();
+    // Each attack alone starves today's pool (issue 11, item 2), so each gets a daemon of its own.
+    // A DHCP attack pretends to be a new client each time: with a random chaddr (what the issue
+    // saw), or — against a server that checks chaddr — with its own chaddr and a random client
+    // identifier (the pool keys leases on the client identifier).
+    //   dora            300 complete exchanges (bounded: 20 s);
+    //   discover-flood  300 DISCOVERs at 300/s: every offer holds an address for the offer time;
+    //   arp-claims      gratuitous ARP for the whole range, twice: a static address is kept out of
+    //                   the pool while in use.
+    struct attack_case {
+        const char* name;
+        const char* script;
+        const char* arguments;
+        /// What the daemon's log line about the attacker says (one of, lower case).
+        std::vector<std::string> says;
+    };
+    const auto attack = GENERATE(
+        attack_case{"dora, random chaddr", "dhcp_starve.py", "--exchanges 300 --seconds 20 --vary chaddr",
+                    {"limit", "another mac's name"}},
+        attack_case{"dora, own chaddr, random client id", "dhcp_starve.py", "--exchanges 300 --seconds 20 --vary client-id",
+                    {"limit"}},
+        attack_case{"discover-flood, random chaddr", "dhcp_flood.py", "--count 300 --rate 300 --seconds 10 --vary chaddr",
+                    {"limit", "another mac's name"}},
+        attack_case{"discover-flood, own chaddr, random client id", "dhcp_flood.py",
+                    "--count 300 --rate 300 --seconds 10 --vary client-id", {"limit"}},
+        attack_case{"arp-claims", "arp_claims.py", "--first 192.168.64.2 --last 192.168.64.254 --rounds 2", {"limit"}});
+    INFO("attack: " << attack.name);
+    scoped_netns attacker;
+    scoped_netns newcomer;
+    scoped_netns late;
+    const std::string attacker_mac = "52:54:00:b2:00:01";
+    daemon_process daemon{{"--mode", "shared", "--netns", attacker.path() + ",mac=" + attacker_mac, "--netns",
+                           newcomer.path() + ",mac=52:54:00:b2:00:02", "--netns", late.path() + ",mac=52:54:00:b2:00:03"}};
+    for (const auto* ns : {&attacker, &newcomer, &late}) REQUIRE(wait_for_interface(*ns, "eth0"));
+    REQUIRE(run_in(attacker, "ip link set lo up && ip link set eth0 up").status == 0);
+
+    // The attack runs while a new guest asks for a lease (udhcpc starts a second into it).
+    auto attacking = std::async(std::launch::async, [&] {
+        return run_script(attacker, attack.script, std::string{"--iface eth0 "} + attack.arguments, 40s);
+    });
+    std::this_thread::sleep_for(1s);
+    const auto during = obtain_lease(newcomer, "eth0", dhcp_client_kind::udhcpc, 20s, "newcomer");
+    const auto attacked = attacking.get();
+    INFO("--- " << attack.script << " ---\n" << attacked.output);
+    REQUIRE(attacked.status == 0);
+    const auto result = json_line(attacked.output);
+    REQUIRE_FALSE(result.empty());
+    const auto acked = json_strings(result, "addresses");
+    const auto offered = json_strings(result, "offered");
+    INFO("the attacker was ACKed " << std::set<std::string>(acked.begin(), acked.end()).size() << " and offered "
+                                   << offered.size() << " distinct addresses");
+    INFO("--- newcomer's udhcpc (during the attack) ---\n" << during.output);
+    CHECK(during.lease.has_value());
+
+    // After the attack, one more guest still gets a lease, and it works.
+    const auto after = obtain_lease(late, "eth0", dhcp_client_kind::udhcpc, 20s, "late");
+    INFO("--- late guest's udhcpc (after the attack) ---\n" << after.output);
+    CHECK(after.lease.has_value());
+    if (after.lease) CHECK(no_loss(ping(late, gateway)));
+    if (during.lease && after.lease) CHECK(during.lease->address != after.lease->address);
+
+    CHECK(daemon.stop(SIGTERM) == 0);
+    const auto log = daemon.log();
+    INFO("--- daemon log ---\n" << log);
+    CHECK_FALSE(port_lines_saying(log, port_name(attacker), attack.says).empty());
+}
+
+TEST_CASE("ankanetd hostile: a host name or DECLINE message with a newline and ANSI escapes forges no log line") {
+    ANKANET_REQUIRE_NETNS();
+    ANKANET_REQUIRE_SCAPY();
+    scoped_netns attacker;
+    daemon_process daemon{{"--mode", "shared", "--netns", attacker.path() + ",mac=52:54:00:b3:00:01"}};
+    REQUIRE(wait_for_interface(attacker, "eth0"));
+    REQUIRE(run_in(attacker, "ip link set lo up && ip link set eth0 up").status == 0);
+
+    const std::string hostname = "\nankanetd: FORGED DHCP leased 192.168.64.99 to 52:54:00:00:00:99\x1b[31m RED\x1b[0m";
+    const std::string message = "\r\nankanetd: FORGED decline\x1b]0;title\x07";
+    const auto injected = run_script(attacker, "dhcp_inject.py",
+                                     "--iface eth0 --hostname-hex " + hex(hostname) + " --message-hex " + hex(message), 30s);
+    INFO("--- dhcp_inject.py ---\n" << injected.output);
+    REQUIRE(injected.status == 0);
+    const auto result = json_line(injected.output);
+    CHECK_FALSE(json_string(result, "acked").empty());
+    CHECK(json_raw(result, "declined") == std::optional<std::string>{"true"});
+    std::this_thread::sleep_for(300ms); // the DECLINE, which has no reply, is handled
+
+    CHECK(daemon.stop(SIGTERM) == 0);
+    const auto log = daemon.log();
+    INFO("--- daemon log, control characters but newlines shown as \\xNN ---\n" << visible(log));
+    for (const auto& line : lines_of(log)) {
+        INFO("line: " << visible(line));
+        CHECK_FALSE(line.starts_with("ankanetd: FORGED"));
+        CHECK(line.starts_with("ankanetd: "));
+    }
+    CHECK(log.find('\x1b') == std::string::npos);
+    CHECK(log.find('\r') == std::string::npos);
+    CHECK(log.find('\x07') == std::string::npos);
+    // The text was logged, escaped: the host name with the offer and the lease, the message with the decline.
+    CHECK(log.find("(\\x0aankanetd: FORGED DHCP leased 192.168.64.99 to 52:54:00:00:00:99\\x1b[31m RED\\x1b[0m)") !=
+          std::string::npos);
+    CHECK(log.find(": \\x0d\\x0aankanetd: FORGED decline\\x1b]0;title\\x07") != std::string::npos);
+}
