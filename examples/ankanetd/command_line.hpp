@@ -7,11 +7,13 @@
 //
 // Kept apart from main.cpp so tests can check every accepted and refused spelling. parse_command_line
 // checks each value on its own; plan_network then checks them together (a range inside the subnet,
-// reservations inside the range) and works out the defaults of the mode.
+// reservations inside the range) and works out the defaults of the mode; check_files refuses two
+// options that would write one file (the pcap over the lease file, say), before any file is touched.
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
 #include <ankanet/config.hpp>
+#include <ankanet/detail/atomic_file.hpp>
 #include <ankanet/gateway/gateway_network.hpp>
 #include <ankanet/l2/mac_randomizer.hpp>
 #include <ankanet/wire/address.hpp>
@@ -64,7 +66,7 @@ struct options {
     std::optional<address_range> dhcp_range;
     std::vector<reservation> reservations;
     std::uint32_t lease_time = default_lease_time;
-    std::optional<std::string> leases;          ///< lease file; in memory when absent
+    std::optional<std::string> leases;          ///< lease file (and random MACs in mac_state_file()); in memory when absent
     std::optional<std::string> mac_secret;      ///< host secret file for stable MACs (uuid=)
     bool isolate = false;
 };
@@ -105,7 +107,8 @@ inline constexpr std::string_view usage_text =
     "  --dhcp-range FIRST-LAST  addresses DHCP hands out (default: every host address but the gateway)\n"
     "  --reserve MAC=IP     always give IP to the VM with MAC (a static IP); repeatable\n"
     "  --lease-time SECONDS DHCP lease time (4..31536000, default 3600)\n"
-    "  --leases FILE        keep DHCP leases in FILE across restarts (default: in memory)\n"
+    "  --leases FILE        keep DHCP leases in FILE across restarts, and the random MACs of\n"
+    "                       --netns VMs (by namespace and interface) in FILE.macs (default: in memory)\n"
     "  --mac-secret FILE    the host secret stable MACs are derived from (32 hex digits;\n"
     "                       created, mode 0600, when FILE does not exist)\n"
     "  --isolate            VMs reach the gateway but not each other\n"
@@ -282,6 +285,51 @@ inline command parse_command_line(std::span<const std::string_view> args) {
         }
     }
     return run{std::move(opts)};
+}
+
+/// The file random MACs are remembered in (ankanet::l2::mac_memory): FILE.macs beside --leases FILE.
+inline std::optional<std::string> mac_state_file(const options& opts) {
+    if (!opts.leases) return std::nullopt;
+    return *opts.leases + ".macs";
+}
+
+/// Refuses two options that would write one file — the pcap over the lease file, the MAC state
+/// file or the host secret, or any two of those — by the files' identity when they exist and by
+/// their resolved paths when they do not (ankanet::detail::same_file), and a file that is another's
+/// temporary file (`FILE.tmp`, through which the lease, MAC state and secret files are replaced).
+/// Reads the file system, writes nothing.
+inline std::optional<usage_error> check_files(const options& opts) {
+    struct file {
+        std::string name;   // how the operator knows it
+        std::string path;
+        bool replaced;      // written through path + ".tmp" (ankanet::detail::replace_file)
+    };
+    std::vector<file> files;
+    if (opts.pcap) files.push_back({fmt::format("--pcap {}", *opts.pcap), *opts.pcap, false});
+    if (opts.leases) files.push_back({fmt::format("--leases {}", *opts.leases), *opts.leases, true});
+    if (const auto macs = mac_state_file(opts)) {
+        files.push_back({fmt::format("the MAC state file {} (of --leases)", *macs), *macs, true});
+    }
+    if (opts.mac_secret) files.push_back({fmt::format("--mac-secret {}", *opts.mac_secret), *opts.mac_secret, true});
+    for (std::size_t i = 0; i < files.size(); ++i) {
+        for (std::size_t j = i + 1; j < files.size(); ++j) {
+            if (ankanet::detail::same_file(files[i].path, files[j].path)) {
+                return usage_error{fmt::format("{} and {} are the same file; give each a file of its own", files[i].name,
+                                               files[j].name)};
+            }
+        }
+    }
+    for (const auto& replaced : files) {
+        if (!replaced.replaced) continue;
+        for (const auto& other : files) {
+            if (&other == &replaced) continue;
+            if (ankanet::detail::same_file(replaced.path + ".tmp", other.path)) {
+                return usage_error{fmt::format("{} is the temporary file {}.tmp that {} is written through; give it another name",
+                                               other.name, replaced.path, replaced.name)};
+            }
+        }
+    }
+    return std::nullopt;
 }
 
 /// Works out the subnet, gateway and DHCP range from the options, checking them together.

@@ -3,6 +3,13 @@
 // mode (ankanet::shared_network, host_network or disconnected_network), attaches the VMs' backends
 // — TAPs inside network namespaces, QEMU stream sockets, unix datagram sockets — and logs what the
 // network reports. It runs in the foreground, logs to stderr and exits cleanly on SIGINT or SIGTERM.
+//
+// Start-up touches files in an order that loses nothing when it stops half-way: first every check
+// that writes nothing (the options, two options naming one file, the lease and MAC state files'
+// directories taking new files), then the files it reads (remembered MACs, the host secret, the
+// leases — each refused with "file:line" when it does not hold together, and left as it was), then
+// the VMs (a random MAC is remembered before its VM uses it), and the output files last: the pcap is
+// created only once everything else has succeeded, so a refused start clobbers nothing.
 #include "command_line.hpp"
 #include "host_secret_file.hpp"
 #include "log.hpp"
@@ -11,8 +18,10 @@
 #include <ankanet/backend/qemu_stream.hpp>
 #include <ankanet/backend/tap.hpp>
 #include <ankanet/backend/unix_dgram.hpp>
+#include <ankanet/dhcp/lease_store.hpp>
 #include <ankanet/disconnected.hpp>
 #include <ankanet/host.hpp>
+#include <ankanet/l2/mac_memory.hpp>
 #include <ankanet/shared.hpp>
 #include <ankanet/version.hpp>
 
@@ -21,6 +30,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -46,23 +56,67 @@ ankanet::gateway_network_options gateway_options(const ankanetd::options& opts, 
     return o;
 }
 
-/// Attaches the VMs the options name to `network` and runs until a signal stops it.
+/// Adds the port of a --netns VM, with its MAC: the custom one (mac=), the stable one (uuid=), else
+/// the one remembered for it in `macs`, else one drawn at random and remembered before it is used.
+/// Logs why and returns nothing when the port cannot be added.
 template <class Network>
-int serve(Network& network, const ankanetd::options& opts, std::optional<backend::pcap_writer>& pcap,
-          boost::asio::io_context& io) {
-    if (pcap) network.set_frame_tap([&pcap](ankanet::wire::const_bytes frame) { pcap->write(frame); });
+std::optional<ankanet::port_handle> add_netns_port(Network& network, const ankanetd::netns_attachment& ns,
+                                                   const std::string& name, ankanet::l2::mac_memory* macs) {
     std::string why;
-
-    for (const auto& ns : opts.netns) {
-        // The MAC is chosen (and registered) before the TAP exists: the TAP is created with it.
+    if (ns.mac || ns.uuid || macs == nullptr) {
         const auto mac = ns.mac ? ankanet::port_mac::custom(*ns.mac)
                          : ns.uuid ? ankanet::port_mac::stable(*ns.uuid)
                                    : ankanet::port_mac::random();
-        const auto port = network.add_port(fmt::format("netns:{}:{}", ns.path, ns.ifname), mac, &why);
+        const auto port = network.add_port(name, mac, &why);
         if (!port) {
             log("--netns {}: {}", ns.path, why);
-            return 1;
+            return std::nullopt;
         }
+        return *port;
+    }
+    const auto file = macs->path().string();
+    if (const auto remembered = macs->lookup(name)) {
+        // As any MAC: refused when another VM holds it now (given it with mac=, say).
+        const auto port = network.add_port(name, ankanet::port_mac::custom(*remembered), &why);
+        if (!port) {
+            log("--netns {}: the MAC {} remembered for it in {} cannot be used: {}", ns.path, *remembered, file, why);
+            return std::nullopt;
+        }
+        log("{}: MAC {}, as remembered in {}", name, *remembered, file);
+        return *port;
+    }
+    // A MAC remembered for another VM (one not running now) is drawn again: it is that VM's.
+    for (int attempt = 0; attempt < 8; ++attempt) {
+        const auto port = network.add_port(name, ankanet::port_mac::random(), &why);
+        if (!port) {
+            log("--netns {}: {}", ns.path, why);
+            return std::nullopt;
+        }
+        const auto mac = *network.mac(*port);
+        const auto error = macs->remember(name, mac);
+        if (!error) {
+            log("{}: MAC {} drawn at random, remembered in {}", name, mac, file);
+            return *port;
+        }
+        (void)network.remove_port(*port);
+        if (error != ankanet::l2::mac_memory_errc::mac_taken) {
+            log("--netns {}: cannot remember its MAC {} in {}: {}", ns.path, mac, file, error.message());
+            return std::nullopt;
+        }
+    }
+    log("--netns {}: every MAC drawn is remembered in {} for another VM", ns.path, file);
+    return std::nullopt;
+}
+
+/// Attaches the VMs the options name to `network`, opens the pcap file last, and runs until a
+/// signal stops it.
+template <class Network>
+int serve(Network& network, const ankanetd::options& opts, ankanet::l2::mac_memory* macs,
+          std::optional<backend::pcap_writer>& pcap, boost::asio::io_context& io) {
+    for (const auto& ns : opts.netns) {
+        // The MAC is chosen (and registered) before the TAP exists: the TAP is created with it.
+        const auto port = add_netns_port(network, ns, fmt::format("netns:{}:{}", ns.path, ns.ifname), macs);
+        if (!port) return 1;
         backend::tap_options tap;
         tap.mtu = opts.mtu;
         tap.set_interface_mtu = true;
@@ -113,6 +167,18 @@ int serve(Network& network, const ankanetd::options& opts, std::optional<backend
         network.stop();
     });
 
+    // Output files last: a start refused by anything above has created or truncated none. No frame
+    // moves before io.run(), so the pcap still records every one.
+    if (opts.pcap) {
+        auto writer = backend::pcap_writer::open(*opts.pcap);
+        if (!writer) {
+            log("--pcap {}: cannot write the pcap file: {}", *opts.pcap, writer.error().message());
+            return 1;
+        }
+        pcap.emplace(std::move(*writer));
+        network.set_frame_tap([&pcap](ankanet::wire::const_bytes frame) { pcap->write(frame); });
+    }
+
     io.run();
     if (pcap) (void)pcap->flush();
     log("stopped: {}", ankanetd::summary(network));
@@ -133,19 +199,40 @@ int run(const ankanetd::options& opts) {
     }
     const auto& plan = std::get<ankanetd::network_plan>(planned);
 
-    std::optional<backend::pcap_writer> pcap;
-    if (opts.pcap) {
-        auto writer = backend::pcap_writer::open(*opts.pcap);
-        if (!writer) {
-            log("cannot write pcap file {}: {}", *opts.pcap, writer.error().message());
+    // Checks that write nothing that stays, before any file is touched.
+    if (const auto error = ankanetd::check_files(opts)) {
+        log("{}", error->message);
+        return 2;
+    }
+    std::string why;
+    if (opts.leases && ankanet::dhcp::file_lease_store{*opts.leases}.check_writable(why)) {
+        log("--leases {}", why);
+        return 1;
+    }
+    std::optional<ankanet::l2::mac_memory> macs;
+    if (const auto file = ankanetd::mac_state_file(opts)) {
+        macs.emplace(*file);
+        if (macs->check_writable(why)) {
+            log("--leases {}", why);
             return 1;
         }
-        pcap.emplace(std::move(*writer));
+    }
+    if (opts.mac_secret) {
+        std::error_code ec;
+        std::string what;
+        if (!std::filesystem::exists(*opts.mac_secret, ec) && ankanet::detail::check_replaceable(*opts.mac_secret, &what)) {
+            log("--mac-secret {}: cannot create the host secret there: {}", *opts.mac_secret, what);
+            return 1;
+        }
     }
 
+    // Files read, each refused with file:line when it does not hold together, and left as it was.
+    if (macs && macs->load(why)) {
+        log("cannot load the remembered MACs: {}", why);
+        return 1;
+    }
     log("ankanet {} serving mode {} with gateway {}{}", ankanet::version_string, opts.mode, plan.subnet,
         opts.isolate ? ", VMs isolated from each other" : "");
-    std::string why;
     std::optional<ankanet::l2::host_secret> secret;
     if (opts.mac_secret) {
         secret = ankanetd::load_or_create_host_secret(*opts.mac_secret, why);
@@ -155,20 +242,22 @@ int run(const ankanetd::options& opts) {
         }
     }
 
+    std::optional<backend::pcap_writer> pcap; // opened by serve(), once everything else has succeeded
     boost::asio::io_context io;
+    auto* memory = macs ? &*macs : nullptr;
     if (opts.mode == ankanet::network_mode::disconnected) {
         ankanet::network_config config;
         config.subnet = plan.subnet;
         config.mtu = opts.mtu;
         config.mac_secret = secret;
         ankanet::basic_disconnected_network<ankanetd::traits> network{config};
-        return serve(network, opts, pcap, io);
+        return serve(network, opts, memory, pcap, io);
     }
     const auto options = gateway_options(opts, plan, secret);
     const auto started = [&](auto& network) {
         log("DHCP serving {}-{} on {} (lease {} s, {} reserved, leases {})", plan.range.first, plan.range.last, plan.subnet,
             opts.lease_time, opts.reservations.size(), opts.leases ? *opts.leases : std::string{"in memory"});
-        return serve(*network, opts, pcap, io);
+        return serve(*network, opts, memory, pcap, io);
     };
     if (opts.mode == ankanet::network_mode::host) {
         auto network = ankanet::make_host_network<ankanetd::traits>(options, &why);

@@ -2,7 +2,15 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <initializer_list>
+#include <iterator>
+#include <optional>
+#include <set>
+#include <string>
+#include <system_error>
 #include <vector>
 
 using namespace ankanetd;
@@ -177,4 +185,84 @@ TEST_CASE("ankanetd command line: stable MACs from uuid= and --mac-secret") {
     CHECK(error_of({"--netns", "vm1,uuid=6f9619ff-8b86-d011-b42d-00c04fc964ff"}) ==
           "--netns /run/netns/vm1: uuid= needs --mac-secret FILE, the host secret stable MACs are derived from");
     CHECK(error_of({"--mac-secret="}) == "--mac-secret needs a file name");
+}
+
+namespace {
+
+// A mkdtemp directory, removed with everything in it at the end of the test.
+struct temp_dir {
+    std::filesystem::path path;
+    temp_dir() {
+        std::string pattern = (std::filesystem::temp_directory_path() / "ankanetd-files-XXXXXX").string();
+        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+        path = pattern;
+    }
+    ~temp_dir() {
+        std::error_code ignored;
+        std::filesystem::remove_all(path, ignored);
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+};
+
+std::optional<std::string> file_error(std::initializer_list<std::string_view> args) {
+    const auto error = check_files(parsed_options(args));
+    if (!error) return std::nullopt;
+    return error->message;
+}
+
+} // namespace
+
+TEST_CASE("ankanetd files: random MACs are remembered beside the leases") {
+    CHECK(mac_state_file(parsed_options({"--leases", "/var/lib/ankanetd/leases"})) == "/var/lib/ankanetd/leases.macs");
+    CHECK_FALSE(mac_state_file(parsed_options({})));
+}
+
+TEST_CASE("ankanetd files: two options that would write one file are refused, naming both, and nothing is touched") {
+    temp_dir dir;
+    const auto d = dir.path.string();
+    const auto leases = d + "/leases";
+    { std::ofstream{leases} << "ankanet-leases 1\n"; }
+    std::filesystem::create_symlink(leases, d + "/link");
+    std::filesystem::create_hard_link(leases, d + "/hard");
+    std::filesystem::create_directory(d + "/sub");
+
+    // Different files: accepted, existing or not.
+    CHECK_FALSE(file_error({"--leases", leases, "--pcap", d + "/all.pcap", "--mac-secret", d + "/secret"}));
+    CHECK_FALSE(file_error({"--pcap", leases}));  // alone, the pcap may be any file
+    CHECK_FALSE(file_error({"--leases", d + "/new", "--pcap", d + "/new.pcap"}));
+
+    const auto same = [](const std::string& a, const std::string& b) {
+        return a + " and " + b + " are the same file; give each a file of its own";
+    };
+    CHECK(file_error({"--leases", leases, "--pcap", leases}) == same("--pcap " + leases, "--leases " + leases));
+    CHECK(file_error({"--leases", leases, "--pcap", d + "/link"}) == same("--pcap " + d + "/link", "--leases " + leases));
+    CHECK(file_error({"--leases", leases, "--pcap", d + "/hard"}) == same("--pcap " + d + "/hard", "--leases " + leases));
+    CHECK(file_error({"--leases", leases, "--pcap", d + "/sub/../leases"}) ==
+          same("--pcap " + d + "/sub/../leases", "--leases " + leases));
+    CHECK(file_error({"--leases", leases, "--mac-secret", leases}) == same("--leases " + leases, "--mac-secret " + leases));
+    CHECK(file_error({"--pcap", d + "/s", "--mac-secret", d + "/./s"}) == same("--pcap " + d + "/s", "--mac-secret " + d + "/./s"));
+    // Files that do not exist yet, by their paths.
+    CHECK(file_error({"--leases", d + "/new", "--pcap", d + "/sub/../new"}) ==
+          same("--pcap " + d + "/sub/../new", "--leases " + d + "/new"));
+    // The MAC state file beside the leases.
+    CHECK(file_error({"--leases", leases, "--pcap", leases + ".macs"}) ==
+          same("--pcap " + leases + ".macs", "the MAC state file " + leases + ".macs (of --leases)"));
+    CHECK(file_error({"--leases", leases, "--mac-secret", leases + ".macs"}) ==
+          same("the MAC state file " + leases + ".macs (of --leases)", "--mac-secret " + leases + ".macs"));
+    // A file another is replaced through.
+    CHECK(file_error({"--leases", leases, "--pcap", leases + ".tmp"}) ==
+          "--pcap " + leases + ".tmp is the temporary file " + leases + ".tmp that --leases " + leases +
+              " is written through; give it another name");
+    CHECK(file_error({"--mac-secret", d + "/secret", "--leases", d + "/secret.tmp"}) ==
+          "--leases " + d + "/secret.tmp is the temporary file " + d + "/secret.tmp that --mac-secret " + d +
+              "/secret is written through; give it another name");
+
+    // Nothing was created or changed.
+    std::ifstream in{leases};
+    const std::string after{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+    CHECK(after == "ankanet-leases 1\n");
+    std::set<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator{dir.path}) names.insert(entry.path().filename().string());
+    CHECK(names == std::set<std::string>{"leases", "link", "hard", "sub"});
 }

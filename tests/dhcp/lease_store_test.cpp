@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -203,6 +204,153 @@ TEST_CASE("a stored lease that conflicts with the configuration refuses the star
     CHECK(pool.error() == lease_errc::lease_conflict);
     CHECK(why.find("192.168.1.5") != std::string::npos);
     CHECK(read_text(path) == text);
+}
+
+TEST_CASE("two leases for one client in a lease file are an error naming both lines, and the file is left as it was") {
+    temp_dir dir;
+    const auto path = dir.path / "leases";
+    struct bad_case {
+        std::string text;
+        std::string why;
+    };
+    const std::vector<bad_case> cases{
+        // One MAC, no client identifier: the MAC is the client.
+        {"ankanet-leases 1\n52:54:00:00:00:01 - 10.9.0.2 1750000000 vm1\n52:54:00:00:00:09 - 10.9.0.3 1750000000 -\n"
+         "52:54:00:00:00:01 - 10.9.0.4 1750000000 -\n",
+         ":4: second lease for MAC 52:54:00:00:00:01 (the first is on line 2); a client holds one lease"},
+        // One client identifier, whatever the MAC (RFC 2131 §4.2: the identifier is the client).
+        {"ankanet-leases 1\n52:54:00:00:00:01 01aa 10.9.0.2 1750000000 -\n52:54:00:00:00:02 01aa 10.9.0.3 1750000000 -\n",
+         ":3: second lease for client identifier 01aa (MAC 52:54:00:00:00:02) (the first is on line 2); a client holds one lease"},
+    };
+    for (const auto& c : cases) {
+        write_text(path, c.text);
+        std::string why;
+        auto pool = file_pool::create(slash16(), file_lease_store{path}, {}, &why);
+        INFO(why);
+        CHECK(pool.error() == lease_errc::corrupt_lease_file);
+        CHECK(why == path.string() + c.why);
+        CHECK(read_text(path) == c.text);
+    }
+
+    // One MAC with two client identifiers is two clients (two DHCP clients on one NIC): accepted.
+    const std::string two_clients = "ankanet-leases 1\n52:54:00:00:00:01 01aa 10.9.0.2 1750000000 -\n"
+                                    "52:54:00:00:00:01 01bb 10.9.0.3 1750000000 -\n52:54:00:00:00:01 - 10.9.0.4 1750000000 -\n";
+    write_text(path, two_clients);
+    file_lease_store store{path};
+    std::string why;
+    const auto loaded = store.load(why);
+    INFO(why);
+    REQUIRE(loaded);
+    CHECK(loaded->size() == 3);
+    CHECK(read_text(path) == two_clients);
+}
+
+TEST_CASE("a stored lease the configuration refuses is an error naming file and line, and the file is left as it was") {
+    temp_dir dir;
+    const auto path = dir.path / "leases";
+    auto config = slash16();
+    config.reservations.push_back({mac_n(8), {}, ipv4_address{10, 9, 0, 8}});
+    config.excluded.push_back(ipv4_address{10, 9, 0, 9});
+    const std::string first = "ankanet-leases 1\n52:54:00:00:00:01 - 10.9.0.2 1750000000 -\n";
+    struct bad_case {
+        std::string text;
+        std::string why;
+    };
+    const std::vector<bad_case> cases{
+        {first + "52:54:00:00:00:02 - 10.10.0.1 1750000000 -\n",
+         ":3: stored lease of 10.10.0.1 lies outside the DHCP range 10.9.0.1-10.9.255.254"},
+        {first + "52:54:00:00:00:02 - 10.9.0.8 1750000000 -\n",
+         ":3: stored lease of 10.9.0.8 to 52:54:00:00:00:02: address is reserved for another client"},
+        {first + "52:54:00:00:00:02 - 10.9.0.9 1750000000 -\n",
+         ":3: stored lease of 10.9.0.9 to 52:54:00:00:00:02: address is excluded from the DHCP pool"},
+    };
+    for (const auto& c : cases) {
+        write_text(path, c.text);
+        std::string why;
+        auto pool = file_pool::create(config, file_lease_store{path}, {}, &why);
+        INFO(why);
+        CHECK(pool.error() == lease_errc::lease_conflict);
+        CHECK(why == path.string() + c.why);
+        CHECK(read_text(path) == c.text);
+    }
+    // The store says where each loaded lease came from, until its first write.
+    write_text(path, first + "52:54:00:00:00:02 - 10.9.0.3 1750000000 -\n");
+    file_lease_store store{path};
+    std::string why;
+    REQUIRE(store.load(why));
+    CHECK(store.origin(lease{mac_n(2), {}, ipv4_address{10, 9, 0, 3}, {}, {}, true}) == path.string() + ":3");
+    CHECK(store.origin(lease{mac_n(5), {}, ipv4_address{10, 9, 0, 5}, {}, {}, true}).empty());
+    any_lease_store any{path};
+    REQUIRE(any.load(why));
+    CHECK(any.origin(lease{mac_n(1), {}, ipv4_address{10, 9, 0, 2}, {}, {}, true}) == path.string() + ":2");
+    REQUIRE(!store.erase(ipv4_address{10, 9, 0, 3}));
+    CHECK(store.origin(lease{mac_n(1), {}, ipv4_address{10, 9, 0, 2}, {}, {}, true}).empty());
+    CHECK(memory_lease_store{}.origin(lease{}).empty());
+}
+
+TEST_CASE("a client moving address is one rewrite: the file never holds two leases for it") {
+    temp_dir dir;
+    const auto path = dir.path / "leases";
+    const sys_seconds t{seconds{1'750'000'000}};
+    {
+        file_lease_store store{path};
+        std::string why;
+        REQUIRE(store.load(why));
+        REQUIRE(!store.put(lease{mac_n(1), {}, ipv4_address{10, 9, 0, 2}, t, "a", true}));
+        REQUIRE(!store.put(lease{mac_n(2), {}, ipv4_address{10, 9, 0, 3}, t, "b", true}));
+        REQUIRE(!store.put(lease{mac_n(1), {}, ipv4_address{10, 9, 0, 7}, t, "a", true})); // moves
+        CHECK(store.size() == 2);
+        CHECK(read_text(path) == "ankanet-leases 1\n52:54:00:00:00:02 - 10.9.0.3 1750000000 b\n"
+                                 "52:54:00:00:00:01 - 10.9.0.7 1750000000 a\n");
+        REQUIRE(!store.erase(ipv4_address{10, 9, 0, 2})); // what the pool does next: nothing left to do
+
+        // A client identifier is the client, whatever the MAC; the same MAC without one is another client.
+        file_lease_store ids{dir.path / "ids"};
+        REQUIRE(ids.load(why));
+        REQUIRE(!ids.put(lease{mac_n(1), {0x01, 0xaa}, ipv4_address{10, 9, 0, 2}, t, {}, true}));
+        REQUIRE(!ids.put(lease{mac_n(1), {}, ipv4_address{10, 9, 0, 3}, t, {}, true}));
+        REQUIRE(!ids.put(lease{mac_n(1), {0x01, 0xbb}, ipv4_address{10, 9, 0, 4}, t, {}, true}));
+        REQUIRE(!ids.put(lease{mac_n(2), {0x01, 0xaa}, ipv4_address{10, 9, 0, 5}, t, {}, true})); // moves 01aa
+        CHECK(read_text(dir.path / "ids") == "ankanet-leases 1\n52:54:00:00:00:01 - 10.9.0.3 1750000000 -\n"
+                                             "52:54:00:00:00:01 01bb 10.9.0.4 1750000000 -\n"
+                                             "52:54:00:00:00:02 01aa 10.9.0.5 1750000000 -\n");
+
+        // A rewrite that fails leaves the store as the file is: both leases as they were.
+        const auto before = read_text(path);
+        std::filesystem::create_directory(path.string() + ".tmp"); // the temporary file cannot be created
+        CHECK(store.put(lease{mac_n(1), {}, ipv4_address{10, 9, 0, 3}, t, "a", true}));
+        std::filesystem::remove(path.string() + ".tmp");
+        CHECK(read_text(path) == before);
+        REQUIRE(!store.put(lease{mac_n(3), {}, ipv4_address{10, 9, 0, 4}, t, "c", true}));
+        CHECK(read_text(path) == "ankanet-leases 1\n52:54:00:00:00:02 - 10.9.0.3 1750000000 b\n"
+                                 "52:54:00:00:00:03 - 10.9.0.4 1750000000 c\n52:54:00:00:00:01 - 10.9.0.7 1750000000 a\n");
+    }
+
+    // Through the pool: a client that asks for another address keeps one lease, in the file too.
+    std::remove(path.c_str());
+    auto pool = file_pool::create(slash16(), file_lease_store{path});
+    REQUIRE(pool);
+    const lease_request r{client_identity{mac_n(7), {}}, std::nullopt, "vm7"};
+    auto first = pool->commit(r, pool->offer(r)->address);
+    REQUIRE(first);
+    auto moved = pool->commit(r, ipv4_address{10, 9, 3, 3});
+    REQUIRE(moved);
+    CHECK(read_text(path) == fmt::format("ankanet-leases 1\n52:54:00:00:00:07 - 10.9.3.3 {} vm7\n",
+                                         moved->expiry.time_since_epoch().count()));
+    std::string why;
+    CHECK(file_pool::create(slash16(), file_lease_store{path}, {}, &why));
+}
+
+TEST_CASE("check_writable: the lease file's place is checked before anything is written") {
+    temp_dir dir;
+    std::string why;
+    CHECK(!file_lease_store{dir.path / "leases"}.check_writable(why));
+    CHECK(std::filesystem::is_empty(dir.path));
+    CHECK(file_lease_store{"/nonexistent/leases"}.check_writable(why));
+    CHECK(why == "/nonexistent/leases: cannot keep the lease file there: directory /nonexistent does not exist");
+    CHECK(file_lease_store{"/proc/x"}.check_writable(why));
+    CHECK(why.find("/proc/x: cannot keep the lease file there: directory /proc does not let files be created in it (") == 0);
+    CHECK_FALSE(std::filesystem::exists("/proc/x"));
 }
 
 TEST_CASE("a daemon SIGKILLed at any instant restarts with every lease it granted") {

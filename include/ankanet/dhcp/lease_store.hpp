@@ -14,6 +14,14 @@
 // change; fine for a host's VMs (hundreds of leases), not meant for tens of thousands of commits a
 // second (see bench/lease_pool_bench.cpp for figures).
 //
+// A client holds one lease: put() of a lease replaces, in the same rewrite, any lease the same
+// client (client_key: its client identifier, else its MAC) holds on another address. A client
+// moving address is therefore one atomic step — the file never holds both its old and its new
+// lease, whenever a crash comes — and the pool's erase() of the old address finds nothing left to do.
+// check_writable() proves, before the first write, that the file can be replaced where it is
+// (its directory exists and takes new files), so a daemon refuses a path it could never write at
+// start-up instead of failing every DHCPACK later.
+//
 // Format (text, one lease per line, fields separated by one space):
 //
 //   ankanet-leases 1
@@ -22,10 +30,13 @@
 // The hostname is percent-escaped: every byte outside '!'..'~', plus '%', becomes %XX, and a
 // hostname that is exactly "-" is written "%2D", so "-" alone always means "none".
 //
-// Loading is strict: an unknown header, a malformed line or a duplicate address is an error whose
-// text names "file:line". A missing file is an empty store; a file that exists but cannot be read is
-// an error. After a failed load the store refuses every write (store_not_loaded), so a daemon that
-// could not read its leases can never overwrite them: it must refuse to start.
+// Loading is strict: an unknown header, a malformed line, a second lease on one address or a second
+// lease for one client (which this store never writes) is an error whose text names "file:line". A
+// missing file is an empty store; a file that exists but cannot be read is an error. After a failed
+// load the store refuses every write (store_not_loaded), so a daemon that could not read its leases
+// can never overwrite them: it must refuse to start. origin(lease) names the line a loaded lease
+// came from, so the pool can say "file:line" too when a lease contradicts its configuration (an
+// address outside the DHCP range, reserved for another client).
 #pragma once
 
 #include <ankanet/detail/atomic_file.hpp>
@@ -72,6 +83,8 @@ public:
         return {};
     }
     std::size_t size() const noexcept { return leases_.size(); }
+    /// Where a lease is kept, for error messages: memory has no place to name.
+    std::string origin(const lease&) const { return {}; }
 
 private:
     std::unordered_map<std::uint32_t, lease> leases_;
@@ -125,6 +138,20 @@ inline bool unescape_hostname(std::string_view text, std::string& out) {
         i += 2;
     }
     return true;
+}
+
+// Whether two leases are one client's: client_key(a) == client_key(b), without building the keys.
+inline bool same_client(const lease& a, const lease& b) noexcept {
+    if (a.client_id.empty() != b.client_id.empty()) return false;
+    return a.client_id.empty() ? a.mac == b.mac : a.client_id == b.client_id;
+}
+
+// The client a lease belongs to, in words: "MAC 52:54:00:12:34:56" or "client identifier 01525400123456".
+inline std::string describe_client(const lease& l) {
+    if (l.client_id.empty()) return fmt::format("MAC {}", l.mac);
+    std::string id;
+    for (auto b : l.client_id) append_hex(id, b);
+    return fmt::format("client identifier {} (MAC {})", id, l.mac);
 }
 
 inline std::string format_lease_line(const lease& l) {
@@ -185,9 +212,29 @@ public:
     const std::filesystem::path& path() const noexcept { return path_; }
     std::size_t size() const noexcept { return leases_.size(); }
 
+    /// Whether the lease file can be written where it is: its directory exists and takes a new
+    /// file, and the path is not a directory or a device. Writes nothing that stays, and never
+    /// touches the file itself. On failure `why` says so, naming the path:
+    /// "/nonexistent/leases: cannot keep the lease file there: directory /nonexistent does not exist".
+    std::error_code check_writable(std::string& why) const {
+        std::string what;
+        if (auto error = ankanet::detail::check_replaceable(path_, &what)) {
+            why = fmt::format("{}: cannot keep the lease file there: {}", path_.string(), what);
+            return error;
+        }
+        return {};
+    }
+
+    /// "file:line" of a lease as it was loaded (until the first write); empty for any other lease.
+    std::string origin(const lease& l) const {
+        const auto it = lines_.find(l.address.to_u32());
+        return it == lines_.end() ? std::string{} : fmt::format("{}:{}", path_.string(), it->second);
+    }
+
     result<std::vector<lease>> load(std::string& why) {
         loaded_ = false;
         leases_.clear();
+        lines_.clear();
         const std::string name = path_.string();
         const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
@@ -216,6 +263,7 @@ public:
         ::close(fd);
 
         std::vector<lease> all;
+        std::unordered_map<std::string, std::size_t> client_line; // client key → the line of its lease
         std::string_view rest{text};
         std::size_t line_no = 0;
         bool saw_header = false;
@@ -243,7 +291,20 @@ public:
                 return make_error_code(lease_errc::corrupt_lease_file);
             }
             if (!leases_.emplace(l.address.to_u32(), l).second) {
-                why = fmt::format("{}:{}: second lease for {}", name, line_no, l.address);
+                why = fmt::format("{}:{}: second lease for {} (the first is on line {})", name, line_no, l.address,
+                                  lines_.at(l.address.to_u32()));
+                leases_.clear();
+                lines_.clear();
+                return make_error_code(lease_errc::corrupt_lease_file);
+            }
+            lines_.emplace(l.address.to_u32(), line_no);
+            // This store never writes two leases for one client (put() replaces the other): two
+            // are an edit or a copy gone wrong, and which one the client should keep is unknown.
+            if (const auto [first, added] = client_line.emplace(client_key(l), line_no); !added) {
+                why = fmt::format("{}:{}: second lease for {} (the first is on line {}); a client holds one lease",
+                                  name, line_no, detail::describe_client(l), first->second);
+                leases_.clear();
+                lines_.clear();
                 return make_error_code(lease_errc::corrupt_lease_file);
             }
             all.push_back(std::move(l));
@@ -251,21 +312,32 @@ public:
         if (!saw_header) {
             why = fmt::format("{}:1: empty lease file (no header)", name);
             leases_.clear();
+            lines_.clear();
             return make_error_code(lease_errc::corrupt_lease_file);
         }
         loaded_ = true;
         return all;
     }
 
+    /// Puts `l` on its address and, in the same rewrite, drops the lease its client held on any
+    /// other address (see the theory of operation).
     std::error_code put(const lease& l) {
         if (!loaded_) return lease_errc::store_not_loaded;
+        lines_.clear(); // origin() speaks of the file as loaded
         const auto key = l.address.to_u32();
-        const auto old = leases_.find(key);
-        std::optional<lease> before;
-        if (old != leases_.end()) before = old->second;
+        std::vector<lease> before; // what the rewrite replaces, to restore if it fails
+        for (auto it = leases_.begin(); it != leases_.end();) {
+            if (it->first == key || detail::same_client(it->second, l)) {
+                before.push_back(std::move(it->second));
+                it = leases_.erase(it);
+            } else {
+                ++it;
+            }
+        }
         leases_.insert_or_assign(key, l);
         if (auto error = persist()) { // the file still holds the old set: so must memory
-            if (before) leases_.insert_or_assign(key, *before); else leases_.erase(key);
+            leases_.erase(key);
+            for (auto& old : before) leases_.insert_or_assign(old.address.to_u32(), std::move(old));
             return error;
         }
         return {};
@@ -273,6 +345,7 @@ public:
 
     std::error_code erase(wire::ipv4_address a) {
         if (!loaded_) return lease_errc::store_not_loaded;
+        lines_.clear();
         const auto it = leases_.find(a.to_u32());
         if (it == leases_.end()) return {};
         const lease before = it->second;
@@ -294,6 +367,7 @@ private:
 
     std::filesystem::path path_;
     std::map<std::uint32_t, lease> leases_; // ordered: the file lists leases by address
+    std::unordered_map<std::uint32_t, std::size_t> lines_; // address → its line, as loaded
     bool loaded_ = false;
 };
 
@@ -326,6 +400,10 @@ public:
     }
     std::error_code erase(wire::ipv4_address a) {
         return std::visit([&](auto& s) { return s.erase(a); }, store_);
+    }
+    /// "file:line" of a loaded lease, for error messages; empty in memory.
+    std::string origin(const lease& l) const {
+        return std::visit([&](const auto& s) { return s.origin(l); }, store_);
     }
 
 private:
