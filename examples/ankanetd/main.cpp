@@ -145,6 +145,9 @@ int serve(Network& network, const ankanetd::options& opts, ankanet::l2::mac_memo
             return 1;
         }
         log("listening for QEMU -netdev stream on {}", path);
+        server->on_limit([path](std::size_t limit) {
+            log("--qemu-socket {}: {} connections alive, refusing more", ankanet::printable(path), limit);
+        });
         servers.push_back(std::move(*server));
     }
 

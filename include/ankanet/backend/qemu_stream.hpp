@@ -12,11 +12,27 @@
 // caller connected itself is converted by adopt(). TCP sockets get TCP_NODELAY: each frame is one
 // small write and Nagle's delay would sit on interactive traffic.
 //
-// Receive. Bytes are read into a fixed per-connection buffer (`receive_buffer`, at least two
-// maximal frames) with reads as large as its free tail, so one read system call brings in as many
-// frames as the peer has written; async_receive then copies them out one at a time, without
-// another system call while whole frames remain. Before each read the partial frame at the end
-// (never more than one frame) is moved to the front, so reads stay large. For each prefix:
+// Memory. An idle connection holds no buffer: what it costs is its shared state (a few hundred
+// bytes), Asio's record of the descriptor and the pending wait, and the kernel's socket. The
+// receive buffer exists only while bytes are being taken in or a partial frame is held; the send
+// ring only while the socket has not taken everything sent. bench/qemu_stream_memory_bench.cpp
+// measures it: about 2.2 KB per idle connection as ankanetd holds one (most of it the port's frame
+// buffer, port.hpp), where it was about 395 KB when a 128 KiB receive buffer and a 256 KiB send
+// ring were allocated up front; tests/backend/qemu_stream_test.cpp bounds 300 idle connections.
+// A busy link holds up to receive_buffer + send_buffer while busy, and a peer that stops in the
+// middle of a frame keeps the receive buffer until it goes on or goes away.
+//
+// Receive. A pending async_receive with nothing buffered waits for the socket to become readable
+// (async_wait, which holds no buffer) rather than reading into one. When it is, a per-connection
+// buffer (`receive_buffer`, 64 KiB by default, at least two maximal frames) is allocated and
+// filled by a read as large as its free tail, so one read system call brings in as many frames as
+// fit; async_receive and try_receive then copy them out one at a time,
+// without another system call while whole frames remain. Before each read the partial frame at the
+// end (never more than one frame) is moved to the front, so reads stay large. When the connection
+// goes back to waiting (or try_receive finds nothing) with no byte left unparsed, the buffer is
+// freed. While the bytes hold no frame (a skipped oversize frame can outsize the buffer), a receive
+// reads again at once, up to 64 reads, then waits a turn of the event loop. An allocation that fails completes the receive with std::errc::not_enough_memory. For
+// each prefix:
 //  * length < 14 (a runt, zero included): the length and its bytes are skipped, rx_runt counted;
 //    the stream stays in sync.
 //  * max_frame_len(mtu) < length <= qemu_stream_max_length: a frame too long for this link but a
@@ -38,11 +54,14 @@
 // "try again" when there is nothing; a caller drains a burst with it after each completion.
 //
 // Send. send() copies [len][frame] out at once and returns; it never blocks, and the only
-// memory it uses is the preallocated ring (plus Asio's recycled handler memory for the write).
-// When nothing is waiting to go out, it writes directly with one non-blocking sendmsg of the two
-// pieces (no copy at all when the kernel takes everything). Whatever the kernel did not take goes
-// into a bounded byte ring (`send_buffer`, at least one maximal frame), written by one
-// async_write_some at a time, in order. A frame that does not fit in the ring's free space is
+// memory it uses is the ring (plus Asio's recycled handler memory for the write). When nothing is
+// waiting to go out, it writes directly with one non-blocking sendmsg of the two pieces (no copy
+// at all, and no ring, when the kernel takes everything). Whatever the kernel did not take goes
+// into a bounded byte ring (`send_buffer`, at least one maximal frame; allocated whole at that
+// first short write, freed again as soon as it has drained), written by one async_write_some at a
+// time, in order. If the ring cannot be allocated the frame is dropped (tx_dropped,
+// std::errc::not_enough_memory) and, if part of it already went out, the link is shut, since the
+// stream would be out of sync. A frame that does not fit in the ring's free space is
 // dropped whole and counted (tx_dropped, std::errc::no_buffer_space): the stream never carries
 // part of a frame. So a peer that stops reading costs at most `send_buffer` bytes here plus the
 // kernel's socket buffer, and drops beyond that. tx_frames counts frames accepted into the stream;
@@ -60,7 +79,11 @@
 // is created with the process umask; access control is the directory's and the umask's business.
 // close() (or destruction) stops accepting and removes the socket file, if it is still the one
 // this server created. Each accepted connection is adopted with the server's options and handed
-// to the callback, which owns it from then on; the server keeps no list of connections. Failed
+// to the callback, which owns it from then on; the server keeps no list of connections, only a
+// count of those alive (handed out, neither closed nor destroyed). At `max_connections` alive (256
+// by default) a new connection is accepted and closed at once — its peer sees end of stream, it
+// costs nothing here — and counted (refused()); on_limit() tells it once per run of refusals, so
+// a daemon can log it without a flood of lines. Failed
 // accepts are counted; when the process is out of descriptors or memory, accepting pauses for
 // 100 ms instead of spinning on a connection it cannot take. A TCP listener authenticates nobody:
 // whoever reaches it becomes a VM on the network, so bind it to loopback.
@@ -105,6 +128,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <new>
 #include <optional>
 #include <system_error>
 #include <utility>
@@ -120,26 +144,44 @@ inline constexpr std::size_t qemu_stream_max_length = 65536 + 4096;
 struct qemu_stream_options {
     /// The largest IP packet a frame may carry; frames up to max_frame_len(mtu) pass.
     std::size_t mtu = default_mtu;
-    /// Bytes of the coalescing receive buffer; raised to two maximal frames if smaller.
-    std::size_t receive_buffer = 128 * 1024;
+    /// Bytes of the coalescing receive buffer; raised to two maximal frames if smaller. Allocated
+    /// only while bytes are being read or a partial frame is held; freed when the connection waits
+    /// with nothing buffered, so its size costs memory only on a busy link. 64 KiB takes a burst of
+    /// 43 frames of 1514 bytes in one read system call: with two frames per read (3 036 bytes at
+    /// MTU 1500) bench/port_bench.cpp ran 3 times slower on full-size frames.
+    std::size_t receive_buffer = 64 * 1024;
     /// Bytes of the output ring that holds what the socket did not take at once; raised to one
     /// maximal frame if smaller. The bound on memory a peer that does not read can make us hold.
+    /// Allocated at the first send the socket does not take whole; freed when it drains.
     std::size_t send_buffer = 256 * 1024;
+    /// qemu_stream_server only: the most connections of one listener alive at once (accepted, and
+    /// neither closed nor destroyed). One more is accepted and closed at once, so its peer sees
+    /// end of stream; it is counted in refused(). 256 holds a host's worth of VMs on one socket
+    /// while keeping a flood of connections within a quarter of the default 1 024 descriptors and
+    /// its memory within 256 x (send_buffer + receive buffer) even if every peer stops reading.
+    std::size_t max_connections = 256;
 };
 
 namespace detail {
 
 
-/// A fixed ring of bytes: the output side of one connection.
+/// A bounded ring of bytes: the output side of one connection. Its storage is allocated by the
+/// first push and freed again by release() once empty, so an idle connection holds none.
 class stream_byte_ring {
 public:
-    explicit stream_byte_ring(std::size_t capacity) : data_(std::make_unique<std::byte[]>(capacity)), capacity_(capacity) {}
+    explicit stream_byte_ring(std::size_t capacity) noexcept : capacity_(capacity) {}
 
     std::size_t size() const noexcept { return size_; }
     bool empty() const noexcept { return size_ == 0; }
     std::size_t space() const noexcept { return capacity_ - size_; }
+    /// Whether the storage is allocated now.
+    bool allocated() const noexcept { return data_ != nullptr; }
 
-    /// Appends `bytes`; the caller has checked that space() holds them.
+    /// Allocates the storage if there is none; throws std::bad_alloc.
+    void allocate() {
+        if (!data_) data_ = std::make_unique<std::byte[]>(capacity_);
+    }
+    /// Appends `bytes`; the caller has allocated and checked that space() holds them.
     void push(wire::const_bytes bytes) noexcept {
         if (bytes.empty()) return;
         std::size_t tail = head_ + size_;
@@ -162,6 +204,10 @@ public:
         if (size_ == 0) head_ = 0;
     }
     void clear() noexcept { head_ = size_ = 0; }
+    /// Frees the storage if nothing is queued; no write may be reading it.
+    void release() noexcept {
+        if (size_ == 0) data_.reset();
+    }
 
 private:
     std::unique_ptr<std::byte[]> data_;
@@ -169,6 +215,11 @@ private:
     std::size_t head_ = 0;
     std::size_t size_ = 0;
 };
+
+/// The most reads one receive makes while the bytes hold no frame (runts and skipped oversize
+/// frames): enough to skip the longest plausible frame with the smallest buffer, few enough that a
+/// peer writing only junk as fast as we read cannot hold the event loop.
+inline constexpr std::size_t qemu_stream_reads_per_turn = 64;
 
 /// What a failed read or write on the stream means for the link.
 inline std::error_code stream_link_error(const boost::system::error_code& ec) noexcept {
@@ -181,17 +232,53 @@ inline std::error_code stream_link_error(const boost::system::error_code& ec) no
 }
 
 /// What a connection's pending operations and the connection itself share; kept alive by all.
+/// The live connections of one server, shared by the server and each connection it accepted, so
+/// either may go first.
+struct qemu_stream_slots {
+    std::size_t live = 0;
+    bool limit_reported = false; ///< the limit was reported since the last connection accepted
+};
+
+/// One connection's place in its server's count; given back once, at close or at destruction.
+class qemu_stream_slot {
+public:
+    qemu_stream_slot() = default;
+    explicit qemu_stream_slot(std::shared_ptr<qemu_stream_slots> slots) noexcept : slots_(std::move(slots)) {
+        if (slots_) ++slots_->live;
+    }
+    qemu_stream_slot(qemu_stream_slot&& other) noexcept : slots_(std::move(other.slots_)) {}
+    qemu_stream_slot& operator=(qemu_stream_slot&& other) noexcept {
+        if (this != &other) {
+            release();
+            slots_ = std::move(other.slots_);
+        }
+        return *this;
+    }
+    qemu_stream_slot(const qemu_stream_slot&) = delete;
+    qemu_stream_slot& operator=(const qemu_stream_slot&) = delete;
+    ~qemu_stream_slot() { release(); }
+
+    void release() noexcept {
+        if (slots_) --slots_->live;
+        slots_.reset();
+    }
+
+private:
+    std::shared_ptr<qemu_stream_slots> slots_;
+};
+
 struct qemu_stream_state {
     qemu_stream_state(boost::asio::generic::stream_protocol::socket socket_, std::size_t mtu_, std::size_t receive_capacity,
                       std::size_t send_capacity)
-        : socket(std::move(socket_)), mtu(mtu_), rx(std::make_unique<std::byte[]>(receive_capacity)),
-          rx_capacity(receive_capacity), tx(send_capacity) {}
+        : socket(std::move(socket_)), mtu(mtu_), rx_capacity(receive_capacity), tx(send_capacity) {}
 
     boost::asio::generic::stream_protocol::socket socket;
     std::size_t mtu;
     counters stats;
+    qemu_stream_slot slot; ///< the count of the server that accepted this connection, if any
 
-    // Receive side: bytes [rx_begin, rx_end) of rx are read and not yet parsed.
+    // Receive side: bytes [rx_begin, rx_end) of rx are read and not yet parsed. rx is allocated
+    // for a read (ensure_rx) and freed when the connection waits with nothing buffered (idle_rx).
     std::unique_ptr<std::byte[]> rx;
     std::size_t rx_capacity;
     std::size_t rx_begin = 0;
@@ -219,6 +306,28 @@ struct qemu_stream_state {
         const std::size_t n = std::min(rx_skip, buffered());
         rx_skip -= n;
         consume(n);
+    }
+    /// The receive buffer, allocated for a read that is about to happen.
+    void ensure_rx() {
+        if (!rx) rx = std::make_unique<std::byte[]>(rx_capacity);
+    }
+    /// Frees the receive buffer while nothing in it is unparsed: the connection is about to wait.
+    void idle_rx() noexcept {
+        if (buffered() == 0) {
+            rx.reset();
+            rx_begin = rx_end = 0;
+        }
+    }
+    /// One non-blocking read into the free tail, allocating the buffer first.
+    /// @return false if the socket had nothing (would block); else the read was accounted.
+    bool read_now() {
+        compact();
+        ensure_rx();
+        boost::system::error_code ec;
+        const std::size_t n = socket.read_some(boost::asio::buffer(rx.get() + rx_end, rx_capacity - rx_end), ec);
+        if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) return false;
+        account_read(ec, n);
+        return true;
     }
     /// Moves the unparsed tail (less than one frame) to the front, so the next read is large.
     void compact() noexcept {
@@ -285,7 +394,10 @@ struct qemu_stream_state {
         if (!rx_error) rx_error = receive_error;
         if (!tx_error) tx_error = send_error;
         rx_begin = rx_end = rx_skip = 0;
+        rx.reset();
         tx.clear();
+        if (!writing) tx.release(); // else the write in flight still reads it; its completion frees it
+        slot.release();
         boost::system::error_code ignored;
         if (socket.is_open()) {
             socket.shutdown(boost::asio::socket_base::shutdown_both, ignored);
@@ -299,14 +411,22 @@ inline void qemu_stream_start_write(const std::shared_ptr<qemu_stream_state>& st
     state->writing = true;
     state->socket.async_write_some(state->tx.readable(), [state](const boost::system::error_code& ec, std::size_t n) {
         state->writing = false;
-        if (state->closed || state->tx_error) return; // torn down meanwhile: the ring was discarded
+        if (state->closed || state->tx_error) { // torn down meanwhile: the ring was discarded
+            state->tx.release();
+            return;
+        }
         if (ec) {
             state->tx_error = stream_link_error(ec);
             state->tx.clear();
+            state->tx.release();
             return;
         }
         state->tx.consume(n);
-        if (!state->tx.empty()) qemu_stream_start_write(state);
+        if (state->tx.empty()) {
+            state->tx.release(); // drained: send() writes directly again, and an idle link holds no ring
+        } else {
+            qemu_stream_start_write(state);
+        }
     });
 }
 
@@ -324,17 +444,17 @@ struct qemu_stream_receive_op {
         step(self);
     }
 
-    // A read finished.
+    // The socket became readable (or failed, or the wait was cancelled).
     template <class Self>
-    void operator()(Self& self, boost::system::error_code ec, std::size_t n) {
+    void operator()(Self& self, boost::system::error_code ec) {
         initiating = false;
         auto& s = *state;
         if (ec == boost::asio::error::operation_aborted && !s.closed) {
             finish(self, std::make_error_code(std::errc::operation_canceled), 0);
             return;
         }
-        if (!s.closed) s.account_read(ec, n);
-        step(self);
+        if (ec && !s.closed) s.account_read(ec, 0);
+        step(self, !ec);
     }
 
     // A result found while initiating, delivered through the executor.
@@ -344,14 +464,25 @@ struct qemu_stream_receive_op {
         self.complete(ec, n);
     }
 
+    // Parses what is buffered; if that holds no frame, reads once when a wait said the socket is
+    // readable, else waits for it. A wait holds no buffer, so an idle connection has none; and a
+    // wait (not a speculative read) re-arms the reactor's edge, so data already there is seen.
     template <class Self>
-    void step(Self& self) {
+    void step(Self& self, bool readable = false) {
         auto& s = *state;
-        if (s.closed) return finish(self, std::make_error_code(std::errc::operation_canceled), 0);
-        const auto result = s.next(buffer);
-        if (!result.need_more) return finish(self, result.ec, result.size);
-        s.compact();
-        s.socket.async_read_some(boost::asio::buffer(s.rx.get() + s.rx_end, s.rx_capacity - s.rx_end), std::move(self));
+        for (std::size_t reads = 0;; ++reads) {
+            if (s.closed) return finish(self, std::make_error_code(std::errc::operation_canceled), 0);
+            const auto result = s.next(buffer);
+            if (!result.need_more) return finish(self, result.ec, result.size);
+            if (!readable || reads == qemu_stream_reads_per_turn) break;
+            try {
+                readable = s.read_now(); // more may follow: skipped frames can outsize the buffer
+            } catch (const std::bad_alloc&) {
+                return finish(self, std::make_error_code(std::errc::not_enough_memory), 0);
+            }
+        }
+        s.idle_rx();
+        s.socket.async_wait(boost::asio::socket_base::wait_read, std::move(self));
     }
 
     template <class Self>
@@ -480,16 +611,20 @@ public:
         if (s.closed) return std::make_error_code(std::errc::operation_canceled);
         if (s.receiving) return std::make_error_code(std::errc::operation_in_progress);
         auto parsed = s.next(buffer);
-        if (parsed.need_more) {
-            s.compact();
-            boost::system::error_code ec;
-            const std::size_t n = s.socket.read_some(boost::asio::buffer(s.rx.get() + s.rx_end, s.rx_capacity - s.rx_end), ec);
-            if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) {
+        for (std::size_t reads = 0; parsed.need_more; ++reads) {
+            bool got = false;
+            if (reads < detail::qemu_stream_reads_per_turn) {
+                try {
+                    got = s.read_now();
+                } catch (const std::bad_alloc&) {
+                    return std::make_error_code(std::errc::not_enough_memory);
+                }
+            }
+            if (!got) {
+                s.idle_rx();
                 return std::make_error_code(std::errc::resource_unavailable_try_again);
             }
-            s.account_read(ec, n);
             parsed = s.next(buffer);
-            if (parsed.need_more) return std::make_error_code(std::errc::resource_unavailable_try_again);
         }
         if (parsed.ec) return parsed.ec;
         return parsed.size;
@@ -532,6 +667,15 @@ public:
         }
         if (written < total) {
             // The rest goes to the ring; an empty ring always has room for one frame.
+            try {
+                s.tx.allocate();
+            } catch (const std::bad_alloc&) {
+                ++s.stats.tx_dropped;
+                const auto why = std::make_error_code(std::errc::not_enough_memory);
+                // Part of the frame is on the stream already: without the rest it is out of sync.
+                if (written != 0) s.shut(make_error_code(errc::peer_closed), why);
+                return why;
+            }
             if (written < prefix.size()) {
                 s.tx.push(wire::const_bytes{prefix}.subspan(written));
                 s.tx.push(frame);
@@ -571,11 +715,22 @@ private:
         return {};
     }
 
-    static qemu_stream_connection make(socket_type socket, const qemu_stream_options& options) {
+    static qemu_stream_connection make(socket_type socket, const qemu_stream_options& options,
+                                       detail::qemu_stream_slot slot = {}) {
         const std::size_t frame = qemu_stream_prefix_len + max_frame_len(options.mtu);
-        return qemu_stream_connection{std::make_shared<detail::qemu_stream_state>(
-            std::move(socket), options.mtu, std::max(options.receive_buffer, 2 * frame), std::max(options.send_buffer, frame))};
+        auto state = std::make_shared<detail::qemu_stream_state>(
+            std::move(socket), options.mtu, std::max(options.receive_buffer, 2 * frame), std::max(options.send_buffer, frame));
+        state->slot = std::move(slot);
+        return qemu_stream_connection{std::move(state)};
     }
+
+    /// For the server: adopt() whose connection holds a place in the server's count.
+    static result<qemu_stream_connection> adopt_counted(socket_type socket, const qemu_stream_options& options,
+                                                        detail::qemu_stream_slot slot) {
+        if (auto ec = prepare(socket, options)) return ec;
+        return make(std::move(socket), options, std::move(slot));
+    }
+    friend class qemu_stream_server;
 
     std::shared_ptr<detail::qemu_stream_state> state_;
 };
@@ -596,6 +751,8 @@ class qemu_stream_server {
 public:
     using executor_type = boost::asio::any_io_executor;
     using connection_handler = std::function<void(qemu_stream_connection)>;
+    /// Called when a connection is refused because max_connections are alive: with the limit.
+    using limit_handler = std::function<void(std::size_t)>;
 
     /// Listens on the unix socket at `path`, removing a stale socket file first.
     /// @return the server, or: std::errc::invalid_argument (bad MTU, or no handler);
@@ -662,6 +819,13 @@ public:
     std::uint64_t accepted() const noexcept { return state_->accepted; }
     /// Accepts that failed, and accepted sockets that could not be adopted.
     std::uint64_t accept_errors() const noexcept { return state_->accept_errors; }
+    /// Connections accepted and closed at once because max_connections were alive.
+    std::uint64_t refused() const noexcept { return state_->refused; }
+    /// Connections handed out that are alive now: neither closed nor destroyed.
+    std::size_t connections() const noexcept { return state_->slots->live; }
+    /// Sets what is told when a connection is refused for the limit, e.g. to log it. It is told
+    /// once per run of refusals: not again until a connection has been accepted since.
+    void on_limit(limit_handler handler) { state_->on_limit = std::move(handler); }
 
     /// Stops accepting and removes the socket file this server created. Connections already
     /// handed out are not affected. Idempotent.
@@ -683,8 +847,11 @@ private:
         connection_handler handler;
         qemu_stream_options options;
         detail::unix_socket_file socket_file;
+        std::shared_ptr<detail::qemu_stream_slots> slots = std::make_shared<detail::qemu_stream_slots>();
+        limit_handler on_limit;
         std::uint64_t accepted = 0;
         std::uint64_t accept_errors = 0;
+        std::uint64_t refused = 0;
         bool closed = false;
     };
 
@@ -730,9 +897,24 @@ private:
                 accept_next(state);
                 return;
             }
-            auto connection = qemu_stream_connection::adopt(std::move(socket), state->options);
+            if (state->slots->live >= state->options.max_connections) {
+                // Full: close it now, so the peer sees end of stream instead of a connection that
+                // hangs in the backlog; tell once per run of refusals.
+                ++state->refused;
+                boost::system::error_code ignored;
+                socket.close(ignored);
+                if (!state->slots->limit_reported) {
+                    state->slots->limit_reported = true;
+                    if (state->on_limit) state->on_limit(state->options.max_connections);
+                }
+                if (!state->closed) accept_next(state);
+                return;
+            }
+            auto connection = qemu_stream_connection::adopt_counted(std::move(socket), state->options,
+                                                                    detail::qemu_stream_slot{state->slots});
             if (connection) {
                 ++state->accepted;
+                state->slots->limit_reported = false;
                 state->handler(std::move(connection).value());
             } else {
                 ++state->accept_errors;
