@@ -47,58 +47,12 @@
 #include <utility>
 #include <vector>
 
-// --- counting operator new ---------------------------------------------------------------------
+// --- counting operator new (this file is its own benchmark executable) -------------------------
+#include "../tests/support/counting_allocator.hpp"
 
 namespace {
-std::atomic<std::uint64_t> allocations{0};
-
-void* counted_alloc(std::size_t n) {
-    allocations.fetch_add(1, std::memory_order_relaxed);
-    return std::malloc(n == 0 ? 1 : n);
-}
-void* counted_aligned_alloc(std::size_t n, std::align_val_t al) {
-    allocations.fetch_add(1, std::memory_order_relaxed);
-    const auto alignment = static_cast<std::size_t>(al);
-    void* p = nullptr;
-    if (::posix_memalign(&p, alignment < sizeof(void*) ? sizeof(void*) : alignment, n == 0 ? 1 : n) != 0) return nullptr;
-    return p;
-}
-// Out of line, so that no inlined delete shows the compiler a free() of what new returned.
-[[gnu::noinline]] void counted_free(void* p) noexcept { std::free(p); }
+using ankanet::test::heap::allocations;
 } // namespace
-
-void* operator new(std::size_t n) {
-    if (void* p = counted_alloc(n)) return p;
-    throw std::bad_alloc{};
-}
-void* operator new[](std::size_t n) {
-    if (void* p = counted_alloc(n)) return p;
-    throw std::bad_alloc{};
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return counted_alloc(n); }
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return counted_alloc(n); }
-void* operator new(std::size_t n, std::align_val_t al) {
-    if (void* p = counted_aligned_alloc(n, al)) return p;
-    throw std::bad_alloc{};
-}
-void* operator new[](std::size_t n, std::align_val_t al) {
-    if (void* p = counted_aligned_alloc(n, al)) return p;
-    throw std::bad_alloc{};
-}
-void* operator new(std::size_t n, std::align_val_t al, const std::nothrow_t&) noexcept { return counted_aligned_alloc(n, al); }
-void* operator new[](std::size_t n, std::align_val_t al, const std::nothrow_t&) noexcept { return counted_aligned_alloc(n, al); }
-void operator delete(void* p) noexcept { counted_free(p); }
-void operator delete[](void* p) noexcept { counted_free(p); }
-void operator delete(void* p, std::size_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::size_t) noexcept { counted_free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { counted_free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { counted_free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { counted_free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { counted_free(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { counted_free(p); }
 
 namespace {
 

@@ -42,44 +42,11 @@
 #include <utility>
 #include <vector>
 
+#include "../tests/support/counting_allocator.hpp"
+
 namespace {
-
-std::atomic<std::int64_t> live_bytes{0};
-
-[[gnu::noinline]] void* counted_alloc(std::size_t size, std::size_t alignment) noexcept {
-    void* p = alignment <= alignof(std::max_align_t) ? std::malloc(size == 0 ? 1 : size)
-                                                     : std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
-    if (p != nullptr) live_bytes += static_cast<std::int64_t>(::malloc_usable_size(p));
-    return p;
-}
-void* counted_alloc_or_throw(std::size_t size, std::size_t alignment) {
-    if (void* p = counted_alloc(size, alignment)) return p;
-    throw std::bad_alloc{};
-}
-[[gnu::noinline]] void counted_free(void* p) noexcept {
-    if (p == nullptr) return;
-    live_bytes -= static_cast<std::int64_t>(::malloc_usable_size(p));
-    std::free(p);
-}
-
+using ankanet::test::heap::live_bytes;
 } // namespace
-
-void* operator new(std::size_t n) { return counted_alloc_or_throw(n, 0); }
-void* operator new[](std::size_t n) { return counted_alloc_or_throw(n, 0); }
-void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc_or_throw(n, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc_or_throw(n, static_cast<std::size_t>(a)); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return counted_alloc(n, 0); }
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return counted_alloc(n, 0); }
-void operator delete(void* p) noexcept { counted_free(p); }
-void operator delete[](void* p) noexcept { counted_free(p); }
-void operator delete(void* p, std::size_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::size_t) noexcept { counted_free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { counted_free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { counted_free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { counted_free(p); }
 
 namespace {
 

@@ -32,50 +32,9 @@
 #include <utility>
 #include <vector>
 
-// Live heap bytes, to bound what idle connections hold. Replacing the global allocation functions
-// is legal once per program; this file is its own test executable. Every form is replaced (Catch
-// uses the nothrow one) so each allocation meets its own deallocation. Sizes are what the
-// allocator really hands out (malloc_usable_size; under ASan, the size asked for).
-namespace {
-
-std::atomic<std::int64_t> live_heap_bytes{0};
-
-[[gnu::noinline]] void* counted_alloc(std::size_t size, std::size_t alignment) noexcept {
-    void* p = alignment <= alignof(std::max_align_t)
-                  ? std::malloc(size == 0 ? 1 : size)
-                  : std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
-    if (p != nullptr) live_heap_bytes += static_cast<std::int64_t>(::malloc_usable_size(p));
-    return p;
-}
-void* counted_alloc_or_throw(std::size_t size, std::size_t alignment) {
-    if (void* p = counted_alloc(size, alignment)) return p;
-    throw std::bad_alloc{};
-}
-// Not inlined: GCC would otherwise pair the malloc and the free across the replacements and warn.
-[[gnu::noinline]] void counted_free(void* p) noexcept {
-    if (p == nullptr) return;
-    live_heap_bytes -= static_cast<std::int64_t>(::malloc_usable_size(p));
-    std::free(p);
-}
-
-} // namespace
-
-void* operator new(std::size_t n) { return counted_alloc_or_throw(n, 0); }
-void* operator new[](std::size_t n) { return counted_alloc_or_throw(n, 0); }
-void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc_or_throw(n, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc_or_throw(n, static_cast<std::size_t>(a)); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return counted_alloc(n, 0); }
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return counted_alloc(n, 0); }
-void operator delete(void* p) noexcept { counted_free(p); }
-void operator delete[](void* p) noexcept { counted_free(p); }
-void operator delete(void* p, std::size_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::size_t) noexcept { counted_free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { counted_free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { counted_free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { counted_free(p); }
+// Live heap bytes, to bound what idle connections hold (this file is its own test executable;
+// sizes are what the allocator really hands out: malloc_usable_size, under ASan the size asked for).
+#include "../support/counting_allocator.hpp"
 
 using namespace ankanet;
 using namespace ankanet::backend;
@@ -649,7 +608,7 @@ TEST_CASE("qemu_stream: 300 idle connections stay under 4 KiB of heap each and g
     io.restart();
     io.poll();
 
-    const std::int64_t baseline = live_heap_bytes.load();
+    const std::int64_t baseline = ankanet::test::heap::live_bytes.load();
     bool all_accepted = true;
     for (std::size_t i = 0; i < count && all_accepted; ++i) {
         clients[i].fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -659,7 +618,7 @@ TEST_CASE("qemu_stream: 300 idle connections stay under 4 KiB of heap each and g
     }
     io.restart();
     io.poll();
-    const std::int64_t idle = live_heap_bytes.load() - baseline;
+    const std::int64_t idle = ankanet::test::heap::live_bytes.load() - baseline;
     REQUIRE(all_accepted);
     CHECK(server->connections() == count);
     INFO("heap bytes per idle connection: " << idle / static_cast<std::int64_t>(count));
@@ -674,7 +633,7 @@ TEST_CASE("qemu_stream: 300 idle connections stay under 4 KiB of heap each and g
     for (auto& p : ports) CHECK_FALSE(p->send(frame));
     io.restart();
     io.poll();
-    const std::int64_t after_traffic = live_heap_bytes.load() - baseline;
+    const std::int64_t after_traffic = ankanet::test::heap::live_bytes.load() - baseline;
     INFO("heap bytes per connection after one frame each way: " << after_traffic / static_cast<std::int64_t>(count));
     CHECK(after_traffic < bound_per_connection * static_cast<std::int64_t>(count));
     for (auto& client : clients) CHECK(read_framed(client.fd) == frame);
@@ -685,7 +644,7 @@ TEST_CASE("qemu_stream: 300 idle connections stay under 4 KiB of heap each and g
     ports.shrink_to_fit();
     io.restart();
     io.poll();
-    const std::int64_t kept = live_heap_bytes.load() - baseline;
+    const std::int64_t kept = ankanet::test::heap::live_bytes.load() - baseline;
     INFO("heap bytes kept per closed connection: " << kept / static_cast<std::int64_t>(count));
     CHECK(kept < kept_per_connection * static_cast<std::int64_t>(count));
     CHECK(server->connections() == 0);

@@ -21,42 +21,8 @@
 #include <string>
 #include <vector>
 
-// Counts allocations, to show handle() makes none. Replacing the global allocation functions is
-// allowed in any one translation unit of a program; this is the only one in this test executable.
-// Every form is replaced (Catch uses the nothrow one) so each allocation meets its own deallocation.
-namespace {
-std::atomic<std::size_t> allocations{0};
-
-[[gnu::noinline]] void* counted_alloc(std::size_t size, std::size_t alignment) noexcept {
-    ++allocations;
-    if (size == 0) size = 1;
-    if (alignment <= alignof(std::max_align_t)) return std::malloc(size);
-    return std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
-}
-void* counted_alloc_or_throw(std::size_t size, std::size_t alignment) {
-    if (void* p = counted_alloc(size, alignment)) return p;
-    throw std::bad_alloc{};
-}
-// Not inlined: GCC would otherwise pair the malloc and the free across the replacements and warn.
-[[gnu::noinline]] void counted_free(void* p) noexcept { std::free(p); }
-} // namespace
-
-void* operator new(std::size_t n) { return counted_alloc_or_throw(n, 0); }
-void* operator new[](std::size_t n) { return counted_alloc_or_throw(n, 0); }
-void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc_or_throw(n, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc_or_throw(n, static_cast<std::size_t>(a)); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return counted_alloc(n, 0); }
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return counted_alloc(n, 0); }
-void operator delete(void* p) noexcept { counted_free(p); }
-void operator delete[](void* p) noexcept { counted_free(p); }
-void operator delete(void* p, std::size_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::size_t) noexcept { counted_free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { counted_free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { counted_free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { counted_free(p); }
+// Counts allocations, to show handle() makes none (this file is its own test executable).
+#include "../support/counting_allocator.hpp"
 
 using namespace ankanet;
 using namespace ankanet::wire;
@@ -463,18 +429,18 @@ TEST_CASE("switch: the per-frame path does not allocate") {
     auto emit = [&emitted](port_id, const_bytes) { ++emitted; };
 
     // The counter does count: a heap string made here shows up.
-    const std::size_t probe = allocations.load();
+    const std::size_t probe = ankanet::test::heap::allocations.load();
     const std::string* volatile heap = new std::string(100, 'x');
-    CHECK(allocations.load() >= probe + 2);
+    CHECK(ankanet::test::heap::allocations.load() >= probe + 2);
     delete heap;
 
-    const std::size_t before = allocations.load();
+    const std::size_t before = ankanet::test::heap::allocations.load();
     for (std::size_t i = 0; i < vms.size(); ++i) {
         sw.handle(vms[i], const_bytes{frames[2 * i]}, t0, emit);
         sw.handle(vms[i], const_bytes{frames[2 * i + 1]}, t0, emit);
     }
     sw.handle(gw, const_bytes{from_gateway}, t0, emit);
-    const std::size_t after = allocations.load();
+    const std::size_t after = ankanet::test::heap::allocations.load();
     CHECK(after == before);
     CHECK(emitted > 200 * 200); // the broadcasts really went out
 }

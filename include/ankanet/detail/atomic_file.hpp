@@ -139,4 +139,26 @@ inline bool same_file(const std::filesystem::path& a, const std::filesystem::pat
     return resolved_path(a) == resolved_path(b);
 }
 
+/// Reads the whole file at `path` into `contents`. std::errc::no_such_file_or_directory when there
+/// is none (a store's first start), another errno error when it cannot be opened or read.
+inline std::error_code read_file(const std::filesystem::path& path, std::string& contents) {
+    contents.clear();
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return last_errno();
+    char buffer[8192];
+    for (;;) {
+        const auto n = ::read(fd, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            const auto error = last_errno();
+            ::close(fd);
+            return error;
+        }
+        if (n == 0) break;
+        contents.append(buffer, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    return {};
+}
+
 } // namespace ankanet::detail

@@ -236,31 +236,15 @@ public:
         leases_.clear();
         lines_.clear();
         const std::string name = path_.string();
-        const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            if (errno == ENOENT) { // first start: nothing to lose
+        std::string text;
+        if (auto error = ankanet::detail::read_file(path_, text)) {
+            if (error == std::errc::no_such_file_or_directory) { // first start: nothing to lose
                 loaded_ = true;
                 return std::vector<lease>{};
             }
-            const auto error = ankanet::detail::last_errno();
-            why = fmt::format("{}: cannot open lease file: {}", name, error.message());
+            why = fmt::format("{}: cannot read lease file: {}", name, error.message());
             return make_error_code(lease_errc::unreadable_lease_file);
         }
-        std::string text;
-        char buffer[8192];
-        for (;;) {
-            const auto n = ::read(fd, buffer, sizeof buffer);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) {
-                const auto error = ankanet::detail::last_errno();
-                ::close(fd);
-                why = fmt::format("{}: cannot read lease file: {}", name, error.message());
-                return make_error_code(lease_errc::unreadable_lease_file);
-            }
-            if (n == 0) break;
-            text.append(buffer, static_cast<std::size_t>(n));
-        }
-        ::close(fd);
 
         std::vector<lease> all;
         std::unordered_map<std::string, std::size_t> client_line; // client key → the line of its lease

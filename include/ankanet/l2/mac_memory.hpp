@@ -179,30 +179,15 @@ public:
         by_name_.clear();
         by_mac_.clear();
         const std::string name = path_.string();
-        const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            if (errno == ENOENT) {
+        std::string text;
+        if (auto error = ankanet::detail::read_file(path_, text)) {
+            if (error == std::errc::no_such_file_or_directory) { // first start: nothing remembered yet
                 loaded_ = true;
                 return {};
             }
-            why = fmt::format("{}: cannot open the remembered MACs: {}", name, ankanet::detail::last_errno().message());
+            why = fmt::format("{}: cannot read the remembered MACs: {}", name, error.message());
             return mac_memory_errc::unreadable_file;
         }
-        std::string text;
-        char buffer[8192];
-        for (;;) {
-            const auto n = ::read(fd, buffer, sizeof buffer);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) {
-                const auto error = ankanet::detail::last_errno();
-                ::close(fd);
-                why = fmt::format("{}: cannot read the remembered MACs: {}", name, error.message());
-                return mac_memory_errc::unreadable_file;
-            }
-            if (n == 0) break;
-            text.append(buffer, static_cast<std::size_t>(n));
-        }
-        ::close(fd);
 
         std::map<std::string, wire::mac_address, std::less<>> names;
         std::unordered_map<std::uint64_t, std::pair<std::string, std::size_t>> macs; // MAC → (name, line)
