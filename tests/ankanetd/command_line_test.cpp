@@ -12,8 +12,11 @@
 #include <string>
 #include <system_error>
 #include <vector>
+#include "../support/temp_dir.hpp"
 
 using namespace ankanetd;
+
+using ankanet::test::temp_dir;
 
 namespace {
 
@@ -188,22 +191,6 @@ TEST_CASE("ankanetd command line: stable MACs from uuid= and --mac-secret") {
 }
 
 namespace {
-
-// A mkdtemp directory, removed with everything in it at the end of the test.
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "ankanetd-files-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~temp_dir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path, ignored);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-};
 
 std::optional<std::string> file_error(std::initializer_list<std::string_view> args) {
     const auto error = check_files(parsed_options(args));

@@ -29,11 +29,14 @@
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "../support/temp_dir.hpp"
 
 using namespace ankanet;
 using namespace ankanet::backend;
 using namespace ankanet::wire;
 namespace fs = std::filesystem;
+
+using ankanet::test::temp_dir;
 
 namespace {
 
@@ -48,23 +51,6 @@ struct manual_clock {
     void set(std::chrono::nanoseconds since_epoch) const { *value = since_epoch; }
 };
 using test_writer = basic_pcap_writer<manual_clock>;
-
-/// A fresh directory under the system temp dir, removed with everything in it.
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::string pattern = (fs::temp_directory_path() / "ankanet-pcap-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~temp_dir() {
-        std::error_code ignored;
-        fs::remove_all(path, ignored);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    fs::path operator/(const char* name) const { return path / name; }
-};
 
 std::vector<std::uint8_t> read_file(const fs::path& path) {
     std::ifstream in(path, std::ios::binary);

@@ -12,43 +12,23 @@
 
 #include <sys/stat.h>
 #include <unistd.h>
+#include "../support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using ankanet::detail::check_replaceable;
 using ankanet::detail::replace_file;
 using ankanet::detail::same_file;
 
-namespace {
+using ankanet::test::temp_dir;
+using ankanet::test::read_text;
 
-// A mkdtemp directory, removed with everything in it at the end of the test.
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::string pattern = (fs::temp_directory_path() / "ankanet-atomic-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~temp_dir() {
-        std::error_code ignored;
-        fs::remove_all(path, ignored);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-};
+namespace {
 
 std::set<std::string> listing(const fs::path& dir) {
     std::set<std::string> names;
     for (const auto& entry : fs::directory_iterator{dir}) names.insert(entry.path().filename().string());
     return names;
 }
-
-std::string read_text(const fs::path& p) {
-    std::ifstream in{p, std::ios::binary};
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
 } // namespace
 
 TEST_CASE("replace_file writes the whole file, with its mode, and leaves no temporary file") {

@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "../support/temp_dir.hpp"
 
 using namespace ankanet;
 using namespace ankanet::dhcp;
@@ -27,31 +28,10 @@ using wire::ipv4_address;
 using wire::ipv4_prefix;
 using wire::mac_address;
 
+using ankanet::test::temp_dir;
+using ankanet::test::read_text;
+
 namespace {
-
-// A mkdtemp directory, removed with everything in it at the end of the test.
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "ankanet-lease-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~temp_dir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path, ignored);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-};
-
-std::string read_text(const std::filesystem::path& p) {
-    std::ifstream in{p, std::ios::binary};
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
 void write_text(const std::filesystem::path& p, const std::string& text) {
     std::ofstream out{p, std::ios::binary | std::ios::trunc};
     out << text;

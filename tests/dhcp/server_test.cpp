@@ -23,6 +23,7 @@
 #include <vector>
 
 #include <unistd.h>
+#include "../support/temp_dir.hpp"
 
 using namespace ankanet;
 using namespace ankanet::dhcp;
@@ -32,6 +33,8 @@ using wire::mac_address;
 namespace msg = ankanet::wire::dhcp;
 namespace oc = ankanet::wire::dhcp::option_code;
 namespace captures = ankanet::test::dhcp_captures;
+
+using ankanet::test::temp_dir;
 
 namespace {
 
@@ -1084,20 +1087,6 @@ TEST_CASE("dhcp server: the interface MTU caps the reply size") {
 }
 
 // --- persistence --------------------------------------------------------------------------------
-
-namespace {
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "ankanet-dhcp-server-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~temp_dir() { std::filesystem::remove_all(path); }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-};
-} // namespace
 
 TEST_CASE("dhcp server: with the file store, a restarted server gives the same client the same address") {
     using file_server = basic_server<file_lease_store, manual_clock>;

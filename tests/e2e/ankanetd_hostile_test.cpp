@@ -36,6 +36,9 @@
 #include <string_view>
 #include <thread>
 #include <vector>
+#include "../support/temp_dir.hpp"
+
+using ankanet::test::read_text;
 
 namespace {
 
@@ -175,14 +178,6 @@ std::vector<std::string> lines_of(const std::string& text) {
     for (std::string line; std::getline(in, line);) lines.push_back(line);
     return lines;
 }
-
-std::string read_text(const std::filesystem::path& path) {
-    std::ifstream in{path};
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
-
 std::string port_name(const scoped_netns& ns) { return "netns:" + ns.path() + ":eth0"; }
 
 /// `ping -c 5` from `from` to `to`; the output, which says the loss.

@@ -63,11 +63,15 @@
 #include <thread>
 #include <utility>
 #include <vector>
+#include "../support/temp_dir.hpp"
 
 using namespace ankanet;
 using namespace ankanet::backend;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
+
+using ankanet::test::temp_dir;
+using ankanet::test::read_text;
 
 namespace {
 
@@ -84,29 +88,7 @@ constexpr auto initramfs_time_limit = 30s;
 const wire::mac_address guest_mac{{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}};
 const wire::mac_address gateway_mac{{0x02, 0x00, 0x00, 0x64, 0x00, 0x01}}; // locally administered
 const wire::ipv4_address guest_ip{192, 168, 64, 2};
-const wire::ipv4_address gateway_ip{192, 168, 64, 1};
-
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::string pattern = (fs::temp_directory_path() / "ankanet-e2e-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~temp_dir() {
-        std::error_code ignored;
-        fs::remove_all(path, ignored);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-};
-
-std::string read_text(const fs::path& path) {
-    std::ifstream in{path};
-    return {std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
-}
-
-std::optional<fs::path> find_in_path(const std::string& name) {
+const wire::ipv4_address gateway_ip{192, 168, 64, 1};std::optional<fs::path> find_in_path(const std::string& name) {
     const char* path = std::getenv("PATH");
     std::stringstream dirs{path != nullptr ? path : "/usr/bin:/bin"};
     for (std::string dir; std::getline(dirs, dir, ':');) {

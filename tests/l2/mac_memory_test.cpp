@@ -17,37 +17,17 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "../support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using ankanet::l2::mac_memory;
 using ankanet::l2::mac_memory_errc;
 using ankanet::wire::mac_address;
 
+using ankanet::test::temp_dir;
+using ankanet::test::read_text;
+
 namespace {
-
-// A mkdtemp directory, removed with everything in it at the end of the test.
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::string pattern = (fs::temp_directory_path() / "ankanet-macs-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~temp_dir() {
-        std::error_code ignored;
-        fs::remove_all(path, ignored);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-};
-
-std::string read_text(const fs::path& p) {
-    std::ifstream in{p, std::ios::binary};
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
 void write_text(const fs::path& p, const std::string& text) {
     std::ofstream out{p, std::ios::binary | std::ios::trunc};
     out << text;

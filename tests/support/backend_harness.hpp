@@ -25,6 +25,7 @@
 #include <system_error>
 #include <utility>
 #include <vector>
+#include "temp_dir.hpp"
 
 namespace ankanet::test {
 
@@ -36,23 +37,6 @@ inline bytes frame_of(std::size_t size, std::uint32_t seq) {
     for (std::size_t i = 0; i < size; ++i) frame[i] = static_cast<std::byte>((seq * 7u + i) & 0xffu);
     return frame;
 }
-
-/// A scratch directory (named `<prefix>-XXXXXX` in the temp dir), removed with everything in it.
-struct temp_dir {
-    std::filesystem::path path;
-    explicit temp_dir(std::string_view prefix = "ankanet-test") {
-        std::string pattern =
-            (std::filesystem::temp_directory_path() / (std::string(prefix) + "-XXXXXX")).string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~temp_dir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path, ignored);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-};
 
 /// An owned descriptor.
 struct fd_guard {
