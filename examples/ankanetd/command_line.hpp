@@ -3,7 +3,7 @@
 //   ankanetd [--mode shared|host|bridge|disconnected] [--netns PATH[,ifname=NAME][,mac=MAC|,uuid=UUID]]...
 //            [--qemu-socket PATH]... [--dgram-socket PATH]... [--mtu N] [--pcap FILE]
 //            [--subnet CIDR] [--dhcp-range FIRST-LAST] [--reserve MAC=IP]... [--lease-time SECONDS]
-//            [--leases FILE] [--mac-secret FILE] [--isolate]
+//            [--leases FILE] [--mac-secret FILE] [--dhcp-rate N[/BURST]] [--isolate]
 //
 // Kept apart from main.cpp so tests can check every accepted and refused spelling. parse_command_line
 // checks each value on its own; plan_network then checks them together (a range inside the subnet,
@@ -69,7 +69,10 @@ struct options {
     std::optional<std::string> leases;          ///< lease file (and random MACs in mac_state_file()); in memory when absent
     std::optional<std::string> mac_secret;      ///< host secret file for stable MACs (uuid=)
     bool isolate = false;
+    ankanet::dhcp::service_limits dhcp_limits{}; ///< --dhcp-rate: DHCP messages per second (and burst) per VM
 };
+
+inline constexpr double max_dhcp_rate = 1'000'000; // per VM; far beyond any client, still a bound
 
 /// The addresses the daemon serves, worked out from the options and the mode.
 struct network_plan {
@@ -90,7 +93,8 @@ inline constexpr std::string_view usage_text =
     "                [--netns PATH[,ifname=NAME][,mac=MAC|,uuid=UUID]]... [--qemu-socket PATH]...\n"
     "                [--dgram-socket PATH]... [--mtu N] [--pcap FILE]\n"
     "                [--subnet CIDR] [--dhcp-range FIRST-LAST] [--reserve MAC=IP]...\n"
-    "                [--lease-time SECONDS] [--leases FILE] [--mac-secret FILE] [--isolate]\n"
+    "                [--lease-time SECONDS] [--leases FILE] [--mac-secret FILE]\n"
+    "                [--dhcp-rate N[/BURST]] [--isolate]\n"
     "\n"
     "  --mode MODE          network type (default shared: NAT + DHCP on 192.168.64.0/24;\n"
     "                       host: 192.168.128.0/24, no route beyond the host)\n"
@@ -111,6 +115,8 @@ inline constexpr std::string_view usage_text =
     "                       --netns VMs (by namespace and interface) in FILE.macs (default: in memory)\n"
     "  --mac-secret FILE    the host secret stable MACs are derived from (32 hex digits;\n"
     "                       created, mode 0600, when FILE does not exist)\n"
+    "  --dhcp-rate N[/BURST] DHCP messages one VM may send per second, and in one burst\n"
+    "                       (default 10/30; beyond it its messages are dropped and logged)\n"
     "  --isolate            VMs reach the gateway but not each other\n"
     "  --help, --version\n";
 
@@ -198,6 +204,22 @@ inline std::variant<netns_attachment, usage_error> parse_netns(std::string_view 
     return attachment;
 }
 
+/// `--dhcp-rate N[/BURST]`: whole numbers from 1 to max_dhcp_rate; the burst defaults to three
+/// seconds' worth (the default 10/30 keeps that ratio) and is at least N.
+inline std::variant<ankanet::dhcp::service_limits, usage_error> parse_dhcp_rate(std::string_view text,
+                                                                                ankanet::dhcp::service_limits limits) {
+    const auto slash = text.find('/');
+    const auto rate = parse_size(text.substr(0, slash));
+    const auto burst = slash == std::string_view::npos ? std::optional<std::size_t>{} : parse_size(text.substr(slash + 1));
+    const auto in_range = [](std::optional<std::size_t> v) { return v && *v >= 1 && static_cast<double>(*v) <= max_dhcp_rate; };
+    if (!in_range(rate) || (slash != std::string_view::npos && (!in_range(burst) || *burst < *rate))) {
+        return usage_error{fmt::format("--dhcp-rate: '{}' is not N or N/BURST with 1 <= N <= BURST <= {}", text, max_dhcp_rate)};
+    }
+    limits.messages_per_second = static_cast<double>(*rate);
+    limits.message_burst = burst ? static_cast<double>(*burst) : std::min(max_dhcp_rate, 3.0 * static_cast<double>(*rate));
+    return limits;
+}
+
 } // namespace detail
 
 /// Parses the arguments after the program name.
@@ -222,7 +244,7 @@ inline command parse_command_line(std::span<const std::string_view> args) {
         const bool known = name == "--mode" || name == "--netns" || name == "--qemu-socket" ||
                            name == "--dgram-socket" || name == "--mtu" || name == "--pcap" || name == "--subnet" ||
                            name == "--dhcp-range" || name == "--reserve" || name == "--lease-time" || name == "--leases" ||
-                           name == "--mac-secret";
+                           name == "--mac-secret" || name == "--dhcp-rate";
         if (!known) return usage_error{fmt::format("unknown argument '{}'", arg)};
         if (!value) {
             if (i + 1 >= args.size()) return usage_error{fmt::format("{} needs a value", name)};
@@ -274,6 +296,10 @@ inline command parse_command_line(std::span<const std::string_view> args) {
         } else if (name == "--leases") {
             if (value->empty()) return usage_error{"--leases needs a file name"};
             opts.leases = std::string{*value};
+        } else if (name == "--dhcp-rate") {
+            auto limits = detail::parse_dhcp_rate(*value, opts.dhcp_limits);
+            if (auto* error = std::get_if<usage_error>(&limits)) return *error;
+            opts.dhcp_limits = std::get<ankanet::dhcp::service_limits>(limits);
         } else if (name == "--mac-secret") {
             if (value->empty()) return usage_error{"--mac-secret needs a file name"};
             opts.mac_secret = std::string{*value};

@@ -52,6 +52,7 @@ ankanet::gateway_network_options gateway_options(const ankanetd::options& opts, 
     o.leases = opts.leases ? ankanet::dhcp::any_lease_store{*opts.leases} : ankanet::dhcp::any_lease_store{};
     o.mtu = opts.mtu;
     o.isolate = opts.isolate;
+    o.dhcp_limits = opts.dhcp_limits;
     o.mac_secret = secret;
     return o;
 }

@@ -94,7 +94,8 @@ TEST_CASE("ankanetd command line: mistakes are one clear sentence each") {
 TEST_CASE("ankanetd command line: DHCP and switch options") {
     const auto opts = parsed_options({"--subnet", "10.77.0.0/24", "--dhcp-range=10.77.0.100-10.77.0.110", "--reserve",
                                       "52:54:00:aa:bb:cc=10.77.0.105", "--reserve=52:54:00:aa:bb:cd=10.77.0.106",
-                                      "--lease-time", "600", "--leases", "/var/lib/ankanet/leases", "--isolate"});
+                                      "--lease-time", "600", "--leases", "/var/lib/ankanet/leases", "--isolate",
+                                      "--dhcp-rate", "200/500"});
     CHECK(opts.subnet == ankanet::ipv4_prefix::parse("10.77.0.0/24").value());
     CHECK(opts.dhcp_range == address_range{ankanet::ipv4_address{10, 77, 0, 100}, ankanet::ipv4_address{10, 77, 0, 110}});
     REQUIRE(opts.reservations.size() == 2);
@@ -103,12 +104,19 @@ TEST_CASE("ankanetd command line: DHCP and switch options") {
     CHECK(opts.lease_time == 600);
     CHECK(opts.leases == "/var/lib/ankanet/leases");
     CHECK(opts.isolate);
+    CHECK(opts.dhcp_limits.messages_per_second == 200);
+    CHECK(opts.dhcp_limits.message_burst == 500);
+    const auto rate_only = parsed_options({"--dhcp-rate=40"});
+    CHECK(rate_only.dhcp_limits.messages_per_second == 40);
+    CHECK(rate_only.dhcp_limits.message_burst == 120); // three seconds' worth
 
     const auto defaults = parsed_options({});
     CHECK(defaults.lease_time == 3600);
     CHECK_FALSE(defaults.leases);
     CHECK_FALSE(defaults.isolate);
     CHECK(defaults.reservations.empty());
+    CHECK(defaults.dhcp_limits.messages_per_second == 10);
+    CHECK(defaults.dhcp_limits.message_burst == 30);
 }
 
 TEST_CASE("ankanetd command line: DHCP option mistakes are one clear sentence each") {
@@ -123,6 +131,11 @@ TEST_CASE("ankanetd command line: DHCP option mistakes are one clear sentence ea
     CHECK(error_of({"--lease-time", "2"}) == "--lease-time: '2' is not a number of seconds from 4 to 31536000");
     CHECK(error_of({"--lease-time", "-5"}).find("is not a number of seconds") != std::string::npos);
     CHECK(error_of({"--leases="}) == "--leases needs a file name");
+    CHECK(error_of({"--dhcp-rate", "0"}) == "--dhcp-rate: '0' is not N or N/BURST with 1 <= N <= BURST <= 1000000");
+    CHECK(error_of({"--dhcp-rate", "100/50"}).find("is not N or N/BURST") != std::string::npos);
+    CHECK(error_of({"--dhcp-rate", "10/"}).find("is not N or N/BURST") != std::string::npos);
+    CHECK(error_of({"--dhcp-rate", "2000000"}).find("is not N or N/BURST") != std::string::npos);
+    CHECK(error_of({"--dhcp-rate", "fast"}).find("is not N or N/BURST") != std::string::npos);
 }
 
 TEST_CASE("ankanetd network plan: the mode's defaults") {
