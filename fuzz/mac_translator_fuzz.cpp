@@ -45,6 +45,8 @@
 #include <ankanet/wire/ipv4.hpp>
 #include <ankanet/wire/udp.hpp>
 
+#include "support/input_reader.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -55,6 +57,7 @@
 namespace {
 
 using namespace ankanet;
+using fuzz::input_reader;
 using l2::translate_reason;
 using l2::translate_verdict;
 using wire::const_bytes;
@@ -86,45 +89,17 @@ constexpr std::array<mac_address, 8> pool{{
     peer_mac,
 }};
 
-struct reader {
-    const std::uint8_t* data;
-    std::size_t size;
-    std::size_t pos = 0;
+// Selectors 8-11 of read_mac: broadcast, IPv4 and IPv6 multicast, the zero MAC.
+constexpr std::array<mac_address, 4> special_macs{{
+    mac_address::broadcast(),
+    mac_address{{0x01, 0x00, 0x5e, 0x00, 0x00, 0x01}},
+    mac_address{{0x33, 0x33, 0x00, 0x00, 0x00, 0x01}},
+    mac_address{},
+}};
 
-    bool done() const noexcept { return pos >= size; }
-    std::uint8_t byte() noexcept { return pos < size ? data[pos++] : 0; }
-    std::size_t take(std::size_t wanted) noexcept {
-        const std::size_t n = std::min(wanted, size - std::min(pos, size));
-        pos += n;
-        return n;
-    }
-    bytes frame() { // len16 then that many bytes, in a buffer of exactly their size
-        const std::size_t wanted = std::size_t{byte()} << 8 | byte();
-        const std::size_t at = pos;
-        const std::size_t len = take(wanted);
-        bytes out(len);
-        for (std::size_t i = 0; i < len; ++i) out[i] = std::byte{data[at + i]};
-        return out;
-    }
-};
+mac_address read_mac(input_reader& in) { return in.mac(pool, special_macs, 16); }
 
-mac_address read_mac(reader& in) {
-    const unsigned selector = in.byte() % 16u;
-    if (selector < pool.size()) return pool[selector];
-    switch (selector) {
-    case 8: return mac_address::broadcast();
-    case 9: return mac_address{{0x01, 0x00, 0x5e, 0x00, 0x00, 0x01}};
-    case 10: return mac_address{{0x33, 0x33, 0x00, 0x00, 0x00, 0x01}};
-    case 11: return mac_address{};
-    default: {
-        mac_address::bytes_type octets{};
-        for (auto& octet : octets) octet = in.byte();
-        return mac_address{octets};
-    }
-    }
-}
-
-ipv4_address read_ip(reader& in) {
+ipv4_address read_ip(input_reader& in) {
     switch (in.byte() % 8u) {
     case 0: return ipv4_address{192, 168, 64, 107}; // what dnsmasq handed the captured clients
     case 1: return ipv4_address{192, 168, 64, 108};
@@ -133,11 +108,7 @@ ipv4_address read_ip(reader& in) {
     case 4: return ipv4_address::broadcast();
     case 5: return ipv4_address{224, 0, 0, 1};
     case 6: return ipv4_address::loopback();
-    default: {
-        std::uint32_t value = 0;
-        for (int i = 0; i < 4; ++i) value = value << 8 | in.byte();
-        return ipv4_address{value};
-    }
+    default: return ipv4_address{in.be32()};
     }
 }
 
@@ -232,7 +203,7 @@ struct expectation {
 
 class harness {
 public:
-    void run(reader& in) {
+    void run(input_reader& in) {
         std::size_t steps = 0;
         while (!in.done() && steps++ < 256) {
             switch (in.byte() % 4u) {
@@ -384,7 +355,7 @@ private:
         return x;
     }
 
-    void outbound_op(reader& in) {
+    void outbound_op(input_reader& in) {
         const std::uint8_t flags = in.byte();
         const std::optional<mac_address> source = (flags & 1u) ? std::optional{read_mac(in)} : std::nullopt;
         std::optional<ipv4_address> yiaddr;
@@ -508,7 +479,7 @@ private:
         return deliver(*owner_vm);
     }
 
-    void inbound_op(reader& in) {
+    void inbound_op(input_reader& in) {
         const std::uint8_t flags = in.byte();
         const std::optional<mac_address> destination = (flags & 1u) ? std::optional{read_mac(in)} : std::nullopt;
         const std::uint8_t k = (flags & 4u) ? in.byte() : 0;
@@ -705,7 +676,7 @@ private:
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    reader in{data, size};
+    input_reader in{data, size};
     harness h;
     h.run(in);
     return 0;

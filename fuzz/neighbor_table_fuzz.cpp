@@ -38,6 +38,8 @@
 #include <ankanet/wire/arp.hpp>
 #include <ankanet/wire/ethernet.hpp>
 
+#include "support/input_reader.hpp"
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -52,6 +54,7 @@ namespace {
 
 using namespace ankanet;
 using namespace std::chrono_literals;
+using fuzz::input_reader;
 using gateway::neighbor_observation;
 using wire::ipv4_address;
 using wire::ipv4_prefix;
@@ -65,20 +68,6 @@ using table_type = gateway::neighbor_table;
 using time_point = table_type::time_point;
 constexpr auto lifetime = 60s;
 
-struct reader {
-    const std::uint8_t* data;
-    std::size_t size;
-    std::size_t pos = 0;
-
-    bool done() const noexcept { return pos >= size; }
-    std::uint8_t byte() noexcept { return pos < size ? data[pos++] : 0; }
-    std::size_t take(std::size_t wanted) noexcept {
-        const std::size_t n = std::min(wanted, size - std::min(pos, size));
-        pos += n;
-        return n;
-    }
-};
-
 constexpr std::array<mac_address, 8> pool{{
     mac_address{{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}}, // the captured guest
     mac_address{{0x52, 0x54, 0x00, 0xab, 0xcd, 0xef}},
@@ -90,6 +79,12 @@ constexpr std::array<mac_address, 8> pool{{
     mac_address{{0x3c, 0x22, 0xfb, 0x01, 0x02, 0x03}},
 }};
 constexpr mac_address gateway_mac = pool[2];
+// Selectors 8-10 of read_mac: broadcast, multicast, the zero MAC.
+constexpr std::array<mac_address, 3> special_macs{{
+    mac_address::broadcast(),
+    mac_address{{0x01, 0x00, 0x5e, 0x00, 0x00, 0x01}},
+    mac_address{},
+}};
 
 constexpr std::array<ipv4_prefix, 4> subnets{{
     ipv4_prefix{ipv4_address{192, 168, 64, 0}, 24},
@@ -111,7 +106,7 @@ public:
           capacity_(1 + (setup >> 2) % 8),
           table_(table_type::config{subnet_, gateway_, gateway_mac, lifetime, capacity_}) {}
 
-    void run(reader& in) {
+    void run(input_reader& in) {
         std::size_t steps = 0;
         while (!in.done() && steps++ < 512) {
             switch (in.byte() % 8u) {
@@ -154,7 +149,7 @@ public:
 private:
     using neighbor_conflict_out = gateway::neighbor_conflict;
 
-    ipv4_address read_ip(reader& in) const {
+    ipv4_address read_ip(input_reader& in) const {
         const unsigned selector = in.byte() % 16u;
         if (selector < 8) return ipv4_address{subnet_.network().to_u32() + selector};
         switch (selector) {
@@ -162,28 +157,11 @@ private:
         case 9: return ipv4_address::any();
         case 10: return ipv4_address{10, 0, 0, 5};
         case 11: return ipv4_address::broadcast();
-        default: {
-            std::uint32_t value = 0;
-            for (int i = 0; i < 4; ++i) value = value << 8 | in.byte();
-            return ipv4_address{value};
-        }
+        default: return ipv4_address{in.be32()};
         }
     }
 
-    static mac_address read_mac(reader& in) {
-        const unsigned selector = in.byte() % 16u;
-        if (selector < pool.size()) return pool[selector];
-        switch (selector) {
-        case 8: return mac_address::broadcast();
-        case 9: return mac_address{{0x01, 0x00, 0x5e, 0x00, 0x00, 0x01}};
-        case 10: return mac_address{};
-        default: {
-            mac_address::bytes_type octets{};
-            for (auto& octet : octets) octet = in.byte();
-            return mac_address{octets};
-        }
-        }
-    }
+    static mac_address read_mac(input_reader& in) { return in.mac(pool, special_macs, 16); }
 
     /// The lease holder callable the table is given: the fuzzer's lease map.
     struct lease_lookup {
@@ -201,7 +179,7 @@ private:
         return subnet_.length() >= 31 || (a != subnet_.network() && a != subnet_.broadcast());
     }
 
-    void observe_built(reader& in) {
+    void observe_built(input_reader& in) {
         const mac_address eth_source = read_mac(in);
         const std::uint8_t shape = in.byte();
         const mac_address sender_mac = read_mac(in);
@@ -224,14 +202,7 @@ private:
         observe(frame);
     }
 
-    void observe_raw(reader& in) {
-        const std::size_t wanted = std::size_t{in.byte()} << 8 | in.byte();
-        const std::size_t at = in.pos;
-        const std::size_t len = in.take(wanted);
-        std::vector<std::byte> frame(len); // its own exact size, so ASan sees a read past its end
-        for (std::size_t i = 0; i < len; ++i) frame[i] = std::byte{in.data[at + i]};
-        observe(frame);
-    }
+    void observe_raw(input_reader& in) { observe(in.frame()); }
 
     /// observe(): what the frame claims, if anything, per the theory of operation.
     void observe(const std::vector<std::byte>& bytes) {
@@ -372,7 +343,7 @@ private:
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    reader in{data, size};
+    input_reader in{data, size};
     harness h{in.byte()};
     h.run(in);
     return 0;

@@ -73,6 +73,8 @@
 #include <ankanet/wire/tcp.hpp>
 #include <ankanet/wire/udp.hpp>
 
+#include "support/input_reader.hpp"
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -91,6 +93,7 @@ namespace {
 
 using namespace ankanet;
 using namespace std::chrono_literals;
+using fuzz::input_reader;
 using wire::const_bytes;
 
 /// Traps (a crash to libFuzzer) unless the condition holds, saying which invariant failed: the
@@ -131,21 +134,6 @@ l2::vm_uuid uuid() {
     for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = std::byte{static_cast<unsigned char>(0x10 + i)};
     return l2::vm_uuid{bytes};
 }
-
-/// Reads the program; past the end every byte is 0.
-struct reader {
-    const std::uint8_t* data;
-    std::size_t size;
-    std::size_t pos = 0;
-
-    bool done() const noexcept { return pos >= size; }
-    std::uint8_t byte() noexcept { return pos < size ? data[pos++] : 0; }
-    std::size_t take(std::size_t wanted) noexcept {
-        const std::size_t n = std::min(wanted, size - std::min(pos, size));
-        pos += n;
-        return n;
-    }
-};
 
 enum class mac_policy { custom, stable, first_frame };
 
@@ -208,7 +196,7 @@ public:
         check_state();
     }
 
-    void run(reader& in) {
+    void run(input_reader& in) {
         std::size_t steps = 0;
         while (!in.done() && steps++ < 128) {
             switch (in.byte() % 8u) {
@@ -437,7 +425,7 @@ private:
         }
     }
 
-    void frame_op(reader& in) {
+    void frame_op(input_reader& in) {
         const std::uint8_t p = in.byte();
         const std::uint8_t flags = in.byte();
         const std::size_t k = (p & 0x7fu) % slot_count;
@@ -456,14 +444,7 @@ private:
         case 3: destination = mac_of_slot(in.byte()); break;
         default: break;
         }
-        const std::size_t wanted = std::size_t{in.byte()} << 8 | in.byte();
-        const std::size_t at = in.pos;
-        const std::size_t len = in.take(wanted);
-        std::size_t size = len;
-        if ((source || destination) && size < wire::ethernet::header_len) size = wire::ethernet::header_len;
-        // The frame in a buffer of its own exact size, so ASan sees any read past its end.
-        std::vector<std::byte> frame(size);
-        for (std::size_t i = 0; i < len; ++i) frame[i] = std::byte{in.data[at + i]};
+        std::vector<std::byte> frame = in.frame((source || destination) ? wire::ethernet::header_len : 0);
         if (destination) destination->store(frame, wire::ethernet::field::destination);
         if (source) source->store(frame, wire::ethernet::field::source);
         constexpr std::size_t arp_sender_mac = wire::ethernet::header_len + 8;
@@ -739,7 +720,7 @@ private:
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    reader in{data, size};
+    input_reader in{data, size};
     harness h{in.byte()};
     h.run(in);
     return 0;

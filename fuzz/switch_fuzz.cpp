@@ -46,6 +46,8 @@
 
 #include <ankanet/wire/ethernet.hpp>
 
+#include "support/input_reader.hpp"
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -59,6 +61,7 @@ namespace {
 
 using namespace ankanet;
 using namespace std::chrono_literals;
+using fuzz::input_reader;
 using l2::disposition;
 using l2::port_id;
 using l2::port_role;
@@ -72,21 +75,6 @@ using fuzz_switch = l2::basic_learning_switch<mac_capacity>;
 using time_point = fuzz_switch::time_point;
 constexpr auto ageing = 60s;
 constexpr std::size_t max_ports = 16; // the model stops adding ports here (the switch allows 32767)
-
-/// Reads the program; past the end every byte is 0.
-struct reader {
-    const std::uint8_t* data;
-    std::size_t size;
-    std::size_t pos = 0;
-
-    bool done() const noexcept { return pos >= size; }
-    std::uint8_t byte() noexcept { return pos < size ? data[pos++] : 0; }
-    std::size_t take(std::size_t wanted) noexcept { // how many of `wanted` bytes are there
-        const std::size_t n = std::min(wanted, size - std::min(pos, size));
-        pos += n;
-        return n;
-    }
-};
 
 // Sixteen unicast MACs. Under the fixed hash key below, the first and the last eight (nine in
 // all) fall in one bucket of the 64-entry table, so a full bucket of live VM entries (and a ninth
@@ -110,21 +98,15 @@ constexpr std::array<mac_address, 16> pool{{
     mac_address{{0x52, 0x54, 0x00, 0x00, 0x01, 0x35}},
 }};
 
-mac_address read_mac(reader& in) {
-    const unsigned selector = in.byte() % 32u;
-    if (selector < pool.size()) return pool[selector];
-    switch (selector) {
-    case 16: return mac_address::broadcast();
-    case 17: return mac_address{{0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb}};
-    case 18: return mac_address{{0x33, 0x33, 0x00, 0x00, 0x00, 0x01}};
-    case 19: return mac_address{};
-    default: {
-        mac_address::bytes_type octets{};
-        for (auto& octet : octets) octet = in.byte();
-        return mac_address{octets};
-    }
-    }
-}
+// Selectors 16-19 of read_mac: broadcast, IPv4 and IPv6 multicast, the zero MAC.
+constexpr std::array<mac_address, 4> special_macs{{
+    mac_address::broadcast(),
+    mac_address{{0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb}},
+    mac_address{{0x33, 0x33, 0x00, 0x00, 0x00, 0x01}},
+    mac_address{},
+}};
+
+mac_address read_mac(input_reader& in) { return in.mac(pool, special_macs, 32); }
 
 struct port_model {
     port_id id;
@@ -144,7 +126,7 @@ class harness {
 public:
     harness() : sw_(make_config()) {}
 
-    void run(reader& in) {
+    void run(input_reader& in) {
         std::size_t steps = 0;
         while (!in.done() && steps++ < 256) {
             switch (in.byte() % 8u) {
@@ -246,7 +228,7 @@ private:
         return std::nullopt;
     }
 
-    void frame_op(reader& in) {
+    void frame_op(input_reader& in) {
         const std::uint8_t port_selector = in.byte();
         const std::uint8_t flags = in.byte();
         const std::optional<port_id> ingress = pick_ingress(port_selector);
@@ -254,24 +236,17 @@ private:
         std::optional<mac_address> source;
         if (flags & 1u) destination = read_mac(in);
         if (flags & 2u) {
-            const auto at = in.pos;
+            const bool own = !in.done() && in.peek() % 32u == 0;
             source = read_mac(in);
             // Selector 0 means "the port's own MAC" (the first pool MAC for gateway ports).
-            if (at < in.size && in.data[at] % 32u == 0 && ingress) {
+            if (own && ingress) {
                 for (const auto& p : ports_) {
                     if (p.id == *ingress && p.role == port_role::vm) source = p.registered;
                 }
             }
         }
         const mac_address answer_source = (flags & 4u) ? read_mac(in) : mac_address{};
-        const std::size_t wanted = std::size_t{in.byte()} << 8 | in.byte();
-        const std::size_t at = in.pos;
-        const std::size_t len = in.take(wanted);
-        // The frame in a buffer of its own exact size, so ASan sees any read past its end.
-        std::size_t size = len;
-        if ((destination || source) && size < wire::ethernet::header_len) size = wire::ethernet::header_len;
-        std::vector<std::byte> frame(size);
-        for (std::size_t i = 0; i < len; ++i) frame[i] = std::byte{in.data[at + i]};
+        std::vector<std::byte> frame = in.frame((destination || source) ? wire::ethernet::header_len : 0);
         if (destination) destination->store(frame, wire::ethernet::field::destination);
         if (source) source->store(frame, wire::ethernet::field::source);
         if (!ingress) return;
@@ -462,7 +437,7 @@ private:
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    reader in{data, size};
+    input_reader in{data, size};
     harness h;
     h.run(in);
     return 0;

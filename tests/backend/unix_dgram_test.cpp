@@ -193,6 +193,45 @@ TEST_CASE("unix_dgram: a learned peer (vfkit): the first bound sender, even of a
     CHECK(receive(io, *vm, r).frame() == frame_of(120, 8));
 }
 
+TEST_CASE("unix_dgram: a learned peer is the only one: a second bound sender is never delivered nor answered, even while the peer is gone") {
+    boost::asio::io_context io;
+    temp_dir dir{"ankanet-dgram"};
+    const auto ours = dir.path / "ankanet.sock";
+    auto vm = unix_dgram_endpoint::bind(io.get_executor(), ours);
+    REQUIRE(vm);
+    const auto nothing_for = [](const fd_guard& socket) {
+        ::pollfd p{socket.fd, POLLIN, 0};
+        return ::poll(&p, 1, 0) == 0;
+    };
+
+    fd_guard first{peer_socket(dir.path / "first.sock")};
+    fd_guard second{peer_socket(dir.path / "second.sock")};
+    send_to(first.fd, ours, frame_of(60, 1)); // names the peer
+    for (std::uint32_t i = 0; i < 3; ++i) send_to(second.fd, ours, frame_of(60 + i, 10 + i));
+    send_to(first.fd, ours, frame_of(70, 2));
+    receiver r;
+    CHECK(receive(io, *vm, r).frame() == frame_of(60, 1));
+    CHECK(receive(io, *vm, r).frame() == frame_of(70, 2));
+    bytes buffer(max_frame_len(1500));
+    CHECK(vm->try_receive(buffer).error() == std::errc::resource_unavailable_try_again); // none of the second's
+    CHECK(vm->rx_foreign() == 3);
+    CHECK(vm->stats().rx_frames == 2);
+    CHECK(vm->peer() == dir.path / "first.sock");
+    REQUIRE_FALSE(vm->send(frame_of(80, 3)));
+    CHECK(receive_datagram(first.fd) == frame_of(80, 3));
+    CHECK(nothing_for(second));
+
+    // The peer is gone (its path unbound): the second sender still does not take its place.
+    first.reset();
+    std::filesystem::remove(dir.path / "first.sock");
+    send_to(second.fd, ours, frame_of(90, 4));
+    CHECK(vm->try_receive(buffer).error() == std::errc::resource_unavailable_try_again);
+    CHECK(vm->rx_foreign() == 4);
+    CHECK(vm->peer() == dir.path / "first.sock");
+    CHECK(vm->send(frame_of(100, 5)) == errc::peer_closed);
+    CHECK(nothing_for(second));
+}
+
 TEST_CASE("unix_dgram: a peer that does not read: sends drop and count, nothing queues") {
     boost::asio::io_context io;
     temp_dir dir{"ankanet-dgram"};

@@ -10,6 +10,7 @@
 #include "../support/netns.hpp"
 #include "../support/require_guests.hpp"
 #include "../support/skip.hpp"
+#include "../support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -36,11 +37,11 @@ using ankanet::test::daemon_process;
 using ankanet::test::dhcp_client_kind;
 using ankanet::test::dhcp_client_options;
 using ankanet::test::dhcp_client_result;
-using ankanet::test::dhcp_state_dir;
 using ankanet::test::obtain_lease;
 using ankanet::test::run_in;
 using ankanet::test::running_dhcp_client;
 using ankanet::test::scoped_netns;
+using ankanet::test::temp_dir;
 using ankanet::test::wait_for_interface;
 
 /// "192.168.64.7" -> its 32-bit value; nullopt when it is not a dotted quad.
@@ -79,7 +80,7 @@ struct guest {
     dhcp_client_kind kind;
     std::string mac;
     scoped_netns ns;
-    dhcp_state_dir state;  ///< kept across runs: dhclient's and dhcpcd's lease files, as on a real machine
+    temp_dir state;  ///< kept across runs: dhclient's and dhcpcd's lease files, as on a real machine
 
     guest(dhcp_client_kind k, std::string m) : kind(k), mac(std::move(m)) {}
     std::string netns_argument() const { return ns.path() + ",mac=" + mac; }
@@ -132,7 +133,7 @@ std::vector<dhcp_client_result> obtain_leases(const std::vector<std::unique_ptr<
             options.arp_probe = arp_probe;
             options.limit = 30s;
             options.hostname = std::string{"guest-"} + std::string{name(g->kind)};
-            options.state_dir = g->state.path();
+            options.state_dir = g->state.path;
             return obtain_lease(g->ns, "eth0", g->kind, options);
         }));
     }
@@ -204,7 +205,7 @@ TEST_CASE("ankanetd DHCP: running clients renew a short lease at T1 and keep the
     std::vector<std::unique_ptr<running_dhcp_client>> clients;
     for (const auto& g : guests) {
         dhcp_client_options options;
-        options.state_dir = g->state.path();
+        options.state_dir = g->state.path;
         options.arp_probe = false;
         clients.push_back(std::make_unique<running_dhcp_client>(g->ns, "eth0", g->kind, options));
     }
@@ -255,8 +256,8 @@ TEST_CASE("ankanetd DHCP: with --leases FILE every client gets its address back 
     ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
     const int signal = GENERATE(SIGTERM, SIGKILL);
     INFO("the first daemon is stopped with signal " << signal);
-    dhcp_state_dir files;
-    const auto leases = (files.path() / "leases").string();
+    temp_dir files;
+    const auto leases = (files.path / "leases").string();
     auto guests = one_guest_per_client(signal == SIGTERM ? "13" : "14");
     // A guest the first daemon never saw, first to ask the second one: if the leases were lost it
     // would be handed an address the others held.
@@ -285,7 +286,7 @@ TEST_CASE("ankanetd DHCP: with --leases FILE every client gets its address back 
     REQUIRE(wait_for_interface(newcomer->ns, "eth0"));
 
     dhcp_client_options options;
-    options.state_dir = newcomer->state.path();
+    options.state_dir = newcomer->state.path;
     const auto first = obtain_lease(newcomer->ns, "eth0", newcomer->kind, options);
     const auto newcomer_address = check_lease(*newcomer, first, "192.168.64.1", "192.168.64.2", "192.168.64.254", daemon);
     INFO("the newcomer got " << newcomer_address);

@@ -47,11 +47,11 @@ using ankanet::test::command_result;
 using ankanet::test::daemon_process;
 using ankanet::test::dhcp_client_kind;
 using ankanet::test::dhcp_client_options;
-using ankanet::test::dhcp_state_dir;
 using ankanet::test::obtain_lease;
 using ankanet::test::run_command;
 using ankanet::test::run_in;
 using ankanet::test::scoped_netns;
+using ankanet::test::temp_dir;
 using ankanet::test::wait_for_interface;
 
 /// Debian's interpreter, which has python3-scapy: the python3 first on PATH may be another one.
@@ -193,16 +193,16 @@ bool no_loss(const command_result& ping) {
 /// The support's hook records the lease (tests/support/dhcp_clients.hpp); -r is added to its
 /// one-shot command line.
 std::string udhcpc_requesting(const scoped_netns& ns, const std::string& wanted, std::string& output) {
-    dhcp_state_dir state;
+    temp_dir state;
     dhcp_client_options options;
     options.limit = 20s;
     options.hostname = "asks-for-" + wanted;
     std::replace(options.hostname.begin(), options.hostname.end(), '.', '-');
-    const auto command = ankanet::test::detail::prepare_run(dhcp_client_kind::udhcpc, state.path(), "eth0", options, true) +
+    const auto command = ankanet::test::detail::prepare_run(dhcp_client_kind::udhcpc, state.path, "eth0", options, true) +
                          " -r " + wanted;
     output = run_in(ns, command, 25s).output;
     std::string address;
-    for (const auto& event : ankanet::test::detail::read_events(state.path())) {
+    for (const auto& event : ankanet::test::detail::read_events(state.path)) {
         if (ankanet::test::is_lease_event(event.event) && !event.address.empty()) address = event.address;
     }
     return address;
@@ -232,8 +232,8 @@ TEST_CASE("ankanetd hostile: a forged RELEASE or DECLINE with another guest's ch
     ANKANET_REQUIRE_SCAPY();
     const std::string kind = GENERATE(as<std::string>{}, "release", "decline");
     INFO("forged " << kind);
-    dhcp_state_dir files;
-    const auto leases = files.path() / "leases";
+    temp_dir files;
+    const auto leases = files.path / "leases";
     scoped_netns victim;
     scoped_netns attacker;
     scoped_netns third;

@@ -7,6 +7,7 @@
 #include "../support/netns.hpp"
 #include "../support/require_guests.hpp"
 #include "../support/skip.hpp"
+#include "../support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -204,9 +205,9 @@ TEST_CASE("ankanetd L2: a static guest claiming a leased address is refereed and
 TEST_CASE("ankanetd L2: a VM named by uuid= gets the same MAC after a restart, and another secret or VM another MAC") {
     ANKANET_REQUIRE_NETNS();
     scoped_netns vm;
-    ankanet::test::dhcp_state_dir files;
-    const auto secret = (files.path() / "mac-secret").string();
-    const auto other_secret = (files.path() / "other-secret").string();
+    ankanet::test::temp_dir files;
+    const auto secret = (files.path / "mac-secret").string();
+    const auto other_secret = (files.path / "other-secret").string();
     auto mac_with = [&](const std::string& secret_file, const std::string& uuid) {
         daemon_process daemon{{"--mac-secret", secret_file, "--netns", vm.path() + ",uuid=" + uuid}};
         INFO("--- daemon log ---\n" << daemon.log());

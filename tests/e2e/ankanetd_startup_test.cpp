@@ -10,6 +10,7 @@
 #include "../support/netns.hpp"
 #include "../support/require_guests.hpp"
 #include "../support/skip.hpp"
+#include "../support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -21,7 +22,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -36,16 +36,12 @@ namespace fs = std::filesystem;
 using ankanet::test::daemon_process;
 using ankanet::test::dhcp_client_kind;
 using ankanet::test::dhcp_client_options;
-using ankanet::test::dhcp_state_dir;
 using ankanet::test::obtain_lease;
+using ankanet::test::read_text;
 using ankanet::test::run_in;
 using ankanet::test::scoped_netns;
+using ankanet::test::temp_dir;
 using ankanet::test::wait_for_interface;
-
-std::string read_bytes(const fs::path& p) {
-    std::ifstream in{p, std::ios::binary};
-    return std::string{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
-}
 
 void write_bytes(const fs::path& p, const std::string& bytes) {
     std::ofstream out{p, std::ios::binary | std::ios::trunc};
@@ -108,8 +104,8 @@ TEST_CASE("ankanetd start-up: a --leases path that cannot be written is exit 1 w
     };
     const auto c = GENERATE(unwritable{"/nonexistent/leases", "directory /nonexistent does not exist"},
                             unwritable{"/proc/x", "directory /proc does not let files be created in it"});
-    dhcp_state_dir dir;
-    const auto pcap = dir.path() / "capture.pcap";
+    temp_dir dir;
+    const auto pcap = dir.path / "capture.pcap";
     write_bytes(pcap, pcap_bytes);
     const auto run = run_until_exit({"--leases", c.path, "--pcap", pcap.string()});
     INFO(run.log);
@@ -121,19 +117,19 @@ TEST_CASE("ankanetd start-up: a --leases path that cannot be written is exit 1 w
     CHECK_FALSE(fs::exists(c.path));
     CHECK_FALSE(fs::exists(std::string{c.path} + ".macs"));
     CHECK_FALSE(fs::exists(std::string{c.path} + ".tmp"));
-    CHECK(read_bytes(pcap) == pcap_bytes);
-    CHECK(listing(dir.path()) == std::set<std::string>{"capture.pcap"});
+    CHECK(read_text(pcap) == pcap_bytes);
+    CHECK(listing(dir.path) == std::set<std::string>{"capture.pcap"});
 }
 
 TEST_CASE("ankanetd start-up: --pcap naming the lease file (or the MAC state or secret file) is refused, and the file is unchanged") {
-    dhcp_state_dir dir;
-    const auto leases = (dir.path() / "leases").string();
-    const auto secret = (dir.path() / "secret").string();
+    temp_dir dir;
+    const auto leases = (dir.path / "leases").string();
+    const auto secret = (dir.path / "secret").string();
     write_bytes(leases, one_lease);
     write_bytes(leases + ".macs", "ankanet-macs 1\n02:00:00:00:00:01 netns:/run/netns/vm1:eth0\n");
     write_bytes(secret, "00112233445566778899aabbccddeeff\n");
-    fs::create_symlink(leases, dir.path() / "link-to-leases");
-    const auto before = listing(dir.path());
+    fs::create_symlink(leases, dir.path / "link-to-leases");
+    const auto before = listing(dir.path);
 
     struct mistake {
         std::vector<std::string> args;
@@ -141,8 +137,8 @@ TEST_CASE("ankanetd start-up: --pcap naming the lease file (or the MAC state or 
     };
     const std::vector<mistake> mistakes{
         {{"--pcap", leases, "--leases", leases}, "--pcap " + leases + " and --leases " + leases + " are the same file"},
-        {{"--leases", leases, "--pcap", (dir.path() / "link-to-leases").string()},
-         "--pcap " + (dir.path() / "link-to-leases").string() + " and --leases " + leases + " are the same file"},
+        {{"--leases", leases, "--pcap", (dir.path / "link-to-leases").string()},
+         "--pcap " + (dir.path / "link-to-leases").string() + " and --leases " + leases + " are the same file"},
         {{"--leases", leases, "--pcap", leases + ".macs"},
          "--pcap " + leases + ".macs and the MAC state file " + leases + ".macs (of --leases) are the same file"},
         {{"--leases", leases, "--pcap", secret, "--mac-secret", secret},
@@ -156,17 +152,17 @@ TEST_CASE("ankanetd start-up: --pcap naming the lease file (or the MAC state or 
         const auto lines = lines_of(run.log);
         REQUIRE(lines.size() == 1);
         CHECK(lines[0].find(m.line + "; give each a file of its own") != std::string::npos);
-        CHECK(read_bytes(leases) == one_lease);  // byte for byte
-        CHECK(read_bytes(leases + ".macs") == "ankanet-macs 1\n02:00:00:00:00:01 netns:/run/netns/vm1:eth0\n");
-        CHECK(read_bytes(secret) == "00112233445566778899aabbccddeeff\n");
-        CHECK(listing(dir.path()) == before);
+        CHECK(read_text(leases) == one_lease);  // byte for byte
+        CHECK(read_text(leases + ".macs") == "ankanet-macs 1\n02:00:00:00:00:01 netns:/run/netns/vm1:eth0\n");
+        CHECK(read_text(secret) == "00112233445566778899aabbccddeeff\n");
+        CHECK(listing(dir.path) == before);
     }
 }
 
 TEST_CASE("ankanetd start-up: a start that fails after --pcap was given leaves an existing pcap file unchanged") {
-    dhcp_state_dir dir;
-    const auto pcap = (dir.path() / "capture.pcap").string();
-    const auto corrupt = (dir.path() / "corrupt-leases").string();
+    temp_dir dir;
+    const auto pcap = (dir.path / "capture.pcap").string();
+    const auto corrupt = (dir.path / "corrupt-leases").string();
     write_bytes(corrupt, "ankanet-leases 1\nnot a lease\n");
     struct failure {
         std::vector<std::string> args;
@@ -185,21 +181,21 @@ TEST_CASE("ankanetd start-up: a start that fails after --pcap was given leaves a
         INFO(run.log);
         CHECK((run.status == 1 || run.status == 2));
         CHECK(run.log.find(f.line) != std::string::npos);
-        CHECK(read_bytes(pcap) == pcap_bytes);
+        CHECK(read_text(pcap) == pcap_bytes);
     }
-    CHECK(read_bytes(corrupt) == "ankanet-leases 1\nnot a lease\n");
+    CHECK(read_text(corrupt) == "ankanet-leases 1\nnot a lease\n");
 
     // A start that succeeds does write it: a pcap header (magic a1b2c3d4 or a1b23c4d, little-endian here).
     write_bytes(pcap, pcap_bytes);
     daemon_process daemon{{"--pcap", pcap}};
     bool started = false;
     for (int attempt = 0; attempt < 200 && !started; ++attempt) {
-        started = read_bytes(pcap) != pcap_bytes;
+        started = read_text(pcap) != pcap_bytes;
         if (!started) std::this_thread::sleep_for(25ms);
     }
     CHECK(started);
     CHECK(daemon.stop(SIGTERM) == 0);
-    const auto written = read_bytes(pcap);
+    const auto written = read_text(pcap);
     INFO(daemon.log());
     REQUIRE(written.size() >= 24);
     const auto magic = written.substr(0, 4);
@@ -208,20 +204,20 @@ TEST_CASE("ankanetd start-up: a start that fails after --pcap was given leaves a
 
 TEST_CASE("ankanetd start-up: a start that fails at a guest after --pcap was given leaves the pcap file unchanged") {
     ANKANET_REQUIRE_NETNS();
-    dhcp_state_dir dir;
-    const auto pcap = (dir.path() / "capture.pcap").string();
+    temp_dir dir;
+    const auto pcap = (dir.path / "capture.pcap").string();
     write_bytes(pcap, pcap_bytes);
     scoped_netns guest;
     const auto run = run_until_exit({"--pcap", pcap, "--netns", guest.path(), "--netns", "/run/netns/ankanet-test-no-such-namespace"});
     INFO(run.log);
     CHECK(run.status == 1);
     CHECK(run.log.find("--netns /run/netns/ankanet-test-no-such-namespace: cannot create TAP eth0") != std::string::npos);
-    CHECK(read_bytes(pcap) == pcap_bytes);
+    CHECK(read_text(pcap) == pcap_bytes);
 }
 
 TEST_CASE("ankanetd start-up: a lease file with two leases for one MAC, or a lease outside the range, is exit 1 naming file:line, and is left as it was") {
-    dhcp_state_dir dir;
-    const auto leases = (dir.path() / "leases").string();
+    temp_dir dir;
+    const auto leases = (dir.path / "leases").string();
     struct bad_file {
         std::string text;
         std::string line;
@@ -244,8 +240,8 @@ TEST_CASE("ankanetd start-up: a lease file with two leases for one MAC, or a lea
         INFO(run.log);
         CHECK(run.status == 1);
         CHECK(run.log.find("cannot start the DHCP server: " + c.line + "\n") != std::string::npos);
-        CHECK(read_bytes(leases) == c.text);
-        CHECK(listing(dir.path()) == std::set<std::string>{"leases"});
+        CHECK(read_text(leases) == c.text);
+        CHECK(listing(dir.path) == std::set<std::string>{"leases"});
     }
 }
 
@@ -253,10 +249,10 @@ TEST_CASE("ankanetd start-up: a random MAC is kept across restarts, and with it 
     ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
     const int signal = GENERATE(SIGTERM, SIGKILL);
     INFO("the daemon is stopped with signal " << signal);
-    dhcp_state_dir files;
-    const auto leases = (files.path() / "leases").string();
+    temp_dir files;
+    const auto leases = (files.path / "leases").string();
     std::array<scoped_netns, 2> guests;
-    std::array<dhcp_state_dir, 2> states;
+    std::array<temp_dir, 2> states;
     const std::vector<std::string> args{"--leases", leases, "--netns", guests[0].path(), "--netns", guests[1].path()};
 
     std::array<std::string, 2> macs, addresses;
@@ -267,7 +263,7 @@ TEST_CASE("ankanetd start-up: a random MAC is kept across restarts, and with it 
         for (std::size_t i = 0; i < guests.size(); ++i) {
             const auto mac = guest_mac(guests[i]);
             dhcp_client_options options;
-            options.state_dir = states[i].path();
+            options.state_dir = states[i].path;
             options.limit = 20s;
             const auto got = obtain_lease(guests[i], "eth0", dhcp_client_kind::udhcpc, options);
             INFO("guest " << i << " MAC " << mac << "\n--- udhcpc ---\n" << got.output << "\n--- daemon log ---\n" << daemon.log());
@@ -285,7 +281,7 @@ TEST_CASE("ankanetd start-up: a random MAC is kept across restarts, and with it 
         CHECK(macs[0] != macs[1]);
         CHECK(addresses[0] != addresses[1]);
         // One lease per guest, for its one MAC: the file does not grow.
-        const auto text = read_bytes(leases);
+        const auto text = read_text(leases);
         const auto lines = lines_of(text);
         INFO(text);
         REQUIRE(lines.size() == 3);
@@ -294,20 +290,20 @@ TEST_CASE("ankanetd start-up: a random MAC is kept across restarts, and with it 
                       return line.rfind(macs[i] + " ", 0) == 0 && line.find(" " + addresses[i] + " ") != std::string::npos;
                   }) == 1);
         }
-        const auto remembered = lines_of(read_bytes(leases + ".macs"));
+        const auto remembered = lines_of(read_text(leases + ".macs"));
         CHECK(remembered.size() == 3);
         CHECK(remembered[0] == "ankanet-macs 1");
 
         CHECK(daemon.stop(signal) == (signal == SIGTERM ? 0 : 128 + SIGKILL));
         for (const auto& g : guests) REQUIRE(wait_for_interface_gone(g, "eth0"));
     }
-    CHECK(listing(files.path()) == std::set<std::string>{"leases", "leases.macs"});
+    CHECK(listing(files.path) == std::set<std::string>{"leases", "leases.macs"});
 }
 
 TEST_CASE("ankanetd start-up: a remembered MAC that another VM now holds is refused like any duplicate") {
     ANKANET_REQUIRE_NETNS();
-    dhcp_state_dir files;
-    const auto leases = (files.path() / "leases").string();
+    temp_dir files;
+    const auto leases = (files.path / "leases").string();
     scoped_netns first, second;
 
     std::string mac;
@@ -318,7 +314,7 @@ TEST_CASE("ankanetd start-up: a remembered MAC that another VM now holds is refu
         CHECK(daemon.stop(SIGTERM) == 0);
         REQUIRE(wait_for_interface_gone(first, "eth0"));
     }
-    const auto remembered = read_bytes(leases + ".macs");
+    const auto remembered = read_text(leases + ".macs");
     CHECK(remembered == "ankanet-macs 1\n" + mac + " netns:" + first.path() + ":eth0\n");
 
     // The second VM is given that MAC (mac=) and attached first: the first VM cannot have it back.
@@ -328,5 +324,5 @@ TEST_CASE("ankanetd start-up: a remembered MAC that another VM now holds is refu
     CHECK(run.log.find("--netns " + first.path() + ": the MAC " + mac + " remembered for it in " + leases +
                        ".macs cannot be used: ") != std::string::npos);
     CHECK(run.log.find("already") != std::string::npos);
-    CHECK(read_bytes(leases + ".macs") == remembered);  // a VM with mac= is not remembered
+    CHECK(read_text(leases + ".macs") == remembered);  // a VM with mac= is not remembered
 }

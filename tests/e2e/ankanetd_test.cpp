@@ -4,6 +4,7 @@
 #include "../support/netns.hpp"
 #include "../support/require_guests.hpp"
 #include "../support/skip.hpp"
+#include "../support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -13,7 +14,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <string>
 
 namespace {
@@ -120,9 +120,7 @@ TEST_CASE("ankanetd: a corrupt lease file is a clear error naming file and line,
     const auto log = daemon.log();
     INFO(log);
     CHECK(log.find("cannot start the DHCP server: " + file.string() + ":2: ") != std::string::npos);
-    std::ifstream in{file};
-    const std::string after{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
-    CHECK(after == content);
+    CHECK(ankanet::test::read_text(file) == content);
     std::error_code ignored;
     std::filesystem::remove(file, ignored);
 }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "netns.hpp"
+#include "temp_dir.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -17,8 +18,6 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -75,12 +74,7 @@ public:
         return -1;
     }
 
-    std::string log() const {
-        std::ifstream in{log_};
-        std::stringstream text;
-        text << in.rdbuf();
-        return text.str();
-    }
+    std::string log() const { return read_text(log_); }
 
 private:
     static inline std::atomic<int> counter_{0};

@@ -42,6 +42,7 @@
 #pragma once
 
 #include "netns.hpp"
+#include "temp_dir.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -56,7 +57,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -117,26 +117,6 @@ struct dhcp_client_result {
     std::vector<dhcp_lease_info> events;   ///< every event its hook saw, in order
 };
 
-/// A directory for one client's state, removed with everything in it by the destructor.
-class dhcp_state_dir {
-public:
-    dhcp_state_dir() {
-        auto pattern = (std::filesystem::temp_directory_path() / "ankanet-dhcp-XXXXXX").string();
-        if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + pattern);
-        path_ = pattern;
-    }
-    dhcp_state_dir(const dhcp_state_dir&) = delete;
-    dhcp_state_dir& operator=(const dhcp_state_dir&) = delete;
-    ~dhcp_state_dir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path_, ignored);
-    }
-    const std::filesystem::path& path() const noexcept { return path_; }
-
-private:
-    std::filesystem::path path_;
-};
-
 namespace detail {
 
 /// The absolute path of `program`, searched in PATH and the sbin directories a test runner's PATH
@@ -194,13 +174,6 @@ inline void write_file(const std::filesystem::path& path, std::string_view text,
     const bool closed = ::close(fd) == 0;
     if (written != text.size() || !closed) throw std::runtime_error("cannot write " + path.string());
     std::filesystem::permissions(path, perms);
-}
-
-inline std::string read_file(const std::filesystem::path& path) {
-    std::ifstream in{path};
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
 }
 
 /// The hook script for `kind`. Common part: `record` writes one normalised event file.
@@ -348,7 +321,7 @@ inline std::vector<dhcp_lease_info> read_events(const std::filesystem::path& sta
     }
     std::sort(files.begin(), files.end());
     std::vector<dhcp_lease_info> events;
-    for (const auto& file : files) events.push_back(parse_event(read_file(file)));
+    for (const auto& file : files) events.push_back(parse_event(read_text(file)));
     return events;
 }
 
@@ -414,7 +387,7 @@ inline std::string prepare_run(dhcp_client_kind kind, const std::filesystem::pat
 /// SIGKILLs `pid` if it still is a process named `comm` (a one-shot dhclient left behind).
 inline void kill_if_named(long pid, std::string_view comm) {
     if (pid <= 1) return;
-    auto actual = read_file("/proc/" + std::to_string(pid) + "/comm");
+    auto actual = read_text("/proc/" + std::to_string(pid) + "/comm");
     while (!actual.empty() && actual.back() == '\n') actual.pop_back();
     if (actual == comm) ::kill(static_cast<::pid_t>(pid), SIGKILL);
 }
@@ -434,9 +407,9 @@ inline std::string missing_dhcp_clients() {
 /// Runs `kind` once on `ifname` inside `ns`: it gets a lease (configuring the interface) and exits.
 inline dhcp_client_result obtain_lease(const scoped_netns& ns, const std::string& ifname, dhcp_client_kind kind,
                                        const dhcp_client_options& options) {
-    std::optional<dhcp_state_dir> own;
+    std::optional<temp_dir> own;
     std::filesystem::path state = options.state_dir;
-    if (state.empty()) state = own.emplace().path();
+    if (state.empty()) state = own.emplace("ankanet-dhcp").path;
     std::filesystem::create_directories(state);
 
     const auto command = detail::prepare_run(kind, state, ifname, options, true);
@@ -473,7 +446,7 @@ public:
                         const dhcp_client_options& options = {})
         : kind_(kind) {
         state_ = options.state_dir;
-        if (state_.empty()) state_ = own_.emplace().path();
+        if (state_.empty()) state_ = own_.emplace("ankanet-dhcp").path;
         std::filesystem::create_directories(state_);
         const auto command = detail::prepare_run(kind, state_, ifname, options, false);
         log_ = state_ / (std::string{name(kind)} + ".log");
@@ -556,7 +529,7 @@ public:
     }
 
     /// What the client wrote to stdout and stderr so far.
-    std::string log() const { return detail::read_file(log_); }
+    std::string log() const { return read_text(log_); }
 
     /// Ends the client's process group: SIGTERM, then SIGKILL if it has not exited within `grace`.
     void stop(std::chrono::seconds grace = std::chrono::seconds{3}) {
@@ -579,7 +552,7 @@ public:
 
 private:
     dhcp_client_kind kind_;
-    std::optional<dhcp_state_dir> own_;
+    std::optional<temp_dir> own_;
     std::filesystem::path state_;
     std::filesystem::path log_;
     mutable ::pid_t pid_ = -1;

@@ -1,11 +1,13 @@
-// Test support: a scratch directory that cleans up after itself, and reading a file whole.
+// Test support: a scratch directory that cleans up after itself, and reading a file whole. No
+// Catch2 here, so the support headers that are Catch-free too (dhcp_clients.hpp,
+// ankanetd_process.hpp) use it as well; a directory that cannot be made is an exception, which
+// fails the test that wanted it.
 #pragma once
-
-#include <catch2/catch.hpp>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -19,7 +21,7 @@ struct temp_dir {
     std::filesystem::path path;
     explicit temp_dir(std::string_view prefix = "ankanet-test") {
         std::string pattern = (std::filesystem::temp_directory_path() / (std::string(prefix) + "-XXXXXX")).string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+        if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + pattern);
         path = pattern;
     }
     ~temp_dir() {
