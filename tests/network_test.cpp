@@ -36,19 +36,24 @@
 #include "support/backend_harness.hpp"
 #include "support/dhcp_captures.hpp"
 #include "support/ip_captures.hpp"
+#include "support/temp_dir.hpp"
 
 #include <boost/asio/io_context.hpp>
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -107,6 +112,7 @@ struct recorder {
     std::vector<static_seen> statics;
     std::vector<dhcp::refusal_event> refusals;        // (their port views are not kept)
     std::vector<gateway::arp_limit_event> arp_limits; // (idem)
+    std::vector<dhcp::store_failure_event> store_failures;
 
     void on(const port_attached_event& e) { attached.push_back({std::string(e.port), e.mtu, e.mac}); }
     void on(const port_mac_learned_event& e) { learned.emplace_back(std::string(e.port), e.mac); }
@@ -120,6 +126,7 @@ struct recorder {
         refusals.push_back(e);
         refusals.back().port = {};
     }
+    void on(const dhcp::store_failure_event& e) { store_failures.push_back(e); }
     void on(const gateway::arp_limit_event& e) {
         arp_limits.push_back(e);
         arp_limits.back().port = {};
@@ -1099,4 +1106,140 @@ TEST_CASE("network: a VM claiming many addresses by ARP holds no more than its s
     // The addresses it could not claim stay in the pool for everyone else.
     CHECK(in_default_range(lease(*net, other, mac_a)));
     CHECK(net->service<dhcp::service>().pool().free_count() >= 250 - 4 - 1);
+}
+
+// --- the lease file written in the background ------------------------------------------------------
+
+namespace {
+
+/// A shared network whose leases go to `file`, written by the store's own thread.
+std::unique_ptr<test_shared_network> make_network_writing(const std::filesystem::path& file) {
+    gateway_network_options options;
+    options.leases = dhcp::any_lease_store{file, dhcp::write_mode::background};
+    return make_network(std::move(options));
+}
+
+/// Waits (at most 10 s) until the store's writer has tried every change made so far.
+void wait_settled(const dhcp::any_lease_store& store) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+    while (store.settled() < store.changes() && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds{1});
+    }
+    REQUIRE(store.settled() == store.changes());
+}
+
+/// The leases in the lease file now, by address.
+std::vector<ipv4_address> leases_on_disk(const std::filesystem::path& file) {
+    dhcp::file_lease_store reader{file};
+    std::string why;
+    auto loaded = reader.load(why);
+    INFO(why);
+    REQUIRE(loaded);
+    std::vector<ipv4_address> addresses;
+    for (const auto& l : *loaded) addresses.push_back(l.address);
+    return addresses;
+}
+
+} // namespace
+
+TEST_CASE("network: with the lease file written in the background, an ACK never leaves before its lease is on disk") {
+    test::temp_dir dir;
+    const auto file = dir.path / "leases";
+    auto net = make_network_writing(file);
+    const auto a = add_vm(*net, "vm-a", mac_a);
+    const auto b = add_vm(*net, "vm-b", mac_b);
+    auto& dhcp = net->service<dhcp::service>();
+    const auto& store = dhcp.pool().store();
+
+    const auto offers = send(*net, a, dhcp_frame(mac_a, udhcpc_message(captures::udhcpc_discover, mac_a))).to(a);
+    REQUIRE(offers.size() == 1); // an offer changes nothing on disk: it is not held
+    const auto offered = open_dhcp(offers[0]).yiaddr;
+    CHECK(store.changes() == 0);
+
+    // While the file cannot be written (its temporary name is taken by a directory), the ACK is
+    // held, then dropped once the rewrite has failed, and that is reported; the lease stays in
+    // memory and the VM's retry gets it.
+    std::filesystem::create_directory(file.string() + ".tmp");
+    const auto request = dhcp_frame(mac_a, udhcpc_message(captures::udhcpc_request, mac_a, offered));
+    CHECK(send(*net, a, request).to(a).empty());
+    CHECK(dhcp.held_replies() == 1);
+    // Another VM's frames do not wait for the disk.
+    CHECK(send(*net, b, ping_frame(mac_b, ipv4_address{192, 168, 64, 77}, default_gateway_mac, gateway_ip)).to(b).size() == 1);
+    wait_settled(store);
+    wire_log flushed;
+    net->flush(net->clock().now(), flushed);
+    CHECK(flushed.frames.empty());
+    CHECK(dhcp.held_replies() == 0);
+    CHECK(dhcp.held_dropped_unwritten() == 1);
+    REQUIRE(net->observer().store_failures.size() == 1);
+    CHECK(net->observer().store_failures[0].error == std::errc::is_a_directory);
+    CHECK(net->observer().store_failures[0].replies_dropped == 1);
+    CHECK(leases_on_disk(file).empty());
+
+    // The disk is back: the retried REQUEST's ACK goes out — from input() if the writer was
+    // already done, else from flush() — and either way the lease is on disk by then.
+    std::filesystem::remove(file.string() + ".tmp");
+    auto acks = send(*net, a, request).to(a);
+    if (acks.empty()) {
+        wait_settled(store);
+        wire_log released;
+        net->flush(net->clock().now(), released);
+        acks = released.to(a);
+    }
+    REQUIRE(acks.size() == 1);
+    const auto ack = open_dhcp(acks[0]);
+    CHECK(ack.type == msg::message_type::ack);
+    CHECK(ack.yiaddr == offered);
+    CHECK(leases_on_disk(file) == std::vector<ipv4_address>{offered});
+    CHECK(dhcp.held_replies() == 0);
+}
+
+TEST_CASE("network: attached VMs get their ACKs once the background writer has written the lease file") {
+    test::temp_dir dir;
+    const auto file = dir.path / "leases";
+    boost::asio::io_context io;
+    auto net = make_network_writing(file);
+    constexpr std::size_t vms = 8;
+    std::vector<backend::memory_endpoint> guests;
+    std::vector<mac_address> macs;
+    for (std::size_t i = 0; i < vms; ++i) {
+        auto link = backend::make_memory_link(io.get_executor(), 1500, 64);
+        guests.push_back(std::move(link.first));
+        macs.push_back(mac_address{{0x52, 0x54, 0x00, 0x77, 0x00, static_cast<std::uint8_t>(i + 1)}});
+        REQUIRE(net->attach(fmt::format("vm{}", i), std::move(link.second), port_mac::custom(macs.back())));
+    }
+    // Every VM asks at once; the ACKs come as the writer wakes the network.
+    for (std::size_t i = 0; i < vms; ++i) {
+        REQUIRE_FALSE(guests[i].send(dhcp_frame(macs[i], udhcpc_message(captures::udhcpc_discover, macs[i]))));
+    }
+    std::vector<std::vector<byte_vector>> got(vms);
+    std::vector<ipv4_address> offered(vms);
+    REQUIRE(test::run_until(io, [&] {
+        for (std::size_t i = 0; i < vms; ++i) drain(guests[i], got[i]);
+        return std::all_of(got.begin(), got.end(), [](const auto& g) { return find_frame(g, is_dhcp_reply) != nullptr; });
+    }));
+    for (std::size_t i = 0; i < vms; ++i) {
+        const auto offer = open_dhcp(*find_frame(got[i], is_dhcp_reply));
+        REQUIRE(offer.type == msg::message_type::offer);
+        offered[i] = offer.yiaddr;
+        got[i].clear();
+        REQUIRE_FALSE(guests[i].send(dhcp_frame(macs[i], udhcpc_message(captures::udhcpc_request, macs[i], offer.yiaddr))));
+    }
+    REQUIRE(test::run_until(io, [&] {
+        for (std::size_t i = 0; i < vms; ++i) drain(guests[i], got[i]);
+        return std::all_of(got.begin(), got.end(), [](const auto& g) { return find_frame(g, is_dhcp_reply) != nullptr; });
+    }));
+    auto on_disk = leases_on_disk(file);
+    std::sort(on_disk.begin(), on_disk.end());
+    auto expected = offered;
+    std::sort(expected.begin(), expected.end());
+    CHECK(on_disk == expected);
+    for (std::size_t i = 0; i < vms; ++i) {
+        const auto ack = open_dhcp(*find_frame(got[i], is_dhcp_reply));
+        CHECK(ack.type == msg::message_type::ack);
+        CHECK(ack.yiaddr == offered[i]);
+    }
+    CHECK(net->service<dhcp::service>().held_replies() == 0);
+    net->stop();
+    REQUIRE(test::run_until(io, [&] { return net->port_count() == 0; }));
 }

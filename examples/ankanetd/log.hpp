@@ -87,6 +87,11 @@ struct log_observer {
         // Rate-limited by the service: at most one line per VM and kind per report interval.
         log("{}: {} ({} so far, from {})", printable(e.port), ankanet::dhcp::to_string(e.kind), e.count, e.mac);
     }
+    void on(const ankanet::dhcp::store_failure_event& e) {
+        // Rate-limited by the service: at most one line per report interval.
+        log("lease file not written ({}): acknowledgements dropped until it is ({} so far; clients retry)",
+            e.error.message(), e.replies_dropped);
+    }
     void on(const ankanet::gateway::arp_conflict_event& e) {
         const auto& c = e.conflict;
         log("{}: {} claims {}, which {} {}; ARP dropped", printable(e.port), c.claimant, c.address,
@@ -134,8 +139,12 @@ std::string summary(const Network& net) {
         line += fmt::format(" ({} ARP replies, {} echo replies)", r.arp_replies, r.echo_replies);
     }
     if constexpr (Network::template has_service<ankanet::dhcp::service>) {
-        const auto& d = net.template service<ankanet::dhcp::service>().stats();
+        const auto& dhcp = net.template service<ankanet::dhcp::service>();
+        const auto& d = dhcp.stats();
         line += fmt::format(", DHCP {} offers {} acks {} naks", d.offers, d.acks, d.naks);
+        if (const auto lost = dhcp.held_dropped_full() + dhcp.held_dropped_unwritten(); lost > 0) {
+            line += fmt::format(" ({} acks dropped waiting for the lease file)", lost);
+        }
     }
     std::uint64_t conflicts = 0;
     if constexpr (Network::template has_service<ankanet::gateway::arp_guard>) {

@@ -49,7 +49,10 @@ ankanet::gateway_network_options gateway_options(const ankanetd::options& opts, 
     o.dhcp_range = plan.range;
     for (const auto& r : opts.reservations) o.reservations.push_back({.mac = r.mac, .client_id = {}, .address = r.address});
     o.lease_time = std::chrono::seconds{opts.lease_time};
-    o.leases = opts.leases ? ankanet::dhcp::any_lease_store{*opts.leases} : ankanet::dhcp::any_lease_store{};
+    // The lease file is written by its own thread, so no VM's frames wait for the disk; ACKs wait
+    // for their lease to be written (dhcp::basic_service).
+    o.leases = opts.leases ? ankanet::dhcp::any_lease_store{*opts.leases, ankanet::dhcp::write_mode::background}
+                           : ankanet::dhcp::any_lease_store{};
     o.mtu = opts.mtu;
     o.isolate = opts.isolate;
     o.dhcp_limits = opts.dhcp_limits;
@@ -257,21 +260,21 @@ int run(const ankanetd::options& opts) {
         ankanet::basic_disconnected_network<ankanetd::traits> network{config};
         return serve(network, opts, memory, pcap, io);
     }
-    const auto options = gateway_options(opts, plan, secret);
+    auto options = gateway_options(opts, plan, secret);
     const auto started = [&](auto& network) {
         log("DHCP serving {}-{} on {} (lease {} s, {} reserved, leases {})", plan.range.first, plan.range.last, plan.subnet,
             opts.lease_time, opts.reservations.size(), opts.leases ? *opts.leases : std::string{"in memory"});
         return serve(*network, opts, memory, pcap, io);
     };
     if (opts.mode == ankanet::network_mode::host) {
-        auto network = ankanet::make_host_network<ankanetd::traits>(options, &why);
+        auto network = ankanet::make_host_network<ankanetd::traits>(std::move(options), &why);
         if (!network) {
             log("cannot start the DHCP server: {}", why);
             return 1;
         }
         return started(*network);
     }
-    auto network = ankanet::make_shared_network<ankanetd::traits>(options, &why);
+    auto network = ankanet::make_shared_network<ankanetd::traits>(std::move(options), &why);
     if (!network) {
         log("cannot start the DHCP server: {}", why);
         return 1;

@@ -20,6 +20,10 @@
 //     returned, the queued replies enter the switch from the gateway port. So nothing re-enters the
 //     switch from inside its own callback, and a reply never outlives the buffer it was built in.
 // One `now` (steady and wall time, from the Clock policy) serves a whole burst.
+//  7. A service may hold a reply back until something outside the data path has happened — the
+//     DHCP service holds an ACK until its lease is on disk. flush(now, emit) hands such replies to
+//     the switch from the gateway port, through the same reply queue. The glue calls it when a
+//     service wakes it (from any thread): the wakeup is posted to the first backend's executor.
 //
 // The glue, attach(name, backend, mac) / connect(port, backend), binds any frame_backend to a port:
 // its receive loop feeds input() with one clock reading per burst, emit sends to the target port's
@@ -51,6 +55,9 @@
 #include <ankanet/wire/address.hpp>
 #include <ankanet/wire/bytes.hpp>
 #include <ankanet/wire/frame.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/post.hpp>
 
 #include <array>
 #include <concepts>
@@ -257,6 +264,10 @@ concept vm_frame_inspector = requires(S& s, const wire::parsed_frame& f, detail:
 /// - `s.poll(now)`: timers; called by basic_network::poll().
 /// - `s.bind_events(sink)`: called once, from the network's constructor, with a callable that
 ///   reports any event to the network's observer, for services that report outside of a context.
+/// - `s.release_held(ctx, room)` → `std::size_t`: replies the service held back that may go now,
+///   at most `room` of them, answered through `ctx`; called by basic_network::flush().
+/// - `s.bind_wakeup(fn)`: `fn` (callable from any thread) asks the network to flush(); bound by the
+///   glue when the first backend connects, and unbound (an empty function) when the network goes.
 template <class S>
 concept gateway_service = std::movable<S> && (gateway_frame_handler<S> || vm_frame_inspector<S>);
 
@@ -367,6 +378,8 @@ public:
     /// Closes every backend still connected; their handlers no longer reach the network.
     ~basic_network() {
         *anchor_ = nullptr;
+        // A service's thread may outlive the executor it would post to: it stops waking anyone.
+        if (wakeups_bound_) std::apply([](auto&... s) { (bind_wakeup(s, std::function<void()>{}), ...); }, services_);
         for (auto& slot : slots_) {
             if (slot.link) slot.link->close();
         }
@@ -439,6 +452,13 @@ public:
     void poll(network_time now) {
         std::apply([&](auto&... s) { (poll_one(s, now), ...); }, services_);
     }
+
+    /// Sends the replies services held back and may send now (DHCP ACKs whose leases have reached
+    /// the disk), through emit as input() does. The glue calls it when a service wakes it; a
+    /// program driving the core itself calls it after poll(), or when a service's wakeup fires.
+    template <class Emit>
+        requires std::invocable<Emit&, port_handle, wire::const_bytes>
+    void flush(network_time now, Emit&& emit);
 
     // --- the Asio glue ----------------------------------------------------------------------------
 
@@ -588,6 +608,28 @@ private:
     static void poll_one(S& s, network_time now) {
         if constexpr (requires { s.poll(now); }) s.poll(now);
     }
+    template <class S>
+    void release_one(S& s, service_context& ctx, bool& more) {
+        if constexpr (requires { { s.release_held(ctx, std::size_t{}) } -> std::convertible_to<std::size_t>; }) {
+            const std::size_t room = Traits::reply_queue_depth - reply_count_;
+            if (room == 0 || s.release_held(ctx, room) == room) more = true; // the queue is full: drain, go on
+        }
+    }
+    template <class S>
+    static void bind_wakeup(S& s, const std::function<void()>& wake) {
+        if constexpr (requires { s.bind_wakeup(wake); }) s.bind_wakeup(wake);
+    }
+    // Services that hold replies wake the network on the executor of its first backend.
+    void bind_wakeups(boost::asio::any_io_executor executor) {
+        if (wakeups_bound_) return;
+        wakeups_bound_ = true;
+        const std::function<void()> wake = [executor = std::move(executor), anchor = anchor_] {
+            boost::asio::post(executor, [anchor] {
+                if (basic_network* self = *anchor) self->flush(self->clock_.now(), self->sender());
+            });
+        };
+        std::apply([&](auto&... s) { (bind_wakeup(s, wake), ...); }, services_);
+    }
 
     /// The clock, read once per burst of frames from the backends.
     network_time burst_now() {
@@ -625,6 +667,7 @@ private:
     std::size_t reply_count_ = 0;
     network_time burst_time_{};
     bool burst_clock_read_ = false;
+    bool wakeups_bound_ = false;
     std::shared_ptr<basic_network*> anchor_ = std::make_shared<basic_network*>(this);
 };
 

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <signal.h>
@@ -334,6 +336,10 @@ TEST_CASE("check_writable: the lease file's place is checked before anything is 
 }
 
 TEST_CASE("a daemon SIGKILLed at any instant restarts with every lease it granted") {
+    // Immediate: a lease is granted once commit() returned. Background: once the store says its
+    // change is durable (when dhcp::basic_service lets the ACK go).
+    const auto mode = GENERATE(write_mode::immediate, write_mode::background);
+    INFO((mode == write_mode::immediate ? "immediate" : "background"));
     temp_dir dir;
     const auto path = dir.path / "leases";
     std::mt19937 rng{20240605};
@@ -348,10 +354,16 @@ TEST_CASE("a daemon SIGKILLed at any instant restarts with every lease it grante
         const pid_t child = ::fork();
         REQUIRE(child >= 0);
         if (child == 0) {
-            // The "daemon": grant leases to new clients, report each one after commit returned.
+            // The "daemon": grant leases to new clients, report each one once it is granted.
             ::close(fds[0]);
-            auto pool = file_pool::create(slash16(), file_lease_store{path});
+            auto pool = file_pool::create(slash16(), file_lease_store{path, mode});
             if (!pool) ::_exit(2);
+            struct pending_report {
+                std::uint64_t change;
+                std::uint32_t record[2];
+            };
+            std::vector<pending_report> pending;
+            std::size_t reported = 0;
             for (std::uint32_t i = 0; i < 50'000; ++i) {
                 const std::uint32_t n = static_cast<std::uint32_t>(round) * 100'000u + i;
                 const lease_request r{client_identity{mac_n(n), {}}, std::nullopt, fmt::format("h{}", n)};
@@ -359,8 +371,12 @@ TEST_CASE("a daemon SIGKILLed at any instant restarts with every lease it grante
                 if (!offered) ::_exit(3);
                 auto acked = pool->commit(r, offered->address);
                 if (!acked) ::_exit(4);
-                const std::uint32_t record[2] = {acked->address.to_u32(), n};
-                if (::write(fds[1], record, sizeof record) != static_cast<ssize_t>(sizeof record)) ::_exit(5);
+                pending.push_back({pool->store().changes(), {acked->address.to_u32(), n}});
+                const std::uint64_t durable = pool->store().durable();
+                for (; reported < pending.size() && (mode == write_mode::immediate || pending[reported].change <= durable); ++reported) {
+                    const auto& record = pending[reported].record;
+                    if (::write(fds[1], record, sizeof record) != static_cast<ssize_t>(sizeof record)) ::_exit(5);
+                }
             }
             ::_exit(0);
         }
@@ -398,4 +414,103 @@ TEST_CASE("a daemon SIGKILLed at any instant restarts with every lease it grante
     }
     CHECK(killed > 0);
     CHECK(granted.size() > 0);
+}
+
+// --- write_mode::background -----------------------------------------------------------------------
+
+namespace {
+/// Waits (at most 10 s) until the writer has tried every change made so far.
+void wait_settled(const file_lease_store& s) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+    while (s.settled() < s.changes() && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds{1});
+    }
+    REQUIRE(s.settled() == s.changes());
+}
+} // namespace
+
+TEST_CASE("background store: put returns at once, the writer makes it durable and says so, in group commits") {
+    temp_dir dir;
+    const auto path = dir.path / "leases";
+    const sys_seconds t{seconds{1'750'000'000}};
+    file_lease_store s{path, write_mode::background};
+    std::atomic<int> wakeups{0};
+    s.on_settled([&] { ++wakeups; });
+    std::string why;
+    REQUIRE(s.load(why)->empty());
+    CHECK(s.changes() == 0);
+
+    constexpr std::uint32_t leases = 500;
+    for (std::uint32_t i = 1; i <= leases; ++i) {
+        REQUIRE(!s.put(lease{mac_n(i), {}, ipv4_address{ipv4_address{10, 9, 0, 0}.to_u32() + i}, t, fmt::format("vm{}", i), true}));
+    }
+    CHECK(s.changes() == leases);
+    wait_settled(s);
+    CHECK(s.durable() == leases);
+    CHECK_FALSE(s.last_write_error());
+    // Each wakeup follows one rewrite; puts made while a rewrite ran share the next one.
+    CHECK(wakeups.load() >= 1);
+    CHECK(wakeups.load() < static_cast<int>(leases));
+    INFO("rewrites for " << leases << " puts: " << wakeups.load());
+
+    file_lease_store reread{path};
+    auto loaded = reread.load(why);
+    REQUIRE(loaded);
+    CHECK(loaded->size() == leases);
+
+    // An erase is a change as well.
+    REQUIRE(!s.erase(ipv4_address{10, 9, 0, 1}));
+    CHECK(s.changes() == leases + 1);
+    wait_settled(s);
+    file_lease_store after_erase{path};
+    CHECK(after_erase.load(why)->size() == leases - 1);
+}
+
+TEST_CASE("background store: destroying it writes what is pending first") {
+    temp_dir dir;
+    const auto path = dir.path / "leases";
+    const sys_seconds t{seconds{1'750'000'000}};
+    {
+        file_lease_store s{path, write_mode::background};
+        std::string why;
+        REQUIRE(s.load(why));
+        for (std::uint32_t i = 1; i <= 200; ++i) {
+            REQUIRE(!s.put(lease{mac_n(i), {}, ipv4_address{ipv4_address{10, 9, 1, 0}.to_u32() + i}, t, {}, true}));
+        }
+    } // no wait: the destructor finishes the writer's work
+    file_lease_store reread{path};
+    std::string why;
+    auto loaded = reread.load(why);
+    INFO(why);
+    REQUIRE(loaded);
+    CHECK(loaded->size() == 200);
+}
+
+TEST_CASE("background store: a failed rewrite is settled but not durable, and the next change carries it") {
+    temp_dir dir;
+    const auto path = dir.path / "leases";
+    const sys_seconds t{seconds{1'750'000'000}};
+    file_lease_store s{path, write_mode::background};
+    std::string why;
+    REQUIRE(s.load(why));
+    REQUIRE(!s.put(lease{mac_n(1), {}, ipv4_address{10, 9, 0, 2}, t, "one", true}));
+    wait_settled(s);
+    REQUIRE(s.durable() == 1);
+
+    // A directory where the temporary file must go makes every rewrite fail (even for root).
+    std::filesystem::create_directory(path.string() + ".tmp");
+    REQUIRE(!s.put(lease{mac_n(2), {}, ipv4_address{10, 9, 0, 3}, t, "two", true}));
+    wait_settled(s);
+    CHECK(s.settled() == 2);
+    CHECK(s.durable() == 1);
+    CHECK(s.last_write_error() == std::errc::is_a_directory);
+    file_lease_store on_disk{path};
+    CHECK(on_disk.load(why)->size() == 1); // the old complete set, untouched
+
+    std::filesystem::remove(path.string() + ".tmp");
+    REQUIRE(!s.put(lease{mac_n(3), {}, ipv4_address{10, 9, 0, 4}, t, "three", true}));
+    wait_settled(s);
+    CHECK(s.durable() == 3);
+    file_lease_store healed{path};
+    CHECK(healed.load(why)->size() == 3); // the lease whose rewrite failed went out with the next
 }

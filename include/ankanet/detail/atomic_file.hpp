@@ -114,6 +114,18 @@ inline std::error_code check_replaceable(const std::filesystem::path& path, std:
     return {};
 }
 
+/// check_replaceable() for a program's state file, with `why` one sentence naming the path and what
+/// the file keeps: "/x/leases: cannot keep the lease file there: directory /x does not exist".
+inline std::error_code check_replaceable_for(const std::filesystem::path& path, std::string_view what_it_keeps,
+                                             std::string& why) {
+    std::string what;
+    if (auto error = check_replaceable(path, &what)) {
+        why = path.string() + ": cannot keep " + std::string{what_it_keeps} + " there: " + what;
+        return error;
+    }
+    return {};
+}
+
 /// `p` made absolute, with the symbolic links of its existing part followed (a dangling link is
 /// followed to where it points), then lexically normalised.
 inline std::filesystem::path resolved_path(const std::filesystem::path& p) {

@@ -312,6 +312,7 @@ public:
     std::size_t bound_count() const noexcept { return bound_count_; }
     const lease_pool_config& config() const noexcept { return config_; }
     LeaseStore& store() noexcept { return store_; }
+    const LeaseStore& store() const noexcept { return store_; }
     Clock& clock() noexcept { return clock_; }
 
     sys_seconds now() { return std::chrono::floor<seconds>(clock_.now()); }

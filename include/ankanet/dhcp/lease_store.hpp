@@ -1,18 +1,28 @@
 // ankanet::dhcp lease stores — where bound leases live between restarts.
 //
 // Theory of operation. A store models `dhcp::lease_store` (see lease_pool.hpp): load once, then
-// put/erase one lease at a time. The pool calls put() before it hands a lease out, so when put()
-// returns an empty error_code the lease must already be as durable as the store promises.
+// put/erase one lease at a time. The pool calls put() before it hands a lease out. A store either
+// makes the change durable before put() returns, or — a `deferred_lease_store` — says later, by a
+// sequence number, when it has (dhcp::basic_service then holds the ACK back until then).
 //
 // memory_lease_store keeps leases in a hash map: nothing survives the process.
 //
-// file_lease_store keeps the whole lease set in memory and, on every change, rewrites the lease
-// file atomically: write `<file>.tmp` in the same directory, fsync it, rename() it over the file,
-// fsync the directory. rename() is atomic on POSIX filesystems, so after a crash at any instant the
-// file is either the old or the new complete set — never a torn mix — and the directory fsync makes
-// the rename itself durable before put() returns. Cost: one rewrite (O(leases)) and two fsyncs per
-// change; fine for a host's VMs (hundreds of leases), not meant for tens of thousands of commits a
-// second (see bench/lease_pool_bench.cpp for figures).
+// file_lease_store keeps the whole lease set in memory and rewrites the lease file atomically:
+// write `<file>.tmp` in the same directory, fsync it, rename() it over the file, fsync the
+// directory. rename() is atomic on POSIX filesystems, so after a crash at any instant the file is
+// either the old or the new complete set — never a torn mix — and the directory fsync makes the
+// rename itself durable. When that happens is the write_mode:
+//  * immediate: on every change, before put() returns. One rewrite (O(leases)) and two fsyncs per
+//    change, on the caller's thread: simple, and the caller never needs to ask; but a daemon whose
+//    one thread also moves every VM's frames stalls them all for every fsync (a few hundred
+//    commits a second at most; bench/dhcp_load/ has figures).
+//  * background: put() changes memory, counts a change and returns; a writer thread rewrites the
+//    file with every change made since its last rewrite began (group commit: one rewrite and two
+//    fsyncs for all the leases granted meanwhile), then records how many changes are durable and
+//    calls the on_settled() callable. The data path never waits for the disk. A rewrite that fails
+//    leaves its changes in memory, not on disk: the ACKs waiting for them are dropped (the clients
+//    retry, and their retries are changes that the next rewrite carries). Destroying the store
+//    writes what is pending before the thread ends.
 //
 // A client holds one lease: put() of a lease replaces, in the same rewrite, any lease the same
 // client (client_key: its client identifier, else its MAC) holds on another address. A client
@@ -49,11 +59,16 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <condition_variable>
+#include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -203,26 +218,33 @@ inline std::string parse_lease_line(std::string_view line, lease& out) {
 
 } // namespace detail
 
+/// How a file_lease_store makes a change durable (see the theory of operation above).
+enum class write_mode : std::uint8_t {
+    immediate,  ///< put() and erase() return once the file holds the change (two fsyncs per change)
+    background, ///< they return at once; a writer thread rewrites the file with every change made
+                ///< meanwhile, one rewrite and two fsyncs for all of them (see changes()/durable())
+};
+
 /// A crash-safe lease store backed by a text file (see the theory of operation above).
-/// Models `lease_store`.
+/// Models `lease_store`; in write_mode::background also `deferred_lease_store`.
 class file_lease_store {
 public:
-    explicit file_lease_store(std::filesystem::path path) : path_(std::move(path)) {}
+    explicit file_lease_store(std::filesystem::path path, write_mode mode = write_mode::immediate)
+        : path_(std::move(path)), mode_(mode), shared_(std::make_unique<shared_state>()) {}
 
     const std::filesystem::path& path() const noexcept { return path_; }
-    std::size_t size() const noexcept { return leases_.size(); }
+    write_mode mode() const noexcept { return mode_; }
+    std::size_t size() const {
+        std::lock_guard lock{shared_->mutex};
+        return shared_->leases.size();
+    }
 
     /// Whether the lease file can be written where it is: its directory exists and takes a new
     /// file, and the path is not a directory or a device. Writes nothing that stays, and never
     /// touches the file itself. On failure `why` says so, naming the path:
     /// "/nonexistent/leases: cannot keep the lease file there: directory /nonexistent does not exist".
     std::error_code check_writable(std::string& why) const {
-        std::string what;
-        if (auto error = ankanet::detail::check_replaceable(path_, &what)) {
-            why = fmt::format("{}: cannot keep the lease file there: {}", path_.string(), what);
-            return error;
-        }
-        return {};
+        return ankanet::detail::check_replaceable_for(path_, "the lease file", why);
     }
 
     /// "file:line" of a lease as it was loaded (until the first write); empty for any other lease.
@@ -232,19 +254,27 @@ public:
     }
 
     result<std::vector<lease>> load(std::string& why) {
+        std::lock_guard lock{shared_->mutex};
+        auto& leases = shared_->leases;
         loaded_ = false;
-        leases_.clear();
+        leases.clear();
         lines_.clear();
         const std::string name = path_.string();
         std::string text;
         if (auto error = ankanet::detail::read_file(path_, text)) {
             if (error == std::errc::no_such_file_or_directory) { // first start: nothing to lose
-                loaded_ = true;
+                loaded();
                 return std::vector<lease>{};
             }
             why = fmt::format("{}: cannot read lease file: {}", name, error.message());
             return make_error_code(lease_errc::unreadable_lease_file);
         }
+        const auto fail = [&](std::string what) {
+            why = std::move(what);
+            leases.clear();
+            lines_.clear();
+            return make_error_code(lease_errc::corrupt_lease_file);
+        };
 
         std::vector<lease> all;
         std::unordered_map<std::string, std::size_t> client_line; // client key → the line of its lease
@@ -255,51 +285,37 @@ public:
             ++line_no;
             const auto nl = rest.find('\n');
             if (nl == std::string_view::npos) { // every line we write ends in '\n'
-                why = fmt::format("{}:{}: truncated line (no newline)", name, line_no);
-                return make_error_code(lease_errc::corrupt_lease_file);
+                return fail(fmt::format("{}:{}: truncated line (no newline)", name, line_no));
             }
             const auto line = rest.substr(0, nl);
             rest.remove_prefix(nl + 1);
             if (!saw_header) {
                 if (line != detail::lease_file_header) {
-                    why = fmt::format("{}:{}: not an ankanet lease file (expected header '{}')", name, line_no,
-                                      detail::lease_file_header);
-                    return make_error_code(lease_errc::corrupt_lease_file);
+                    return fail(fmt::format("{}:{}: not an ankanet lease file (expected header '{}')", name, line_no,
+                                            detail::lease_file_header));
                 }
                 saw_header = true;
                 continue;
             }
             lease l;
             if (auto what = detail::parse_lease_line(line, l); !what.empty()) {
-                why = fmt::format("{}:{}: {}", name, line_no, what);
-                return make_error_code(lease_errc::corrupt_lease_file);
+                return fail(fmt::format("{}:{}: {}", name, line_no, what));
             }
-            if (!leases_.emplace(l.address.to_u32(), l).second) {
-                why = fmt::format("{}:{}: second lease for {} (the first is on line {})", name, line_no, l.address,
-                                  lines_.at(l.address.to_u32()));
-                leases_.clear();
-                lines_.clear();
-                return make_error_code(lease_errc::corrupt_lease_file);
+            if (!leases.emplace(l.address.to_u32(), l).second) {
+                return fail(fmt::format("{}:{}: second lease for {} (the first is on line {})", name, line_no, l.address,
+                                        lines_.at(l.address.to_u32())));
             }
             lines_.emplace(l.address.to_u32(), line_no);
             // This store never writes two leases for one client (put() replaces the other): two
             // are an edit or a copy gone wrong, and which one the client should keep is unknown.
             if (const auto [first, added] = client_line.emplace(client_key(l), line_no); !added) {
-                why = fmt::format("{}:{}: second lease for {} (the first is on line {}); a client holds one lease",
-                                  name, line_no, detail::describe_client(l), first->second);
-                leases_.clear();
-                lines_.clear();
-                return make_error_code(lease_errc::corrupt_lease_file);
+                return fail(fmt::format("{}:{}: second lease for {} (the first is on line {}); a client holds one lease",
+                                        name, line_no, detail::describe_client(l), first->second));
             }
             all.push_back(std::move(l));
         }
-        if (!saw_header) {
-            why = fmt::format("{}:1: empty lease file (no header)", name);
-            leases_.clear();
-            lines_.clear();
-            return make_error_code(lease_errc::corrupt_lease_file);
-        }
-        loaded_ = true;
+        if (!saw_header) return fail(fmt::format("{}:1: empty lease file (no header)", name));
+        loaded();
         return all;
     }
 
@@ -308,20 +324,23 @@ public:
     std::error_code put(const lease& l) {
         if (!loaded_) return lease_errc::store_not_loaded;
         lines_.clear(); // origin() speaks of the file as loaded
+        std::unique_lock lock{shared_->mutex};
+        auto& leases = shared_->leases;
         const auto key = l.address.to_u32();
         std::vector<lease> before; // what the rewrite replaces, to restore if it fails
-        for (auto it = leases_.begin(); it != leases_.end();) {
+        for (auto it = leases.begin(); it != leases.end();) {
             if (it->first == key || detail::same_client(it->second, l)) {
                 before.push_back(std::move(it->second));
-                it = leases_.erase(it);
+                it = leases.erase(it);
             } else {
                 ++it;
             }
         }
-        leases_.insert_or_assign(key, l);
-        if (auto error = persist()) { // the file still holds the old set: so must memory
-            leases_.erase(key);
-            for (auto& old : before) leases_.insert_or_assign(old.address.to_u32(), std::move(old));
+        leases.insert_or_assign(key, l);
+        if (mode_ == write_mode::background) return changed(lock);
+        if (auto error = persist(leases)) { // the file still holds the old set: so must memory
+            leases.erase(key);
+            for (auto& old : before) leases.insert_or_assign(old.address.to_u32(), std::move(old));
             return error;
         }
         return {};
@@ -330,29 +349,124 @@ public:
     std::error_code erase(wire::ipv4_address a) {
         if (!loaded_) return lease_errc::store_not_loaded;
         lines_.clear();
-        const auto it = leases_.find(a.to_u32());
-        if (it == leases_.end()) return {};
+        std::unique_lock lock{shared_->mutex};
+        auto& leases = shared_->leases;
+        const auto it = leases.find(a.to_u32());
+        if (it == leases.end()) return {};
         const lease before = it->second;
-        leases_.erase(it);
-        if (auto error = persist()) {
-            leases_.emplace(a.to_u32(), before);
+        leases.erase(it);
+        if (mode_ == write_mode::background) return changed(lock);
+        if (auto error = persist(leases)) {
+            leases.emplace(a.to_u32(), before);
             return error;
         }
         return {};
     }
 
+    // --- write_mode::background (in write_mode::immediate all three stay 0) ---------------------
+
+    /// Changes made so far (puts and erases that changed something).
+    std::uint64_t changes() const {
+        std::lock_guard lock{shared_->mutex};
+        return shared_->changes;
+    }
+    /// How many of them the file holds: change n is durable once durable() >= n.
+    std::uint64_t durable() const {
+        std::lock_guard lock{shared_->mutex};
+        return shared_->durable;
+    }
+    /// How many the writer has tried: changes in (durable(), settled()] failed to be written (they
+    /// stay in memory and go out with the next change's rewrite).
+    std::uint64_t settled() const {
+        std::lock_guard lock{shared_->mutex};
+        return shared_->settled;
+    }
+    /// Why the last failed rewrite failed (empty when none has).
+    std::error_code last_write_error() const {
+        std::lock_guard lock{shared_->mutex};
+        return shared_->last_error;
+    }
+    /// `wake` is called from the writer thread after every rewrite it tried, so that the owner can
+    /// look at durable() from its own thread; empty to stop. Replacing it waits for no call in flight.
+    void on_settled(std::function<void()> wake) {
+        std::lock_guard lock{shared_->mutex};
+        shared_->wake = std::move(wake);
+    }
+
 private:
-    std::error_code persist() {
+    // What the data path and the writer thread share; heap-allocated so the store stays movable
+    // while the thread runs. Destroying it stops the writer after it has written what is pending.
+    struct shared_state {
+        mutable std::mutex mutex;
+        std::condition_variable pending; // the writer waits here for changes
+        std::map<std::uint32_t, lease> leases; // ordered: the file lists leases by address
+        std::uint64_t changes = 0, settled = 0, durable = 0;
+        std::error_code last_error;
+        std::function<void()> wake;
+        bool stopping = false;
+        std::thread writer;
+
+        ~shared_state() {
+            if (!writer.joinable()) return;
+            {
+                std::lock_guard lock{mutex};
+                stopping = true;
+            }
+            pending.notify_one();
+            writer.join();
+        }
+    };
+
+    static std::string serialize(const std::map<std::uint32_t, lease>& leases) {
         std::string text{detail::lease_file_header};
         text.push_back('\n');
-        for (const auto& [address, l] : leases_) text += detail::format_lease_line(l);
-        return ankanet::detail::replace_file(path_, text);
+        for (const auto& [address, l] : leases) text += detail::format_lease_line(l);
+        return text;
+    }
+
+    std::error_code persist(const std::map<std::uint32_t, lease>& leases) const {
+        return ankanet::detail::replace_file(path_, serialize(leases));
+    }
+
+    // Called with the mutex held, after a successful load.
+    void loaded() {
+        loaded_ = true;
+        if (mode_ == write_mode::background && !shared_->writer.joinable()) {
+            shared_->writer = std::thread{[state = shared_.get(), path = path_] { write_behind(*state, path); }};
+        }
+    }
+
+    std::error_code changed(std::unique_lock<std::mutex>& lock) {
+        ++shared_->changes;
+        lock.unlock();
+        shared_->pending.notify_one();
+        return {};
+    }
+
+    // The writer thread: one rewrite carries every change made since the last one began (group
+    // commit). It serialises under the lock (microseconds) and writes and fsyncs outside it.
+    static void write_behind(shared_state& s, const std::filesystem::path& path) {
+        std::unique_lock lock{s.mutex};
+        for (;;) {
+            s.pending.wait(lock, [&] { return s.stopping || s.changes > s.settled; });
+            if (s.changes == s.settled) return; // stopping, and everything is written
+            const std::uint64_t target = s.changes;
+            std::string text = serialize(s.leases);
+            lock.unlock();
+            const auto error = ankanet::detail::replace_file(path, text);
+            lock.lock();
+            s.settled = target;
+            if (error) s.last_error = error;
+            else s.durable = target;
+            if (s.wake) s.wake(); // under the lock: on_settled({}) cannot return while a call runs
+        }
     }
 
     std::filesystem::path path_;
-    std::map<std::uint32_t, lease> leases_; // ordered: the file lists leases by address
+    write_mode mode_ = write_mode::immediate;
     std::unordered_map<std::uint32_t, std::size_t> lines_; // address → its line, as loaded
     bool loaded_ = false;
+    std::unique_ptr<shared_state> shared_;
 };
 
 /// The lease store chosen at run time — from configuration, as a daemon does with `--leases FILE`:
@@ -367,8 +481,9 @@ class any_lease_store {
 public:
     /// Leases in memory only.
     any_lease_store() = default;
-    /// Leases in `file` (crash-safe; see file_lease_store).
-    explicit any_lease_store(std::filesystem::path file) : store_(file_lease_store{std::move(file)}) {}
+    /// Leases in `file` (crash-safe; see file_lease_store and write_mode).
+    explicit any_lease_store(std::filesystem::path file, write_mode mode = write_mode::immediate)
+        : store_(file_lease_store{std::move(file), mode}) {}
 
     /// The lease file, when leases are kept in one.
     const std::filesystem::path* file() const noexcept {
@@ -390,12 +505,41 @@ public:
         return std::visit([&](const auto& s) { return s.origin(l); }, store_);
     }
 
+    // deferred_lease_store: a memory store, or a file written immediately, is durable at once (0s).
+    std::uint64_t changes() const { return file_store() ? file_store()->changes() : 0; }
+    std::uint64_t durable() const { return file_store() ? file_store()->durable() : 0; }
+    std::uint64_t settled() const { return file_store() ? file_store()->settled() : 0; }
+    std::error_code last_write_error() const { return file_store() ? file_store()->last_write_error() : std::error_code{}; }
+    void on_settled(std::function<void()> wake) {
+        if (auto* f = std::get_if<file_lease_store>(&store_)) f->on_settled(std::move(wake));
+    }
+
 private:
+    const file_lease_store* file_store() const noexcept { return std::get_if<file_lease_store>(&store_); }
+
     std::variant<memory_lease_store, file_lease_store> store_;
+};
+
+/// @par DeferredLeaseStore (optional, beyond LeaseStore)
+/// A store whose put()/erase() may return before the change is durable: `s.changes()` counts the
+/// changes made, `s.durable()` how many of them are durable (change n is once durable() >= n),
+/// `s.settled()` how many have been tried (a change in (durable(), settled()] failed and is retried
+/// with the next), `s.last_write_error()`, and `s.on_settled(fn)` registers a callable the store
+/// calls, from any thread, when settled() has moved. dhcp::basic_service holds an ACK back until
+/// its lease is durable.
+template <class S>
+concept deferred_lease_store = lease_store<S> && requires(S& s, const S& cs, std::function<void()> wake) {
+    { cs.changes() } -> std::same_as<std::uint64_t>;
+    { cs.durable() } -> std::same_as<std::uint64_t>;
+    { cs.settled() } -> std::same_as<std::uint64_t>;
+    { cs.last_write_error() } -> std::same_as<std::error_code>;
+    s.on_settled(std::move(wake));
 };
 
 static_assert(lease_store<memory_lease_store>);
 static_assert(lease_store<file_lease_store>);
 static_assert(lease_store<any_lease_store>);
+static_assert(deferred_lease_store<file_lease_store>);
+static_assert(deferred_lease_store<any_lease_store>);
 
 } // namespace ankanet::dhcp

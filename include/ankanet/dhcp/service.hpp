@@ -16,6 +16,16 @@
 // the leases and offers one MAC holds (lease_pool_config::max_*_per_mac). Every such refusal is
 // counted, and reported to the network's observer as a dhcp::refusal_event at most once per
 // `report_interval` per VM and kind, so a flooding VM cannot flood the log either.
+//
+// A lease is acknowledged only once it is durable. With a store that writes in the background
+// (a `deferred_lease_store`: file_lease_store in write_mode::background) the reply to a message
+// that changed the store — the ACK — is copied into a held queue, tagged with the store's change
+// count, and handed to the network when the store says that change is durable (release_held(),
+// which basic_network calls when the store's writer wakes it: bind_wakeup()). So a slow disk delays
+// ACKs, never anyone's frames, and every lease granted while one rewrite runs shares the next
+// rewrite (group commit). A rewrite that fails drops the ACKs that waited for it (the clients
+// retry) and is reported as a store_failure_event, at most once per `report_interval`. The held
+// queue is bounded (`max_held_bytes`); a reply beyond it is dropped and counted.
 #pragma once
 
 #include <ankanet/clock.hpp>
@@ -34,9 +44,11 @@
 #include <optional>
 #include <string_view>
 #include <unordered_map>
+#include <functional>
 #include <string>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 namespace ankanet::dhcp {
 
@@ -69,11 +81,19 @@ struct refusal_event {
     std::uint64_t count = 0;  ///< how many of this kind this VM has had so far
 };
 
+/// Lease-file rewrites failed, so the ACKs waiting for them were dropped (reported at most once
+/// per report_interval; the clients retry, and the leases stay in memory).
+struct store_failure_event {
+    std::error_code error;            ///< why the last rewrite failed
+    std::uint64_t replies_dropped = 0; ///< ACKs dropped for that reason so far
+};
+
 /// The per-VM limits of a DHCP service.
 struct service_limits {
     double messages_per_second = 10;  ///< sustained DHCP messages per VM (a client sends a handful per lease)
     double message_burst = 30;        ///< and in one burst
     std::chrono::seconds report_interval{60};
+    std::size_t max_held_bytes = std::size_t{1} << 20; ///< ACKs waiting for the lease file, in bytes
 };
 
 /// @tparam LeaseStore where leases are kept (see `lease_store`); any_lease_store chooses at run time.
@@ -110,7 +130,16 @@ public:
         }
         const server_counters before = server_.stats();
         const std::uint64_t evictions_before = server_.pool().limit_evictions();
-        const bool mine = server_.handle(frame, ctx.now().wall_seconds(), ctx, binding<Context>{ctx});
+        const std::uint64_t changes_before = store_changes();
+        const auto reply = [&](wire::const_bytes bytes) {
+            // A reply to a message that changed the store waits until the change is durable.
+            if (const std::uint64_t changes = store_changes(); changes != changes_before && store_durable() < changes) {
+                hold(changes, bytes);
+            } else {
+                ctx(bytes);
+            }
+        };
+        const bool mine = server_.handle(frame, ctx.now().wall_seconds(), reply, binding<Context>{ctx});
         const server_counters& after = server_.stats();
         if (after.dropped_foreign_chaddr != before.dropped_foreign_chaddr) refused(vm, refusal_kind::foreign_chaddr, ctx);
         if (after.dropped_foreign_client != before.dropped_foreign_client) refused(vm, refusal_kind::foreign_client, ctx);
@@ -118,6 +147,40 @@ public:
         if (server_.pool().limit_evictions() != evictions_before) refused(vm, refusal_kind::lease_limit, ctx);
         return mine;
     }
+
+    /// Hands held replies whose leases are now durable to `ctx` (at most `room` of them), drops
+    /// those whose rewrite failed; returns how many it handed over.
+    template <class Context>
+    std::size_t release_held(Context& ctx, std::size_t room) {
+        const std::uint64_t durable = store_durable();
+        const std::uint64_t settled = store_settled();
+        std::size_t sent = 0;
+        while (held_head_ < held_.size() && sent < room) {
+            const held_reply& h = held_[held_head_];
+            if (h.change <= durable) {
+                ctx(wire::const_bytes{held_bytes_.data() + h.offset, h.length});
+                ++sent;
+            } else if (h.change <= settled) {
+                ++held_unwritten_;
+                report_store_failure(ctx);
+            } else {
+                break; // tags grow along the queue: the rest wait too
+            }
+            ++held_head_;
+        }
+        compact_held();
+        return sent;
+    }
+
+    /// `wake` is called (from the store's writer thread) when held replies may be released.
+    void bind_wakeup(std::function<void()> wake) {
+        if constexpr (deferred_lease_store<LeaseStore>) server_.pool().store().on_settled(std::move(wake));
+    }
+
+    /// Replies held now; dropped because the held queue was full; dropped because their rewrite failed.
+    std::size_t held_replies() const noexcept { return held_.size() - held_head_; }
+    std::uint64_t held_dropped_full() const noexcept { return held_full_; }
+    std::uint64_t held_dropped_unwritten() const noexcept { return held_unwritten_; }
 
     /// A VM's port is gone: forget its rate and report state.
     void port_removed(wire::mac_address mac) { vms_.erase(mac); }
@@ -193,8 +256,74 @@ private:
         ctx.notify(refusal_event{ctx.port_name(), ctx.port_mac(), kind, vm.counts[k]});
     }
 
+    std::uint64_t store_changes() const {
+        if constexpr (deferred_lease_store<LeaseStore>) return server_.pool().store().changes();
+        else return 0;
+    }
+    std::uint64_t store_durable() const {
+        if constexpr (deferred_lease_store<LeaseStore>) return server_.pool().store().durable();
+        else return 0;
+    }
+    std::uint64_t store_settled() const {
+        if constexpr (deferred_lease_store<LeaseStore>) return server_.pool().store().settled();
+        else return 0;
+    }
+
+    void hold(std::uint64_t change, wire::const_bytes bytes) {
+        if (held_bytes_.size() - held_front_offset() + bytes.size() > limits_.max_held_bytes) {
+            ++held_full_; // the client retries
+            return;
+        }
+        held_.push_back(held_reply{change, held_bytes_.size(), bytes.size()});
+        held_bytes_.insert(held_bytes_.end(), bytes.begin(), bytes.end());
+    }
+
+    std::size_t held_front_offset() const noexcept {
+        return held_head_ < held_.size() ? held_[held_head_].offset : held_bytes_.size();
+    }
+
+    // Released replies leave the front; the storage is reused, not freed, so a steady flow of held
+    // ACKs allocates nothing once the buffers have grown.
+    void compact_held() {
+        if (held_head_ == held_.size()) {
+            held_.clear();
+            held_bytes_.clear();
+            held_head_ = 0;
+        } else if (held_head_ >= 64 && held_head_ * 2 >= held_.size()) {
+            const std::size_t shift = held_front_offset();
+            held_bytes_.erase(held_bytes_.begin(), held_bytes_.begin() + static_cast<std::ptrdiff_t>(shift));
+            held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(held_head_));
+            for (auto& h : held_) h.offset -= shift;
+            held_head_ = 0;
+        }
+    }
+
+    template <class Context>
+    void report_store_failure(Context& ctx) {
+        const auto now = ctx.now().steady;
+        if (store_failure_reported_ && now - store_failure_last_ < limits_.report_interval) return;
+        store_failure_reported_ = true;
+        store_failure_last_ = now;
+        std::error_code error;
+        if constexpr (deferred_lease_store<LeaseStore>) error = server_.pool().store().last_write_error();
+        ctx.notify(store_failure_event{error, held_unwritten_});
+    }
+
+    /// A reply waiting for change number `change` of the store; its bytes are in held_bytes_.
+    struct held_reply {
+        std::uint64_t change;
+        std::size_t offset;
+        std::size_t length;
+    };
+
     server_type server_;
     service_limits limits_;
+    std::vector<held_reply> held_;     // in the order held, so `change` never decreases
+    std::size_t held_head_ = 0;        // held_[0, head) are released
+    std::vector<std::byte> held_bytes_;
+    std::uint64_t held_full_ = 0, held_unwritten_ = 0;
+    bool store_failure_reported_ = false;
+    std::chrono::steady_clock::time_point store_failure_last_{};
     std::unordered_map<wire::mac_address, vm_state> vms_; // one per attached VM that spoke DHCP
     std::uint64_t rate_limited_ = 0;
 };

@@ -155,6 +155,7 @@ std::error_code basic_network<Traits, Services...>::connect(port_handle port, Ba
     port_slot* slot = find(port);
     if (slot == nullptr) return l2::switch_errc::unknown_port;
     if (slot->link) return errc::unsupported; // one backend per port
+    bind_wakeups(link.get_executor());
     slot->link = backend::make_port(slot->name, std::move(link));
     notify(port_attached_event{slot->name, slot->link->mtu(), slot->mac});
     // The handlers reach the network through its anchor, which the destructor clears: a
@@ -315,6 +316,20 @@ void basic_network<Traits, Services...>::drain_replies(network_time now, Emit& e
                        });
     }
     reply_count_ = 0;
+}
+
+template <class Traits, class... Services>
+template <class Emit>
+    requires std::invocable<Emit&, port_handle, wire::const_bytes>
+void basic_network<Traits, Services...>::flush(network_time now, Emit&& emit) {
+    service_context ctx{*this, now, "the gateway", config_.gateway_mac};
+    // Each round fills the reply queue at most once and drains it; a round that released less
+    // than the room it had is the last.
+    for (bool more = true; more;) {
+        more = false;
+        std::apply([&](auto&... s) { (release_one(s, ctx, more), ...); }, services_);
+        drain_replies(now, emit);
+    }
 }
 
 template <class Traits, class... Services>

@@ -164,12 +164,7 @@ public:
     /// Whether the file can be written where it is (its directory exists and takes a new file, and
     /// the path is not a directory or a device), without touching it; `why` names the path.
     std::error_code check_writable(std::string& why) const {
-        std::string what;
-        if (auto error = ankanet::detail::check_replaceable(path_, &what)) {
-            why = fmt::format("{}: cannot keep the remembered MACs there: {}", path_.string(), what);
-            return error;
-        }
-        return {};
+        return ankanet::detail::check_replaceable_for(path_, "the remembered MACs", why);
     }
 
     /// Reads the file (a missing file: nothing remembered yet). On error `why` says what, for a bad
