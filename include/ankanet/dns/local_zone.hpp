@@ -1,8 +1,8 @@
 // ankanet::dns::local_zone — the names the gateway answers itself, before anything is forwarded.
 //
 // Theory of operation.
-//  * The zone is one domain (default "ankanet.internal"; RFC 9476-style private names under
-//    .internal cannot clash with the public DNS) holding one name per VM — the host name its DHCP
+//  * The zone is one domain (default "ankanet.internal": ICANN reserved .internal for private use
+//    in 2024, so it cannot clash with a public name) holding one name per VM — the host name its DHCP
 //    client sent, as `<hostname>.<domain>` → the VM's leased IPv4 address — and one for the host,
 //    `host.<domain>` → the gateway address. The DHCP service calls set_name() when it binds or
 //    renews a lease that carries a host name and remove_address() when the lease ends.
@@ -30,9 +30,10 @@
 //  * The reply keeps the query's ID, echoes its question byte for byte (the case as sent — some
 //    clients check it), copies RD, CD and the opcode, sets QR, AA and RA (the forwarder does
 //    recurse), and carries an OPT record (no options, our payload size, DO copied per RFC 3225)
-//    when the query had one. Replies are at most 12 + 259 + 12 + 255 + 11 = 549 bytes for a PTR with
-//    the longest names; in practice under 512, because a VM label is at most 63 bytes and the domain
-//    at most max_domain_len; the caller passes a buffer of max_reply_len.
+//    when the query had one. A reply is at most 324 bytes (a PTR: header 12, a reverse question of
+//    at most 34, the answer's fixed 12 and a target of at most 255, OPT 11; an A reply is at most
+//    12 + 259 + 16 + 11 = 298), so it always fits the classic 512-byte UDP limit; a buffer of
+//    max_reply_len always holds it.
 //  * Names are compared ASCII case-insensitively (RFC 4343). Stored labels are lowercased, so a PTR
 //    answer spells a VM's name in lowercase whatever case its DHCP client used.
 //  * Host names come from guests and are checked before they become names (set_name): one DNS
