@@ -18,18 +18,20 @@
 // current 64-tick block tick by tick, level 1 the rest of the current 4096-tick block 64 ticks a
 // slot, and so on. When the wheel reaches a level-L slot (L > 0) its timers are due within that
 // slot's span: each is fired if its tick has come, else re-placed — necessarily on a lower level
-// ("cascading"). A timer beyond the current 2^36-tick block waits on an overflow list that is
-// re-placed when the wheel crosses into the next block (so any deadline, even time_point::max(),
-// is handled; the list is touched once per 2^36 ticks).
+// ("cascading"). A timer beyond the current 2^36-tick block waits on an overflow list, re-placed
+// when the wheel runs empty and crosses into a later block; advance() then jumps straight to the
+// block of the earliest overflow deadline (or of `now`), so any deadline, even time_point::max(),
+// is handled and a long sleep costs nothing per block crossed.
 //
 // Cost. Timers are identified by a dense id in [0, capacity) — a flow's slot index — and live in
 // one array of 24-byte nodes on intrusive doubly-linked lists, allocated once at construction:
 // schedule, reschedule and cancel are O(1) and never allocate. Each level keeps a 64-bit occupancy
 // mask, so next_deadline() is O(levels) and advance() skips empty slots without visiting them:
 // advance() costs O(levels) per non-empty slot it reaches plus O(1) per timer it fires or moves
-// down. A timer moves down at most levels - 1 times in its life (plus once per 2^36 ticks while it
-// is beyond the horizon), so advancing over any stretch of time costs O(levels × timers touched),
-// never O(ticks elapsed).
+// down. A timer moves down at most levels - 1 times in its life, so advancing over any stretch of
+// time costs O(levels × timers touched), never O(ticks elapsed). The overflow list adds, per
+// advance() that reaches it, one pass over the list for each timer it moves onto the wheel, plus
+// one — nothing at all in the NAT's use (1 ms ticks: its horizon is 2.2 years).
 //
 // next_deadline() is exact when the earliest timer sits on level 0; when it sits higher it is the
 // start of that timer's slot, earlier than the deadline: the glue then wakes once, advance() moves
@@ -158,9 +160,19 @@ public:
             elapsed_ = next->tick;
             const std::uint32_t list = next->list;
             if (list == overflow_list) {
-                // A new 2^36-tick block: re-place the overflow list, detached first since a timer
-                // still beyond this block goes back on it. Nothing fires here, so no callback can
-                // touch the detached chain.
+                // The wheel is empty and the current 2^36-tick block is over. Jump straight to the
+                // block of the earliest overflow deadline, or of `now` if that is sooner — not
+                // block by block, so a long sleep costs nothing — and re-place the list, detached
+                // first since a timer still beyond the new block goes back on it. Nothing fires
+                // here, so no callback can touch the detached chain. Every deadline on the list is
+                // at or after the new elapsed_; each pass either moves a timer onto the wheel or
+                // reaches now's block, which bounds the passes per advance() by the list's length.
+                std::uint64_t earliest = now_tick;
+                for (timer_id id = heads_[list]; id != nil; id = nodes_[id].next) {
+                    if (nodes_[id].deadline < earliest) earliest = nodes_[id].deadline;
+                }
+                const std::uint64_t block_start = earliest & ~(horizon_ticks - 1);
+                if (block_start > elapsed_) elapsed_ = block_start;
                 timer_id id = heads_[list];
                 heads_[list] = nil;
                 while (id != nil) {
