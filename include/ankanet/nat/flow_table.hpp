@@ -18,7 +18,9 @@
 // Handles. A flow_handle is the slot index and the slot's generation. The generation is odd while
 // the slot holds a flow and is bumped on insert and erase, so a handle to an erased flow — even one
 // whose slot was reused — is refused (get() returns nullptr, erase() false) instead of naming a
-// stranger's flow. A handle packs into 64 bits (to_u64 / from_u64) for epoll_event.data.
+// stranger's flow. A handle packs into 64 bits (to_u64 / from_u64) for epoll_event.data. (A 32-bit
+// generation comes round again only after 2^31 flows in one slot; a handle kept that long is
+// the glue's bug, not a guest's doing.)
 //
 // The index. Open addressing with linear probing over SipHash-2-4 of the key under a 128-bit key
 // drawn per table from std::random_device: a guest that cannot learn the key cannot choose flows
