@@ -49,7 +49,9 @@
 //  * a from_first_frame port does not adopt the source of its first proper frame, or keeps a MAC
 //    another port (the gateway's included) holds: that port is refused and detached, as the theory
 //    of operation says; add_port accepts a MAC another port holds or refuses a free one;
-//  * the ARP guard drops anything but ARP;
+//  * the ARP guard drops anything but ARP; a DHCP server reply from a VM is not dropped; a DHCP
+//    client's message to the gateway's server (from the port's own MAC) is switched, rather than
+//    taken by the DHCP service for the gateway alone;
 //  * a counter (network-wide and per port: frames in and out, link-down, unknown-port and no-MAC
 //    drops, frames to the gateway, replies, refused ports; the disconnected network's unplugged
 //    drops) or the switch's learned addresses differ from the model.
@@ -589,19 +591,34 @@ private:
             s->mac = parsed.source;
         }
 
-        // Step 4: the ARP guard may drop it, and only ARP.
+        // Step 4: the ARP guard may drop it, and only ARP; the DHCP service drops every DHCP
+        // server reply (from port 67 to 68) and takes a client's message to the gateway's server.
+        const bool server_reply = parsed.is_ipv4() && parsed.has_ports && parsed.protocol == wire::ipv4::protocol::udp &&
+                                  parsed.source_port == wire::dhcp::server_port &&
+                                  parsed.destination_port == wire::dhcp::client_port;
         const auto service_drops = net_->stats(handle)->dropped_by_service - port_before->dropped_by_service;
         REQUIRE(service_drops <= 1);
         if (service_drops == 1) {
-            REQUIRE(parsed.arp || parsed.arp_malformed);
+            REQUIRE(parsed.arp || parsed.arp_malformed || server_reply);
             done_without_switch();
             return;
         }
+        REQUIRE(!server_reply);
+        const bool to_server = parsed.is_ipv4() && parsed.has_ports && parsed.protocol == wire::ipv4::protocol::udp &&
+                               parsed.destination_port == wire::dhcp::server_port && parsed.source == *s->mac &&
+                               (parsed.destination.is_broadcast() || parsed.destination == gateway_mac) &&
+                               (parsed.ip_destination.is_broadcast() || parsed.ip_destination == gateway_ip ||
+                                parsed.ip_destination == ipv4_address{192, 168, 64, 255});
 
-        // Step 5: the switch.
+        // Step 5: the switch — or, for a message the DHCP service took, only its learning of the
+        // port's MAC (so replies find it).
         deliveries expected;
         bool accepted = false;
-        if (frame.size() >= wire::ethernet::header_len) {
+        if (to_server) {
+            accepted = true;
+            learn(*s->mac, static_cast<int>(k), true);
+            expected.gateway = true;
+        } else if (frame.size() >= wire::ethernet::header_len) {
             const auto src = mac_address::from_bytes(frame.subspan(wire::ethernet::field::source));
             const auto dst = mac_address::from_bytes(frame.subspan(wire::ethernet::field::destination));
             if (src.is_unicast() && src == *s->mac) {

@@ -410,11 +410,11 @@ TEST_CASE("network: a VM gets a lease from the captured udhcpc DISCOVER and REQU
     // The DISCOVER exactly as udhcpc sent it (its chaddr and client id are mac_a).
     const auto discover = dhcp_frame(mac_a, captures::hex(captures::udhcpc_discover));
     const auto first = send(*net, a, discover);
-    REQUIRE(first.frames.size() == 2);
-    // Broadcast: flooded, unchanged, to the other VM...
-    REQUIRE(first.to(b).size() == 1);
-    CHECK(first.to(b)[0] == discover);
-    // ...and answered, to the asking VM only.
+    // Broadcast, but for the gateway alone: answered, to the asking VM only, and not flooded to
+    // the others (the DHCP service takes client messages before the switch).
+    REQUIRE(first.frames.size() == 1);
+    CHECK(first.to(b).empty());
+    CHECK(net->stats().frames_to_gateway == 1);
     const auto offers = first.to(a);
     REQUIRE(offers.size() == 1);
     const auto offer = open_dhcp(offers[0]);
@@ -435,7 +435,7 @@ TEST_CASE("network: a VM gets a lease from the captured udhcpc DISCOVER and REQU
     const auto second = send(*net, a, dhcp_frame(mac_a, udhcpc_message(captures::udhcpc_request, mac_a, offer.yiaddr)));
     const auto acks = second.to(a);
     REQUIRE(acks.size() == 1);
-    CHECK(second.to(b).size() == 1); // the broadcast REQUEST
+    CHECK(second.to(b).empty()); // the broadcast REQUEST is the gateway's alone
     const auto ack = open_dhcp(acks[0]);
     CHECK(ack.type == msg::message_type::ack);
     CHECK(ack.eth.destination == mac_a);
@@ -1086,6 +1086,31 @@ TEST_CASE("network: one VM's DHCP flood is rate limited and reported once, and o
     for (int i = 0; i < 50; ++i) answered += send(*net, attacker, discover).to(attacker).size();
     CHECK(answered == static_cast<std::size_t>(limits.messages_per_second));
     CHECK(net->observer().refusals.size() == 1); // reported once per minute, not per drop
+}
+
+TEST_CASE("network: a VM answering as a DHCP server reaches no other VM, and is reported once") {
+    auto net = make_network();
+    const auto victim = add_vm(*net, "vm-victim", mac_a);
+    const auto rogue = add_vm(*net, "vm-rogue", mac_b);
+    // The rogue answers the victim's DISCOVER with an OFFER of its own (as a VM running a DHCP
+    // server would): from port 67 to 68, broadcast and unicast to the victim.
+    const auto offer = captures::hex(captures::udhcpc_discover); // any DHCP payload: the ports decide
+    for (const auto destination : {mac_address::broadcast(), mac_a}) {
+        const wire::udp::repr udp{msg::server_port, msg::client_port, offer.size()};
+        byte_vector datagram(udp.buffer_len() + offer.size());
+        std::copy(offer.begin(), offer.end(), datagram.begin() + static_cast<std::ptrdiff_t>(udp.buffer_len()));
+        REQUIRE_FALSE(udp.emit(datagram, ipv4_address{192, 168, 64, 99}, ipv4_address::broadcast()));
+        const auto frame = ipv4_frame(mac_b, destination, ipv4_address{192, 168, 64, 99}, ipv4_address::broadcast(),
+                                      wire::ipv4::protocol::udp, datagram);
+        CHECK(send(*net, rogue, frame).frames.empty());
+    }
+    CHECK(net->service<dhcp::service>().rogue_server_replies() == 2);
+    CHECK(net->stats(rogue)->dropped_by_service == 2);
+    REQUIRE(net->observer().refusals.size() == 1); // once per report interval
+    CHECK(net->observer().refusals[0].kind == dhcp::refusal_kind::rogue_server);
+    CHECK(net->observer().refusals[0].mac == mac_b);
+    // The victim's own exchange is the gateway's.
+    CHECK(in_default_range(lease(*net, victim, mac_a)));
 }
 
 TEST_CASE("network: a VM claiming many addresses by ARP holds no more than its share") {

@@ -12,7 +12,9 @@
 //  2. The frame is parsed once (wire::parsed_frame); every service sees that one view.
 //  3. A port whose MAC is not known yet (QEMU and vfkit guests choose their own) registers the
 //     source MAC of its first frame; a MAC another port holds is refused and the port detached.
-//  4. Services that inspect VM frames (the ARP guard) may drop it; the first that does wins.
+//  4. Services that inspect VM frames may drop it (the ARP guard), or take it for the gateway without
+//     switching it (the DHCP service takes client messages, so no other VM sees them); the first
+//     service that does not pass it decides.
 //  5. The learning switch forwards it: to VM ports through emit, and to the gateway port when it is
 //     for the gateway MAC or flooded. A frame reaching the gateway is offered to each service in
 //     the order of the Services pack until one takes it.
@@ -48,6 +50,7 @@
 #include <ankanet/clock.hpp>
 #include <ankanet/config.hpp>
 #include <ankanet/error.hpp>
+#include <ankanet/inspection.hpp>
 #include <ankanet/l2/mac_randomizer.hpp>
 #include <ankanet/l2/mac_registry.hpp>
 #include <ankanet/l2/switch.hpp>
@@ -133,7 +136,7 @@ struct network_port_counters {
 /// Network-wide counters.
 struct network_counters {
     std::uint64_t frames_in = 0;            ///< frames received from VMs
-    std::uint64_t frames_to_gateway = 0;    ///< frames the switch delivered to the gateway port
+    std::uint64_t frames_to_gateway = 0;    ///< frames the switch delivered to the gateway port, or a service took
     std::uint64_t gateway_unclaimed = 0;    ///< of those, frames no service took
     std::uint64_t replies = 0;              ///< frames the services answered with
     std::uint64_t replies_dropped = 0;      ///< replies that found the queue full or were too long
@@ -248,10 +251,10 @@ concept gateway_frame_handler = requires(S& s, const wire::parsed_frame& f, deta
 };
 
 /// A service that looks at every frame a VM sends before it is switched: `s.inspect(frame, ctx)`
-/// returns false to drop it.
+/// returns an `inspection`, or a bool (false: drop).
 template <class S>
 concept vm_frame_inspector = requires(S& s, const wire::parsed_frame& f, detail::service_context_archetype& ctx) {
-    { s.inspect(f, ctx) } -> std::convertible_to<bool>;
+    requires std::same_as<decltype(s.inspect(f, ctx)), inspection> || std::convertible_to<decltype(s.inspect(f, ctx)), bool>;
 };
 
 /// @par GatewayService requirements
@@ -557,9 +560,13 @@ private:
     bool adopt_first_source(port_slot& slot, std::uint16_t index, const wire::parsed_frame& frame);
 
     template <class S>
-    static bool inspect(S& s, const wire::parsed_frame& frame, service_context& ctx) {
-        if constexpr (vm_frame_inspector<S>) return static_cast<bool>(s.inspect(frame, ctx));
-        else return true;
+    static inspection inspect(S& s, const wire::parsed_frame& frame, service_context& ctx) {
+        if constexpr (vm_frame_inspector<S>) {
+            if constexpr (std::same_as<decltype(s.inspect(frame, ctx)), inspection>) return s.inspect(frame, ctx);
+            else return static_cast<bool>(s.inspect(frame, ctx)) ? inspection::pass : inspection::drop;
+        } else {
+            return inspection::pass;
+        }
     }
 
     void to_gateway(const wire::parsed_frame& frame, service_context& ctx);

@@ -219,6 +219,16 @@ public:
     const pool_type& pool() const noexcept { return pool_; }
     pool_type& pool() noexcept { return pool_; }
     const server_config& config() const noexcept { return config_; }
+
+    /// Whether `frame` is addressed to this server: UDP to port 67, at its MAC or broadcast, at its
+    /// address or a broadcast one. handle() takes exactly these frames (and validates the rest).
+    bool addressed_to_me(const wire::parsed_frame& frame) const noexcept {
+        // What identifies a DHCP message to us was read when the frame was parsed. A later
+        // fragment carries no UDP header to say whose it is (has_ports is false for it).
+        return frame.is_ipv4() && frame.protocol == wire::ipv4::protocol::udp && for_us(frame.ip_destination) &&
+               (frame.destination.is_broadcast() || frame.destination == config_.server_mac) && frame.has_ports &&
+               frame.destination_port == wire::dhcp::server_port;
+    }
     const server_counters& stats() const noexcept { return stats_; }
 
 private:
@@ -442,12 +452,7 @@ bool basic_server<S, C>::handle(const wire::parsed_frame& frame, sys_seconds now
     namespace udp = wire::udp;
     namespace dhcp = wire::dhcp;
 
-    // Is it ours? What identifies a DHCP message to us was read when the frame was parsed; the
-    // rest is validated below.
-    if (!frame.is_ipv4() || frame.protocol != ipv4::protocol::udp || !for_us(frame.ip_destination)) return false;
-    if (const auto to = frame.destination; !to.is_broadcast() && to != config_.server_mac) return false;
-    // A later fragment carries no UDP header to say whose it is (has_ports is false for it).
-    if (!frame.has_ports || frame.destination_port != dhcp::server_port) return false;
+    if (!addressed_to_me(frame)) return false;
     const ipv4::packet<wire::const_bytes> ip{frame.ip};
 
     // Ours from here on: answered, or counted and dropped.

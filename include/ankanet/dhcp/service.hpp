@@ -29,6 +29,7 @@
 #pragma once
 
 #include <ankanet/clock.hpp>
+#include <ankanet/inspection.hpp>
 #include <ankanet/dhcp/lease_pool.hpp>
 #include <ankanet/dhcp/lease_store.hpp>
 #include <ankanet/dhcp/server.hpp>
@@ -59,8 +60,9 @@ enum class refusal_kind : std::uint8_t {
     rate_limited,    ///< the VM sent more messages than its rate allows
     lease_limit,     ///< the VM asked under yet another client identifier; its older lease or offer was replaced
     pool_exhausted,  ///< no address was left to offer it
+    rogue_server,    ///< the VM answered as a DHCP server; only the gateway serves this network
 };
-inline constexpr std::size_t refusal_kinds = 5;
+inline constexpr std::size_t refusal_kinds = 6;
 
 constexpr std::string_view to_string(refusal_kind kind) noexcept {
     switch (kind) {
@@ -69,6 +71,7 @@ constexpr std::string_view to_string(refusal_kind kind) noexcept {
     case refusal_kind::rate_limited: return "DHCP message rate limit reached; messages dropped";
     case refusal_kind::lease_limit: return "DHCP lease limit per VM reached; its older lease or offer replaced";
     case refusal_kind::pool_exhausted: return "DHCP pool exhausted; no address to offer";
+    case refusal_kind::rogue_server: return "DHCP server message from a VM dropped (only the gateway serves DHCP here)";
     }
     return "DHCP refusal";
 }
@@ -116,6 +119,24 @@ public:
         return basic_service{std::move(*built), limits};
     }
 
+    /// Every frame a VM sends, before it is switched (DHCP guard): a client's message for this
+    /// server is served here and taken, so it never floods to the other VMs (with a thousand VMs,
+    /// each DISCOVER would otherwise be copied a thousand times); a DHCP server's reply from a VM
+    /// is dropped and reported (rogue_server), since only the gateway serves this network.
+    template <class Context>
+    inspection inspect(const wire::parsed_frame& frame, Context& ctx) {
+        if (!frame.is_ipv4() || !frame.has_ports || frame.protocol != wire::ipv4::protocol::udp) return inspection::pass;
+        if (frame.source_port == wire::dhcp::server_port && frame.destination_port == wire::dhcp::client_port) {
+            ++rogue_server_;
+            refused(vms_[ctx.port_mac()], refusal_kind::rogue_server, ctx);
+            return inspection::drop;
+        }
+        // Not to this server (a unicast to some other one), or from another source MAC than the
+        // port's (the switch drops and counts that): not taken here.
+        if (frame.destination_port != wire::dhcp::server_port || frame.source != ctx.port_mac()) return inspection::pass;
+        return handle(frame, ctx) ? inspection::taken : inspection::pass;
+    }
+
     /// A frame for the gateway from a VM: a DHCP message for this server is answered, or counted
     /// and dropped (see the top of this file).
     template <class Context>
@@ -123,6 +144,7 @@ public:
         const bool dhcp = frame.has_ports && frame.protocol == wire::ipv4::protocol::udp &&
                           frame.destination_port == wire::dhcp::server_port;
         if (!dhcp) return server_.handle(frame, ctx.now().wall_seconds(), ctx); // not ours: the server says no
+        if (!server_.addressed_to_me(frame)) return false;
         vm_state& vm = vms_[ctx.port_mac()];
         if (!admit(vm, ctx.now())) {
             refused(vm, refusal_kind::rate_limited, ctx);
@@ -187,6 +209,8 @@ public:
 
     /// Messages dropped by the rate limit, over all VMs.
     std::uint64_t rate_limited() const noexcept { return rate_limited_; }
+    /// DHCP server replies VMs sent, dropped.
+    std::uint64_t rogue_server_replies() const noexcept { return rogue_server_; }
     const service_limits& limits() const noexcept { return limits_; }
 
     /// The MAC holding a bound, unexpired lease on `address`.
@@ -326,6 +350,7 @@ private:
     std::chrono::steady_clock::time_point store_failure_last_{};
     std::unordered_map<wire::mac_address, vm_state> vms_; // one per attached VM that spoke DHCP
     std::uint64_t rate_limited_ = 0;
+    std::uint64_t rogue_server_ = 0;
 };
 
 using service = basic_service<>;

@@ -116,10 +116,17 @@ void basic_network<Traits, Services...>::input(port_handle port, wire::const_byt
         if (!slot->switch_port && !adopt_first_source(*slot, port.index(), parsed)) return;
 
         service_context ctx{*this, now, slot->name, *slot->mac};
-        bool pass = true;
-        std::apply([&](auto&... s) { ((pass = pass && inspect(s, parsed, ctx)), ...); }, services_);
-        if (!pass) {
+        inspection verdict = inspection::pass;
+        std::apply([&](auto&... s) { ((verdict = verdict == inspection::pass ? inspect(s, parsed, ctx) : verdict), ...); },
+                   services_);
+        if (verdict == inspection::drop) {
             ++slot->counters.dropped_by_service;
+            return;
+        }
+        if (verdict == inspection::taken) {
+            ++stats_.frames_to_gateway;
+            switch_.heard_from(*slot->switch_port, now.steady); // the replies find their way to it
+            drain_replies(now, emit);
             return;
         }
         switch_.handle(*slot->switch_port, frame, now.steady, [&](l2::port_id out, wire::const_bytes out_frame) {

@@ -259,6 +259,15 @@ public:
     /// Switches one frame received on `ingress` at `now`; see the theory of operation.
     /// @param emit called as emit(egress, frame) for each port the frame leaves by; `frame` is the
     ///        caller's buffer, valid for the call only.
+    /// A VM port was heard from at `now` by a frame that did not come through handle() (a service
+    /// took it before the switch): learn its MAC there, as handle() would, so that replies to it
+    /// are not flooded. Does nothing for a gateway port or an unknown one.
+    void heard_from(port_id ingress, time_point now) noexcept {
+        const port_slot* in = find_slot(ingress);
+        if (in == nullptr || in->role != port_role::vm || depth_ != 0) return;
+        learn(in->registered, in->registered_bucket, ingress.index(), true, now);
+    }
+
     template <switch_emitter Emit>
     disposition handle(port_id ingress, wire::const_bytes frame, time_point now, Emit&& emit) {
         port_slot* in = find_slot(ingress);
