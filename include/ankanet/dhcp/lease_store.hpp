@@ -301,7 +301,7 @@ public:
             if (auto what = detail::parse_lease_line(line, l); !what.empty()) {
                 return fail(fmt::format("{}:{}: {}", name, line_no, what));
             }
-            if (!leases.emplace(l.address.to_u32(), l).second) {
+            if (!leases.emplace(l.address.to_u32(), stored_lease{l, detail::format_lease_line(l)}).second) {
                 return fail(fmt::format("{}:{}: second lease for {} (the first is on line {})", name, line_no, l.address,
                                         lines_.at(l.address.to_u32())));
             }
@@ -324,23 +324,24 @@ public:
     std::error_code put(const lease& l) {
         if (!loaded_) return lease_errc::store_not_loaded;
         lines_.clear(); // origin() speaks of the file as loaded
+        stored_lease line{l, detail::format_lease_line(l)}; // formatted before the writer is kept waiting
         std::unique_lock lock{shared_->mutex};
         auto& leases = shared_->leases;
         const auto key = l.address.to_u32();
-        std::vector<lease> before; // what the rewrite replaces, to restore if it fails
+        std::vector<stored_lease> before; // what the rewrite replaces, to restore if it fails
         for (auto it = leases.begin(); it != leases.end();) {
-            if (it->first == key || detail::same_client(it->second, l)) {
+            if (it->first == key || detail::same_client(it->second.value, l)) {
                 before.push_back(std::move(it->second));
                 it = leases.erase(it);
             } else {
                 ++it;
             }
         }
-        leases.insert_or_assign(key, l);
+        leases.insert_or_assign(key, std::move(line));
         if (mode_ == write_mode::background) return changed(lock);
         if (auto error = persist(leases)) { // the file still holds the old set: so must memory
             leases.erase(key);
-            for (auto& old : before) leases.insert_or_assign(old.address.to_u32(), std::move(old));
+            for (auto& old : before) leases.insert_or_assign(old.value.address.to_u32(), std::move(old));
             return error;
         }
         return {};
@@ -353,11 +354,11 @@ public:
         auto& leases = shared_->leases;
         const auto it = leases.find(a.to_u32());
         if (it == leases.end()) return {};
-        const lease before = it->second;
+        stored_lease before = std::move(it->second);
         leases.erase(it);
         if (mode_ == write_mode::background) return changed(lock);
         if (auto error = persist(leases)) {
-            leases.emplace(a.to_u32(), before);
+            leases.emplace(a.to_u32(), std::move(before));
             return error;
         }
         return {};
@@ -394,12 +395,18 @@ public:
     }
 
 private:
+    // A lease and its line in the file.
+    struct stored_lease {
+        lease value;
+        std::string line;
+    };
+
     // What the data path and the writer thread share; heap-allocated so the store stays movable
     // while the thread runs. Destroying it stops the writer after it has written what is pending.
     struct shared_state {
         mutable std::mutex mutex;
         std::condition_variable pending; // the writer waits here for changes
-        std::map<std::uint32_t, lease> leases; // ordered: the file lists leases by address
+        std::map<std::uint32_t, stored_lease> leases; // ordered: the file lists leases by address
         std::uint64_t changes = 0, settled = 0, durable = 0;
         std::error_code last_error;
         std::function<void()> wake;
@@ -417,14 +424,20 @@ private:
         }
     };
 
-    static std::string serialize(const std::map<std::uint32_t, lease>& leases) {
-        std::string text{detail::lease_file_header};
+    // Lines are formatted once, when a lease changes; a rewrite only concatenates them, so the
+    // writer holds the lock for a copy of the file's bytes, not for formatting every lease again.
+    static std::string serialize(const std::map<std::uint32_t, stored_lease>& leases) {
+        std::size_t size = detail::lease_file_header.size() + 1;
+        for (const auto& entry : leases) size += entry.second.line.size();
+        std::string text;
+        text.reserve(size);
+        text.append(detail::lease_file_header);
         text.push_back('\n');
-        for (const auto& [address, l] : leases) text += detail::format_lease_line(l);
+        for (const auto& entry : leases) text += entry.second.line;
         return text;
     }
 
-    std::error_code persist(const std::map<std::uint32_t, lease>& leases) const {
+    std::error_code persist(const std::map<std::uint32_t, stored_lease>& leases) const {
         return ankanet::detail::replace_file(path_, serialize(leases));
     }
 
