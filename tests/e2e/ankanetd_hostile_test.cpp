@@ -366,6 +366,57 @@ TEST_CASE("ankanetd hostile: one guest's DHCP or ARP flood does not starve the p
     CHECK_FALSE(port_lines_saying(log, port_name(attacker), attack.says).empty());
 }
 
+TEST_CASE("ankanetd hostile: a guest playing DHCP server neither hears its neighbours' DHCP nor reaches them") {
+    ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
+    ANKANET_REQUIRE_SCAPY();
+    scoped_netns victim;
+    scoped_netns rogue;
+    const std::string victim_mac = "52:54:00:b4:00:01";
+    const std::string rogue_mac = "52:54:00:b4:00:02";
+    daemon_process daemon{{"--mode", "shared", "--netns", victim.path() + ",mac=" + victim_mac, "--netns",
+                           rogue.path() + ",mac=" + rogue_mac}};
+    for (const auto* ns : {&victim, &rogue}) REQUIRE(wait_for_interface(*ns, "eth0"));
+    REQUIRE(run_in(rogue, "ip link set lo up && ip link set eth0 up").status == 0);
+    REQUIRE(run_in(victim, "ip link set lo up && ip link set eth0 up").status == 0);
+
+    // The rogue offers itself as router and server, broadcast and to the victim, while the victim
+    // watches who answers it and asks for a lease (a second into the attack).
+    auto attacking = std::async(std::launch::async, [&] {
+        return run_script(rogue, "dhcp_rogue.py", "--iface eth0 --role server --seconds 8 --rate 50 --victim-mac " + victim_mac,
+                          30s);
+    });
+    auto watching = std::async(std::launch::async, [&] {
+        return run_script(victim, "dhcp_rogue.py", "--iface eth0 --role watch --seconds 8", 30s);
+    });
+    std::this_thread::sleep_for(1s);
+    const auto leased = obtain_lease(victim, "eth0", dhcp_client_kind::udhcpc, 20s, "victim");
+    const auto attacked = attacking.get();
+    const auto watched = watching.get();
+    INFO("--- rogue ---\n" << attacked.output);
+    INFO("--- victim's watch ---\n" << watched.output);
+    INFO("--- victim's udhcpc ---\n" << leased.output);
+    REQUIRE(attacked.status == 0);
+    REQUIRE(watched.status == 0);
+    const auto attack = json_line(attacked.output);
+    const auto watch = json_line(watched.output);
+    CHECK(json_int(attack, "sent") > 0);
+    // The victim's DISCOVER and REQUEST were the gateway's alone: none reached the rogue.
+    CHECK(json_int(attack, "client_messages_seen") == 0);
+    // The victim heard the gateway's OFFER and ACK, and not one of the rogue's replies.
+    CHECK(json_int(watch, "replies") >= 2);
+    CHECK(json_string(watch, "replies_from").find(rogue_mac) == std::string::npos);
+    REQUIRE(leased.lease);
+    CHECK(leased.lease->router == gateway);
+    CHECK(leased.lease->server_id == gateway);
+    CHECK(no_loss(ping(victim, gateway)));
+
+    CHECK(daemon.stop(SIGTERM) == 0);
+    const auto log = daemon.log();
+    INFO("--- daemon log ---\n" << log);
+    // Reported once (per minute), not once per reply.
+    CHECK(port_lines_saying(log, port_name(rogue), {"dhcp server message"}).size() == 1);
+}
+
 TEST_CASE("ankanetd hostile: a host name or DECLINE message with a newline and ANSI escapes forges no log line") {
     ANKANET_REQUIRE_NETNS();
     ANKANET_REQUIRE_SCAPY();
