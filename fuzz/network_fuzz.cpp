@@ -40,7 +40,7 @@
 //  * an emitted frame is shorter than an Ethernet header or longer than max_frame_len(mtu);
 //  * a frame reaches a port other than as the ingress bytes unchanged (to exactly the ports the
 //    switch's forwarding rules give, once each) or as a gateway reply (source: the gateway MAC,
-//    reaching exactly the ports its destination gives);
+//    reaching exactly the ports its destination gives — a DHCP reply, exactly the asking port);
 //  * a VM's frame reaches another VM on an isolated network, or a frame for the gateway MAC reaches
 //    a VM (it is the gateway's: neither flooded past it nor taken by a VM claiming its MAC);
 //  * a frame is taken to the gateway other than when the switch would hand it there; a reply comes
@@ -640,6 +640,14 @@ private:
             const auto src = mac_address::from_bytes(reply.subspan(wire::ethernet::field::source));
             const auto dst = mac_address::from_bytes(reply.subspan(wire::ethernet::field::destination));
             REQUIRE(src == gateway_mac);
+            const auto reply_parsed = wire::parsed_frame::parse(reply);
+            if (reply_parsed.is_ipv4() && reply_parsed.has_ports && reply_parsed.source_port == wire::dhcp::server_port) {
+                // A DHCP reply goes to the port that asked, and no other: not through the switch.
+                deliveries asker;
+                asker.vms.push_back(static_cast<int>(k));
+                deliver(asker, out, i, reply);
+                continue;
+            }
             learn(src, -1, false);
             deliver(forward(-1, dst), out, i, reply);
         }

@@ -460,6 +460,22 @@ TEST_CASE("network: a VM gets a lease from the captured udhcpc DISCOVER and REQU
     CHECK(net->service<dhcp::service>().stats().acks == 1);
 }
 
+TEST_CASE("network: DHCP replies a client asked to be broadcast reach its own port alone") {
+    auto net = make_network();
+    const auto a = add_vm(*net, "vm-a", mac_a);
+    const auto b = add_vm(*net, "vm-b", mac_b);
+    auto discover = udhcpc_message(captures::udhcpc_discover, mac_a);
+    msg::packet<std::span<std::byte>>{discover}.set_broadcast(true);
+    const auto sent = send(*net, a, dhcp_frame(mac_a, discover));
+    REQUIRE(sent.frames.size() == 1);
+    const auto offer = open_dhcp(sent.to(a).at(0));
+    CHECK(offer.type == msg::message_type::offer);
+    CHECK(offer.eth.destination == mac_address::broadcast()); // as the client asked...
+    CHECK(offer.ip.destination == ipv4_address::broadcast());
+    CHECK(sent.to(b).empty());                                // ...yet for it alone
+    CHECK(net->stats(b)->frames_out == 0);
+}
+
 TEST_CASE("network: two VMs get different leases") {
     auto net = make_network();
     const auto a = add_vm(*net, "vm-a", mac_a);

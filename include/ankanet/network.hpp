@@ -19,7 +19,8 @@
 //     for the gateway MAC or flooded. A frame reaching the gateway is offered to each service in
 //     the order of the Services pack until one takes it.
 //  6. Services answer into a fixed-size reply queue, never into the switch: after the switch has
-//     returned, the queued replies enter the switch from the gateway port. So nothing re-enters the
+//     returned, the queued replies enter the switch from the gateway port — or, for a reply a
+//     service addressed to one port (ctx.answer, ctx.send_to), go to that port alone. So nothing re-enters the
 //     switch from inside its own callback, and a reply never outlives the buffer it was built in.
 // One `now` (steady and wall time, from the Clock policy) serves a whole burst.
 //  7. A service may hold a reply back until something outside the data path has happened — the
@@ -51,6 +52,7 @@
 #include <ankanet/config.hpp>
 #include <ankanet/error.hpp>
 #include <ankanet/inspection.hpp>
+#include <ankanet/port_handle.hpp>
 #include <ankanet/l2/mac_randomizer.hpp>
 #include <ankanet/l2/mac_registry.hpp>
 #include <ankanet/l2/switch.hpp>
@@ -82,19 +84,6 @@
 namespace ankanet {
 
 // --- ports ---------------------------------------------------------------------------------------
-
-/// A port of a network: a slot index and the slot's generation when the port was added, so a
-/// handle of a removed port is refused rather than taken for the port that reused its slot.
-struct port_handle {
-    std::uint32_t value = 0;
-
-    constexpr std::uint16_t index() const noexcept { return static_cast<std::uint16_t>(value & 0xffffu); }
-    constexpr std::uint16_t generation() const noexcept { return static_cast<std::uint16_t>(value >> 16); }
-    static constexpr port_handle make(std::uint16_t index, std::uint16_t generation) noexcept {
-        return port_handle{(std::uint32_t{generation} << 16) | index};
-    }
-    constexpr auto operator<=>(const port_handle&) const noexcept = default;
-};
 
 /// How a port's MAC is chosen.
 class port_mac {
@@ -231,6 +220,9 @@ namespace detail {
 /// check the service concepts without a network.
 struct service_context_archetype {
     void operator()(wire::const_bytes) {}
+    void answer(wire::const_bytes) {}
+    void send_to(port_handle, wire::const_bytes) {}
+    std::optional<port_handle> port() const { return std::nullopt; }
     network_time now() const { return {}; }
     std::string_view port_name() const { return {}; }
     mac_address port_mac() const { return {}; }
@@ -345,7 +337,16 @@ public:
     public:
         /// Queues a reply frame; it enters the switch from the gateway port once the current frame
         /// has been switched. Copied: the caller's buffer may be reused at once.
-        void operator()(wire::const_bytes frame) { network_.queue_reply(frame); }
+        void operator()(wire::const_bytes frame) { network_.queue_reply(frame, std::nullopt); }
+        /// Queues a reply for the port the frame came from, and that port alone, whatever its
+        /// destination MAC (a DHCP reply to a client that asked for broadcast reaches no other VM).
+        /// Outside of input() (in flush()) there is no such port: it is switched as operator() does.
+        void answer(wire::const_bytes frame) { network_.queue_reply(frame, port_); }
+        /// Queues a frame for `to` alone; dropped (and counted in replies_dropped) if that port is
+        /// gone by the time the queue is drained.
+        void send_to(port_handle to, wire::const_bytes frame) { network_.queue_reply(frame, to); }
+        /// The port the frame came from (none in flush()).
+        std::optional<port_handle> port() const noexcept { return port_; }
         network_time now() const noexcept { return now_; }
         /// The name of the port the frame came from.
         std::string_view port_name() const noexcept { return port_name_; }
@@ -364,10 +365,12 @@ public:
 
     private:
         friend class basic_network;
-        service_context(basic_network& n, network_time now, std::string_view port, mac_address mac) noexcept
-            : network_(n), now_(now), port_name_(port), port_mac_(mac) {}
+        service_context(basic_network& n, network_time now, std::optional<port_handle> port, std::string_view name,
+                        mac_address mac) noexcept
+            : network_(n), now_(now), port_(port), port_name_(name), port_mac_(mac) {}
         basic_network& network_;
         network_time now_;
+        std::optional<port_handle> port_;
         std::string_view port_name_;
         mac_address port_mac_;
     };
@@ -580,7 +583,7 @@ private:
     template <class Emit>
     void deliver(l2::port_id out, wire::const_bytes frame, Emit& emit);
 
-    void queue_reply(wire::const_bytes frame);
+    void queue_reply(wire::const_bytes frame, std::optional<port_handle> target);
 
     template <class Emit>
     void drain_replies(network_time now, Emit& emit);
@@ -671,6 +674,7 @@ private:
     std::size_t reply_slot_len_;
     std::vector<std::byte> reply_storage_;
     std::array<std::size_t, Traits::reply_queue_depth> reply_lengths_{};
+    std::array<std::optional<port_handle>, Traits::reply_queue_depth> reply_targets_{}; // none: switched
     std::size_t reply_count_ = 0;
     network_time burst_time_{};
     bool burst_clock_read_ = false;

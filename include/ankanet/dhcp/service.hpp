@@ -29,10 +29,11 @@
 #pragma once
 
 #include <ankanet/clock.hpp>
-#include <ankanet/inspection.hpp>
 #include <ankanet/dhcp/lease_pool.hpp>
 #include <ankanet/dhcp/lease_store.hpp>
 #include <ankanet/dhcp/server.hpp>
+#include <ankanet/inspection.hpp>
+#include <ankanet/port_handle.hpp>
 #include <ankanet/result.hpp>
 #include <ankanet/wire/address.hpp>
 #include <ankanet/wire/frame.hpp>
@@ -42,12 +43,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <optional>
-#include <string_view>
-#include <unordered_map>
 #include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -156,9 +157,9 @@ public:
         const auto reply = [&](wire::const_bytes bytes) {
             // A reply to a message that changed the store waits until the change is durable.
             if (const std::uint64_t changes = store_changes(); changes != changes_before && store_durable() < changes) {
-                hold(changes, bytes);
+                hold(changes, ctx.port(), bytes);
             } else {
-                ctx(bytes);
+                ctx.answer(bytes); // to the asking VM alone, even when its client asked for broadcast
             }
         };
         const bool mine = server_.handle(frame, ctx.now().wall_seconds(), reply, binding<Context>{ctx});
@@ -180,7 +181,9 @@ public:
         while (held_head_ < held_.size() && sent < room) {
             const held_reply& h = held_[held_head_];
             if (h.change <= durable) {
-                ctx(wire::const_bytes{held_bytes_.data() + h.offset, h.length});
+                const wire::const_bytes reply{held_bytes_.data() + h.offset, h.length};
+                if (h.port) ctx.send_to(*h.port, reply); // dropped if the VM has gone meanwhile
+                else ctx(reply);
                 ++sent;
             } else if (h.change <= settled) {
                 ++held_unwritten_;
@@ -293,12 +296,12 @@ private:
         else return 0;
     }
 
-    void hold(std::uint64_t change, wire::const_bytes bytes) {
+    void hold(std::uint64_t change, std::optional<port_handle> port, wire::const_bytes bytes) {
         if (held_bytes_.size() - held_front_offset() + bytes.size() > limits_.max_held_bytes) {
             ++held_full_; // the client retries
             return;
         }
-        held_.push_back(held_reply{change, held_bytes_.size(), bytes.size()});
+        held_.push_back(held_reply{change, port, held_bytes_.size(), bytes.size()});
         held_bytes_.insert(held_bytes_.end(), bytes.begin(), bytes.end());
     }
 
@@ -336,6 +339,7 @@ private:
     /// A reply waiting for change number `change` of the store; its bytes are in held_bytes_.
     struct held_reply {
         std::uint64_t change;
+        std::optional<port_handle> port; // the VM that asked
         std::size_t offset;
         std::size_t length;
     };

@@ -115,7 +115,7 @@ void basic_network<Traits, Services...>::input(port_handle port, wire::const_byt
         const auto parsed = wire::parsed_frame::parse(frame);
         if (!slot->switch_port && !adopt_first_source(*slot, port.index(), parsed)) return;
 
-        service_context ctx{*this, now, slot->name, *slot->mac};
+        service_context ctx{*this, now, port, slot->name, *slot->mac};
         inspection verdict = inspection::pass;
         std::apply([&](auto&... s) { ((verdict = verdict == inspection::pass ? inspect(s, parsed, ctx) : verdict), ...); },
                    services_);
@@ -299,12 +299,13 @@ void basic_network<Traits, Services...>::deliver(l2::port_id out, wire::const_by
 }
 
 template <class Traits, class... Services>
-void basic_network<Traits, Services...>::queue_reply(wire::const_bytes frame) {
+void basic_network<Traits, Services...>::queue_reply(wire::const_bytes frame, std::optional<port_handle> target) {
     if (reply_count_ == Traits::reply_queue_depth || frame.size() > reply_slot_len_) {
         ++stats_.replies_dropped;
         return;
     }
     std::memcpy(reply_storage_.data() + reply_count_ * reply_slot_len_, frame.data(), frame.size());
+    reply_targets_[reply_count_] = target;
     reply_lengths_[reply_count_++] = frame.size();
 }
 
@@ -315,6 +316,17 @@ void basic_network<Traits, Services...>::drain_replies(network_time now, Emit& e
     // port: no service runs while draining, so nothing is queued behind the loop.
     for (std::size_t i = 0; i < reply_count_; ++i) {
         const wire::const_bytes reply{reply_storage_.data() + i * reply_slot_len_, reply_lengths_[i]};
+        if (const auto& target = reply_targets_[i]) {
+            const port_slot* slot = find(*target);
+            if (slot == nullptr || !slot->switch_port) { // gone since the reply was made
+                ++stats_.replies_dropped;
+                continue;
+            }
+            ++stats_.replies;
+            if (frame_tap_) frame_tap_(reply);
+            deliver(*slot->switch_port, reply, emit);
+            continue;
+        }
         ++stats_.replies;
         if (frame_tap_) frame_tap_(reply);
         switch_.handle(gateway_port_, reply, now.steady,
@@ -329,7 +341,7 @@ template <class Traits, class... Services>
 template <class Emit>
     requires std::invocable<Emit&, port_handle, wire::const_bytes>
 void basic_network<Traits, Services...>::flush(network_time now, Emit&& emit) {
-    service_context ctx{*this, now, "the gateway", config_.gateway_mac};
+    service_context ctx{*this, now, std::nullopt, "the gateway", config_.gateway_mac};
     // Each round fills the reply queue at most once and drains it; a round that released less
     // than the room it had is the last.
     for (bool more = true; more;) {
