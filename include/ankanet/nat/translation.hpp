@@ -1,0 +1,102 @@
+// ankanet::nat translation basics — what the TCP, UDP and ICMP translators share: which guest
+// datagrams are theirs, where on the host a guest's destination lies, and how a datagram towards a
+// guest is framed.
+//
+// Theory of operation. A VM sends IPv4 to the gateway's MAC either for the gateway itself or for
+// somewhere it routes through the gateway. The translators look at those datagrams before the
+// switch does (they are vm_frame_inspectors) and take the ones they carry:
+//   - a destination outside the network's subnet: the remote is that address, on the host side;
+//   - the gateway's own address, when the gateway stands for the host (`host_loopback`, on by
+//     default): the remote is the host's loopback (127.0.0.1), so a guest reaches a server the host
+//     runs on 127.0.0.1 at 192.168.64.1, as users of the product reach services on their Mac.
+//     Services that answer at the gateway themselves (DHCP, DNS, ping) come before the translators
+//     in a network's services and take their datagrams first.
+// Everything else in the subnet (other VMs, the broadcast address) is the switch's. A destination
+// no host may send to (is_martian_guest_destination: 127/8 on the wire, 0/8, multicast, class E)
+// is dropped and counted, never mapped. Fragments are not reassembled (a translator carries flows,
+// and a flow's later fragments carry no ports): they are dropped and counted, as passt does.
+//
+// Frames towards a guest come from the gateway's MAC, with the remote as the IPv4 source (or the
+// gateway's address for flows that went to host loopback), built by write_guest_headers() in a
+// caller's buffer: Ethernet and IPv4 header, the L4 bytes after them are the caller's.
+#pragma once
+
+#include <ankanet/config.hpp>
+#include <ankanet/nat/egress.hpp>
+#include <ankanet/wire/address.hpp>
+#include <ankanet/wire/bytes.hpp>
+#include <ankanet/wire/ethernet.hpp>
+#include <ankanet/wire/frame.hpp>
+#include <ankanet/wire/ipv4.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+namespace ankanet::nat {
+
+/// What every translator of a network is told about it.
+struct translation_config {
+    wire::ipv4_prefix subnet{wire::ipv4_address{192, 168, 64, 1}, 24}; ///< address(): the gateway's
+    wire::mac_address gateway_mac = default_gateway_mac;
+    bool host_loopback = true;  ///< the gateway's address stands for the host's loopback
+    wire::ipv4_address host_loopback_address{127, 0, 0, 1};
+    std::size_t mtu = 1500;     ///< the largest IPv4 datagram a frame towards a guest may carry
+};
+
+/// Where a guest's datagram goes, as the translators see it.
+enum class guest_route : std::uint8_t {
+    not_ours,  ///< not IPv4 to the gateway's MAC, or for the subnet: the switch's
+    translate, ///< to be carried to `remote` on the host side
+    martian,   ///< to a destination no host may send to: drop and count
+    fragment,  ///< a fragment: drop and count (not reassembled)
+};
+
+struct guest_destination {
+    guest_route route = guest_route::not_ours;
+    wire::ipv4_address remote; ///< the host-side destination (host loopback for the gateway)
+};
+
+/// Classifies a VM's frame (see the theory of operation). Protocol and ports are the caller's
+/// to check; this only says whether, and where, the datagram would be carried.
+inline guest_destination classify(const wire::parsed_frame& frame, const translation_config& config) noexcept {
+    if (!frame.is_ipv4() || frame.destination != config.gateway_mac) return {};
+    const auto to = frame.ip_destination;
+    wire::ipv4_address remote = to;
+    if (to == config.subnet.address()) {
+        if (!config.host_loopback) return {};
+        remote = config.host_loopback_address;
+    } else if (config.subnet.contains(to)) {
+        return {};
+    } else if (is_martian_guest_destination(to)) {
+        return {guest_route::martian, to};
+    }
+    if (frame.is_fragment()) return {guest_route::fragment, remote};
+    return {guest_route::translate, remote};
+}
+
+/// Bytes of Ethernet and IPv4 header write_guest_headers() writes: the L4 bytes start here.
+inline constexpr std::size_t guest_headers_len = wire::ethernet::header_len + wire::ipv4::header_len;
+
+/// Writes the Ethernet (gateway → VM) and IPv4 (from `source` to `destination`, `protocol`, with
+/// `l4_len` bytes of payload) headers at the start of `frame`. DF is set: the translators size what
+/// they send to the MTU. Returns the frame's total length, or 0 if `frame` is too small or `l4_len`
+/// too long for one IPv4 datagram.
+inline std::size_t write_guest_headers(wire::mutable_bytes frame, wire::mac_address gateway_mac, wire::mac_address vm_mac,
+                                       wire::ipv4_address source, wire::ipv4_address destination,
+                                       std::uint8_t protocol, std::size_t l4_len, std::uint16_t identification = 0) noexcept {
+    if (frame.size() < guest_headers_len + l4_len) return 0;
+    wire::ethernet::repr eth{gateway_mac, vm_mac, wire::ethernet::ethertype::ipv4, std::nullopt};
+    if (eth.emit(frame)) return 0;
+    wire::ipv4::repr ip;
+    ip.source = source;
+    ip.destination = destination;
+    ip.protocol = protocol;
+    ip.payload_len = l4_len;
+    ip.identification = identification;
+    ip.dont_fragment = true;
+    if (ip.emit(frame.subspan(wire::ethernet::header_len))) return 0;
+    return guest_headers_len + l4_len;
+}
+
+} // namespace ankanet::nat
