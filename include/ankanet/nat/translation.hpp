@@ -27,11 +27,16 @@
 #include <ankanet/wire/bytes.hpp>
 #include <ankanet/wire/ethernet.hpp>
 #include <ankanet/wire/frame.hpp>
+#include <ankanet/wire/icmp.hpp>
 #include <ankanet/wire/ipv4.hpp>
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
+#include <algorithm>
+#include <chrono>
 #include <optional>
+#include <string_view>
 
 namespace ankanet::nat {
 
@@ -98,5 +103,60 @@ inline std::size_t write_guest_headers(wire::mutable_bytes frame, wire::mac_addr
     if (ip.emit(frame.subspan(wire::ethernet::header_len))) return 0;
     return guest_headers_len + l4_len;
 }
+
+/// Writes an ICMP error (`type`, `code`) from `source` to the guest at `destination`, quoting
+/// `quoted` (the guest's IPv4 header and the first bytes after it; trimmed to 28 + 64 bytes, as
+/// much as RFC 1812 4.3.2.3 lets a router quote without exceeding 576 bytes in every case).
+/// Returns the frame's length, or 0 if `frame` is too small.
+inline std::size_t write_guest_icmp_error(wire::mutable_bytes frame, wire::mac_address gateway_mac, wire::mac_address vm_mac,
+                                          wire::ipv4_address source, wire::ipv4_address destination, std::uint8_t type,
+                                          std::uint8_t code, wire::const_bytes quoted, std::uint16_t next_hop_mtu = 0) noexcept {
+    quoted = quoted.first(std::min<std::size_t>(quoted.size(), 92));
+    wire::icmp::repr message;
+    if (type == wire::icmp::type::destination_unreachable) {
+        message.message = wire::icmp::destination_unreachable{code, next_hop_mtu, quoted};
+    } else {
+        message.message = wire::icmp::time_exceeded{code, quoted};
+    }
+    const std::size_t l4 = message.buffer_len();
+    const std::size_t total = write_guest_headers(frame, gateway_mac, vm_mac, source, destination, wire::ipv4::protocol::icmp, l4);
+    if (total == 0 || message.emit(frame.subspan(guest_headers_len, l4))) return 0;
+    return total;
+}
+
+/// A guest's new flow was refused (reported at most once per second per translator; `suppressed`
+/// counts the refusals not reported since the last report).
+struct flow_refused_event {
+    std::string_view port;           ///< the VM's port name
+    std::uint8_t protocol = 0;       ///< IP protocol number
+    wire::ipv4_address destination;  ///< as the guest addressed it
+    std::uint16_t destination_port = 0;
+    std::string_view reason;         ///< "egress policy", "flow limit", "socket: <error>" ...
+    std::uint64_t suppressed = 0;
+};
+
+/// Lets one report through per interval and counts the rest, so a guest cannot flood the log.
+class report_limiter {
+public:
+    explicit report_limiter(std::chrono::steady_clock::duration interval = std::chrono::seconds{1}) noexcept
+        : interval_(interval) {}
+    /// Whether to report now; when true, `suppressed` is how many were held back since the last.
+    bool admit(std::chrono::steady_clock::time_point now, std::uint64_t& suppressed) noexcept {
+        if (reported_ && now - last_ < interval_) {
+            ++held_;
+            return false;
+        }
+        reported_ = true;
+        last_ = now;
+        suppressed = std::exchange(held_, 0);
+        return true;
+    }
+
+private:
+    std::chrono::steady_clock::duration interval_;
+    std::chrono::steady_clock::time_point last_{};
+    std::uint64_t held_ = 0;
+    bool reported_ = false;
+};
 
 } // namespace ankanet::nat
