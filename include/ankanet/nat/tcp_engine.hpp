@@ -1,0 +1,1040 @@
+// ankanet::nat::basic_tcp_engine — the TCP translator's pure core: guest segments in, host socket
+// calls and guest frames out, no TCP stack in between.
+//
+// Theory of operation. Each guest connection is carried by exactly one host socket, and the
+// engine keeps no payload of its own: what the guest sends goes straight into the socket's send
+// buffer, what the host sends stays in the socket's receive queue until the guest has ACKed it.
+// The engine only mirrors sequence numbers and windows between the two, as passt's tcp.c does.
+//
+//  - Opening. A guest SYN for a tuple with no flow is checked against the egress policy (the
+//    caller's `resolve`: refused -> RST, counted), the VM's half-open and flow limits and the
+//    table's capacity (refused -> RST, counted). Then the socket layer starts a non-blocking
+//    connect() with the guest's MSS. The guest hears nothing until the connect ends: a SYN-ACK when
+//    it succeeded, an RST when the host refused, an ICMP host or net unreachable when the host
+//    said so. A connect that hangs is reset after tcp_limits::connect_timeout on the flow's own
+//    timer, so one dead destination delays no other flow.
+//  - Guest -> host. A segment at rcv_nxt is send()'s worth of payload: the guest is ACKed for
+//    what the kernel took and no more. A short send leaves the rest for the guest to retransmit,
+//    and the engine waits for writability to tell it (a window update). A segment beyond rcv_nxt
+//    gets a duplicate ACK: nothing is reassembled. The window we advertise is the socket's free
+//    send buffer (scaled by our_window_shift when the guest offered window scaling), rounded down
+//    to 0 below one MSS (silly window avoidance).
+//  - Host -> guest. Data is peeked at offset snd_nxt - snd_una (SO_PEEK_OFF in the Asio layer)
+//    straight into the payload area of the frame being built, at most one MSS per frame and no
+//    further than the guest's window (scaled by its shift). When the guest ACKs, the ACKed bytes
+//    are dropped from the socket (MSG_TRUNC). Retransmitting is rewinding snd_nxt to snd_una: on
+//    the retransmission timer (1 s, doubled per expiry, RFC 6298 5.5, up to rto_max) or after three
+//    duplicate ACKs. A zero window stops sending and arms the same timer to send a one-byte probe;
+//    a window that shrinks below what is in flight rewinds snd_nxt to the window's edge.
+//  - Closing. The state is a set of per-direction event bits, not an RFC state enum. A guest FIN
+//    (once every byte before it is in the socket) is shutdown(SHUT_WR). End of file on the socket
+//    becomes a FIN to the guest only when every byte before it is ACKed; it is retransmitted like
+//    data. A flow closes (close(), no CLOSE_WAIT left behind) when both FINs are ACKed. A guest RST
+//    in the window closes the socket with SO_LINGER {1, 0}, so the host peer sees an RST too; an
+//    RST is never answered. A segment for no flow gets an RST (unless it is one).
+//
+// Output. Frames to the guests come from two places. guest_segment() answers at once (ACKs,
+// duplicate ACKs, RSTs) through its `out` callback. Everything the host side causes (connect
+// results, readable data, writability, timers) only marks the flow: socket_event() and advance()
+// put it on a FIFO of flows with work, and pump(now, room, out) emits up to `room` frames from
+// that FIFO. The translator calls pump() from the network's release_held(). Frames are built in
+// one buffer by one function (emit_segment), the seam where a later change adds a virtio-net
+// header and emits 64 KiB GSO segments instead of MTU-sized ones.
+//
+// State and memory. Flows live in a flow_table<tcp_flow_state> (fixed capacity, SipHash index,
+// per-VM limits); their timers on one timer_wheel with the flow's slot index as timer id; the
+// FIFO is an array of slot indexes. Nothing is allocated after construction. The socket layer is
+// told the slot index, which it uses to index its own per-flow array.
+//
+// Limits. IPv4 only; no SACK, no timestamps, no ECN negotiation (a SYN carrying ECE/CWR is
+// accepted and answered without ECE); no RTT estimate (the RTO starts at rto_initial); urgent
+// data is sent as ordinary data. Not thread-safe: one engine, one thread.
+#pragma once
+
+#include <ankanet/inspection.hpp>
+#include <ankanet/nat/flow_table.hpp>
+#include <ankanet/nat/timer_wheel.hpp>
+#include <ankanet/nat/translation.hpp>
+#include <ankanet/port_handle.hpp>
+#include <ankanet/wire/address.hpp>
+#include <ankanet/wire/bytes.hpp>
+#include <ankanet/wire/frame.hpp>
+#include <ankanet/wire/icmp.hpp>
+#include <ankanet/wire/ipv4.hpp>
+#include <ankanet/wire/tcp.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <system_error>
+#include <vector>
+
+namespace ankanet::nat {
+
+// --- the socket layer ------------------------------------------------------------------------------
+
+/// What a peek found.
+struct tcp_peek_result {
+    std::size_t bytes = 0;   ///< bytes copied
+    bool eof = false;        ///< nothing at the offset and the peer has sent its FIN
+    std::error_code error;   ///< the connection failed (reset, ...)
+};
+
+/// What a send took.
+struct tcp_send_result {
+    std::size_t bytes = 0;   ///< bytes the kernel accepted; fewer than given: it would block
+    std::error_code error;   ///< the connection failed
+};
+
+/// What a socket layer reports to the engine (socket_event()).
+enum class tcp_socket_event : std::uint8_t {
+    connected, ///< the connect() ended; the error_code says how
+    readable,  ///< data (or EOF) arrived after want_readable()
+    writable,  ///< send buffer space after want_writable()
+};
+
+/// The host side of the engine: one socket per flow slot.
+/// @par Requirements
+///  - `open(slot, address, port, mss)`: starts a non-blocking connect; its end is reported as
+///    tcp_socket_event::connected. An error returned here means it never started.
+///  - `send(slot, bytes)` -> tcp_send_result, never blocking, never raising SIGPIPE.
+///  - `peek(slot, offset, buffer)` -> tcp_peek_result: copies received bytes from `offset` on
+///    (offset counted from the head of the receive queue), leaving them queued.
+///  - `discard(slot, n)`: drops the first n received bytes (the guest ACKed them).
+///  - `shutdown_write(slot)`, `close(slot, reset)` (reset: SO_LINGER {1, 0}).
+///  - `want_readable(slot)`, `want_writable(slot)`: report the event once, when it happens.
+///  - `send_space(slot)`: free bytes in the send buffer (the window we offer the guest).
+///  - `max_peek_offset()`: the furthest offset peek() can reach (bytes in flight to a guest).
+template <class L>
+concept tcp_socket_layer = requires(L& l, std::uint32_t slot, wire::ipv4_address address, std::uint16_t port,
+                                    wire::const_bytes in, wire::mutable_bytes buffer, std::size_t n, bool reset) {
+    { l.open(slot, address, port, port) } -> std::same_as<std::error_code>;
+    { l.send(slot, in) } -> std::same_as<tcp_send_result>;
+    { l.peek(slot, n, buffer) } -> std::same_as<tcp_peek_result>;
+    { l.discard(slot, n) } -> std::same_as<std::error_code>;
+    l.shutdown_write(slot);
+    l.close(slot, reset);
+    l.want_readable(slot);
+    l.want_writable(slot);
+    { l.send_space(slot) } -> std::convertible_to<std::size_t>;
+    { l.max_peek_offset() } -> std::convertible_to<std::size_t>;
+};
+
+// --- configuration, counters, per-flow state -------------------------------------------------------
+
+/// Limits and timers of the TCP translator.
+struct tcp_limits {
+    std::size_t capacity = 4096;        ///< flows at once
+    std::size_t max_vms = 256;          ///< VM port indexes below this may open flows
+    std::size_t vm_flows = 1024;        ///< flows per VM
+    std::size_t vm_half_open = 64;      ///< flows per VM whose handshake is not finished (SYN flood)
+    std::chrono::milliseconds connect_timeout{10'000};
+    std::chrono::milliseconds rto_initial{1'000};
+    std::chrono::milliseconds rto_max{60'000};
+    std::uint8_t max_retransmits = 10;  ///< then both sides are reset
+    std::chrono::seconds idle_timeout{7200};
+    std::uint8_t our_window_shift = 7;  ///< window scale we offer (windows up to 8 MiB)
+    std::optional<std::array<std::byte, 16>> hash_key; ///< flow table key (tests fix it)
+    std::optional<std::uint64_t> isn_seed;             ///< initial sequence numbers (tests fix it)
+};
+
+/// The engine's counters.
+struct tcp_stats {
+    std::uint64_t syn_accepted = 0;        ///< flows opened (connect started)
+    std::uint64_t refused_egress = 0;      ///< SYNs the egress policy refused
+    std::uint64_t refused_half_open = 0;   ///< SYNs over the VM's half-open limit
+    std::uint64_t refused_vm_limit = 0;    ///< SYNs over the VM's flow limit
+    std::uint64_t refused_table_full = 0;  ///< SYNs with every flow slot taken
+    std::uint64_t refused_open = 0;        ///< SYNs whose socket could not be opened
+    std::uint64_t connected = 0;           ///< connects that succeeded
+    std::uint64_t connect_refused = 0;     ///< answered with an RST
+    std::uint64_t connect_unreachable = 0; ///< answered with ICMP host/net unreachable
+    std::uint64_t connect_timeouts = 0;
+    std::uint64_t rst_unknown = 0;         ///< RSTs sent for segments of no flow
+    std::uint64_t rst_from_guest = 0;      ///< flows the guest reset
+    std::uint64_t rst_to_guest = 0;        ///< flows reset towards the guest (host error, timeout)
+    std::uint64_t dup_acks_sent = 0;       ///< out-of-order guest data
+    std::uint64_t short_sends = 0;         ///< guest data the kernel did not take whole
+    std::uint64_t retransmits = 0;         ///< RTO expiries that rewound a flow
+    std::uint64_t fast_retransmits = 0;
+    std::uint64_t zero_window_probes = 0;
+    std::uint64_t window_shrinks = 0;      ///< guest windows that shrank below what was in flight
+    std::uint64_t bad_segments = 0;        ///< unparsable, bad checksum, ...
+    std::uint64_t bytes_to_host = 0;
+    std::uint64_t bytes_to_guest = 0;      ///< payload bytes in frames (retransmissions included)
+    std::uint64_t flows_closed = 0;        ///< flows that ended with both FINs ACKed
+    std::uint64_t idle_timeouts = 0;
+};
+
+/// Per-flow state: sequence numbers, windows and event bits. 44 bytes.
+struct tcp_flow_state {
+    port_handle vm;                 ///< the VM's port (frames go there)
+    wire::mac_address vm_mac;       ///< the VM's MAC
+    std::uint16_t guest_mss = 536;  ///< largest payload towards the guest
+    std::uint32_t snd_una = 0;      ///< oldest sequence number the guest has not ACKed
+    std::uint32_t snd_nxt = 0;      ///< next sequence number to send the guest
+    std::uint32_t snd_max = 0;      ///< highest sequence number sent (snd_nxt before a rewind)
+    std::uint32_t rcv_nxt = 0;      ///< next sequence number expected from the guest
+    std::uint32_t guest_window = 0; ///< the guest's window, scaled, in bytes
+    std::uint16_t events = 0;       ///< tcp_flow_state::event bits
+    std::uint16_t adv_window = 0;   ///< the last window field we sent (unscaled)
+    std::uint8_t pending = 0;       ///< control frames pump() owes (pending bits)
+    std::uint8_t guest_shift = 0;   ///< the guest's window shift (0: no scaling)
+    std::uint8_t our_shift = 0;     ///< our window shift (0 when the guest offered none)
+    std::uint8_t dup_acks = 0;
+    std::uint8_t backoff = 0;       ///< RTO doublings since the last progress
+    std::uint8_t timer = 0;         ///< what the flow's timer is armed for (timer_kind)
+
+    /// Event bits, one per direction and step (passt's model).
+    enum event : std::uint16_t {
+        syn_from_guest = 1u << 0,   ///< guest SYN seen, connect started
+        connected = 1u << 1,        ///< the host socket connected
+        syn_to_guest = 1u << 2,     ///< SYN-ACK sent
+        established = 1u << 3,      ///< our SYN ACKed by the guest
+        fin_from_guest = 1u << 4,   ///< guest FIN taken, SHUT_WR done
+        host_eof = 1u << 5,         ///< the host socket reached end of file
+        fin_to_guest = 1u << 6,     ///< FIN sent to the guest (its sequence number is snd_max - 1)
+        fin_acked = 1u << 7,        ///< our FIN ACKed
+        send_blocked = 1u << 8,     ///< a short send: waiting for writability
+        window_closed = 1u << 9,    ///< we advertised 0: waiting for writability
+        half_open = 1u << 10,       ///< counted in the VM's half-open flows
+        closing = 1u << 11,         ///< erased once pump() has sent what it owes
+        probe = 1u << 12,           ///< send one byte into a zero window
+        read_wait = 1u << 13,       ///< want_readable() asked, not reported yet
+    };
+    /// Control frames owed to the guest.
+    enum pending_frame : std::uint8_t {
+        send_synack = 1u << 0,
+        send_ack = 1u << 1,
+        send_rst = 1u << 2,
+        send_icmp_host = 1u << 3,
+        send_icmp_net = 1u << 4,
+    };
+    enum timer_kind : std::uint8_t { no_timer, connect_timer, rto_timer, persist_timer, idle_timer };
+
+    bool has(std::uint16_t e) const noexcept { return (events & e) != 0; }
+    void set(std::uint16_t e) noexcept { events = static_cast<std::uint16_t>(events | e); }
+    void clear(std::uint16_t e) noexcept { events = static_cast<std::uint16_t>(events & ~e); }
+};
+static_assert(sizeof(tcp_flow_state) <= 48, "keep the per-flow state small");
+
+/// Where a guest SYN goes on the host, when the egress policy allows it.
+struct tcp_host_target {
+    wire::ipv4_address address;
+    std::uint16_t port = 0;
+};
+
+namespace detail {
+inline bool seq_lt(std::uint32_t a, std::uint32_t b) noexcept { return static_cast<std::int32_t>(a - b) < 0; }
+inline bool seq_le(std::uint32_t a, std::uint32_t b) noexcept { return static_cast<std::int32_t>(a - b) <= 0; }
+inline bool seq_gt(std::uint32_t a, std::uint32_t b) noexcept { return seq_lt(b, a); }
+} // namespace detail
+
+// --- the engine ------------------------------------------------------------------------------------
+
+/// The TCP translator's pure core; see the theory of operation above.
+/// @tparam SocketLayer the host side (see tcp_socket_layer); owned by the engine.
+template <tcp_socket_layer SocketLayer>
+class basic_tcp_engine {
+public:
+    using time_point = std::chrono::steady_clock::time_point;
+    using flow_table_type = flow_table<tcp_flow_state>;
+    using flow_state = tcp_flow_state;
+
+    /// @param config the network's addresses and MTU; @param limits sizes and timers;
+    /// @param sockets the socket layer; @param origin the wheel's time zero (normally `now`).
+    basic_tcp_engine(const translation_config& config, const tcp_limits& limits, SocketLayer sockets, time_point origin)
+        : config_(config), limits_(limits), sockets_(std::move(sockets)),
+          table_(table_config(limits)), wheel_(table_.capacity(), origin), fifo_(table_.capacity()),
+          queued_(table_.capacity(), 0), half_open_(table_.max_vms(), 0),
+          frame_(config.mtu + wire::ethernet::header_len),
+          isn_state_(limits.isn_seed ? *limits.isn_seed : std::random_device{}() * 0x9e3779b97f4a7c15ull) {
+        table_.set_vm_limits(limits.vm_flows);
+    }
+
+    basic_tcp_engine(const basic_tcp_engine&) = delete;
+    basic_tcp_engine& operator=(const basic_tcp_engine&) = delete;
+
+    /// Takes one guest IPv4/TCP frame `frame` (whose route classify() said was `translate`) from
+    /// `vm` with MAC `vm_mac`. Immediate answers go to `out(port_handle, const_bytes)`. `resolve()`
+    /// is asked only for a SYN that would open a flow: the host target, or nullopt when the
+    /// egress policy refuses it. Returns taken (the frame was the translator's, even if dropped).
+    template <class Resolve, class Out>
+    inspection guest_segment(port_handle vm, const wire::parsed_frame& frame, time_point now, Resolve&& resolve,
+                             Out&& out);
+
+    /// A socket event for flow slot `slot` (stale slots are ignored). Marks the flow for pump().
+    void socket_event(std::uint32_t slot, tcp_socket_event event, std::error_code ec);
+
+    /// Runs the flows' timers up to `now`; flows with work go onto the FIFO for pump().
+    void advance(time_point now);
+
+    /// Emits up to `room` frames for flows with work: `out(port_handle, const_bytes)`. Returns how
+    /// many it emitted; a flow that had more stays at the FIFO's head.
+    template <class Out>
+    std::size_t pump(time_point now, std::size_t room, Out&& out);
+
+    /// Whether some flow has work for pump().
+    bool has_work() const noexcept { return fifo_count_ != 0; }
+    /// When advance() should run next (nullopt: no timer armed).
+    std::optional<time_point> next_deadline() const noexcept { return wheel_.next_deadline(); }
+
+    const tcp_stats& stats() const noexcept { return stats_; }
+    const flow_table_type& flows() const noexcept { return table_; }
+    std::size_t size() const noexcept { return table_.size(); }
+    SocketLayer& sockets() noexcept { return sockets_; }
+    const tcp_limits& limits() const noexcept { return limits_; }
+    /// Half-open flows of VM port index `vm`.
+    std::size_t half_open(std::uint16_t vm) const noexcept { return vm < half_open_.size() ? half_open_[vm] : 0; }
+
+    /// The flow of a tuple, as the guest sees it (for tests and diagnostics).
+    const tcp_flow_state* find(std::uint16_t vm, wire::ipv4_address guest, std::uint16_t guest_port,
+                               wire::ipv4_address remote, std::uint16_t remote_port) const noexcept {
+        const auto h = table_.find(make_key(vm, guest, guest_port, remote, remote_port));
+        return h ? table_.get(*h) : nullptr;
+    }
+    /// The slot of a tuple's flow (the id the socket layer is given).
+    std::optional<std::uint32_t> slot_of(std::uint16_t vm, wire::ipv4_address guest, std::uint16_t guest_port,
+                                         wire::ipv4_address remote, std::uint16_t remote_port) const noexcept {
+        const auto h = table_.find(make_key(vm, guest, guest_port, remote, remote_port));
+        if (!h) return std::nullopt;
+        return h->index;
+    }
+
+    /// Bytes per flow at full capacity: the table's slot and index share plus the timer node.
+    double bytes_per_flow() const noexcept {
+        return table_.bytes_per_flow() + static_cast<double>(basic_timer_wheel<>::bytes_per_timer) +
+               static_cast<double>(sizeof(std::uint32_t) + sizeof(std::uint8_t)); // FIFO entry + queued flag
+    }
+
+    /// Resets every flow (both sides) and forgets them: for shutdown.
+    void reset_all() {
+        table_.for_each([&](flow_handle h, const flow_key&, tcp_flow_state&) {
+            sockets_.close(h.index, true);
+            forget(h);
+        });
+    }
+
+private:
+    static typename flow_table_type::config table_config(const tcp_limits& l) {
+        typename flow_table_type::config c;
+        c.capacity = l.capacity;
+        c.max_vms = l.max_vms;
+        c.hash_key = l.hash_key;
+        return c;
+    }
+
+    static flow_key make_key(std::uint16_t vm, wire::ipv4_address guest, std::uint16_t guest_port,
+                             wire::ipv4_address remote, std::uint16_t remote_port) noexcept {
+        flow_key k;
+        k.guest_address = guest;
+        k.remote_address = remote;
+        k.guest_port = guest_port;
+        k.remote_port = remote_port;
+        k.vm = vm;
+        k.protocol = wire::tcp::protocol_number;
+        return k;
+    }
+
+    std::uint32_t next_isn() noexcept {
+        // splitmix64: ISNs a guest cannot predict from the ones it saw (the seed is random).
+        std::uint64_t z = (isn_state_ += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        return static_cast<std::uint32_t>(z ^ (z >> 31));
+    }
+
+    std::size_t max_payload() const noexcept {
+        return config_.mtu - wire::ipv4::header_len - wire::tcp::header_len;
+    }
+
+    // -- timers
+
+    std::chrono::milliseconds rto(const tcp_flow_state& f) const noexcept {
+        auto r = limits_.rto_initial;
+        for (std::uint8_t i = 0; i < f.backoff && r < limits_.rto_max; ++i) r *= 2;
+        return std::min(r, limits_.rto_max);
+    }
+
+    void arm(std::uint32_t slot, tcp_flow_state& f, std::uint8_t kind, time_point at) {
+        f.timer = kind;
+        wheel_.schedule(slot, at);
+    }
+
+    /// Arms the timer the flow's state calls for. `progress`: something was ACKed or sent anew, so
+    /// a running RTO starts over.
+    void rearm(std::uint32_t slot, tcp_flow_state& f, time_point now, bool progress) {
+        if (!f.has(flow_state::syn_to_guest)) return; // the connect timer runs
+        if (f.snd_una != f.snd_max) {
+            if (f.timer != flow_state::rto_timer || progress) arm(slot, f, flow_state::rto_timer, now + rto(f));
+            return;
+        }
+        if (f.has(flow_state::established) && f.guest_window == 0 && !f.has(flow_state::host_eof)) {
+            if (f.timer != flow_state::persist_timer) arm(slot, f, flow_state::persist_timer, now + rto(f));
+            return;
+        }
+        arm(slot, f, flow_state::idle_timer, now + limits_.idle_timeout);
+    }
+
+    // -- the FIFO of flows with work
+
+    void mark(std::uint32_t slot) {
+        if (queued_[slot]) return;
+        queued_[slot] = 1;
+        fifo_[(fifo_head_ + fifo_count_) % fifo_.size()] = slot;
+        ++fifo_count_;
+    }
+
+    // -- flows
+
+    void forget(flow_handle h) {
+        tcp_flow_state* f = table_.get(h);
+        if (f == nullptr) return;
+        const flow_key* k = table_.key(h);
+        if (f->has(flow_state::half_open) && k->vm < half_open_.size()) --half_open_[k->vm];
+        wheel_.cancel(h.index);
+        table_.erase(h);
+    }
+
+    /// Resets both sides: RST to the host (linger 0) now, RST to the guest from pump().
+    void reset_flow(flow_handle h, tcp_flow_state& f, bool count = true) {
+        sockets_.close(h.index, true);
+        f.pending = flow_state::send_rst;
+        f.set(flow_state::closing);
+        wheel_.cancel(h.index);
+        if (count) ++stats_.rst_to_guest;
+        mark(h.index);
+    }
+
+    /// Moves snd_nxt back to `to`: those bytes are peeked and sent again.
+    static void rewind(tcp_flow_state& f, std::uint32_t to) noexcept {
+        f.snd_nxt = to;
+        f.clear(flow_state::read_wait); // the bytes are there: no need to wait for more
+    }
+
+    void finish_if_closed(flow_handle h, tcp_flow_state& f) {
+        if (f.has(flow_state::fin_from_guest) && f.has(flow_state::fin_acked) && !f.has(flow_state::closing)) {
+            sockets_.close(h.index, false);
+            ++stats_.flows_closed;
+            forget(h);
+        }
+    }
+
+    /// The window we advertise: free send buffer, 0 below one MSS.
+    std::uint16_t window_field(std::uint32_t slot, tcp_flow_state& f) {
+        // After the guest's FIN there is nothing more to take.
+        std::size_t space = f.has(flow_state::fin_from_guest) ? 0 : static_cast<std::size_t>(sockets_.send_space(slot));
+        if (space < f.guest_mss) space = 0;
+        std::size_t field = space >> f.our_shift;
+        if (field > 0xffff) field = 0xffff;
+        if (field == 0 && !f.has(flow_state::fin_from_guest) && f.has(flow_state::connected) &&
+            !f.has(flow_state::window_closed)) {
+            f.set(flow_state::window_closed);
+            sockets_.want_writable(slot);
+        }
+        f.adv_window = static_cast<std::uint16_t>(field);
+        return f.adv_window;
+    }
+
+    // -- frames (the one place they are built: the seam for virtio-net headers and GSO)
+
+    /// Builds a TCP segment for flow `h` in frame_: headers, then the `payload_len` bytes already at
+    /// payload_area(). Returns the frame's length (0 if it did not fit).
+    std::size_t emit_segment(const flow_key& k, const tcp_flow_state& f, wire::tcp::flag_set flags, std::uint32_t seq,
+                             std::uint32_t ack, std::uint16_t window, std::size_t payload_len,
+                             bool syn_options = false) {
+        wire::tcp::repr t;
+        t.source_port = k.remote_port;
+        t.destination_port = k.guest_port;
+        t.seq_number = seq;
+        t.ack_number = ack;
+        t.flags = flags;
+        t.window = window;
+        t.payload_len = payload_len;
+        if (syn_options) {
+            t.mss = static_cast<std::uint16_t>(max_payload());
+            if (f.our_shift != 0 || f.guest_shift != 0) t.window_scale = f.our_shift;
+        }
+        const std::size_t l4 = t.buffer_len() + payload_len;
+        const std::size_t len = write_guest_headers(frame_, config_.gateway_mac, f.vm_mac, k.remote_address,
+                                                    k.guest_address, wire::tcp::protocol_number, l4, ip_id_++);
+        if (len == 0) return 0;
+        if (t.emit(wire::mutable_bytes{frame_}.subspan(guest_headers_len), k.remote_address, k.guest_address)) return 0;
+        return len;
+    }
+
+    /// Where data segments' payload goes in frame_ (they carry no options).
+    wire::mutable_bytes payload_area(std::size_t len) noexcept {
+        return wire::mutable_bytes{frame_}.subspan(guest_headers_len + wire::tcp::header_len, len);
+    }
+
+    template <class Out>
+    void send_control(flow_handle h, tcp_flow_state& f, wire::tcp::flag_set flags, Out& out) {
+        const flow_key* k = table_.key(h);
+        const bool syn = flags.syn();
+        const std::uint32_t seq = syn ? f.snd_una : f.snd_nxt;
+        const std::uint16_t window = syn ? static_cast<std::uint16_t>(std::min<std::size_t>(
+                                               sockets_.send_space(h.index), 0xffff))
+                                         : window_field(h.index, f);
+        const std::size_t len = emit_segment(*k, f, flags, seq, f.rcv_nxt, window, 0, syn);
+        if (len != 0) out(f.vm, wire::const_bytes{frame_.data(), len});
+    }
+
+    /// ICMP destination unreachable for a SYN we could not carry, quoting a header rebuilt from
+    /// the flow (we keep no copy of the SYN).
+    template <class Out>
+    void send_unreachable(flow_handle h, const tcp_flow_state& f, std::uint8_t code, Out& out) {
+        const flow_key* k = table_.key(h);
+        std::array<std::byte, wire::ipv4::header_len + 8> quote{};
+        wire::ipv4::repr ip;
+        ip.source = k->guest_address;
+        ip.destination = k->remote_address;
+        ip.protocol = wire::tcp::protocol_number;
+        ip.payload_len = wire::tcp::header_len;
+        ip.dont_fragment = true;
+        (void)ip.emit(quote);
+        wire::mutable_bytes q{quote};
+        wire::store_be16(q, wire::ipv4::header_len, k->guest_port);
+        wire::store_be16(q, wire::ipv4::header_len + 2, k->remote_port);
+        wire::store_be32(q, wire::ipv4::header_len + 4, f.rcv_nxt - 1);
+        wire::icmp::repr msg{wire::icmp::destination_unreachable{code, 0, wire::const_bytes{quote}}};
+        const std::size_t l4 = msg.buffer_len();
+        const std::size_t len = write_guest_headers(frame_, config_.gateway_mac, f.vm_mac, k->remote_address,
+                                                    k->guest_address, 1, l4, ip_id_++);
+        if (len == 0) return;
+        if (msg.emit(wire::mutable_bytes{frame_}.subspan(guest_headers_len, l4))) return;
+        out(f.vm, wire::const_bytes{frame_.data(), len});
+    }
+
+    /// RST for a segment of no flow (RFC 9293 3.10.7.1).
+    template <class Out>
+    void send_rst_for(port_handle vm, const wire::parsed_frame& frame, const wire::tcp::repr& seg, Out& out) {
+        tcp_flow_state tmp;
+        tmp.vm_mac = frame.source;
+        flow_key k = make_key(vm.index(), frame.ip_source, seg.source_port, frame.ip_destination, seg.destination_port);
+        std::uint32_t seq = 0;
+        std::uint32_t ack = 0;
+        wire::tcp::flag_set flags{wire::tcp::flag::rst};
+        if (seg.flags.ack()) {
+            seq = seg.ack_number;
+        } else {
+            ack = seg.seq_number + static_cast<std::uint32_t>(seg.payload_len) + (seg.flags.syn() ? 1u : 0u) +
+                  (seg.flags.fin() ? 1u : 0u);
+            flags.set(wire::tcp::flag::ack);
+        }
+        const std::size_t len = emit_segment(k, tmp, flags, seq, ack, 0, 0);
+        if (len != 0) out(vm, wire::const_bytes{frame_.data(), len});
+    }
+
+    /// The RST reset_flow() promised the guest; the flow is forgotten.
+    template <class Out>
+    void send_reset(flow_handle h, tcp_flow_state& f, Out& out) {
+        const flow_key* k = table_.key(h);
+        const bool synced = f.has(flow_state::syn_to_guest);
+        // Before our SYN-ACK the guest knows no sequence number of ours: RST,ACK of its SYN.
+        const std::size_t len = emit_segment(*k, f, synced ? wire::tcp::flag_set{wire::tcp::flag::rst}
+                                                           : wire::tcp::flag::rst | wire::tcp::flag::ack,
+                                             synced ? f.snd_max : 0, synced ? 0 : f.rcv_nxt, 0, 0);
+        if (len != 0) out(f.vm, wire::const_bytes{frame_.data(), len});
+        forget(h);
+    }
+
+    template <class Resolve, class Out>
+    inspection open_flow(port_handle vm, const wire::parsed_frame& frame, const wire::tcp::repr& seg, time_point now,
+                         Resolve& resolve, Out& out);
+
+    template <class Out>
+    void guest_ack(flow_handle h, tcp_flow_state& f, const wire::tcp::repr& seg, time_point now, Out& out);
+
+    template <class Out>
+    void guest_data(flow_handle h, tcp_flow_state& f, const wire::tcp::repr& seg, wire::const_bytes payload,
+                    time_point now, Out& out);
+
+    void on_timer(std::uint32_t slot, time_point now);
+
+    /// Emits what flow `h` owes, up to `room` frames. Returns frames emitted; `done` false when it
+    /// stopped for lack of room.
+    template <class Out>
+    std::size_t pump_flow(flow_handle h, tcp_flow_state& f, time_point now, std::size_t room, Out& out, bool& done);
+
+    translation_config config_;
+    tcp_limits limits_;
+    SocketLayer sockets_;
+    flow_table_type table_;
+    basic_timer_wheel<> wheel_;
+    std::vector<std::uint32_t> fifo_;  // slots with work, a ring
+    std::size_t fifo_head_ = 0;
+    std::size_t fifo_count_ = 0;
+    std::vector<std::uint8_t> queued_; // per slot: on the FIFO
+    std::vector<std::uint32_t> half_open_;
+    std::vector<std::byte> frame_;
+    std::uint64_t isn_state_;
+    std::uint16_t ip_id_ = 0;
+    tcp_stats stats_;
+};
+
+// --- implementation ----------------------------------------------------------------------------------
+
+template <tcp_socket_layer SocketLayer>
+template <class Resolve, class Out>
+inspection basic_tcp_engine<SocketLayer>::guest_segment(port_handle vm, const wire::parsed_frame& frame, time_point now,
+                                                        Resolve&& resolve, Out&& out) {
+    auto datagram = wire::ipv4::packet<wire::const_bytes>::checked(frame.ip);
+    if (!datagram || datagram->protocol() != wire::tcp::protocol_number) {
+        ++stats_.bad_segments;
+        return inspection::taken;
+    }
+    const wire::const_bytes segment = datagram->payload();
+    auto parsed = wire::tcp::repr::parse(segment, frame.ip_source, frame.ip_destination);
+    if (!parsed) {
+        ++stats_.bad_segments;
+        return inspection::taken;
+    }
+    const wire::tcp::repr& seg = *parsed;
+    const wire::const_bytes payload = wire::tcp::packet<wire::const_bytes>{segment}.payload();
+    const flow_key key = make_key(vm.index(), frame.ip_source, seg.source_port, frame.ip_destination, seg.destination_port);
+    auto h = table_.find(key);
+
+    if (h) {
+        tcp_flow_state& f = *table_.get(*h);
+        if (f.has(flow_state::closing)) return inspection::taken; // its RST is on the way
+        if (seg.flags.rst()) {
+            // Accept an RST at rcv_nxt, or anywhere in the window we offered; never answer one.
+            const std::uint32_t window = std::max<std::uint32_t>(std::uint32_t{f.adv_window} << f.our_shift, 1);
+            if (seg.seq_number - f.rcv_nxt < window) {
+                sockets_.close(h->index, true);
+                ++stats_.rst_from_guest;
+                forget(*h);
+            }
+            return inspection::taken;
+        }
+        if (seg.flags.syn()) {
+            if (!seg.flags.ack() && f.has(flow_state::fin_from_guest) && seg.seq_number != f.rcv_nxt - 1) {
+                // A new connection on the tuple of one the guest has closed (its FIN,ACK came
+                // first): the old flow goes, the SYN opens a new one.
+                sockets_.close(h->index, !f.has(flow_state::fin_acked));
+                forget(*h);
+                return open_flow(vm, frame, seg, now, resolve, out);
+            }
+            if (!seg.flags.ack() && f.has(flow_state::syn_to_guest) && !f.has(flow_state::established) &&
+                seg.seq_number + 1 == f.rcv_nxt) {
+                send_control(*h, f, wire::tcp::flag::syn | wire::tcp::flag::ack, out); // our SYN-ACK was lost
+            } else if (f.has(flow_state::established)) {
+                send_control(*h, f, wire::tcp::flag::ack, out); // challenge ACK (RFC 5961 4)
+            }
+            return inspection::taken; // a retransmitted SYN while connecting: the SYN-ACK will come
+        }
+        if (!seg.flags.ack()) return inspection::taken;
+        if (!f.has(flow_state::syn_to_guest)) return inspection::taken; // nothing to ACK yet
+        if (!f.has(flow_state::established)) {
+            if (seg.ack_number != f.snd_una + 1) {
+                send_rst_for(vm, frame, seg, out);
+                return inspection::taken;
+            }
+            f.set(flow_state::established);
+            f.snd_una = f.snd_nxt = f.snd_max = seg.ack_number;
+            f.backoff = 0;
+            if (f.has(flow_state::half_open)) {
+                f.clear(flow_state::half_open);
+                --half_open_[vm.index()]; // below max_vms: the table took the flow
+            }
+            f.guest_window = std::uint32_t{seg.window} << f.guest_shift;
+            rearm(h->index, f, now, true);
+            mark(h->index); // the host may have sent already
+        } else {
+            guest_ack(*h, f, seg, now, out);
+            if (!table_.contains(*h)) return inspection::taken;
+        }
+        if (!payload.empty() || seg.flags.fin()) guest_data(*h, f, seg, payload, now, out);
+        if (table_.contains(*h)) finish_if_closed(*h, f);
+        return inspection::taken;
+    }
+
+    // No flow.
+    if (seg.flags.rst()) return inspection::taken;
+    if (seg.flags.syn() && !seg.flags.ack()) return open_flow(vm, frame, seg, now, resolve, out);
+    ++stats_.rst_unknown;
+    send_rst_for(vm, frame, seg, out);
+    return inspection::taken;
+}
+
+template <tcp_socket_layer SocketLayer>
+template <class Resolve, class Out>
+inspection basic_tcp_engine<SocketLayer>::open_flow(port_handle vm, const wire::parsed_frame& frame,
+                                                    const wire::tcp::repr& seg, time_point now, Resolve& resolve,
+                                                    Out& out) {
+    const std::optional<tcp_host_target> target = resolve();
+    if (!target) {
+        ++stats_.refused_egress;
+        send_rst_for(vm, frame, seg, out);
+        return inspection::taken;
+    }
+    const std::uint16_t vm_index = vm.index();
+    if (vm_index < half_open_.size() && half_open_[vm_index] >= limits_.vm_half_open) {
+        ++stats_.refused_half_open;
+        send_rst_for(vm, frame, seg, out);
+        return inspection::taken;
+    }
+    const flow_key key = make_key(vm_index, frame.ip_source, seg.source_port, frame.ip_destination, seg.destination_port);
+    auto inserted = table_.insert(key);
+    if (!inserted) {
+        if (inserted.error() == flow_errc::table_full) ++stats_.refused_table_full;
+        else ++stats_.refused_vm_limit;
+        send_rst_for(vm, frame, seg, out);
+        return inspection::taken;
+    }
+    const flow_handle h = *inserted;
+    tcp_flow_state& f = *table_.get(h);
+    f.vm = vm;
+    f.vm_mac = frame.source;
+    const std::size_t mss = seg.mss ? std::max<std::size_t>(*seg.mss, 64) : 536;
+    f.guest_mss = static_cast<std::uint16_t>(std::min(mss, max_payload()));
+    if (const auto shift = seg.window_shift()) {
+        f.guest_shift = *shift;
+        f.our_shift = limits_.our_window_shift > 14 ? 14 : limits_.our_window_shift;
+    }
+    f.rcv_nxt = seg.seq_number + 1;
+    f.snd_una = next_isn();
+    f.snd_nxt = f.snd_max = f.snd_una;
+    f.guest_window = seg.window; // a SYN's window is never scaled
+    f.set(flow_state::syn_from_guest | flow_state::half_open);
+    ++half_open_[vm_index];
+    if (const auto ec = sockets_.open(h.index, target->address, target->port, seg.mss ? *seg.mss : 0)) {
+        ++stats_.refused_open;
+        sockets_.close(h.index, true);
+        send_rst_for(vm, frame, seg, out);
+        forget(h);
+        return inspection::taken;
+    }
+    ++stats_.syn_accepted;
+    arm(h.index, f, flow_state::connect_timer, now + limits_.connect_timeout);
+    return inspection::taken;
+}
+
+template <tcp_socket_layer SocketLayer>
+template <class Out>
+void basic_tcp_engine<SocketLayer>::guest_ack(flow_handle h, tcp_flow_state& f, const wire::tcp::repr& seg,
+                                              time_point now, Out&) {
+    const std::uint32_t ack = seg.ack_number;
+    const std::uint32_t window = std::uint32_t{seg.window} << f.guest_shift;
+    bool work = false;
+    if (detail::seq_gt(ack, f.snd_una) && detail::seq_le(ack, f.snd_max)) {
+        std::uint32_t data = ack - f.snd_una;
+        // Our FIN is sent only when nothing else is in flight, and is the last sequence number
+        // we use: an ACK of snd_max once it was sent covers it.
+        if (f.has(flow_state::fin_to_guest) && ack == f.snd_max) {
+            data -= 1;
+            f.set(flow_state::fin_acked);
+        }
+        if (data != 0) {
+            if (const auto ec = sockets_.discard(h.index, data)) {
+                reset_flow(h, f);
+                return;
+            }
+        }
+        f.snd_una = ack;
+        if (detail::seq_lt(f.snd_nxt, ack)) f.snd_nxt = ack;
+        f.dup_acks = 0;
+        f.backoff = 0;
+        f.clear(flow_state::probe);
+        work = true;
+        rearm(h.index, f, now, true);
+    } else if (ack == f.snd_una && seg.payload_len == 0 && !seg.flags.fin() && window == f.guest_window &&
+               f.snd_max != f.snd_una && f.guest_window != 0) {
+        if (++f.dup_acks == 3) {
+            rewind(f, f.snd_una);
+            ++stats_.fast_retransmits;
+            work = true;
+        }
+    }
+    if (window != f.guest_window) {
+        // A window that reopens without ACKing the probe sent into it: the probe was dropped.
+        if (f.guest_window == 0 && f.snd_nxt != f.snd_una && !f.has(flow_state::fin_to_guest)) rewind(f, f.snd_una);
+        if (window > f.guest_window) work = true;
+        f.guest_window = window;
+        const std::uint32_t edge = f.snd_una + window;
+        if (detail::seq_lt(edge, f.snd_nxt) && !f.has(flow_state::fin_to_guest) && window != 0) {
+            rewind(f, edge); // the guest took back window we had used: resend from its edge
+            ++stats_.window_shrinks;
+        }
+        rearm(h.index, f, now, false);
+    }
+    // A closed window: whatever went beyond it (a probe) was not taken and is sent again later.
+    if (window == 0 && f.snd_nxt != f.snd_una && !f.has(flow_state::fin_to_guest)) rewind(f, f.snd_una);
+    if (work) mark(h.index);
+}
+
+template <tcp_socket_layer SocketLayer>
+template <class Out>
+void basic_tcp_engine<SocketLayer>::guest_data(flow_handle h, tcp_flow_state& f, const wire::tcp::repr& seg,
+                                               wire::const_bytes payload, time_point, Out& out) {
+    const std::int32_t offset = static_cast<std::int32_t>(seg.seq_number - f.rcv_nxt);
+    if (offset > 0) {
+        // Out of order: no reassembly, the guest resends from rcv_nxt.
+        ++stats_.dup_acks_sent;
+        send_control(h, f, wire::tcp::flag::ack, out);
+        return;
+    }
+    const std::size_t skip = static_cast<std::size_t>(-static_cast<std::int64_t>(offset));
+    if (f.has(flow_state::fin_from_guest)) {
+        send_control(h, f, wire::tcp::flag::ack, out); // a retransmission of what we have
+        return;
+    }
+    bool all_taken = true;
+    if (skip < payload.size()) {
+        const wire::const_bytes fresh = payload.subspan(skip);
+        if (f.has(flow_state::send_blocked)) {
+            all_taken = false; // wait for writability rather than knock again
+        } else {
+            const tcp_send_result sent = sockets_.send(h.index, fresh);
+            if (sent.error) {
+                reset_flow(h, f);
+                return;
+            }
+            f.rcv_nxt += static_cast<std::uint32_t>(sent.bytes);
+            stats_.bytes_to_host += sent.bytes;
+            if (sent.bytes < fresh.size()) {
+                all_taken = false;
+                ++stats_.short_sends;
+                f.set(flow_state::send_blocked);
+                sockets_.want_writable(h.index);
+            }
+        }
+    }
+    // The FIN counts once every byte before it is in the socket.
+    if (seg.flags.fin() && all_taken && f.rcv_nxt == seg.seq_number + static_cast<std::uint32_t>(payload.size())) {
+        f.rcv_nxt += 1;
+        f.set(flow_state::fin_from_guest);
+        sockets_.shutdown_write(h.index);
+    }
+    send_control(h, f, wire::tcp::flag::ack, out);
+}
+
+template <tcp_socket_layer SocketLayer>
+void basic_tcp_engine<SocketLayer>::socket_event(std::uint32_t slot, tcp_socket_event event, std::error_code ec) {
+    const auto h = table_.handle_at(slot);
+    if (!h) return;
+    tcp_flow_state& f = *table_.get(*h);
+    if (f.has(flow_state::closing)) return;
+    switch (event) {
+    case tcp_socket_event::connected:
+        if (f.has(flow_state::connected)) return;
+        if (ec) {
+            sockets_.close(slot, true);
+            const auto v = ec.value();
+            if (ec.category() == std::system_category() && (v == EHOSTUNREACH || v == ENETUNREACH)) {
+                f.pending = v == EHOSTUNREACH ? flow_state::send_icmp_host : flow_state::send_icmp_net;
+                ++stats_.connect_unreachable;
+            } else {
+                f.pending = flow_state::send_rst;
+                ++stats_.connect_refused;
+            }
+            f.set(flow_state::closing);
+            wheel_.cancel(slot);
+        } else {
+            f.set(flow_state::connected);
+            f.pending = flow_state::send_synack;
+            ++stats_.connected;
+        }
+        break;
+    case tcp_socket_event::readable:
+        f.clear(flow_state::read_wait);
+        break;
+    case tcp_socket_event::writable:
+        if (f.has(flow_state::send_blocked) || f.has(flow_state::window_closed)) {
+            f.clear(flow_state::send_blocked);
+            f.clear(flow_state::window_closed);
+            f.pending |= flow_state::send_ack; // the window opened
+        }
+        break;
+    }
+    mark(slot);
+}
+
+template <tcp_socket_layer SocketLayer>
+void basic_tcp_engine<SocketLayer>::advance(time_point now) {
+    wheel_.advance(now, [&](std::uint32_t slot) { on_timer(slot, now); });
+}
+
+template <tcp_socket_layer SocketLayer>
+void basic_tcp_engine<SocketLayer>::on_timer(std::uint32_t slot, time_point now) {
+    const auto h = table_.handle_at(slot);
+    if (!h) return;
+    tcp_flow_state& f = *table_.get(*h);
+    const std::uint8_t kind = f.timer;
+    f.timer = flow_state::no_timer;
+    if (f.has(flow_state::closing)) return;
+    switch (kind) {
+    case flow_state::connect_timer:
+        if (f.has(flow_state::connected)) break;
+        ++stats_.connect_timeouts;
+        reset_flow(*h, f, false);
+        return;
+    case flow_state::rto_timer:
+        if (f.snd_una == f.snd_max) break;
+        if (f.has(flow_state::established) && f.guest_window == 0) {
+            // A probe (or data) into a window the guest has closed: probe again, never give up.
+            if (f.backoff < limits_.max_retransmits) ++f.backoff;
+            rewind(f, f.snd_una);
+            f.set(flow_state::probe);
+            arm(slot, f, flow_state::rto_timer, now + rto(f));
+            mark(slot);
+            return;
+        }
+        if (f.backoff >= limits_.max_retransmits) {
+            reset_flow(*h, f);
+            return;
+        }
+        ++f.backoff;
+        ++stats_.retransmits;
+        rewind(f, f.snd_una);
+        f.dup_acks = 0;
+        if (!f.has(flow_state::established)) f.pending |= flow_state::send_synack;
+        arm(slot, f, flow_state::rto_timer, now + rto(f));
+        mark(slot);
+        return;
+    case flow_state::persist_timer:
+        if (f.guest_window == 0 && f.snd_una == f.snd_max) {
+            if (f.backoff < limits_.max_retransmits) ++f.backoff;
+            f.set(flow_state::probe);
+            arm(slot, f, flow_state::persist_timer, now + rto(f));
+            mark(slot);
+            return;
+        }
+        break;
+    case flow_state::idle_timer:
+        ++stats_.idle_timeouts;
+        reset_flow(*h, f);
+        return;
+    default: break;
+    }
+    rearm(slot, f, now, false);
+}
+
+template <tcp_socket_layer SocketLayer>
+template <class Out>
+std::size_t basic_tcp_engine<SocketLayer>::pump(time_point now, std::size_t room, Out&& out) {
+    std::size_t sent = 0;
+    while (fifo_count_ != 0 && sent < room) {
+        const std::uint32_t slot = fifo_[fifo_head_];
+        bool done = true;
+        if (const auto h = table_.handle_at(slot)) {
+            sent += pump_flow(*h, *table_.get(*h), now, room - sent, out, done);
+        }
+        if (!done) break;
+        queued_[slot] = 0;
+        fifo_head_ = (fifo_head_ + 1) % fifo_.size();
+        --fifo_count_;
+    }
+    return sent;
+}
+
+template <tcp_socket_layer SocketLayer>
+template <class Out>
+std::size_t basic_tcp_engine<SocketLayer>::pump_flow(flow_handle h, tcp_flow_state& f, time_point now,
+                                                     std::size_t room, Out& out, bool& done) {
+    std::size_t sent = 0;
+    const auto full = [&] {
+        if (sent < room) return false;
+        done = false;
+        return true;
+    };
+    if (f.pending & flow_state::send_rst) {
+        send_reset(h, f, out);
+        return 1;
+    }
+    if (f.pending & (flow_state::send_icmp_host | flow_state::send_icmp_net)) {
+        send_unreachable(h, f, (f.pending & flow_state::send_icmp_host) ? wire::icmp::unreachable_code::host
+                                                                        : wire::icmp::unreachable_code::net,
+                         out);
+        forget(h);
+        return 1;
+    }
+    if (f.pending & flow_state::send_synack) {
+        f.pending &= static_cast<std::uint8_t>(~flow_state::send_synack);
+        f.set(flow_state::syn_to_guest);
+        send_control(h, f, wire::tcp::flag::syn | wire::tcp::flag::ack, out);
+        f.snd_nxt = f.snd_max = f.snd_una + 1;
+        rearm(h.index, f, now, true);
+        ++sent;
+        if (full()) return sent;
+    }
+    if (f.pending & flow_state::send_ack) {
+        f.pending &= static_cast<std::uint8_t>(~flow_state::send_ack);
+        send_control(h, f, wire::tcp::flag::ack, out);
+        ++sent;
+        if (full()) return sent;
+    }
+    if (!f.has(flow_state::established)) return sent;
+
+    // Data from the host, up to the guest's window.
+    bool progressed = false;
+    while (!f.has(flow_state::fin_to_guest)) {
+        const std::uint32_t offset = f.snd_nxt - f.snd_una;
+        std::uint32_t room_bytes = 0;
+        const std::uint32_t edge = f.snd_una + f.guest_window;
+        if (detail::seq_gt(edge, f.snd_nxt)) room_bytes = edge - f.snd_nxt;
+        if (room_bytes == 0 && f.has(flow_state::probe) && offset == 0) room_bytes = 1; // zero-window probe
+        if (room_bytes == 0 || offset >= sockets_.max_peek_offset()) break;
+        if (f.has(flow_state::read_wait) || f.has(flow_state::host_eof)) break;
+        std::size_t len = std::min<std::size_t>({f.guest_mss, room_bytes, max_payload(),
+                                                 sockets_.max_peek_offset() - offset});
+        const tcp_peek_result got = sockets_.peek(h.index, offset, payload_area(len));
+        if (got.error) {
+            reset_flow(h, f);
+            if (sent < room) {
+                send_reset(h, f, out);
+                ++sent;
+            } else {
+                done = false;
+            }
+            return sent;
+        }
+        if (got.bytes == 0) {
+            if (got.eof) {
+                f.set(flow_state::host_eof);
+            } else {
+                f.set(flow_state::read_wait);
+                sockets_.want_readable(h.index);
+            }
+            break;
+        }
+        if (f.has(flow_state::probe)) {
+            f.clear(flow_state::probe);
+            ++stats_.zero_window_probes;
+        }
+        const auto flags = got.bytes < len ? wire::tcp::flag::psh | wire::tcp::flag::ack
+                                           : wire::tcp::flag_set{wire::tcp::flag::ack};
+        const std::uint16_t window = window_field(h.index, f);
+        const std::size_t flen = emit_segment(*table_.key(h), f, flags, f.snd_nxt, f.rcv_nxt, window, got.bytes);
+        if (flen == 0) break;
+        out(f.vm, wire::const_bytes{frame_.data(), flen});
+        stats_.bytes_to_guest += got.bytes;
+        f.snd_nxt += static_cast<std::uint32_t>(got.bytes);
+        if (detail::seq_gt(f.snd_nxt, f.snd_max)) f.snd_max = f.snd_nxt;
+        progressed = true;
+        ++sent;
+        if (full()) break;
+    }
+    if (progressed && f.timer != flow_state::rto_timer) rearm(h.index, f, now, true);
+    if (!done) return sent;
+
+    // Our FIN: only when the host has finished and the guest ACKed every byte before it; again
+    // after a rewind while it is not ACKed.
+    if (f.has(flow_state::host_eof) && !f.has(flow_state::fin_acked) && f.snd_nxt == f.snd_una) {
+        send_control(h, f, wire::tcp::flag::fin | wire::tcp::flag::ack, out);
+        f.set(flow_state::fin_to_guest);
+        f.snd_nxt += 1;
+        if (detail::seq_gt(f.snd_nxt, f.snd_max)) f.snd_max = f.snd_nxt;
+        rearm(h.index, f, now, true);
+        ++sent;
+    }
+    if (!progressed) rearm(h.index, f, now, false);
+    return sent;
+}
+
+} // namespace ankanet::nat

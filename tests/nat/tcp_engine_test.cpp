@@ -1,0 +1,697 @@
+#include <ankanet/nat/tcp_engine.hpp>
+
+#include "tcp_support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cstdio>
+
+using namespace ankanet;
+using namespace ankanet::nat;
+using namespace ankanet::nat::test;
+using namespace std::chrono_literals;
+namespace tcp = ankanet::wire::tcp;
+
+namespace {
+
+tcp_limits test_limits() {
+    tcp_limits l;
+    l.capacity = 64;
+    l.max_vms = 8;
+    l.vm_flows = 16;
+    l.vm_half_open = 4;
+    l.hash_key = std::array<std::byte, 16>{};
+    l.isn_seed = 42;
+    return l;
+}
+
+struct harness {
+    translation_config config;
+    std::chrono::steady_clock::time_point now{std::chrono::hours{1}};
+    basic_tcp_engine<fake_layer> engine;
+    sink out;
+    port_handle vm = port_handle::make(1, 1);
+    std::optional<tcp_host_target> target = tcp_host_target{wire::ipv4_address{127, 0, 0, 1}, 8080};
+
+    explicit harness(tcp_limits l = test_limits()) : engine(config, l, fake_layer{l.capacity}, now) {}
+
+    inspection send(const std::vector<std::byte>& frame, std::optional<port_handle> from = std::nullopt) {
+        const auto parsed = wire::parsed_frame::parse(frame);
+        return engine.guest_segment(from ? *from : vm, parsed, now, [&] { return target; }, out);
+    }
+    std::size_t pump(std::size_t room = 1000) { return engine.pump(now, room, out); }
+    void tick(std::chrono::milliseconds d) {
+        now += d;
+        engine.advance(now);
+    }
+    fake_layer& layer() { return engine.sockets(); }
+    std::optional<std::uint32_t> slot(const guest& g, std::optional<port_handle> from = std::nullopt) const {
+        return engine.slot_of((from ? *from : vm).index(), g.address, g.port, g.remote, g.remote_port);
+    }
+    const tcp_flow_state* flow(const guest& g) const {
+        return engine.find(vm.index(), g.address, g.port, g.remote, g.remote_port);
+    }
+    fake_socket& sock(const guest& g) { return layer().sockets[*slot(g)]; }
+
+    /// SYN (MSS, window scale), connect succeeds, SYN-ACK, ACK. Returns the SYN-ACK.
+    tcp::repr establish(guest& g, std::optional<std::uint8_t> wscale = 7, std::uint16_t mss = 1460) {
+        out.clear();
+        send(g.segment(tcp::flag::syn, {}, std::nullopt, mss, wscale));
+        REQUIRE(slot(g));
+        engine.socket_event(*slot(g), tcp_socket_event::connected, {});
+        REQUIRE(pump() == 1);
+        const auto synack = out.segments().at(0);
+        g.seq += 1;
+        g.ack = synack.seq_number + 1;
+        send(g.segment(tcp::flag::ack));
+        out.clear();
+        return synack;
+    }
+    /// Host data arrives and is pumped to the guest.
+    void host_sends(const guest& g, const std::vector<std::byte>& data) {
+        auto& s = sock(g);
+        s.rx.insert(s.rx.end(), data.begin(), data.end());
+        engine.socket_event(*slot(g), tcp_socket_event::readable, {});
+    }
+};
+
+std::vector<std::byte> concat(const sink& out) {
+    std::vector<std::byte> all;
+    for (const auto& f : out.frames) {
+        const auto p = f.payload();
+        all.insert(all.end(), p.begin(), p.end());
+    }
+    return all;
+}
+
+} // namespace
+
+TEST_CASE("handshake: SYN-ACK only once connect succeeded") {
+    harness h;
+    guest g;
+    REQUIRE(h.send(g.segment(tcp::flag::syn, {}, std::nullopt, 1460, 7)) == inspection::taken);
+    CHECK(h.out.size() == 0); // nothing before the connect ends
+    REQUIRE(h.slot(g));
+    const auto& s = h.sock(g);
+    CHECK(s.opened);
+    CHECK(s.address == wire::ipv4_address{127, 0, 0, 1});
+    CHECK(s.port == 8080);
+    CHECK(s.mss == 1460);
+    CHECK(h.engine.half_open(h.vm.index()) == 1);
+    CHECK(h.pump() == 0);
+
+    h.engine.socket_event(*h.slot(g), tcp_socket_event::connected, {});
+    REQUIRE(h.pump() == 1);
+    const auto synack = h.out.segments().at(0);
+    CHECK(synack.flags == (tcp::flag::syn | tcp::flag::ack));
+    CHECK(synack.ack_number == 1001);
+    CHECK(synack.mss == 1460);
+    CHECK(synack.window_scale == 7);
+    CHECK(synack.source_port == 8080);
+    CHECK(synack.destination_port == 40000);
+    const auto frame = h.out.frames[0].frame();
+    CHECK(frame.ip_source == g.remote);
+    CHECK(frame.ip_destination == g.address);
+    CHECK(frame.destination == g.mac);
+    CHECK(h.out.frames[0].to == h.vm);
+
+    g.seq = 1001;
+    g.ack = synack.seq_number + 1;
+    h.send(g.segment(tcp::flag::ack));
+    CHECK(h.flow(g)->has(tcp_flow_state::established));
+    CHECK(h.engine.half_open(h.vm.index()) == 0);
+    CHECK(h.engine.stats().syn_accepted == 1);
+    CHECK(h.engine.stats().connected == 1);
+}
+
+TEST_CASE("connect refused: RST to the guest, no flow left") {
+    harness h;
+    guest g;
+    h.send(g.segment(tcp::flag::syn, {}, std::nullopt, 1460));
+    const auto slot = *h.slot(g);
+    h.engine.socket_event(slot, tcp_socket_event::connected, std::make_error_code(std::errc::connection_refused));
+    REQUIRE(h.pump() == 1);
+    const auto rst = h.out.segments().at(0);
+    CHECK(rst.flags == (tcp::flag::rst | tcp::flag::ack));
+    CHECK(rst.ack_number == 1001);
+    CHECK(h.engine.size() == 0);
+    CHECK(h.layer().sockets[slot].closed);
+    CHECK(h.engine.stats().connect_refused == 1);
+    CHECK(h.engine.half_open(h.vm.index()) == 0);
+}
+
+TEST_CASE("connect unreachable: ICMP host or net unreachable quoting the SYN") {
+    for (const int err : {EHOSTUNREACH, ENETUNREACH}) {
+        harness h;
+        guest g;
+        h.send(g.segment(tcp::flag::syn));
+        h.engine.socket_event(*h.slot(g), tcp_socket_event::connected, std::error_code{err, std::system_category()});
+        REQUIRE(h.pump() == 1);
+        const auto f = h.out.frames[0].frame();
+        REQUIRE(f.is_ipv4());
+        CHECK(f.protocol == 1);
+        CHECK(f.ip_source == g.remote);
+        CHECK(f.ip_destination == g.address);
+        auto ip = wire::ipv4::packet<wire::const_bytes>::checked(f.ip);
+        REQUIRE(ip);
+        auto msg = wire::icmp::repr::parse(ip->payload());
+        REQUIRE(msg);
+        const auto* unreach = std::get_if<wire::icmp::destination_unreachable>(&msg->message);
+        REQUIRE(unreach);
+        CHECK(unreach->code == (err == EHOSTUNREACH ? wire::icmp::unreachable_code::host : wire::icmp::unreachable_code::net));
+        // The quote names the guest's connection: its ports and its SYN's sequence number.
+        auto quoted = wire::ipv4::packet<wire::const_bytes>{unreach->quoted};
+        CHECK(quoted.source() == g.address);
+        CHECK(quoted.destination() == g.remote);
+        CHECK(wire::load_be16(unreach->quoted, 20) == g.port);
+        CHECK(wire::load_be16(unreach->quoted, 22) == g.remote_port);
+        CHECK(wire::load_be32(unreach->quoted, 24) == 1000);
+        CHECK(h.engine.size() == 0);
+        CHECK(h.engine.stats().connect_unreachable == 1);
+    }
+}
+
+TEST_CASE("connect timeout: a hanging connect is reset, other flows go on") {
+    harness h;
+    guest hung;
+    guest fine;
+    fine.port = 40001;
+    h.send(hung.segment(tcp::flag::syn));
+    h.tick(5s);
+    h.establish(fine);
+    h.tick(4900ms);
+    CHECK(h.engine.size() == 2);
+    CHECK(h.pump() == 0);
+    h.tick(200ms); // 10.1 s after the SYN
+    REQUIRE(h.pump() == 1);
+    const auto rst = h.out.segments().at(0);
+    CHECK(rst.flags.rst());
+    CHECK(rst.destination_port == hung.port);
+    CHECK(h.engine.stats().connect_timeouts == 1);
+    CHECK(h.engine.size() == 1);
+    CHECK(h.flow(fine)->has(tcp_flow_state::established));
+    // A late connect completion for the reused/erased slot changes nothing.
+    h.engine.socket_event(63, tcp_socket_event::connected, {});
+    CHECK(h.pump() == 0);
+}
+
+TEST_CASE("guest to host data: ACKed for what the kernel took, window from the send buffer, scaled") {
+    harness h;
+    guest g;
+    const auto synack = h.establish(g, 7);
+    CHECK(synack.window_scale == 7);
+    const auto data = bytes_of(1000);
+    h.send(g.segment(tcp::flag::ack | tcp::flag::psh, data));
+    REQUIRE(h.out.size() == 1);
+    const auto ack = h.out.segments().at(0);
+    CHECK(ack.ack_number == g.seq + 1000);
+    CHECK(h.sock(g).to_host == data);
+    // Window: free send buffer (1 MiB - 1000) >> 7.
+    CHECK(ack.window == ((1u << 20) - 1000) >> 7);
+    CHECK(h.engine.stats().bytes_to_host == 1000);
+}
+
+TEST_CASE("no window scaling offered: none used, window capped at 65535") {
+    harness h;
+    guest g;
+    const auto synack = h.establish(g, std::nullopt);
+    CHECK_FALSE(synack.window_scale);
+    h.send(g.segment(tcp::flag::ack, bytes_of(10)));
+    CHECK(h.out.segments().at(0).window == 65535);
+}
+
+TEST_CASE("host to guest data: peeked within the guest's scaled window and MSS, discarded when ACKed") {
+    harness h;
+    guest g;
+    g.window = 10; // scaled by 2^4: 160 bytes
+    h.establish(g, 4, 100);
+    const auto data = bytes_of(500);
+    h.host_sends(g, data);
+    REQUIRE(h.pump() == 2); // 100 + 60 bytes: the window is full
+    auto segs = h.out.segments();
+    CHECK(segs[0].payload_len == 100);
+    CHECK(segs[1].payload_len == 60);
+    CHECK(segs[0].seq_number == g.ack);
+    CHECK(segs[1].seq_number == g.ack + 100);
+    CHECK(h.sock(g).rx.size() == 500); // nothing dropped before the guest ACKs
+    // The guest ACKs 100 bytes and keeps its window: 100 more may go.
+    g.ack += 100;
+    h.out.clear();
+    h.send(g.segment(tcp::flag::ack));
+    CHECK(h.sock(g).rx.size() == 400);
+    CHECK(h.sock(g).discarded == 100);
+    h.pump();
+    segs = h.out.segments();
+    REQUIRE(segs.size() == 1);
+    CHECK(segs[0].seq_number == g.ack + 60);
+    CHECK(segs[0].payload_len == 100);
+    // Everything arrives, in order, when the guest ACKs as it goes.
+    std::vector<std::byte> got(data.begin(), data.begin() + 260);
+    for (int i = 0; i < 10 && got.size() < data.size(); ++i) {
+        g.ack += 160;
+        g.ack = std::min<std::uint32_t>(g.ack, h.flow(g)->snd_max);
+        h.out.clear();
+        h.send(g.segment(tcp::flag::ack));
+        h.pump();
+        for (const auto& f : h.out.frames) {
+            const auto p = f.payload();
+            got.insert(got.end(), p.begin(), p.end());
+        }
+    }
+    CHECK(got == data);
+}
+
+TEST_CASE("partial send: ACK what was taken, window update on writability") {
+    harness h;
+    h.layer().default_space = 3000;
+    guest g;
+    h.establish(g);
+    const auto data = bytes_of(1400);
+    h.send(g.segment(tcp::flag::ack, data));
+    g.seq += 1400;
+    h.send(g.segment(tcp::flag::ack, data));
+    auto segs = h.out.segments();
+    REQUIRE(segs.size() == 2);
+    CHECK(segs[1].ack_number == g.seq + 1400);
+    CHECK(segs[1].window == 0); // 200 bytes free: below one MSS
+    CHECK(h.sock(g).to_host.size() == 2800);
+    CHECK(h.engine.stats().short_sends == 0);
+    // A third segment finds 200 bytes of room: 200 taken, the rest waits.
+    g.seq += 1400;
+    h.out.clear();
+    h.send(g.segment(tcp::flag::ack, data));
+    segs = h.out.segments();
+    REQUIRE(segs.size() == 1);
+    CHECK(segs[0].ack_number == g.seq + 200);
+    CHECK(segs[0].window == 0);
+    CHECK(h.engine.stats().short_sends == 1);
+    CHECK(h.sock(g).want_write);
+    // The host drains; writable: a window update.
+    h.sock(g).space = 100000;
+    h.engine.socket_event(*h.slot(g), tcp_socket_event::writable, {});
+    h.out.clear();
+    REQUIRE(h.pump() == 1);
+    segs = h.out.segments();
+    CHECK(segs[0].ack_number == g.seq + 200);
+    CHECK(segs[0].window > 0);
+    // The guest resends the rest.
+    g.seq += 200;
+    h.out.clear();
+    h.send(g.segment(tcp::flag::ack, wire::const_bytes{data}.subspan(200)));
+    CHECK(h.out.segments().at(0).ack_number == g.seq + 1200);
+    CHECK(h.sock(g).to_host.size() == 4200);
+}
+
+TEST_CASE("out-of-order data: duplicate ACK, nothing reassembled") {
+    harness h;
+    guest g;
+    h.establish(g);
+    const auto data = bytes_of(100);
+    h.send(g.segment(tcp::flag::ack, data, g.seq + 100)); // the first 100 bytes were lost
+    auto segs = h.out.segments();
+    REQUIRE(segs.size() == 1);
+    CHECK(segs[0].ack_number == g.seq);
+    CHECK(h.sock(g).to_host.empty());
+    CHECK(h.engine.stats().dup_acks_sent == 1);
+    // A retransmission overlapping what was taken: only the new part goes to the host.
+    h.send(g.segment(tcp::flag::ack, data));
+    h.send(g.segment(tcp::flag::ack, bytes_of(150), g.seq));
+    CHECK(h.sock(g).to_host.size() == 150);
+    CHECK(h.out.segments().back().ack_number == g.seq + 150);
+}
+
+TEST_CASE("RTO: retransmission by rewinding, with exponential backoff") {
+    harness h;
+    guest g;
+    h.establish(g);
+    h.host_sends(g, bytes_of(1000));
+    REQUIRE(h.pump() == 1);
+    const auto first = h.out.segments().at(0);
+    h.out.clear();
+    h.tick(999ms);
+    CHECK(h.pump() == 0);
+    h.tick(2ms); // 1 s: first retransmission
+    REQUIRE(h.pump() == 1);
+    auto again = h.out.segments().at(0);
+    CHECK(again.seq_number == first.seq_number);
+    CHECK(h.out.frames[0].payload() == bytes_of(1000));
+    CHECK(h.engine.stats().retransmits == 1);
+    h.out.clear();
+    h.tick(1900ms); // the next one is 2 s later
+    CHECK(h.pump() == 0);
+    h.tick(200ms);
+    CHECK(h.pump() == 1);
+    CHECK(h.engine.stats().retransmits == 2);
+    h.out.clear();
+    h.tick(3900ms); // then 4 s
+    CHECK(h.pump() == 0);
+    h.tick(200ms);
+    CHECK(h.pump() == 1);
+    // An ACK resets the backoff.
+    g.ack += 1000;
+    h.send(g.segment(tcp::flag::ack));
+    CHECK(h.flow(g)->backoff == 0);
+    CHECK(h.sock(g).discarded == 1000);
+}
+
+TEST_CASE("RTO: too many retransmissions reset both sides") {
+    tcp_limits l = test_limits();
+    l.max_retransmits = 2;
+    harness h{l};
+    guest g;
+    h.establish(g);
+    h.host_sends(g, bytes_of(10));
+    h.pump();
+    h.tick(1001ms);
+    h.pump();
+    h.tick(2001ms);
+    h.pump();
+    const auto slot = *h.slot(g);
+    h.out.clear();
+    h.tick(4001ms);
+    REQUIRE(h.pump() == 1);
+    CHECK(h.out.segments().at(0).flags.rst());
+    CHECK(h.layer().sockets[slot].reset);
+    CHECK(h.engine.size() == 0);
+}
+
+TEST_CASE("fast retransmit after three duplicate ACKs") {
+    harness h;
+    guest g;
+    h.establish(g, 7, 100);
+    h.host_sends(g, bytes_of(500));
+    REQUIRE(h.pump() == 5);
+    h.out.clear();
+    // The first segment was lost: the guest ACKs the start three times.
+    for (int i = 0; i < 3; ++i) h.send(g.segment(tcp::flag::ack));
+    CHECK(h.engine.stats().fast_retransmits == 1);
+    REQUIRE(h.pump() >= 1);
+    CHECK(h.out.segments().at(0).seq_number == g.ack);
+    // The guest had the rest: its ACK jumps past the rewound snd_nxt, accepted.
+    g.ack += 500;
+    h.out.clear();
+    h.send(g.segment(tcp::flag::ack));
+    CHECK(h.flow(g)->snd_una == g.ack);
+    CHECK(h.sock(g).rx.empty());
+}
+
+TEST_CASE("zero window: sending stops, a probe goes out when the timer fires") {
+    harness h;
+    guest g;
+    g.window = 0;
+    h.establish(g, 0);
+    h.host_sends(g, bytes_of(300));
+    CHECK(h.pump() == 0);
+    h.tick(1001ms);
+    REQUIRE(h.pump() == 1);
+    auto probe = h.out.segments().at(0);
+    CHECK(probe.payload_len == 1);
+    CHECK(probe.seq_number == g.ack);
+    CHECK(h.engine.stats().zero_window_probes == 1);
+    // The guest still has no room: it ACKs nothing and says 0 again; probes continue, no reset.
+    for (int i = 0; i < 15; ++i) {
+        h.send(g.segment(tcp::flag::ack));
+        h.tick(61s);
+        h.pump();
+    }
+    CHECK(h.engine.size() == 1);
+    // The window opens: data flows.
+    g.window = 1000;
+    h.out.clear();
+    h.send(g.segment(tcp::flag::ack));
+    h.pump();
+    std::size_t bytes = 0;
+    for (const auto& s : h.out.segments()) bytes += s.payload_len;
+    CHECK(bytes == 300);
+}
+
+TEST_CASE("window shrink: what lies beyond the new edge is resent later") {
+    harness h;
+    guest g;
+    g.window = 1000;
+    h.establish(g, 0, 500);
+    h.host_sends(g, bytes_of(2000));
+    REQUIRE(h.pump() == 2); // 1000 bytes in flight
+    // The guest ACKs 200 and shrinks its window to 300: the edge is at 500.
+    g.ack += 200;
+    g.window = 300;
+    h.out.clear();
+    h.send(g.segment(tcp::flag::ack));
+    CHECK(h.engine.stats().window_shrinks == 1);
+    CHECK(h.flow(g)->snd_nxt == g.ack + 300);
+    CHECK(h.pump() == 0); // nothing fits
+    g.ack += 300;
+    g.window = 1000;
+    h.send(g.segment(tcp::flag::ack));
+    h.pump();
+    const auto segs = h.out.segments();
+    REQUIRE(!segs.empty());
+    CHECK(segs[0].seq_number == g.ack);
+}
+
+TEST_CASE("half-close, guest first: SHUT_WR, host data still flows, our FIN after every byte is ACKed") {
+    harness h;
+    guest g;
+    h.establish(g);
+    h.send(g.segment(tcp::flag::fin | tcp::flag::ack));
+    CHECK(h.sock(g).shut_write);
+    CHECK(h.out.segments().at(0).ack_number == g.seq + 1);
+    g.seq += 1;
+    h.out.clear();
+    // The host answers, then closes.
+    h.host_sends(g, bytes_of(100));
+    h.sock(g).eof = true;
+    h.pump();
+    auto segs = h.out.segments();
+    REQUIRE(segs.size() == 1); // the data; no FIN while it is unacked
+    CHECK(segs[0].payload_len == 100);
+    CHECK_FALSE(segs[0].flags.fin());
+    h.out.clear();
+    g.ack += 100;
+    h.send(g.segment(tcp::flag::ack));
+    h.pump();
+    segs = h.out.segments();
+    REQUIRE(segs.size() == 1);
+    CHECK(segs[0].flags.fin());
+    CHECK(segs[0].seq_number == g.ack);
+    // No close before our FIN is ACKed; the FIN is retransmitted.
+    CHECK_FALSE(h.sock(g).closed);
+    h.out.clear();
+    h.tick(1001ms);
+    REQUIRE(h.pump() == 1);
+    CHECK(h.out.segments().at(0).flags.fin());
+    const auto slot = *h.slot(g);
+    g.ack += 1;
+    h.send(g.segment(tcp::flag::ack));
+    CHECK(h.engine.size() == 0);
+    CHECK(h.layer().sockets[slot].closed);
+    CHECK_FALSE(h.layer().sockets[slot].reset);
+    CHECK(h.engine.stats().flows_closed == 1);
+}
+
+TEST_CASE("half-close, host first: guest keeps sending after our FIN, close when its FIN comes") {
+    harness h;
+    guest g;
+    h.establish(g);
+    h.sock(g).eof = true;
+    h.engine.socket_event(*h.slot(g), tcp_socket_event::readable, {});
+    REQUIRE(h.pump() == 1);
+    CHECK(h.out.segments().at(0).flags.fin());
+    g.ack += 1;
+    h.send(g.segment(tcp::flag::ack, bytes_of(50)));
+    CHECK(h.sock(g).to_host.size() == 50);
+    CHECK(h.engine.size() == 1);
+    CHECK_FALSE(h.sock(g).closed);
+    g.seq += 50;
+    const auto slot = *h.slot(g);
+    h.send(g.segment(tcp::flag::fin | tcp::flag::ack));
+    CHECK(h.layer().sockets[slot].shut_write);
+    CHECK(h.layer().sockets[slot].closed);
+    CHECK(h.engine.size() == 0);
+}
+
+TEST_CASE("guest RST: the socket is closed with linger 0, nothing answers it") {
+    harness h;
+    guest g;
+    h.establish(g);
+    const auto slot = *h.slot(g);
+    h.send(g.segment(tcp::flag::rst));
+    CHECK(h.out.size() == 0);
+    CHECK(h.layer().sockets[slot].closed);
+    CHECK(h.layer().sockets[slot].reset);
+    CHECK(h.engine.size() == 0);
+    CHECK(h.engine.stats().rst_from_guest == 1);
+}
+
+TEST_CASE("guest RST out of the window is ignored") {
+    harness h;
+    guest g;
+    h.establish(g);
+    h.send(g.segment(tcp::flag::rst, {}, g.seq + 0x40000000u));
+    CHECK(h.engine.size() == 1);
+    CHECK(h.out.size() == 0);
+}
+
+TEST_CASE("RST for a segment of no flow, none for an RST") {
+    harness h;
+    guest g;
+    g.ack = 5555;
+    h.send(g.segment(tcp::flag::ack, bytes_of(10)));
+    auto segs = h.out.segments();
+    REQUIRE(segs.size() == 1);
+    CHECK(segs[0].flags == tcp::flag_set{tcp::flag::rst});
+    CHECK(segs[0].seq_number == 5555);
+    h.out.clear();
+    h.send(g.segment(tcp::flag::fin)); // no ACK flag: RST,ACK of seq + 1
+    segs = h.out.segments();
+    REQUIRE(segs.size() == 1);
+    CHECK(segs[0].flags == (tcp::flag::rst | tcp::flag::ack));
+    CHECK(segs[0].ack_number == g.seq + 1);
+    h.out.clear();
+    h.send(g.segment(tcp::flag::rst));
+    h.send(g.segment(tcp::flag::rst | tcp::flag::ack));
+    CHECK(h.out.size() == 0);
+    CHECK(h.engine.stats().rst_unknown == 2);
+    CHECK(h.engine.size() == 0);
+}
+
+TEST_CASE("SYN, SYN-ACK, RST leaves no flow") {
+    harness h;
+    guest g;
+    h.send(g.segment(tcp::flag::syn));
+    const auto slot = *h.slot(g);
+    h.engine.socket_event(slot, tcp_socket_event::connected, {});
+    h.pump();
+    g.seq += 1;
+    h.send(g.segment(tcp::flag::rst));
+    CHECK(h.engine.size() == 0);
+    CHECK(h.engine.half_open(h.vm.index()) == 0);
+    CHECK(h.layer().sockets[slot].reset);
+    CHECK(h.engine.next_deadline() == std::nullopt);
+}
+
+TEST_CASE("a SYN with ECN bits is accepted, answered without ECE") {
+    harness h;
+    guest g;
+    h.send(g.segment(tcp::flag::syn | tcp::flag::ece | tcp::flag::cwr, {}, std::nullopt, 1460, 7));
+    REQUIRE(h.slot(g));
+    h.engine.socket_event(*h.slot(g), tcp_socket_event::connected, {});
+    REQUIRE(h.pump() == 1);
+    const auto synack = h.out.segments().at(0);
+    CHECK(synack.flags == (tcp::flag::syn | tcp::flag::ack));
+}
+
+TEST_CASE("FIN,ACK then a new SYN on the same tuple opens a new flow") {
+    harness h;
+    guest g;
+    h.establish(g);
+    const auto first_opens = h.layer().opens;
+    h.send(g.segment(tcp::flag::fin | tcp::flag::ack));
+    g.seq += 1;
+    h.sock(g).eof = true;
+    h.engine.socket_event(*h.slot(g), tcp_socket_event::readable, {});
+    h.pump();
+    // The guest's final ACK is lost; it reuses the port with a new ISN.
+    guest again = g;
+    again.seq = g.seq + 100000;
+    h.out.clear();
+    h.send(again.segment(tcp::flag::syn));
+    CHECK(h.layer().opens == first_opens + 1);
+    REQUIRE(h.slot(again));
+    h.engine.socket_event(*h.slot(again), tcp_socket_event::connected, {});
+    REQUIRE(h.pump() == 1);
+    CHECK(h.out.segments().at(0).ack_number == again.seq + 1);
+    CHECK(h.engine.size() == 1);
+}
+
+TEST_CASE("FIN,ACK exchange completes, then a new SYN on the same tuple works") {
+    harness h;
+    guest g;
+    h.establish(g);
+    h.send(g.segment(tcp::flag::fin | tcp::flag::ack));
+    g.seq += 1;
+    h.sock(g).eof = true;
+    h.engine.socket_event(*h.slot(g), tcp_socket_event::readable, {});
+    h.pump();
+    g.ack += 1;
+    h.send(g.segment(tcp::flag::ack));
+    CHECK(h.engine.size() == 0);
+    h.out.clear();
+    g.seq += 5000;
+    h.establish(g);
+    CHECK(h.engine.size() == 1);
+}
+
+TEST_CASE("per-VM half-open and flow limits, another VM unaffected") {
+    harness h;
+    const port_handle other = port_handle::make(2, 1);
+    // Half-open: 4 per VM.
+    for (std::uint16_t i = 0; i < 5; ++i) {
+        guest g;
+        g.port = static_cast<std::uint16_t>(50000 + i);
+        h.send(g.segment(tcp::flag::syn));
+    }
+    CHECK(h.engine.stats().refused_half_open == 1);
+    CHECK(h.out.segments().at(0).flags.rst());
+    CHECK(h.engine.half_open(h.vm.index()) == 4);
+    guest o;
+    h.send(o.segment(tcp::flag::syn), other);
+    CHECK(h.slot(o, other));
+    CHECK(h.engine.half_open(other.index()) == 1);
+
+    // Flow limit: 16 per VM, established flows count.
+    harness f;
+    for (std::uint16_t i = 0; i < 17; ++i) {
+        guest g;
+        g.port = static_cast<std::uint16_t>(50000 + i);
+        if (i < 16) f.establish(g);
+        else f.send(g.segment(tcp::flag::syn));
+    }
+    CHECK(f.engine.stats().refused_vm_limit == 1);
+    CHECK(f.out.segments().at(0).flags.rst());
+    guest p;
+    f.send(p.segment(tcp::flag::syn), other);
+    CHECK(f.slot(p, other));
+}
+
+TEST_CASE("egress refused: RST, counted, no socket") {
+    harness h;
+    h.target.reset();
+    guest g;
+    h.send(g.segment(tcp::flag::syn));
+    CHECK(h.out.segments().at(0).flags == (tcp::flag::rst | tcp::flag::ack));
+    CHECK(h.engine.stats().refused_egress == 1);
+    CHECK(h.layer().opens == 0);
+    CHECK(h.engine.size() == 0);
+}
+
+TEST_CASE("host reset while sending: RST to the guest") {
+    harness h;
+    guest g;
+    h.establish(g);
+    h.sock(g).error = std::make_error_code(std::errc::connection_reset);
+    h.engine.socket_event(*h.slot(g), tcp_socket_event::readable, {});
+    REQUIRE(h.pump() == 1);
+    CHECK(h.out.segments().at(0).flags.rst());
+    CHECK(h.engine.size() == 0);
+}
+
+TEST_CASE("pump respects room and resumes where it stopped") {
+    harness h;
+    guest g;
+    h.establish(g, 7, 100);
+    h.host_sends(g, bytes_of(1000));
+    CHECK(h.pump(3) == 3);
+    CHECK(h.engine.has_work());
+    CHECK(h.pump(100) == 7);
+    CHECK(concat(h.out) == bytes_of(1000));
+}
+
+TEST_CASE("per-flow state size") {
+    harness h;
+    std::printf("sizeof(tcp_flow_state) = %zu, engine bytes per flow = %.1f\n", sizeof(tcp_flow_state),
+                h.engine.bytes_per_flow());
+    CHECK(sizeof(tcp_flow_state) <= 48);
+    CHECK(h.engine.bytes_per_flow() <= 160);
+}
