@@ -259,6 +259,8 @@ concept vm_frame_inspector = requires(S& s, const wire::parsed_frame& f, detail:
 /// - `s.poll(now)`: timers; called by basic_network::poll().
 /// - `s.bind_events(sink)`: called once, from the network's constructor, with a callable that
 ///   reports any event to the network's observer, for services that report outside of a context.
+/// - `s.observe_event(event)`: sees every event reported to the network's observer (its own, and those
+///   of the other services: dhcp::lease_event, ...), on the network's thread, after the observer.
 /// - `s.release_held(ctx, room)` → `std::size_t`: replies the service held back that may go now,
 ///   at most `room` of them, answered through `ctx`; called by basic_network::flush().
 /// - `s.bind_wakeup(fn)`: `fn` (callable from any thread) asks the network to flush(); bound by the
@@ -541,6 +543,12 @@ private:
     template <class Event>
     void notify(const Event& e) {
         if constexpr (requires { observer_.on(e); }) observer_.on(e);
+        std::apply([&](auto&... s) { (observe_one(s, e), ...); }, services_);
+    }
+    // A service may follow the events of the others (the DNS forwarder names VMs from DHCP leases).
+    template <class S, class Event>
+    static void observe_one(S& s, const Event& e) {
+        if constexpr (requires { s.observe_event(e); }) s.observe_event(e);
     }
 
     result<port_handle> refuse(std::string_view name, std::error_code ec, std::string* why, std::string reason = {});
