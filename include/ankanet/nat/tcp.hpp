@@ -1,0 +1,230 @@
+// ankanet::nat::tcp_translator — the gateway service that carries the VMs' TCP connections over
+// host sockets: basic_tcp_engine (nat/tcp_engine.hpp) on real sockets (nat/tcp_sockets.hpp),
+// fitted to basic_network.
+//
+// Theory of operation. The translator inspects the frames VMs send (it is a vm_frame_inspector):
+// an IPv4/TCP frame that classify() routes `translate` is the engine's, and everything it answers
+// at once (ACKs, duplicate ACKs, RSTs) goes back through ctx.send_to to the sending VM's port. The
+// host side is asynchronous: a connect ending, data arriving, send buffer space, a flow's timer.
+// Each only puts the flow on the engine's list of flows with work and wakes the network once
+// (bind_wakeup); the network then calls release_held(ctx, room), in which the engine peeks the
+// sockets straight into frames, at most `room` per call. The flows' timers live on the engine's
+// one timer wheel, behind one steady_timer armed at the wheel's next deadline.
+//
+// Where a guest's SYN goes. classify() gives the host-side destination: the address the guest
+// named, or the host's loopback for the gateway's address. The gateway's ports can be mapped
+// elsewhere (map_gateway_port(53, a DNS-over-TCP listener), or any function with
+// set_gateway_port_map()); a mapped port is the operator's choice and is not put to the egress
+// policy. Everything else must pass the egress policy (Egress::allows), or the guest gets an RST.
+//
+// Time. The host side reads std::chrono::steady_clock itself (its events come from the
+// io_context, with no network time at hand); the network's clock is not used for TCP timers.
+//
+// Frames towards a VM are built by the engine in one place (emit_segment): where virtio-net
+// offload metadata (GSO type and size, checksum needed) would be added to emit 64 KiB segments.
+//
+// Not thread-safe: the executor must be the network's (one thread at a time).
+#pragma once
+
+#include <ankanet/inspection.hpp>
+#include <ankanet/nat/egress.hpp>
+#include <ankanet/nat/tcp_engine.hpp>
+#include <ankanet/nat/tcp_sockets.hpp>
+#include <ankanet/nat/translation.hpp>
+#include <ankanet/port_handle.hpp>
+#include <ankanet/wire/frame.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
+
+namespace ankanet::nat {
+
+/// The TCP translator's counters: the engine's, plus the frames it turned away before the engine.
+struct tcp_translator_stats {
+    tcp_stats engine;
+    std::uint64_t martians = 0;  ///< TCP to a destination no host may send to (dropped)
+    std::uint64_t fragments = 0; ///< fragmented TCP (dropped, not reassembled)
+};
+
+/// The gateway service for TCP; see the theory of operation above.
+/// @tparam Egress the egress policy (nat/egress.hpp) put to every new flow's destination.
+/// @tparam SocketLayer the host side: asio_tcp_sockets, or a test's (see tcp_socket_layer).
+/// @par Example
+/// @code
+/// using net = ankanet::basic_network<ankanet::default_network_traits, ankanet::dhcp::service<>,
+///                                    ankanet::nat::tcp_translator<ankanet::nat::egress_any>>;
+/// net n{config, dhcp, ankanet::nat::tcp_translator<ankanet::nat::egress_any>{io.get_executor(), {}, {}}};
+/// n.service<ankanet::nat::tcp_translator<ankanet::nat::egress_any>>().map_gateway_port(53, {dns_address, dns_port});
+/// @endcode
+template <egress_policy Egress, tcp_socket_layer SocketLayer = asio_tcp_sockets>
+class tcp_translator {
+public:
+    using engine_type = basic_tcp_engine<SocketLayer>;
+    using gateway_port_map = std::function<std::optional<tcp_host_target>(std::uint16_t gateway_port)>;
+
+    /// Real sockets on `executor` (the network's).
+    tcp_translator(boost::asio::any_io_executor executor, translation_config config, Egress egress, tcp_limits limits = {})
+        requires std::same_as<SocketLayer, asio_tcp_sockets>
+        : tcp_translator(executor, config, std::move(egress), limits,
+                         asio_tcp_sockets{executor, std::max<std::size_t>(limits.capacity, 1)}) {}
+
+    /// A socket layer of the caller's; `executor` runs the timer.
+    tcp_translator(boost::asio::any_io_executor executor, translation_config config, Egress egress, tcp_limits limits,
+                   SocketLayer sockets)
+        : state_(std::make_shared<state>(executor, config, std::move(egress), limits, std::move(sockets))) {
+        if constexpr (requires { state_->engine.sockets().set_handler(nullptr); }) {
+            state_->engine.sockets().set_handler(
+                [weak = std::weak_ptr<state>{state_}](std::uint32_t slot, tcp_socket_event event, std::error_code ec) {
+                    if (const auto s = weak.lock()) s->socket_event(slot, event, ec);
+                });
+        }
+    }
+
+    tcp_translator(tcp_translator&&) noexcept = default;
+    tcp_translator& operator=(tcp_translator&&) noexcept = default;
+
+    /// Takes the IPv4/TCP frames classify() routes `translate`; drops martians and fragments.
+    template <class Ctx>
+    inspection inspect(const wire::parsed_frame& frame, Ctx& ctx) {
+        if (!frame.is_ipv4() || frame.protocol != wire::tcp::protocol_number) return inspection::pass;
+        const guest_destination to = classify(frame, state_->config);
+        switch (to.route) {
+        case guest_route::not_ours: return inspection::pass;
+        case guest_route::martian: ++state_->martians; return inspection::drop;
+        case guest_route::fragment: ++state_->fragments; return inspection::drop;
+        case guest_route::translate: break;
+        }
+        const auto port = ctx.port();
+        if (!port) return inspection::pass;
+        state& s = *state_;
+        const auto resolve = [&]() -> std::optional<tcp_host_target> {
+            const std::uint16_t dport = frame.destination_port;
+            if (frame.ip_destination == s.config.subnet.address() && s.config.host_loopback) {
+                if (s.port_map) {
+                    if (auto mapped = s.port_map(dport)) return mapped;
+                }
+                for (const auto& [gateway_port, target] : s.port_table) {
+                    if (gateway_port == dport) return target;
+                }
+            }
+            if (!s.egress.allows(to.remote, dport, wire::tcp::protocol_number)) return std::nullopt;
+            return tcp_host_target{to.remote, dport};
+        };
+        const inspection verdict = s.engine.guest_segment(
+            *port, frame, clock_now(), resolve,
+            [&ctx](port_handle vm, wire::const_bytes bytes) { ctx.send_to(vm, bytes); });
+        s.after_engine();
+        return verdict;
+    }
+
+    /// Hands the network up to `room` frames the host side has made (SYN-ACKs, data, FINs, RSTs).
+    template <class Ctx>
+    std::size_t release_held(Ctx& ctx, std::size_t room) {
+        state& s = *state_;
+        s.wake_pending = false;
+        const std::size_t sent = s.engine.pump(clock_now(), room,
+                                               [&ctx](port_handle vm, wire::const_bytes bytes) { ctx.send_to(vm, bytes); });
+        s.after_engine(false);
+        return sent;
+    }
+
+    /// `wake` asks the network to call release_held() (from the executor's thread).
+    void bind_wakeup(std::function<void()> wake) {
+        state_->wake = std::move(wake);
+        state_->wake_pending = false;
+        if (state_->engine.has_work()) state_->request_flush();
+    }
+
+    /// Sends the guest's SYNs to the gateway's `gateway_port` to `target` instead of host loopback.
+    void map_gateway_port(std::uint16_t gateway_port, tcp_host_target target) {
+        for (auto& entry : state_->port_table) {
+            if (entry.first == gateway_port) {
+                entry.second = target;
+                return;
+            }
+        }
+        state_->port_table.emplace_back(gateway_port, target);
+    }
+    /// A function asked first for every SYN to the gateway: a target, or nullopt for the default.
+    void set_gateway_port_map(gateway_port_map map) { state_->port_map = std::move(map); }
+
+    tcp_translator_stats stats() const {
+        return tcp_translator_stats{state_->engine.stats(), state_->martians, state_->fragments};
+    }
+    /// Flows open now.
+    std::size_t flows() const noexcept { return state_->engine.size(); }
+    /// Bytes per flow at full capacity: engine (table, timer, FIFO) plus the socket layer's slot.
+    double bytes_per_flow() const noexcept {
+        double socket = 0;
+        if constexpr (requires { SocketLayer::bytes_per_flow(); }) socket = static_cast<double>(SocketLayer::bytes_per_flow());
+        return state_->engine.bytes_per_flow() + socket;
+    }
+    engine_type& engine() noexcept { return state_->engine; }
+    Egress& egress() noexcept { return state_->egress; }
+
+private:
+    static std::chrono::steady_clock::time_point clock_now() noexcept { return std::chrono::steady_clock::now(); }
+
+    struct state : std::enable_shared_from_this<state> {
+        state(boost::asio::any_io_executor executor, const translation_config& c, Egress e, const tcp_limits& limits,
+              SocketLayer sockets)
+            : config(c), egress(std::move(e)), engine(c, limits, std::move(sockets), clock_now()), timer(executor) {}
+
+        ~state() { engine.reset_all(); }
+
+        void socket_event(std::uint32_t slot, tcp_socket_event event, std::error_code ec) {
+            engine.socket_event(slot, event, ec);
+            after_engine();
+        }
+
+        /// After the engine ran: wake the network if there is work, re-arm the timer if needed.
+        void after_engine(bool wake_on_work = true) {
+            if (wake_on_work && engine.has_work()) request_flush();
+            const auto next = engine.next_deadline();
+            if (!next) return;
+            if (timer_armed && *next >= armed_for) return;
+            timer_armed = true;
+            armed_for = *next;
+            timer.expires_at(*next);
+            timer.async_wait([weak = this->weak_from_this()](const boost::system::error_code& error) {
+                const auto self = weak.lock();
+                if (!self || error == boost::asio::error::operation_aborted) return;
+                self->timer_armed = false;
+                self->engine.advance(clock_now());
+                self->after_engine();
+            });
+        }
+
+        void request_flush() {
+            if (wake_pending || !wake) return;
+            wake_pending = true;
+            wake();
+        }
+
+        translation_config config;
+        Egress egress;
+        engine_type engine;
+        boost::asio::steady_timer timer;
+        std::chrono::steady_clock::time_point armed_for{};
+        bool timer_armed = false;
+        bool wake_pending = false;
+        std::function<void()> wake;
+        gateway_port_map port_map;
+        std::vector<std::pair<std::uint16_t, tcp_host_target>> port_table;
+        std::uint64_t martians = 0;
+        std::uint64_t fragments = 0;
+    };
+
+    std::shared_ptr<state> state_;
+};
+
+} // namespace ankanet::nat
