@@ -1,0 +1,267 @@
+// Fuzz target for ankanet::nat::basic_tcp_engine, the TCP translator's pure core, over the fake
+// socket layer of the engine tests (tests/nat/tcp_support.hpp): no sockets, a manual clock.
+//
+// The input is a program; a missing byte reads as 0. Four guest connections (two VMs, two ports
+// each) to 192.168.64.1:8080. Each step is an opcode byte and its operands:
+//
+//   op % 10  operands                       what
+//   0        c flags seqsel acksel w len [mss ws]  a well-formed segment (checksums right) from
+//                                           connection c % 4: flags as given (12 bits from
+//                                           `flags` and seqsel's top bits), sequence number per
+//                                           seqsel (rcv_nxt, rcv_nxt +- small, or 4 more bytes),
+//                                           ACK per acksel (snd_una, snd_nxt, snd_max, +- small,
+//                                           or 4 more bytes), window w << 8 | w, len payload bytes;
+//                                           a SYN carries MSS and window scale options
+//   1        len16 bytes                    the bytes as a frame from VM 0 (parsed as is)
+//   2        c e err                        socket event e % 3 for connection c's slot; err
+//                                           selects none, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH
+//   3        c n                            the host sends n * 37 bytes on connection c
+//   4        c                              the host's end of file on connection c
+//   5        c                              the host resets connection c (errors from now on)
+//   6        v                              the clock moves on by v * 50 ms
+//   7        r                              pump(room r % 20)
+//   8        c s                            connection c's send buffer room becomes s * 300
+//   9        b                              open() fails (b odd) or succeeds from now on
+//
+// After every step the target traps when an invariant breaks:
+//  * per flow: snd_una <= snd_nxt <= snd_max (in sequence space), data in flight never exceeds
+//    what the host socket still holds (plus SYN and FIN), and a flow that is not closing has an
+//    open socket;
+//  * a VM's half-open count never passes its limit, the table never passes its capacity;
+//  * every emitted frame parses as IPv4 with a valid TCP or ICMP checksum.
+// At the end every connection is closed properly (the guest ACKs everything and sends its FIN,
+// the host reaches end of file, time passes): then no flow may be left.
+#include <ankanet/nat/tcp_engine.hpp>
+
+#include "../tests/nat/tcp_support.hpp"
+#include "support/input_reader.hpp"
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+namespace {
+
+using namespace ankanet;
+using namespace ankanet::nat;
+namespace tcp = ankanet::wire::tcp;
+
+#define FUZZ_CHECK(cond)                                                                        \
+    do {                                                                                        \
+        if (!(cond)) {                                                                          \
+            std::fprintf(stderr, "nat_tcp_fuzz: invariant failed at line %d: %s\n", __LINE__, #cond); \
+            std::abort();                                                                       \
+        }                                                                                       \
+    } while (0)
+
+tcp_limits fuzz_limits() {
+    tcp_limits l;
+    l.capacity = 8;
+    l.max_vms = 4;
+    l.vm_flows = 3;
+    l.vm_half_open = 2;
+    l.max_retransmits = 4;
+    l.hash_key = std::array<std::byte, 16>{};
+    l.isn_seed = 7;
+    return l;
+}
+
+struct checking_sink {
+    std::size_t frames = 0;
+    void operator()(port_handle, wire::const_bytes bytes) {
+        ++frames;
+        const auto f = wire::parsed_frame::parse(bytes);
+        FUZZ_CHECK(f.is_ipv4());
+        auto ip = wire::ipv4::packet<wire::const_bytes>::checked(f.ip);
+        FUZZ_CHECK(ip.has_value());
+        FUZZ_CHECK(ip->verify_checksum());
+        if (f.protocol == tcp::protocol_number) {
+            FUZZ_CHECK(tcp::repr::parse(ip->payload(), f.ip_source, f.ip_destination).has_value());
+        } else {
+            FUZZ_CHECK(f.protocol == 1);
+            FUZZ_CHECK(wire::icmp::repr::parse(ip->payload()).has_value());
+        }
+    }
+};
+
+struct world {
+    tcp_limits limits = fuzz_limits();
+    std::chrono::steady_clock::time_point now{std::chrono::hours{1}};
+    basic_tcp_engine<test::fake_layer> engine{translation_config{}, limits, test::fake_layer{limits.capacity}, now};
+    checking_sink out;
+    std::array<test::guest, 4> guests{};
+    std::array<port_handle, 2> vms{port_handle::make(0, 1), port_handle::make(1, 1)};
+
+    world() {
+        for (std::size_t i = 0; i < guests.size(); ++i) {
+            guests[i].port = static_cast<std::uint16_t>(40000 + i);
+            guests[i].mac = wire::mac_address{{0x52, 0x54, 0, 0, 0, static_cast<std::uint8_t>(2 + i / 2)}};
+            guests[i].address = wire::ipv4_address{192, 168, 64, static_cast<std::uint8_t>(2 + i / 2)};
+        }
+    }
+
+    port_handle vm_of(std::size_t c) const { return vms[c / 2]; }
+    const tcp_flow_state* flow(std::size_t c) const {
+        const auto& g = guests[c];
+        return engine.find(vm_of(c).index(), g.address, g.port, g.remote, g.remote_port);
+    }
+    std::optional<std::uint32_t> slot(std::size_t c) const {
+        const auto& g = guests[c];
+        return engine.slot_of(vm_of(c).index(), g.address, g.port, g.remote, g.remote_port);
+    }
+
+    void deliver(std::size_t c, const std::vector<std::byte>& frame) {
+        const auto parsed = wire::parsed_frame::parse(frame);
+        engine.guest_segment(vm_of(c), parsed, now,
+                             [] { return std::optional<tcp_host_target>{tcp_host_target{wire::ipv4_address{127, 0, 0, 1}, 8080}}; },
+                             out);
+    }
+
+    void check() {
+        FUZZ_CHECK(engine.size() <= limits.capacity);
+        for (std::uint16_t vm = 0; vm < 2; ++vm) FUZZ_CHECK(engine.half_open(vm) <= limits.vm_half_open);
+        for (std::size_t c = 0; c < guests.size(); ++c) {
+            const tcp_flow_state* f = flow(c);
+            if (f == nullptr) continue;
+            FUZZ_CHECK(ankanet::nat::detail::seq_le(f->snd_una, f->snd_nxt));
+            FUZZ_CHECK(ankanet::nat::detail::seq_le(f->snd_nxt, f->snd_max));
+            const auto& sock = engine.sockets().sockets[*slot(c)];
+            FUZZ_CHECK(f->snd_max - f->snd_una <= sock.rx.size() + 2);
+            if (!f->has(tcp_flow_state::closing)) FUZZ_CHECK(sock.opened && !sock.closed);
+        }
+    }
+};
+
+std::uint32_t pick_seq(ankanet::fuzz::input_reader& in, std::uint8_t sel, std::uint32_t base) {
+    switch (sel % 4) {
+    case 0: return base;
+    case 1: return base + in.byte();
+    case 2: return base - in.byte();
+    default: return in.be32();
+    }
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    ankanet::fuzz::input_reader in{data, size};
+    world w;
+    std::size_t steps = 0;
+    while (!in.done() && steps++ < 2000) {
+        const std::uint8_t op = in.byte() % 10;
+        switch (op) {
+        case 0: {
+            const std::size_t c = in.byte() % 4;
+            const std::uint8_t flags_low = in.byte();
+            const std::uint8_t seqsel = in.byte();
+            const std::uint8_t acksel = in.byte();
+            const std::uint8_t wbyte = in.byte();
+            const std::size_t len = in.byte();
+            auto& g = w.guests[c];
+            const tcp_flow_state* f = w.flow(c);
+            const tcp::flag_set flags{static_cast<std::uint16_t>(flags_low | ((seqsel & 0xc0u) << 2))};
+            const std::uint32_t seq = pick_seq(in, seqsel, f ? f->rcv_nxt : g.seq);
+            if (f) {
+                const std::uint32_t bases[3] = {f->snd_una, f->snd_nxt, f->snd_max};
+                g.ack = pick_seq(in, acksel >> 2, bases[(acksel & 3) % 3]);
+            } else {
+                g.ack = in.be32();
+            }
+            g.window = static_cast<std::uint16_t>(wbyte << 8 | wbyte);
+            std::optional<std::uint16_t> mss;
+            std::optional<std::uint8_t> ws;
+            if (flags.syn()) {
+                mss = static_cast<std::uint16_t>(in.byte() << 4);
+                const std::uint8_t s = in.byte();
+                if (s < 20) ws = s;
+            }
+            const auto payload = test::bytes_of(len);
+            w.deliver(c, g.segment(flags, payload, seq, mss, ws));
+            break;
+        }
+        case 1: {
+            const auto frame = in.frame();
+            const auto parsed = wire::parsed_frame::parse(frame);
+            if (parsed.is_ipv4() && parsed.protocol == tcp::protocol_number) {
+                w.engine.guest_segment(w.vms[0], parsed, w.now, [] { return std::optional<tcp_host_target>{}; }, w.out);
+            }
+            break;
+        }
+        case 2: {
+            const std::size_t c = in.byte() % 4;
+            const auto e = static_cast<tcp_socket_event>(in.byte() % 3);
+            const std::uint8_t err = in.byte() % 4;
+            static constexpr int errors[4] = {0, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH};
+            const std::error_code ec = err ? std::error_code{errors[err], std::system_category()} : std::error_code{};
+            if (const auto s = w.slot(c)) w.engine.socket_event(*s, e, ec);
+            break;
+        }
+        case 3: {
+            const std::size_t c = in.byte() % 4;
+            const std::size_t n = std::size_t{in.byte()} * 37;
+            if (const auto s = w.slot(c)) {
+                auto& sock = w.engine.sockets().sockets[*s];
+                if (!sock.eof) {
+                    const auto more = test::bytes_of(n);
+                    sock.rx.insert(sock.rx.end(), more.begin(), more.end());
+                }
+            }
+            break;
+        }
+        case 4:
+            if (const auto s = w.slot(in.byte() % 4)) w.engine.sockets().sockets[*s].eof = true;
+            break;
+        case 5:
+            if (const auto s = w.slot(in.byte() % 4)) {
+                w.engine.sockets().sockets[*s].error = std::make_error_code(std::errc::connection_reset);
+            }
+            break;
+        case 6:
+            w.now += std::chrono::milliseconds{50} * in.byte();
+            w.engine.advance(w.now);
+            break;
+        case 7: w.engine.pump(w.now, in.byte() % 20, w.out); break;
+        case 8:
+            if (const auto s = w.slot(in.byte() % 4)) w.engine.sockets().sockets[*s].space = std::size_t{in.byte()} * 300;
+            else in.byte();
+            break;
+        case 9:
+            w.engine.sockets().open_error = (in.byte() & 1) ? std::make_error_code(std::errc::too_many_files_open)
+                                                            : std::error_code{};
+            break;
+        }
+        w.check();
+    }
+
+    // Close everything properly: the host finishes, the guest ACKs all and sends its FIN.
+    for (int round = 0; round < 40 && w.engine.size() != 0; ++round) {
+        for (std::size_t c = 0; c < w.guests.size(); ++c) {
+            if (const auto s = w.slot(c)) {
+                auto& sock = w.engine.sockets().sockets[*s];
+                sock.eof = true;
+                sock.space = 1 << 16;
+                w.engine.socket_event(*s, tcp_socket_event::connected, {});
+                w.engine.socket_event(*s, tcp_socket_event::readable, {});
+                w.engine.socket_event(*s, tcp_socket_event::writable, {});
+            }
+        }
+        w.engine.pump(w.now, 1000, w.out);
+        for (std::size_t c = 0; c < w.guests.size(); ++c) {
+            const tcp_flow_state* f = w.flow(c);
+            if (f == nullptr || !f->has(tcp_flow_state::syn_to_guest)) continue;
+            auto& g = w.guests[c];
+            g.ack = f->snd_max;
+            g.window = 0xffff;
+            const bool fin = !f->has(tcp_flow_state::fin_from_guest) && f->has(tcp_flow_state::established);
+            w.deliver(c, g.segment(fin ? tcp::flag::fin | tcp::flag::ack : tcp::flag_set{tcp::flag::ack}, {}, f->rcv_nxt));
+        }
+        w.check();
+        w.now += std::chrono::seconds{1};
+        w.engine.advance(w.now);
+        w.engine.pump(w.now, 1000, w.out);
+    }
+    FUZZ_CHECK(w.engine.size() == 0);
+    return 0;
+}
