@@ -5,6 +5,8 @@
 #include <ankanet/dns/forwarder.hpp>
 #include <ankanet/dns/tcp_listener.hpp>
 
+#include <ankanet/dhcp/client_frames.hpp>
+#include <ankanet/dhcp/service.hpp>
 #include <ankanet/network.hpp>
 
 #include "../support/skip.hpp"
@@ -816,6 +818,56 @@ TEST_CASE("dns/forwarder: the network hands services each other's events (observ
           ip_a);
 }
 
+TEST_CASE("dns/forwarder: a DHCP lease with a host name is a name, until the lease expires") {
+    boost::asio::io_context io;
+    fake_upstream silent{io};
+    dhcp::server_config server;
+    server.server_address = gateway_ip;
+    server.server_mac = gateway_mac;
+    dhcp::lease_pool_config pool;
+    pool.subnet = wire::ipv4_prefix{gateway_ip, 24};
+    pool.first = wire::ipv4_address{192, 168, 64, 10};
+    pool.last = wire::ipv4_address{192, 168, 64, 50};
+    pool.lease_time = std::chrono::seconds{600};
+    auto dhcp_service = dhcp::service::create(server, pool);
+    REQUIRE(dhcp_service);
+    using network = basic_network<manual_traits, dhcp::service, dns::forwarder>;
+    network net{network_config{}, std::move(*dhcp_service), dns::forwarder{io.get_executor(), config_for({silent.upstream()})}};
+    const auto a = net.add_port("vm-a", port_mac::custom(mac_a));
+    REQUIRE(a);
+
+    // DORA, the REQUEST carrying host name "webvm".
+    emitted out;
+    const auto discover = dhcp::discover_frame(mac_a, 0x1001);
+    net.input(*a, discover.bytes(), net.clock().now(), out);
+    REQUIRE(out.frames.size() == 1);
+    const auto offer = dhcp::parse_server_reply(out.frames[0].second);
+    REQUIRE(offer);
+    auto request = dhcp::detail::client_message(mac_a, offer->xid, wire::dhcp::message_type::request);
+    request.requested_ip = offer->yiaddr;
+    request.server_id = offer->server_id;
+    request.host_name = "webvm";
+    out.frames.clear();
+    net.input(*a, dhcp::build_client_frame(mac_a, request).bytes(), net.clock().now(), out);
+    REQUIRE(out.frames.size() == 1);
+    const auto leased = offer->yiaddr;
+
+    const auto ask = [&](std::uint16_t id, std::string_view name, std::uint16_t type) {
+        out.frames.clear();
+        net.input(*a, query_frame(mac_a, leased, 8000, dnsmasq::query(id, name, type)), net.clock().now(), out);
+        REQUIRE(out.frames.size() == 1);
+        return guest_reply{*a, out.frames[0].second}.dns(mac_a, leased, 8000);
+    };
+    CHECK(a_answer(ask(1, "webvm.ankanet.internal", wdns::type::a)) == leased);
+    CHECK(wdns::message::parse(ask(2, "10.64.168.192.in-addr.arpa", wdns::type::ptr))->header().ancount() ==
+          (leased == wire::ipv4_address{192, 168, 64, 10} ? 1 : 0));
+
+    // Ten minutes later the lease has run out (no event): the name goes with it.
+    net.clock().advance(std::chrono::minutes{11});
+    CHECK(rcode_of(ask(3, "webvm.ankanet.internal", wdns::type::a)) == wdns::rcode::nxdomain);
+    CHECK(net.service<dns::forwarder>().stats().names_expired == 1);
+}
+
 // --- DNS over TCP ---------------------------------------------------------------------------------
 
 namespace {
@@ -872,9 +924,9 @@ TEST_CASE("dns/tcp_listener: two length-prefixed queries on one connection, one 
     CHECK(s.queries == 3);
     CHECK(s.answered_locally == 1);
     CHECK(s.forwarded == 2);
-    listener.close();
     io.stop();
     runner.join();
+    listener.close(); // on this thread, now that the executor's is done
 }
 
 TEST_CASE("dns/tcp_listener: SERVFAIL when no upstream answers, idle connections and extra ones are closed") {
@@ -926,7 +978,7 @@ TEST_CASE("dns/tcp_listener: SERVFAIL when no upstream answers, idle connections
     CHECK(s.servfail == 1);
     CHECK(s.refused_connections == 1);
     CHECK(s.idle_closed >= 1);
-    listener.close();
     io.stop();
     runner.join();
+    listener.close(); // on this thread, now that the executor's is done
 }

@@ -101,7 +101,8 @@ public:
     /// Where it listens: what the NAT maps gateway:53/TCP to.
     tcp::endpoint endpoint() const { return state_->endpoint; }
 
-    /// Stops accepting and closes every connection.
+    /// Stops accepting and closes every connection. Call it on the executor's thread, or when
+    /// that does not run (the destructor does the same).
     void close() {
         if (!state_) return;
         const std::lock_guard lock{state_->mutex};
