@@ -677,6 +677,22 @@ TEST_CASE("host reset while sending: RST to the guest") {
     CHECK(h.engine.size() == 0);
 }
 
+TEST_CASE("a VM that goes away: its flows are reset towards the host, others stay") {
+    harness h;
+    guest g;
+    guest other;
+    other.mac = wire::mac_address{{0x52, 0x54, 0x00, 0x00, 0x00, 0x09}};
+    other.port = 41000;
+    h.establish(g);
+    const port_handle vm2 = port_handle::make(2, 1);
+    h.send(other.segment(tcp::flag::syn), vm2);
+    const auto slot = *h.slot(g);
+    CHECK(h.engine.drop_vm(g.mac) == 1);
+    CHECK(h.layer().sockets[slot].reset);
+    CHECK(h.engine.size() == 1);
+    CHECK(h.engine.stats().vm_gone_resets == 1);
+}
+
 TEST_CASE("pump respects room and resumes where it stopped") {
     harness h;
     guest g;

@@ -2,6 +2,7 @@
 // through the translator to servers the test runs on 127.0.0.1, reached at the gateway's address.
 #include <ankanet/nat/tcp.hpp>
 
+#include <ankanet/backend/memory.hpp>
 #include <ankanet/network.hpp>
 
 #include "tcp_support.hpp"
@@ -95,14 +96,23 @@ struct scripted_client {
     std::size_t frames_seen = 0;
     std::chrono::steady_clock::time_point last_progress = std::chrono::steady_clock::now();
 
-    scripted_client(translator& t, boost::asio::io_context& context, std::uint16_t remote_port) : nat(t), io(context) {
+    /// In a network: frames go to `send_frame` and come from `collect` (into inbox) instead.
+    std::function<void(const std::vector<std::byte>&)> send_frame;
+    std::function<void(std::vector<std::vector<std::byte>>&)> collect;
+
+    scripted_client(translator& t, boost::asio::io_context& context, std::uint16_t remote_port, bool bind = true)
+        : nat(t), io(context) {
         g.remote_port = remote_port;
         g.seq = iss;
         g.window = 65535;
-        nat.bind_wakeup([this] { flush_requested = true; });
+        if (bind) nat.bind_wakeup([this] { flush_requested = true; });
     }
 
     void deliver(const std::vector<std::byte>& frame) {
+        if (send_frame) {
+            send_frame(frame);
+            return;
+        }
         fake_ctx ctx{vm, &inbox};
         const auto parsed = wire::parsed_frame::parse(frame);
         REQUIRE(nat.inspect(parsed, ctx) == inspection::taken);
@@ -116,6 +126,7 @@ struct scripted_client {
     /// One turn: run the io_context a little, flush, read what came, answer, send what fits.
     void turn() {
         io.run_for(1ms);
+        if (collect) collect(inbox);
         if (flush_requested) {
             flush_requested = false;
             fake_ctx ctx{std::nullopt, &inbox};
@@ -329,7 +340,7 @@ TEST_CASE("real sockets: a mapped gateway port goes where the map says") {
     boost::asio::io_context io;
     translator nat{io.get_executor(), translation_config{}, egress_allow_list{}, limits()}; // egress: nothing
     listener dns;
-    nat.map_gateway_port(53, tcp_host_target{wire::ipv4_address{127, 0, 0, 1}, dns.port});
+    nat.map_gateway_port(53, boost::asio::ip::tcp::endpoint{boost::asio::ip::address_v4::loopback(), dns.port});
     std::thread server_thread([&] {
         const int c = ::accept(dns.fd, nullptr, nullptr);
         const char reply[] = "hello";
@@ -349,4 +360,49 @@ TEST_CASE("real sockets: a mapped gateway port goes where the map says") {
     other.syn();
     other.turn();
     CHECK(other.rst);
+}
+
+TEST_CASE("real sockets in a basic_network: a memory-backed VM fetches 1 MiB from a 127.0.0.1 server") {
+    boost::asio::io_context io;
+    using network = basic_network<default_network_traits, translator>;
+    network net{network_config{}, translator{io.get_executor(), translation_config{}, loopback_only(), limits()}};
+    auto link = backend::make_memory_link(io.get_executor(), 1500, 2048);
+    auto& guest_end = link.first;
+    scripted_client client{net.service<translator>(), io, 0, false};
+    REQUIRE(net.attach("vm1", std::move(link.second), port_mac::custom(client.g.mac)));
+
+    listener server;
+    const auto to_guest = pattern(1 << 20, 3);
+    std::thread server_thread([&] {
+        const int c = ::accept(server.fd, nullptr, nullptr);
+        std::size_t off = 0;
+        while (off < to_guest.size()) {
+            const ssize_t n = ::send(c, to_guest.data() + off, to_guest.size() - off, MSG_NOSIGNAL);
+            if (n <= 0) break;
+            off += static_cast<std::size_t>(n);
+        }
+        ::shutdown(c, SHUT_WR);
+        char buf[64];
+        while (::recv(c, buf, sizeof buf, 0) > 0) {}
+        ::close(c);
+    });
+    client.g.remote_port = server.port;
+    client.send_frame = [&](const std::vector<std::byte>& frame) { REQUIRE_FALSE(guest_end.send(frame)); };
+    client.collect = [&](std::vector<std::vector<std::byte>>& into) {
+        std::vector<std::byte> buffer(backend::max_frame_len(backend::default_mtu));
+        for (auto got = guest_end.try_receive(buffer); got; got = guest_end.try_receive(buffer)) {
+            into.emplace_back(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(*got));
+        }
+    };
+    client.close_when_sent = true;
+    client.syn();
+    const bool done = client.run_until([&] {
+        return client.fin_received && client.fin_acked && net.service<translator>().flows() == 0;
+    });
+    server_thread.join();
+    CHECK(done);
+    CHECK(client.received == to_guest);
+    CHECK(net.service<translator>().stats().engine.flows_closed == 1);
+    net.stop();
+    io.run_for(10ms);
 }

@@ -35,6 +35,7 @@
 #include <ankanet/wire/frame.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
@@ -154,8 +155,16 @@ public:
         }
         state_->port_table.emplace_back(gateway_port, target);
     }
+    /// Same, to a host endpoint (a dns::tcp_listener's endpoint(), say); IPv4 endpoints only.
+    void map_gateway_port(std::uint16_t gateway_port, const boost::asio::ip::tcp::endpoint& target) {
+        map_gateway_port(gateway_port, tcp_host_target{wire::ipv4_address{target.address().to_v4().to_uint()},
+                                                       target.port()});
+    }
     /// A function asked first for every SYN to the gateway: a target, or nullopt for the default.
     void set_gateway_port_map(gateway_port_map map) { state_->port_map = std::move(map); }
+
+    /// The network removed a VM's port: its flows are reset on the host side and forgotten.
+    void port_removed(wire::mac_address mac) { state_->engine.drop_vm(mac); }
 
     tcp_translator_stats stats() const {
         return tcp_translator_stats{state_->engine.stats(), state_->martians, state_->fragments};

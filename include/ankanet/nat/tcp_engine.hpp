@@ -168,6 +168,7 @@ struct tcp_stats {
     std::uint64_t bytes_to_guest = 0;      ///< payload bytes in frames (retransmissions included)
     std::uint64_t flows_closed = 0;        ///< flows that ended with both FINs ACKed
     std::uint64_t idle_timeouts = 0;
+    std::uint64_t vm_gone_resets = 0;      ///< flows reset because their VM's port went away
 };
 
 /// Per-flow state: sequence numbers, windows and event bits. 44 bytes.
@@ -309,6 +310,20 @@ public:
     double bytes_per_flow() const noexcept {
         return table_.bytes_per_flow() + static_cast<double>(basic_timer_wheel<>::bytes_per_timer) +
                static_cast<double>(sizeof(std::uint32_t) + sizeof(std::uint8_t)); // FIFO entry + queued flag
+    }
+
+    /// A VM is gone: its flows are reset towards the host (nothing left in CLOSE_WAIT) and forgotten.
+    /// Returns how many there were.
+    std::size_t drop_vm(wire::mac_address vm_mac) {
+        std::size_t dropped = 0;
+        table_.for_each([&](flow_handle h, const flow_key&, tcp_flow_state& f) {
+            if (f.vm_mac != vm_mac) return;
+            sockets_.close(h.index, true);
+            forget(h);
+            ++dropped;
+        });
+        stats_.vm_gone_resets += dropped;
+        return dropped;
     }
 
     /// Resets every flow (both sides) and forgets them: for shutdown.
