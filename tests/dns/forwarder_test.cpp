@@ -164,13 +164,16 @@ private:
 
 // --- in-test upstreams ------------------------------------------------------------------------------
 
-/// A UDP server on loopback that records what it gets and never answers — or, with
-/// `other_question`, answers every query (QR, same ID) for another name.
+/// What a fake_upstream does with a query.
+enum class upstream_mode { silent, other_question, big_answer };
+
+/// A UDP server on loopback that records what it gets and never answers — or answers every
+/// query (QR, same ID) for another name, or with 60 A records for the name asked.
 class fake_upstream {
 public:
-    explicit fake_upstream(boost::asio::io_context& io, bool other_question = false,
+    explicit fake_upstream(boost::asio::io_context& io, upstream_mode mode = upstream_mode::silent,
                            boost::asio::ip::address address = boost::asio::ip::address_v4::loopback(), std::uint16_t port = 0)
-        : socket_(io, udp::endpoint{address, port}), other_question_(other_question) {
+        : socket_(io, udp::endpoint{address, port}), mode_(mode) {
         receive();
     }
     dns::upstream upstream() const { return {socket_.local_endpoint().address(), socket_.local_endpoint().port()}; }
@@ -181,8 +184,8 @@ private:
         socket_.async_receive_from(boost::asio::buffer(buffer_), from_, [this](boost::system::error_code ec, std::size_t n) {
             if (ec) return;
             received_.emplace_back(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(n));
-            if (other_question_) {
-                const wdns::packet<wire::const_bytes> q{wire::const_bytes{received_.back()}};
+            const wdns::packet<wire::const_bytes> q{wire::const_bytes{received_.back()}};
+            if (mode_ == upstream_mode::other_question) {
                 auto r = wdns::repr::make_response(q.id(), q.flags(),
                                                    wdns::question{wdns::name::from_text("other.x.test").value(), wdns::type::a,
                                                                   wdns::rr_class::in},
@@ -191,12 +194,27 @@ private:
                 byte_vector out(r.buffer_len());
                 (void)r.emit(out);
                 socket_.send_to(boost::asio::buffer(out), from_);
+            } else if (mode_ == upstream_mode::big_answer) {
+                // The query's header and question, then 60 A records (owner: a pointer to the question).
+                const auto question = wdns::first_question(received_.back()).value();
+                const std::size_t question_end = wdns::header_len + question.qname.encoded_length() + 4;
+                byte_vector out(received_.back().begin(), received_.back().begin() + static_cast<std::ptrdiff_t>(question_end));
+                wdns::packet<wire::mutable_bytes> h{wire::mutable_bytes{out}};
+                h.set_flags(static_cast<std::uint16_t>(q.flags() | wdns::flag::qr | wdns::flag::ra));
+                h.set_ancount(60);
+                h.set_nscount(0);
+                h.set_arcount(0);
+                for (std::uint8_t i = 0; i < 60; ++i) {
+                    const std::uint8_t rr[] = {0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 51, 100, i};
+                    for (auto b : rr) out.push_back(std::byte{b});
+                }
+                socket_.send_to(boost::asio::buffer(out), from_);
             }
             receive();
         });
     }
     udp::socket socket_;
-    bool other_question_;
+    upstream_mode mode_;
     std::array<std::byte, 65535> buffer_{};
     udp::endpoint from_;
     std::vector<byte_vector> received_;
@@ -386,8 +404,8 @@ TEST_CASE("dns/forwarder: queries go to the resolv.conf servers, re-read when th
     // Two silent servers on loopback port 53 of addresses no resolver uses; needs the right to bind port 53.
     std::optional<fake_upstream> first, second;
     try {
-        first.emplace(io, false, boost::asio::ip::make_address("127.0.0.77"), 53);
-        second.emplace(io, false, boost::asio::ip::make_address("127.0.0.78"), 53);
+        first.emplace(io, upstream_mode::silent, boost::asio::ip::make_address("127.0.0.77"), 53);
+        second.emplace(io, upstream_mode::silent, boost::asio::ip::make_address("127.0.0.78"), 53);
     } catch (const boost::system::system_error&) {
     }
     ANKANET_REQUIRE_ENVIRONMENT(first && second, "binding 127.0.0.77:53 (root or CAP_NET_BIND_SERVICE)");
@@ -595,7 +613,7 @@ TEST_CASE("dns/forwarder: a single silent upstream is tried twice, then SERVFAIL
 
 TEST_CASE("dns/forwarder: an upstream answer for another question is dropped, the guest gets SERVFAIL") {
     boost::asio::io_context io;
-    fake_upstream liar{io, true};
+    fake_upstream liar{io, upstream_mode::other_question};
     dns::forwarder f{io.get_executor(), config_for({liar.upstream()})};
     fake_context ctx;
     send_query(f, ctx, guest_a, 4446, dnsmasq::query(0x5678, "asked.example", wdns::type::a));
@@ -631,6 +649,57 @@ TEST_CASE("dns/forwarder: a guest flooding queries is refused at its limit, othe
     CHECK(send_query(f, ctx, guest_b, 2001, dnsmasq::query(9, "fine.example", wdns::type::a)) == inspection::taken);
     CHECK(f.in_flight() == 5);
     REQUIRE(pump(io, [&] { return silent.received().size() == 5; }));
+}
+
+TEST_CASE("dns/forwarder: a reply too long for the guest's MTU is cut to its question with TC") {
+    boost::asio::io_context io;
+    fake_upstream big{io, upstream_mode::big_answer};
+    auto config = config_for({big.upstream()});
+    config.mtu = 576;
+    dns::forwarder f{io.get_executor(), config};
+    fake_context ctx;
+    const auto message = dnsmasq::query(0x0909, "Many.Example", wdns::type::a);
+    send_query(f, ctx, guest_a, 9090, message);
+    collect(io, f, ctx);
+    const auto reply = ctx.sent.at(0).dns(mac_a, ip_a, 9090);
+    CHECK(ctx.sent.at(0).frame.size() <= wire::ethernet::header_len + 576);
+    const wdns::packet<wire::const_bytes> h{wire::const_bytes{reply}};
+    CHECK(h.id() == 0x0909);
+    CHECK(h.qr());
+    CHECK(h.tc());
+    CHECK(h.rcode() == wdns::rcode::no_error);
+    CHECK(h.ancount() == 0);
+    const auto q = wdns::first_question(reply);
+    REQUIRE(q);
+    CHECK(q->qname.decode() == wdns::name::from_text("Many.Example").value());
+    CHECK(f.stats().replies_truncated == 1);
+
+    // With room for it, the same answer goes whole.
+    dns::forwarder roomy{io.get_executor(), config_for({big.upstream()})};
+    fake_context ctx2;
+    send_query(roomy, ctx2, guest_a, 9091, message);
+    collect(io, roomy, ctx2);
+    const auto whole = ctx2.sent.at(0).dns(mac_a, ip_a, 9091);
+    CHECK(wdns::packet<wire::const_bytes>{wire::const_bytes{whole}}.ancount() == 60);
+    CHECK_FALSE(wdns::packet<wire::const_bytes>{wire::const_bytes{whole}}.tc());
+}
+
+TEST_CASE("dns/forwarder: a VM's port going away forgets its queries in flight") {
+    boost::asio::io_context io;
+    fake_upstream silent{io};
+    auto config = config_for({silent.upstream()});
+    config.try_timeout = 5s;
+    dns::forwarder f{io.get_executor(), config};
+    fake_context ctx;
+    for (std::uint16_t i = 0; i < 3; ++i) send_query(f, ctx, guest_a, 100, dnsmasq::query(i, "q" + std::to_string(i) + ".example", wdns::type::a));
+    send_query(f, ctx, guest_b, 100, dnsmasq::query(1, "b.example", wdns::type::a));
+    CHECK(f.in_flight() == 4);
+    f.port_removed(mac_a);
+    CHECK(f.in_flight() == 1);
+    CHECK(f.table_stats().cancelled == 3);
+    // Its slots are free again: a new guest on that port may ask as many.
+    for (std::uint16_t i = 0; i < 3; ++i) send_query(f, ctx, guest_a, 101, dnsmasq::query(i, "r" + std::to_string(i) + ".example", wdns::type::a));
+    CHECK(f.in_flight() == 4);
 }
 
 // --- what is not a query for us ---------------------------------------------------------------------
