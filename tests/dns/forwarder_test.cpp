@@ -5,6 +5,7 @@
 #include <ankanet/dns/forwarder.hpp>
 #include <ankanet/dns/tcp_listener.hpp>
 
+#include <ankanet/backend/memory.hpp>
 #include <ankanet/dhcp/client_frames.hpp>
 #include <ankanet/dhcp/service.hpp>
 #include <ankanet/network.hpp>
@@ -935,6 +936,32 @@ TEST_CASE("dns/forwarder: a DHCP lease with a host name is a name, until the lea
     net.clock().advance(std::chrono::minutes{11});
     CHECK(rcode_of(ask(3, "webvm.ankanet.internal", wdns::type::a)) == wdns::rcode::nxdomain);
     CHECK(net.service<dns::forwarder>().stats().names_expired == 1);
+}
+
+TEST_CASE("dns/forwarder: a VM on a memory backend gets its upstream answer through the network's wakeup") {
+    dnsmasq server;
+    REQUIRE_DNSMASQ(server);
+    boost::asio::io_context io;
+    using network = basic_network<default_network_traits, dns::forwarder>;
+    network net{network_config{}, dns::forwarder{io.get_executor(), config_for({server.upstream()})}};
+    auto link = backend::make_memory_link(io.get_executor(), 1500, 64);
+    auto& vm = link.first;
+    const auto port = net.attach("vm", std::move(link.second), port_mac::custom(mac_a));
+    REQUIRE(port);
+
+    const auto message = dnsmasq::query(0x6464, "www.x.test", wdns::type::a);
+    REQUIRE_FALSE(vm.send(query_frame(mac_a, ip_a, 5454, message)));
+    byte_vector buffer(backend::max_frame_len(backend::default_mtu));
+    byte_vector got;
+    REQUIRE(pump(io, [&] {
+        if (const auto n = vm.try_receive(buffer); n) got.assign(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(*n));
+        return !got.empty();
+    }));
+    const auto reply = guest_reply{*port, got}.dns(mac_a, ip_a, 5454);
+    CHECK(id_of(reply) == 0x6464);
+    CHECK(after_id(reply) == after_id(server.ask(message)));
+    CHECK(net.service<dns::forwarder>().held_replies() == 0);
+    net.stop();
 }
 
 // --- DNS over TCP ---------------------------------------------------------------------------------
