@@ -230,9 +230,12 @@ std::vector<std::byte> pattern(std::size_t n, std::uint32_t seed) {
 
 } // namespace
 
-TEST_CASE("real sockets: 1 MiB each way through the gateway address to a 127.0.0.1 server, then both FINs") {
+namespace {
+
+void transfer_both_ways(bool use_peek_offset) {
     boost::asio::io_context io;
-    translator nat{io.get_executor(), translation_config{}, loopback_only(), limits()};
+    translator nat{io.get_executor(), translation_config{}, loopback_only(), limits(),
+                   asio_tcp_sockets{io.get_executor(), limits().capacity, use_peek_offset}};
     listener server;
     const auto to_guest = pattern(1 << 20, 1);
     std::vector<std::byte> from_guest;
@@ -274,6 +277,7 @@ TEST_CASE("real sockets: 1 MiB each way through the gateway address to a 127.0.0
     CHECK(from_guest.size() == client.to_send.size());
     CHECK(from_guest == client.to_send);
     CHECK(nat.flows() == 0);
+    if (!use_peek_offset) CHECK(nat.engine().sockets().max_peek_offset() == asio_tcp_sockets::fallback_peek_limit);
     const auto stats = nat.stats();
     CHECK(stats.engine.flows_closed == 1);
     CHECK(stats.engine.bytes_to_host == 1u << 20);
@@ -282,6 +286,16 @@ TEST_CASE("real sockets: 1 MiB each way through the gateway address to a 127.0.0
                 static_cast<unsigned long long>(stats.engine.retransmits),
                 static_cast<unsigned long long>(stats.engine.short_sends));
     CHECK(nat.bytes_per_flow() <= 256);
+}
+
+} // namespace
+
+TEST_CASE("real sockets: 1 MiB each way through the gateway address to a 127.0.0.1 server, then both FINs") {
+    transfer_both_ways(true);
+}
+
+TEST_CASE("real sockets: the same without SO_PEEK_OFF (peek from the head, skip what was sent)") {
+    transfer_both_ways(false);
 }
 
 TEST_CASE("real sockets: a closed port answers the guest's SYN with an RST") {

@@ -986,8 +986,10 @@ std::size_t basic_tcp_engine<SocketLayer>::pump_flow(flow_handle h, tcp_flow_sta
     }
     if (!f.has(flow_state::established)) return sent;
 
-    // Data from the host, up to the guest's window.
+    // Data from the host, up to the guest's window. The window we offer is read once per round
+    // (two syscalls in the Asio layer), not per frame.
     bool progressed = false;
+    std::optional<std::uint16_t> window;
     while (!f.has(flow_state::fin_to_guest)) {
         const std::uint32_t offset = f.snd_nxt - f.snd_una;
         std::uint32_t room_bytes = 0;
@@ -1024,8 +1026,8 @@ std::size_t basic_tcp_engine<SocketLayer>::pump_flow(flow_handle h, tcp_flow_sta
         }
         const auto flags = got.bytes < len ? wire::tcp::flag::psh | wire::tcp::flag::ack
                                            : wire::tcp::flag_set{wire::tcp::flag::ack};
-        const std::uint16_t window = window_field(h.index, f);
-        const std::size_t flen = emit_segment(*table_.key(h), f, flags, f.snd_nxt, f.rcv_nxt, window, got.bytes);
+        if (!window) window = window_field(h.index, f);
+        const std::size_t flen = emit_segment(*table_.key(h), f, flags, f.snd_nxt, f.rcv_nxt, *window, got.bytes);
         if (flen == 0) break;
         out(f.vm, wire::const_bytes{frame_.data(), flen});
         stats_.bytes_to_guest += got.bytes;

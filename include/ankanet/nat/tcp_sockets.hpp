@@ -28,6 +28,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -55,9 +56,11 @@ public:
     /// Bytes the fallback (no SO_PEEK_OFF) may have in flight per flow: its scratch buffer's size.
     static constexpr std::size_t fallback_peek_limit = 256 * 1024;
 
-    /// @param executor runs the waits; @param capacity flow slots (the engine's table capacity).
-    asio_tcp_sockets(boost::asio::any_io_executor executor, std::size_t capacity)
+    /// @param executor runs the waits; @param capacity flow slots (the engine's table capacity);
+    /// @param use_peek_offset false forces the fallback (tests; kernels that misbehave with it).
+    asio_tcp_sockets(boost::asio::any_io_executor executor, std::size_t capacity, bool use_peek_offset = true)
         : state_(std::make_shared<shared_state>()) {
+        state_->use_peek_offset = use_peek_offset;
         state_->slots.reserve(capacity);
         for (std::size_t i = 0; i < capacity; ++i) state_->slots.emplace_back(executor);
     }
@@ -90,6 +93,7 @@ public:
             if (!error) {
                 const int zero = 0;
                 t.peek_offset_supported =
+                    state->use_peek_offset &&
                     ::setsockopt(t.socket.native_handle(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) == 0;
                 t.peek_offset = 0;
                 if (!t.peek_offset_supported) state->any_fallback = true;
@@ -146,6 +150,9 @@ public:
             if (n == 0) return {0, true, {}};
             if (n > 0) {
                 const auto got = static_cast<std::size_t>(n);
+                // Nothing past what was sent: the socket stays readable, so a wait would fire at
+                // once, again and again. Wait for the guest's next ACK (discard) instead.
+                s.read_after_discard = got <= offset;
                 return {got > offset ? got - offset : 0, false, {}};
             }
             if (errno == EINTR) continue;
@@ -167,6 +174,11 @@ public:
             return got == 0 ? std::make_error_code(std::errc::io_error) : std::error_code{errno, std::system_category()};
         }
         s.peek_offset = s.peek_offset > n ? static_cast<std::uint32_t>(s.peek_offset - n) : 0; // the kernel moves its offset back too
+        if (s.read_after_discard && s.read_armed) {
+            // The fallback's stand-in for readability: the guest made room, look again.
+            s.read_after_discard = false;
+            report_later(slot, s, tcp_socket_event::readable);
+        }
         return {};
     }
 
@@ -214,6 +226,7 @@ private:
         bool peek_offset_supported = false;
         bool read_armed = false;
         bool write_armed = false;
+        bool read_after_discard = false; ///< fallback: no new data was past the offset
     };
 
     struct shared_state {
@@ -221,6 +234,7 @@ private:
         handler_type handler;
         std::vector<std::byte> scratch;
         bool any_fallback = false;
+        bool use_peek_offset = true;
     };
 
     static bool would_block(int error) noexcept {
@@ -245,6 +259,20 @@ private:
         s.peek_offset_supported = false;
         s.read_armed = false;
         s.write_armed = false;
+        s.read_after_discard = false;
+    }
+
+    /// Reports `event` from the executor (never inline: the engine is mid-call).
+    void report_later(std::uint32_t slot, slot_state& s, tcp_socket_event event) {
+        boost::asio::post(s.socket.get_executor(), [weak = std::weak_ptr<shared_state>{state_}, slot, event,
+                                                    generation = s.generation] {
+            const auto state = weak.lock();
+            if (!state) return;
+            slot_state& t = state->slots[slot];
+            if (t.generation != generation) return;
+            if (event == tcp_socket_event::readable) t.read_armed = false;
+            if (state->handler) state->handler(slot, event, {});
+        });
     }
 
     void wait(std::uint32_t slot, boost::asio::socket_base::wait_type type) {
@@ -252,6 +280,7 @@ private:
         bool& armed = type == boost::asio::socket_base::wait_read ? s.read_armed : s.write_armed;
         if (armed || !s.socket.is_open()) return;
         armed = true;
+        if (type == boost::asio::socket_base::wait_read && s.read_after_discard) return; // see discard()
         s.socket.async_wait(type, [weak = std::weak_ptr<shared_state>{state_}, slot, type,
                                    generation = s.generation](const boost::system::error_code& error) {
             const auto state = weak.lock();
