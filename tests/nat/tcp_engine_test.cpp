@@ -426,6 +426,20 @@ TEST_CASE("zero window: sending stops, a probe goes out when the timer fires") {
     CHECK(bytes == 300);
 }
 
+TEST_CASE("zero window: the host's FIN is not stuck behind it") {
+    harness h;
+    guest g;
+    g.window = 0;
+    h.establish(g, 0);
+    CHECK(h.pump() == 0);
+    h.sock(g).eof = true;
+    h.engine.socket_event(*h.slot(g), tcp_socket_event::readable, {});
+    REQUIRE(h.pump() == 1);
+    const auto fin = h.out.segments().at(0);
+    CHECK(fin.flags.fin());
+    CHECK(fin.seq_number == g.ack);
+}
+
 TEST_CASE("window shrink: what lies beyond the new edge is resent later") {
     harness h;
     guest g;

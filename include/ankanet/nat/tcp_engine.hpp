@@ -996,8 +996,30 @@ std::size_t basic_tcp_engine<SocketLayer>::pump_flow(flow_handle h, tcp_flow_sta
         const std::uint32_t edge = f.snd_una + f.guest_window;
         if (detail::seq_gt(edge, f.snd_nxt)) room_bytes = edge - f.snd_nxt;
         if (room_bytes == 0 && f.has(flow_state::probe) && offset == 0) room_bytes = 1; // zero-window probe
-        if (room_bytes == 0 || offset >= sockets_.max_peek_offset()) break;
         if (f.has(flow_state::read_wait) || f.has(flow_state::host_eof)) break;
+        if (room_bytes == 0 && offset == 0) {
+            // A closed window must not hide the host's end of file: our FIN needs no window
+            // (gVisor #13393). One byte is peeked and not sent, just to tell data from EOF.
+            const tcp_peek_result got = sockets_.peek(h.index, 0, payload_area(1));
+            if (got.error) {
+                reset_flow(h, f);
+                if (sent < room) {
+                    send_reset(h, f, out);
+                    ++sent;
+                } else {
+                    done = false;
+                }
+                return sent;
+            }
+            if (got.eof) {
+                f.set(flow_state::host_eof);
+            } else if (got.bytes == 0) {
+                f.set(flow_state::read_wait);
+                sockets_.want_readable(h.index);
+            }
+            break;
+        }
+        if (room_bytes == 0 || offset >= sockets_.max_peek_offset()) break;
         std::size_t len = std::min<std::size_t>({f.guest_mss, room_bytes, max_payload(),
                                                  sockets_.max_peek_offset() - offset});
         const tcp_peek_result got = sockets_.peek(h.index, offset, payload_area(len));
