@@ -297,8 +297,9 @@ public:
         core& c = *core_;
         if (frame.destination != c.config.gateway_mac || frame.ip_destination != c.config.gateway) return inspection::pass;
         if (frame.is_fragment()) {
-            // Only the first fragment carries the port; a fragmented DNS query is not reassembled.
-            if (!frame.has_ports || frame.destination_port == default_dns_port) return count_malformed();
+            // A fragmented query is not reassembled. Only the first fragment names the port; the
+            // later ones carry none, and are left to whoever counts fragments (the NAT).
+            if (frame.has_ports && frame.destination_port == default_dns_port) return count_malformed();
             return inspection::pass;
         }
         if (!frame.has_ports || frame.destination_port != default_dns_port) return inspection::pass;
@@ -426,7 +427,6 @@ private:
         inspection query(const wire::parsed_frame& frame, Context& ctx) {
             const wire::ipv4::packet<wire::const_bytes> ip{frame.ip};
             std::function<void()> wake_now;
-            inspection verdict = inspection::taken;
             {
                 const std::lock_guard lock{mutex};
                 ++stats.queries;
@@ -455,7 +455,7 @@ private:
                 if (!held.empty() && wake) wake_now = wake;
             }
             if (wake_now) wake_now();
-            return verdict;
+            return inspection::taken;
         }
 
         template <class Context>
@@ -537,13 +537,6 @@ private:
             servers.clear();
             // New ids, so a query in flight to a server that left the list matches no one now.
             for (const auto& up : list) servers.push_back(server{up, udp::endpoint{up.address, up.port}, next_server_id++});
-        }
-
-        const server* server_by_id(std::uint16_t id) const {
-            for (const auto& s : servers) {
-                if (s.id == id) return &s;
-            }
-            return nullptr;
         }
 
         udp::socket* socket_for(const udp::endpoint& to) {
