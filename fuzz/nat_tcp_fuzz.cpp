@@ -21,7 +21,8 @@
 //   6        v                              the clock moves on by v * 50 ms
 //   7        r                              pump(room r % 20)
 //   8        c s                            connection c's send buffer room becomes s * 300
-//   9        b                              open() fails (b odd) or succeeds from now on
+//   9        b                              open() fails (b odd) or succeeds from now on; b >= 0xf0:
+//                                           VM (b & 1) goes away (drop_vm)
 //
 // After every step the target traps when an invariant breaks:
 //  * per flow: snd_una <= snd_nxt <= snd_max (in sequence space), data in flight never exceeds
@@ -227,10 +228,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             if (const auto s = w.slot(in.byte() % 4)) w.engine.sockets().sockets[*s].space = std::size_t{in.byte()} * 300;
             else in.byte();
             break;
-        case 9:
-            w.engine.sockets().open_error = (in.byte() & 1) ? std::make_error_code(std::errc::too_many_files_open)
-                                                            : std::error_code{};
+        case 9: {
+            const std::uint8_t b = in.byte();
+            if (b >= 0xf0) {
+                w.engine.drop_vm(w.guests[(b & 1u) * 2].mac);
+                for (std::size_t c = (b & 1u) * 2; c < (b & 1u) * 2 + 2; ++c) FUZZ_CHECK(w.flow(c) == nullptr);
+                break;
+            }
+            w.engine.sockets().open_error = (b & 1) ? std::make_error_code(std::errc::too_many_files_open)
+                                                    : std::error_code{};
             break;
+        }
         }
         w.check();
     }

@@ -125,6 +125,42 @@ TEST_CASE("handshake: SYN-ACK only once connect succeeded") {
     CHECK(h.engine.stats().connected == 1);
 }
 
+TEST_CASE("handshake: a repeated SYN while connecting is ignored, after the SYN-ACK it gets the SYN-ACK again") {
+    harness h;
+    guest g;
+    h.send(g.segment(tcp::flag::syn));
+    h.send(g.segment(tcp::flag::syn));
+    CHECK(h.out.size() == 0);
+    CHECK(h.layer().opens == 1);
+    h.engine.socket_event(*h.slot(g), tcp_socket_event::connected, {});
+    REQUIRE(h.pump() == 1);
+    h.send(g.segment(tcp::flag::syn)); // our SYN-ACK was lost
+    REQUIRE(h.out.size() == 2);
+    const auto segs = h.out.segments();
+    CHECK(segs[1].flags == (tcp::flag::syn | tcp::flag::ack));
+    CHECK(segs[1].seq_number == segs[0].seq_number);
+}
+
+TEST_CASE("handshake: the SYN-ACK is retransmitted on the RTO, the flow reset when the guest never answers") {
+    tcp_limits l = test_limits();
+    l.max_retransmits = 2;
+    harness h{l};
+    guest g;
+    h.send(g.segment(tcp::flag::syn));
+    h.engine.socket_event(*h.slot(g), tcp_socket_event::connected, {});
+    REQUIRE(h.pump() == 1);
+    h.tick(1001ms);
+    REQUIRE(h.pump() == 1);
+    CHECK(h.out.segments().at(1).flags == (tcp::flag::syn | tcp::flag::ack));
+    h.tick(2001ms);
+    REQUIRE(h.pump() == 1);
+    h.tick(4001ms);
+    REQUIRE(h.pump() == 1);
+    CHECK(h.out.segments().at(3).flags.rst());
+    CHECK(h.engine.size() == 0);
+    CHECK(h.engine.half_open(h.vm.index()) == 0);
+}
+
 TEST_CASE("connect refused: RST to the guest, no flow left") {
     harness h;
     guest g;
