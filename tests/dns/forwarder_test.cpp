@@ -961,7 +961,13 @@ TEST_CASE("dns/forwarder: a VM on a memory backend gets its upstream answer thro
     CHECK(id_of(reply) == 0x6464);
     CHECK(after_id(reply) == after_id(server.ask(message)));
     CHECK(net.service<dns::forwarder>().held_replies() == 0);
+
+    // Stopped, the forwarder holds no sockets or timers: the io_context runs out of work.
     net.stop();
+    net.service<dns::forwarder>().stop();
+    io.restart();
+    io.run_for(2s);
+    CHECK(io.stopped());
 }
 
 // --- DNS over TCP ---------------------------------------------------------------------------------

@@ -14,7 +14,9 @@
 //    question, given the guest's ID back, and sent to that guest alone — its records, flags and
 //    RCODE untouched (an NXDOMAIN stays NXDOMAIN, with its SOA; AAAA, TXT, DNSSEC records pass).
 //    A reply too long for the guest's MTU is cut to its header and question with TC set, and the
-//    guest retries over TCP (tcp_listener.hpp); the forwarder never fragments.
+//    guest retries over TCP (tcp_listener.hpp); the forwarder never fragments. Every reply goes to
+//    the port the query came from, at its MAC, whatever source address the query claimed: a guest
+//    cannot aim answers at another VM.
 //  * Why held replies. Upstream replies arrive on an Asio handler, outside the network's input():
 //    they are queued here and the network is woken (bind_wakeup); it then calls release_held(),
 //    which sends them through its reply queue. Without a bound wakeup (a program driving the pure
@@ -41,7 +43,9 @@
 //    usual setup is one io_context thread for both. The state lives in a shared block that
 //    outstanding handlers keep alive, so the service may be moved into the network.
 //
-// Limits: IPv4 guests only; no DNS cache (the host's resolver caches); a single socket per family
+// Limits: IPv4 guests only; no DNS cache (the host's resolver caches); an upstream's SERVFAIL or
+// REFUSED is relayed as it is, not retried elsewhere; per-VM limits key on the port's index, so
+// port indices must stay below table.max_vms (4096 by default); a single socket per family
 // means the source port does not vary per query (the ID is the only entropy an off-path spoofer
 // faces — 16 bits; loopback upstreams are not reachable off-path at all); EDNS Client Subnet and
 // DNS cookies pass untouched.
@@ -262,6 +266,13 @@ inline ankanet::detail::siphash_key random_key() {
 // --- the forwarder ------------------------------------------------------------------------------
 
 /// The DNS forwarder service; see the theory of operation.
+///
+/// In a network's Services it comes after the ARP guard and the DHCP service and before the NAT
+/// translators, which would otherwise take gateway:53 datagrams as traffic for the host's loopback.
+/// The caller provides the executor (that of the io_context running the network's backends), the
+/// upstreams (or leaves them to resolv.conf) and the network's gateway address, MAC and MTU;
+/// VM names then follow the DHCP service's leases by themselves (observe_event). Static guests can
+/// be named through zone()->set_name().
 /// @par Example
 /// @code
 /// ankanet::dns::forwarder_config dns;
@@ -328,6 +339,10 @@ public:
         const std::lock_guard lock{core_->mutex};
         core_->wake = std::move(wake);
     }
+
+    /// The network is stopping: the host sockets and the timer close, so the io_context runs out
+    /// of work. Queries after it are not relayed (they time out in the guest).
+    void stop() { shutdown(); }
 
     /// The network's events: DHCP lease changes keep the VM names current.
     void observe_event(const dhcp::lease_event& e) { core_->zone->lease_changed(e); }
@@ -540,6 +555,7 @@ private:
         }
 
         udp::socket* socket_for(const udp::endpoint& to) {
+            if (closed) return nullptr;
             udp::socket& socket = to.address().is_v4() ? v4 : v6;
             if (!socket.is_open()) {
                 boost::system::error_code ec;
