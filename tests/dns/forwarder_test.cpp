@@ -685,6 +685,23 @@ TEST_CASE("dns/forwarder: a reply too long for the guest's MTU is cut to its que
     CHECK_FALSE(wdns::packet<wire::const_bytes>{wire::const_bytes{whole}}.tc());
 }
 
+TEST_CASE("dns/forwarder: an IPv6 upstream (::1) is reached through its own socket") {
+    boost::asio::io_context io;
+    std::optional<fake_upstream> v6;
+    try {
+        v6.emplace(io, upstream_mode::big_answer, boost::asio::ip::make_address("::1"));
+    } catch (const boost::system::system_error&) {
+    }
+    ANKANET_REQUIRE_ENVIRONMENT(v6.has_value(), "IPv6 loopback (::1)");
+    dns::forwarder f{io.get_executor(), config_for({*dns::parse_upstream("[::1]:" + std::to_string(v6->upstream().port))})};
+    fake_context ctx;
+    send_query(f, ctx, guest_a, 6666, dnsmasq::query(0x0666, "six.example", wdns::type::a));
+    collect(io, f, ctx);
+    const auto reply = ctx.sent.at(0).dns(mac_a, ip_a, 6666);
+    CHECK(id_of(reply) == 0x0666);
+    CHECK(wdns::packet<wire::const_bytes>{wire::const_bytes{reply}}.ancount() == 60);
+}
+
 TEST_CASE("dns/forwarder: a VM's port going away forgets its queries in flight") {
     boost::asio::io_context io;
     fake_upstream silent{io};
