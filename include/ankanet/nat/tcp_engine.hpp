@@ -24,14 +24,24 @@
 //    further than the guest's window (scaled by its shift). When the guest ACKs, the ACKed bytes
 //    are dropped from the socket (MSG_TRUNC). Retransmitting is rewinding snd_nxt to snd_una: on
 //    the retransmission timer (1 s, doubled per expiry, RFC 6298 5.5, up to rto_max) or after three
-//    duplicate ACKs. A zero window stops sending and arms the same timer to send a one-byte probe;
-//    a window that shrinks below what is in flight rewinds snd_nxt to the window's edge.
+//    duplicate ACKs. A zero window stops sending and arms the same timer to send a one-byte probe
+//    (probes back off but never give up); a window that shrinks below what is in flight rewinds
+//    snd_nxt to the window's edge. A zero window never hides the host's end of file: the FIN
+//    needs no window.
 //  - Closing. The state is a set of per-direction event bits, not an RFC state enum. A guest FIN
 //    (once every byte before it is in the socket) is shutdown(SHUT_WR). End of file on the socket
 //    becomes a FIN to the guest only when every byte before it is ACKed; it is retransmitted like
 //    data. A flow closes (close(), no CLOSE_WAIT left behind) when both FINs are ACKed. A guest RST
 //    in the window closes the socket with SO_LINGER {1, 0}, so the host peer sees an RST too; an
 //    RST is never answered. A segment for no flow gets an RST (unless it is one).
+//
+// Lifecycle. A flow is inserted by the guest's SYN (syn_from_guest, counted half-open) with its
+// connect timer armed; connected -> SYN-ACK sent (syn_to_guest, RTO armed) -> the guest's ACK
+// (established, no longer half-open; the timer is now the RTO while anything is unACKed, the
+// persist timer at a zero window, else the idle timer). It is erased, its socket closed and its
+// timer cancelled, when: both FINs are ACKed (plain close); the guest resets it (linger 0); the
+// connect fails or times out, the RTO gives up after max_retransmits, the idle timer fires, or the
+// socket fails (RST to the guest first, linger 0 towards the host); its VM goes away (drop_vm).
 //
 // Output. Frames to the guests come from two places. guest_segment() answers at once (ACKs,
 // duplicate ACKs, RSTs) through its `out` callback. Everything the host side causes (connect
@@ -47,8 +57,10 @@
 // told the slot index, which it uses to index its own per-flow array.
 //
 // Limits. IPv4 only; no SACK, no timestamps, no ECN negotiation (a SYN carrying ECE/CWR is
-// accepted and answered without ECE); no RTT estimate (the RTO starts at rto_initial); urgent
-// data is sent as ordinary data. Not thread-safe: one engine, one thread.
+// accepted and answered without ECE); no RTT estimate (the RTO starts at rto_initial); no delayed
+// ACKs (every guest data segment is ACKed at once) and no keepalives of our own; urgent data is
+// sent as ordinary data; no virtio-net offloads yet (one MTU-sized frame per segment). Not
+// thread-safe: one engine, one thread.
 #pragma once
 
 #include <ankanet/inspection.hpp>
