@@ -31,6 +31,11 @@ namespace {
 
 using translator = tcp_translator<egress_allow_list>;
 static_assert(gateway_service<translator>);
+// The optional hooks basic_network looks for (a mismatch would silently skip them).
+static_assert(requires(translator& t, mac_address mac, std::function<void()> wake) {
+    t.port_removed(mac);
+    t.bind_wakeup(wake);
+});
 
 egress_allow_list loopback_only() { return egress_allow_list{{wire::ipv4_prefix{wire::ipv4_address{127, 0, 0, 0}, 8}}}; }
 
@@ -48,6 +53,7 @@ struct fake_ctx {
     void send_to(port_handle, wire::const_bytes bytes) { inbox->emplace_back(bytes.begin(), bytes.end()); }
     void answer(wire::const_bytes bytes) { inbox->emplace_back(bytes.begin(), bytes.end()); }
     std::optional<port_handle> port() const { return from; }
+    mac_address port_mac() const { return guest{}.mac; }
     network_time now() const { return real_clock{}.now(); }
 };
 

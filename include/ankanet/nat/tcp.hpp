@@ -54,6 +54,7 @@ struct tcp_translator_stats {
     tcp_stats engine;
     std::uint64_t martians = 0;  ///< TCP to a destination no host may send to (dropped)
     std::uint64_t fragments = 0; ///< fragmented TCP (dropped, not reassembled)
+    std::uint64_t foreign_sources = 0; ///< from a MAC or address not the sending port's (dropped)
 };
 
 /// The gateway service for TCP; see the theory of operation above.
@@ -97,12 +98,18 @@ public:
     template <class Ctx>
     inspection inspect(const wire::parsed_frame& frame, Ctx& ctx) {
         if (!frame.is_ipv4() || frame.protocol != wire::tcp::protocol_number) return inspection::pass;
-        const guest_destination to = classify(frame, state_->config);
-        switch (to.route) {
-        case guest_route::not_ours: return inspection::pass;
-        case guest_route::martian: ++state_->martians; return inspection::drop;
-        case guest_route::fragment: ++state_->fragments; return inspection::drop;
-        case guest_route::translate: break;
+        guest_destination to;
+        if constexpr (requires { classify(frame, state_->config, ctx.port_mac()); }) {
+            to = classify(frame, state_->config, ctx.port_mac()); // also refuses sources not the port's
+        } else {
+            to = classify(frame, state_->config);
+        }
+        if (to.route == guest_route::not_ours) return inspection::pass;
+        if (to.route != guest_route::translate) {
+            if (to.route == guest_route::martian) ++state_->martians;
+            else if (to.route == guest_route::fragment) ++state_->fragments;
+            else ++state_->foreign_sources;
+            return inspection::drop;
         }
         const auto port = ctx.port();
         if (!port) return inspection::pass;
@@ -167,7 +174,7 @@ public:
     void port_removed(wire::mac_address mac) { state_->engine.drop_vm(mac); }
 
     tcp_translator_stats stats() const {
-        return tcp_translator_stats{state_->engine.stats(), state_->martians, state_->fragments};
+        return tcp_translator_stats{state_->engine.stats(), state_->martians, state_->fragments, state_->foreign_sources};
     }
     /// Flows open now.
     std::size_t flows() const noexcept { return state_->engine.size(); }
@@ -231,6 +238,7 @@ private:
         std::vector<std::pair<std::uint16_t, tcp_host_target>> port_table;
         std::uint64_t martians = 0;
         std::uint64_t fragments = 0;
+        std::uint64_t foreign_sources = 0;
     };
 
     std::shared_ptr<state> state_;
