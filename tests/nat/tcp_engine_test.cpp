@@ -743,6 +743,26 @@ TEST_CASE("a VM that goes away: its flows are reset towards the host, others sta
     CHECK(h.engine.stats().vm_gone_resets == 1);
 }
 
+TEST_CASE("idle timeout: a flow the guest keeps busy stays, a silent one is reset") {
+    tcp_limits l = test_limits();
+    l.idle_timeout = std::chrono::seconds{60};
+    harness h{l};
+    guest busy;
+    guest silent;
+    silent.port = 40001;
+    h.establish(busy);
+    h.establish(silent);
+    for (int i = 0; i < 5; ++i) {
+        h.tick(30s);
+        h.send(busy.segment(tcp::flag::ack, bytes_of(10)));
+        busy.seq += 10;
+    }
+    h.pump();
+    CHECK(h.flow(busy) != nullptr);
+    CHECK(h.flow(silent) == nullptr);
+    CHECK(h.engine.stats().idle_timeouts == 1);
+}
+
 TEST_CASE("pump respects room and resumes where it stopped") {
     harness h;
     guest g;

@@ -677,7 +677,10 @@ inspection basic_tcp_engine<SocketLayer>::guest_segment(port_handle vm, const wi
             if (!table_.contains(*h)) return inspection::taken;
         }
         if (!payload.empty() || seg.flags.fin()) guest_data(*h, f, seg, payload, now, out);
-        if (table_.contains(*h)) finish_if_closed(*h, f);
+        if (!table_.contains(*h)) return inspection::taken;
+        // A flow the guest keeps busy is not idle, even when the host sends nothing back.
+        if (f.timer == flow_state::idle_timer) arm(h->index, f, flow_state::idle_timer, now + limits_.idle_timeout);
+        finish_if_closed(*h, f);
         return inspection::taken;
     }
 
