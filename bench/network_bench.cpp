@@ -152,6 +152,7 @@ void warm_up(Fixture& f) {
 
 /// A shared network driven through input(): two VM ports whose MACs come from their first frames.
 struct core_fixture {
+    boost::asio::io_context io; // the translators' sockets would run here; VM to VM opens none
     std::unique_ptr<shared_network> net;
     std::array<port_handle, 2> ports{};
     std::array<ipv4_address, 2> ips{};
@@ -159,7 +160,7 @@ struct core_fixture {
 
     core_fixture() {
         std::string why;
-        auto made = make_shared_network({}, &why);
+        auto made = make_shared_network(io.get_executor(), {}, &why);
         if (!made) throw std::runtime_error("make_shared_network: " + why);
         net = std::move(*made);
         for (std::size_t vm = 0; vm < 2; ++vm) {
@@ -278,7 +279,7 @@ struct memory_fixture : guests {
 
     memory_fixture() {
         std::string why;
-        auto made = make_shared_network({}, &why);
+        auto made = make_shared_network(io.get_executor(), {}, &why);
         if (!made) throw std::runtime_error("make_shared_network: " + why);
         net = std::move(*made);
         for (std::size_t vm = 0; vm < 2; ++vm) {

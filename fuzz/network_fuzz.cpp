@@ -67,6 +67,8 @@
 #include <ankanet/network.hpp>
 #include <ankanet/shared.hpp>
 
+#include <boost/asio/io_context.hpp>
+
 #include <ankanet/wire/arp.hpp>
 #include <ankanet/wire/ethernet.hpp>
 #include <ankanet/wire/frame.hpp>
@@ -114,7 +116,8 @@ struct fuzz_traits : default_network_traits {
     // input replays the same way.
     static constexpr std::size_t mac_capacity = 64;
 };
-using shared_net = basic_shared_network<fuzz_traits>;
+// Guests' flows beyond the network are refused by an empty allow-list: the fuzzer opens no socket.
+using shared_net = basic_shared_network<fuzz_traits, nat::egress_allow_list>;
 using unplugged_net = basic_disconnected_network<fuzz_traits>;
 using steady_point = std::chrono::steady_clock::time_point;
 
@@ -179,7 +182,7 @@ public:
         options.mac_secret = secret();
         options.domain_name = "vm.test";
         std::string why;
-        auto built = make_shared_network<fuzz_traits>(std::move(options), &why);
+        auto built = make_shared_network<fuzz_traits, nat::egress_allow_list>(io_.get_executor(), std::move(options), &why);
         REQUIRE(built.has_value());
         net_ = std::move(*built);
         REQUIRE(net_->config().gateway_mac == gateway_mac && net_->config().mtu == mtu_);
@@ -596,25 +599,36 @@ private:
         const bool server_reply = parsed.is_ipv4() && parsed.has_ports && parsed.protocol == wire::ipv4::protocol::udp &&
                                   parsed.source_port == wire::dhcp::server_port &&
                                   parsed.destination_port == wire::dhcp::client_port;
-        const auto service_drops = net_->stats(handle)->dropped_by_service - port_before->dropped_by_service;
-        REQUIRE(service_drops <= 1);
-        if (service_drops == 1) {
-            REQUIRE(parsed.arp || parsed.arp_malformed || server_reply);
-            done_without_switch();
-            return;
-        }
-        REQUIRE(!server_reply);
         const bool to_server = parsed.is_ipv4() && parsed.has_ports && parsed.protocol == wire::ipv4::protocol::udp &&
                                parsed.destination_port == wire::dhcp::server_port && parsed.source == *s->mac &&
                                (parsed.destination.is_broadcast() || parsed.destination == gateway_mac) &&
                                (parsed.ip_destination.is_broadcast() || parsed.ip_destination == gateway_ip ||
                                 parsed.ip_destination == ipv4_address{192, 168, 64, 255});
+        // The NAT translators (UDP, ICMP echo) look at IPv4 to the gateway's MAC bound beyond the
+        // subnet, and UDP to the gateway itself (the host's loopback): they drop what they will
+        // not read (a spoofed sender, a martian, a fragment, a malformed header) and take the rest
+        // — carried, or (the fuzzer's allow-list is empty) refused with at most one ICMP error to
+        // this port. Pings to the gateway are the gateway's own.
+        const bool udp = parsed.is_ipv4() && parsed.protocol == wire::ipv4::protocol::udp;
+        const bool icmp = parsed.is_ipv4() && parsed.protocol == wire::ipv4::protocol::icmp;
+        const bool in_subnet = (parsed.ip_destination.to_u32() >> 8) == (gateway_ip.to_u32() >> 8);
+        const bool nat_candidate = !to_server && parsed.is_ipv4() && parsed.destination == gateway_mac &&
+                                   (udp || (icmp && parsed.ip_destination != gateway_ip)) &&
+                                   (!in_subnet || (udp && parsed.ip_destination == gateway_ip));
+        const auto service_drops = net_->stats(handle)->dropped_by_service - port_before->dropped_by_service;
+        REQUIRE(service_drops <= 1);
+        if (service_drops == 1) {
+            REQUIRE(parsed.arp || parsed.arp_malformed || server_reply || nat_candidate);
+            done_without_switch();
+            return;
+        }
+        REQUIRE(!server_reply);
 
-        // Step 5: the switch — or, for a message the DHCP service took, only its learning of the
-        // port's MAC (so replies find it).
+        // Step 5: the switch — or, for a message the DHCP service or a translator took, only its
+        // learning of the port's MAC (so replies find it).
         deliveries expected;
         bool accepted = false;
-        if (to_server) {
+        if (to_server || nat_candidate) {
             accepted = true;
             learn(*s->mac, static_cast<int>(k), true);
             expected.gateway = true;
@@ -641,8 +655,10 @@ private:
             const auto dst = mac_address::from_bytes(reply.subspan(wire::ethernet::field::destination));
             REQUIRE(src == gateway_mac);
             const auto reply_parsed = wire::parsed_frame::parse(reply);
-            if (reply_parsed.is_ipv4() && reply_parsed.has_ports && reply_parsed.source_port == wire::dhcp::server_port) {
-                // A DHCP reply goes to the port that asked, and no other: not through the switch.
+            if ((reply_parsed.is_ipv4() && reply_parsed.has_ports && reply_parsed.source_port == wire::dhcp::server_port) ||
+                nat_candidate) {
+                // A DHCP reply, or a translator's refusal, goes to the port that asked, and no
+                // other: not through the switch.
                 deliveries asker;
                 asker.vms.push_back(static_cast<int>(k));
                 deliver(asker, out, i, reply);
@@ -730,6 +746,7 @@ private:
 
     bool isolated_;
     std::size_t mtu_;
+    boost::asio::io_context io_; // the translators' sockets would run here; none is opened
     std::unique_ptr<shared_net> net_;
     std::unique_ptr<unplugged_net> off_;
     std::array<slot_model, slot_count> slots_{};

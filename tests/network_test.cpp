@@ -140,9 +140,15 @@ struct test_traits : default_network_traits {
 
 using test_shared_network = basic_shared_network<test_traits>;
 
+/// The io_context the translators' host sockets would run on; these tests drive the core by hand.
+boost::asio::io_context& translator_io() {
+    static boost::asio::io_context io;
+    return io;
+}
+
 std::unique_ptr<test_shared_network> make_network(gateway_network_options options = {}) {
     std::string why;
-    auto made = make_shared_network<test_traits>(std::move(options), &why);
+    auto made = make_shared_network<test_traits>(translator_io().get_executor(), std::move(options), &why);
     INFO(why);
     REQUIRE(made);
     return std::move(*made);
@@ -969,7 +975,7 @@ bool is_arp_reply(const wire::parsed_frame& f) { return f.is_arp() && f.arp->ope
 TEST_CASE("network: attach serves memory-backed VMs and stop detaches them") {
     boost::asio::io_context io;
     std::string why;
-    auto made = make_host_network<test_traits>({}, &why);
+    auto made = make_host_network<test_traits>(io.get_executor(), {}, &why);
     INFO(why);
     REQUIRE(made);
     auto& net = **made;

@@ -4,6 +4,7 @@
 //            [--qemu-socket PATH]... [--dgram-socket PATH]... [--mtu N] [--pcap FILE]
 //            [--subnet CIDR] [--dhcp-range FIRST-LAST] [--reserve MAC=IP]... [--lease-time SECONDS]
 //            [--leases FILE] [--mac-secret FILE] [--dhcp-rate N[/BURST]] [--isolate]
+//            [--egress any|host|CIDR[,CIDR...]] [--no-host-loopback] [--max-flows-per-vm N]
 //
 // Kept apart from main.cpp so tests can check every accepted and refused spelling. parse_command_line
 // checks each value on its own; plan_network then checks them together (a range inside the subnet,
@@ -16,6 +17,7 @@
 #include <ankanet/detail/atomic_file.hpp>
 #include <ankanet/gateway/gateway_network.hpp>
 #include <ankanet/l2/mac_randomizer.hpp>
+#include <ankanet/nat/egress.hpp>
 #include <ankanet/wire/address.hpp>
 
 #include <fmt/format.h>
@@ -70,7 +72,13 @@ struct options {
     std::optional<std::string> mac_secret;      ///< host secret file for stable MACs (uuid=)
     bool isolate = false;
     ankanet::dhcp::service_limits dhcp_limits{}; ///< --dhcp-rate: DHCP messages per second (and burst) per VM
+    std::optional<std::string> egress;          ///< --egress as given (checked by parse_egress); shared mode only
+    ankanet::nat::runtime_egress egress_policy{}; ///< --egress, parsed (default: any)
+    bool host_loopback = true;                  ///< --no-host-loopback turns it off
+    std::size_t max_flows_per_vm = 1024;        ///< --max-flows-per-vm: per protocol
 };
+
+inline constexpr std::size_t max_flows_per_vm_limit = 65536;
 
 inline constexpr double max_dhcp_rate = 1'000'000; // per VM; far beyond any client, still a bound
 
@@ -95,6 +103,7 @@ inline constexpr std::string_view usage_text =
     "                [--subnet CIDR] [--dhcp-range FIRST-LAST] [--reserve MAC=IP]...\n"
     "                [--lease-time SECONDS] [--leases FILE] [--mac-secret FILE]\n"
     "                [--dhcp-rate N[/BURST]] [--isolate]\n"
+    "                [--egress any|host|CIDR[,CIDR...]] [--no-host-loopback] [--max-flows-per-vm N]\n"
     "\n"
     "  --mode MODE          network type (default shared: NAT + DHCP on 192.168.64.0/24;\n"
     "                       host: 192.168.128.0/24, no route beyond the host)\n"
@@ -118,6 +127,10 @@ inline constexpr std::string_view usage_text =
     "  --dhcp-rate N[/BURST] DHCP messages one VM may send per second, and in one burst\n"
     "                       (default 10/30; beyond it its messages are dropped and logged)\n"
     "  --isolate            VMs reach the gateway but not each other\n"
+    "  --egress POLICY      shared mode: where guests' connections may go: any (default), host (the\n"
+    "                       host's loopback only), or a list of CIDRs (127.0.0.0/8,198.51.100.0/24)\n"
+    "  --no-host-loopback   the gateway's address no longer stands for the host's 127.0.0.1\n"
+    "  --max-flows-per-vm N connections one VM may hold at once, per protocol (1..65536, default 1024)\n"
     "  --help, --version\n";
 
 namespace detail {
@@ -233,6 +246,10 @@ inline command parse_command_line(std::span<const std::string_view> args) {
             opts.isolate = true;
             continue;
         }
+        if (arg == "--no-host-loopback") {
+            opts.host_loopback = false;
+            continue;
+        }
 
         // Every other option takes one value: "--opt VALUE" or "--opt=VALUE".
         std::string_view name = arg;
@@ -244,7 +261,8 @@ inline command parse_command_line(std::span<const std::string_view> args) {
         const bool known = name == "--mode" || name == "--netns" || name == "--qemu-socket" ||
                            name == "--dgram-socket" || name == "--mtu" || name == "--pcap" || name == "--subnet" ||
                            name == "--dhcp-range" || name == "--reserve" || name == "--lease-time" || name == "--leases" ||
-                           name == "--mac-secret" || name == "--dhcp-rate";
+                           name == "--mac-secret" || name == "--dhcp-rate" || name == "--egress" ||
+                           name == "--max-flows-per-vm";
         if (!known) return usage_error{fmt::format("unknown argument '{}'", arg)};
         if (!value) {
             if (i + 1 >= args.size()) return usage_error{fmt::format("{} needs a value", name)};
@@ -300,10 +318,25 @@ inline command parse_command_line(std::span<const std::string_view> args) {
             auto limits = detail::parse_dhcp_rate(*value, opts.dhcp_limits);
             if (auto* error = std::get_if<usage_error>(&limits)) return *error;
             opts.dhcp_limits = std::get<ankanet::dhcp::service_limits>(limits);
+        } else if (name == "--egress") {
+            std::string why;
+            auto policy = ankanet::nat::parse_egress(*value, &why);
+            if (!policy) return usage_error{fmt::format("--egress: {}", why)};
+            opts.egress = std::string{*value};
+            opts.egress_policy = std::move(*policy);
+        } else if (name == "--max-flows-per-vm") {
+            const auto flows = detail::parse_size(*value);
+            if (!flows || *flows < 1 || *flows > max_flows_per_vm_limit) {
+                return usage_error{fmt::format("--max-flows-per-vm: '{}' is not a number from 1 to {}", *value, max_flows_per_vm_limit)};
+            }
+            opts.max_flows_per_vm = *flows;
         } else if (name == "--mac-secret") {
             if (value->empty()) return usage_error{"--mac-secret needs a file name"};
             opts.mac_secret = std::string{*value};
         }
+    }
+    if (opts.egress && opts.mode != ankanet::network_mode::shared) {
+        return usage_error{fmt::format("--egress is for shared mode; {} mode has its own reach", opts.mode)};
     }
     for (const auto& ns : opts.netns) {
         if (ns.uuid && !opts.mac_secret) {

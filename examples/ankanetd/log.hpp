@@ -13,6 +13,10 @@
 #include <ankanet/dhcp/server.hpp>
 #include <ankanet/gateway/arp_guard.hpp>
 #include <ankanet/gateway/responder.hpp>
+#include <ankanet/nat/egress.hpp>
+#include <ankanet/nat/icmp.hpp>
+#include <ankanet/nat/translation.hpp>
+#include <ankanet/nat/udp.hpp>
 #include <ankanet/dhcp/service.hpp>
 #include <ankanet/network.hpp>
 #include <ankanet/printable.hpp>
@@ -23,6 +27,7 @@
 #include <iterator>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 namespace ankanetd {
@@ -106,6 +111,21 @@ struct log_observer {
         log("{}: {} uses {} without a lease; kept out of the DHCP pool while in use", printable(e.port), e.mac, e.address);
     }
 
+    void on(const ankanet::nat::flow_refused_event& e) {
+        log("{}: {} flow to {}:{} refused: {}{}", printable(e.port), protocol_name(e.protocol), e.destination,
+            e.destination_port, printable(e.reason, 256),
+            e.suppressed > 0 ? fmt::format(" ({} more refusals not logged)", e.suppressed) : std::string{});
+    }
+
+    static std::string_view protocol_name(std::uint8_t protocol) {
+        switch (protocol) {
+        case ankanet::nat::ip_protocol::tcp: return "TCP";
+        case ankanet::nat::ip_protocol::udp: return "UDP";
+        case ankanet::nat::ip_protocol::icmp: return "ICMP";
+        }
+        return "IP";
+    }
+
     static std::string_view event_name(ankanet::dhcp::lease_event_kind kind) {
         using k = ankanet::dhcp::lease_event_kind;
         switch (kind) {
@@ -151,6 +171,20 @@ std::string summary(const Network& net) {
         conflicts = net.template service<ankanet::gateway::arp_guard>().stats().conflicts_dropped;
     }
     line += fmt::format(", {} ARP conflicts, {} unplugged", conflicts, n.dropped_unplugged);
+    const auto nat = [&]<class Egress>(std::type_identity<Egress>) {
+        if constexpr (Network::template has_service<ankanet::nat::udp_translator<Egress>>) {
+            const auto& u = net.template service<ankanet::nat::udp_translator<Egress>>().stats();
+            line += fmt::format(", UDP {} flows {} out {} in {} refused", u.flows_opened, u.guest_datagrams, u.host_datagrams,
+                                u.refused_egress + u.refused_limit + u.refused_socket);
+        }
+        if constexpr (Network::template has_service<ankanet::nat::icmp_translator<Egress>>) {
+            const auto& i = net.template service<ankanet::nat::icmp_translator<Egress>>().stats();
+            line += fmt::format(", ping {} out {} in {} refused", i.requests, i.replies,
+                                i.refused_egress + i.refused_limit + i.refused_socket);
+        }
+    };
+    nat(std::type_identity<ankanet::nat::runtime_egress>{});
+    nat(std::type_identity<ankanet::nat::egress_host_only>{});
     if (n.dropped_link_down > 0) line += fmt::format(", {} dropped with the link down", n.dropped_link_down);
     return line;
 }

@@ -57,7 +57,27 @@ ankanet::gateway_network_options gateway_options(const ankanetd::options& opts, 
     o.isolate = opts.isolate;
     o.dhcp_limits = opts.dhcp_limits;
     o.mac_secret = secret;
+    o.egress = opts.egress_policy;
+    o.host_loopback = opts.host_loopback;
+    o.max_flows_per_vm = opts.max_flows_per_vm;
     return o;
+}
+
+/// Says where guests' flows may go, and what cannot be carried (pings without a socket to carry them).
+template <class Network>
+void log_translation(const Network& network, const ankanetd::options& opts) {
+    const std::string_view loopback = opts.host_loopback ? "; the gateway stands for the host's 127.0.0.1" : "";
+    if (opts.mode == ankanet::network_mode::host) {
+        log("NAT: guests reach the host only{}", loopback);
+        return;
+    }
+    log("NAT: egress {}{}, at most {} flows per VM per protocol", opts.egress.value_or("any"), loopback, opts.max_flows_per_vm);
+    using icmp = ankanet::nat::icmp_translator<ankanet::nat::runtime_egress>;
+    if constexpr (Network::template has_service<icmp>) {
+        const auto& pings = network.template service<icmp>();
+        if (!pings.available()) log("NAT: {}", pings.unavailable_reason());
+        else log("NAT: guests' pings go over {} sockets", pings.socket_kind() == ankanet::nat::icmp_socket_kind::ping ? "ping" : "raw");
+    }
 }
 
 /// Adds the port of a --netns VM, with its MAC: the custom one (mac=), the stable one (uuid=), else
@@ -264,17 +284,18 @@ int run(const ankanetd::options& opts) {
     const auto started = [&](auto& network) {
         log("DHCP serving {}-{} on {} (lease {} s, {} reserved, leases {})", plan.range.first, plan.range.last, plan.subnet,
             opts.lease_time, opts.reservations.size(), opts.leases ? *opts.leases : std::string{"in memory"});
+        log_translation(*network, opts);
         return serve(*network, opts, memory, pcap, io);
     };
     if (opts.mode == ankanet::network_mode::host) {
-        auto network = ankanet::make_host_network<ankanetd::traits>(std::move(options), &why);
+        auto network = ankanet::make_host_network<ankanetd::traits>(io.get_executor(), std::move(options), &why);
         if (!network) {
             log("cannot start the DHCP server: {}", why);
             return 1;
         }
         return started(*network);
     }
-    auto network = ankanet::make_shared_network<ankanetd::traits>(std::move(options), &why);
+    auto network = ankanet::make_shared_network<ankanetd::traits>(io.get_executor(), std::move(options), &why);
     if (!network) {
         log("cannot start the DHCP server: {}", why);
         return 1;

@@ -14,7 +14,7 @@ using namespace ankanet;
 
 int main() {
     boost::asio::io_context io; // the hypervisor's event loop runs the network's links
-    auto net = make_host_network({});
+    auto net = make_host_network(io.get_executor(), {});
     if (!net) return 1;
     const std::array macs{wire::mac_address{{0x52, 0x54, 0, 0, 0, 1}}, wire::mac_address{{0x52, 0x54, 0, 0, 0, 2}}};
     std::vector<backend::memory_endpoint> vms; // the guests' ends: the device model reads and writes these

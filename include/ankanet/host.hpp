@@ -1,11 +1,15 @@
 // ankanet/host.hpp — the host network card: like shared, on 192.168.128.0/24, and nothing beyond
 // the host is reachable. VMs get 192.168.128.2–254 by DHCP from the gateway 192.168.128.1 and reach
-// each other and the gateway. No NAT code is compiled into a program that includes only this.
+// each other, the gateway, and the host's loopback at the gateway's address. The translators are
+// compiled with the host-only egress policy alone, and without the ICMP translator (a host-mode
+// guest pings the gateway, which answers itself): no code that could carry a flow beyond the host
+// is in a program that includes only this.
 //
 // @par Example
 // @code
 // #include <ankanet/host.hpp>
-// auto net = ankanet::make_host_network({.lease_time = std::chrono::minutes{10}});
+// boost::asio::io_context io;
+// auto net = ankanet::make_host_network(io.get_executor(), {.lease_time = std::chrono::minutes{10}});
 // @endcode
 // Besides the network it brings what an embedder needs to run VMs in-process: memory links
 // (backend/memory.hpp) and a DHCP client's frames for an in-process guest (dhcp/client_frames.hpp).
@@ -17,11 +21,16 @@
 #include <ankanet/gateway/arp_guard.hpp>
 #include <ankanet/gateway/gateway_network.hpp>
 #include <ankanet/gateway/responder.hpp>
+#include <ankanet/nat/egress.hpp>
+#include <ankanet/nat/udp.hpp>
 #include <ankanet/network.hpp>
 #include <ankanet/version.hpp>
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include <memory>
 #include <string>
+#include <tuple>
 
 namespace ankanet {
 
@@ -31,15 +40,23 @@ struct host_traits : Traits {};
 
 /// A host network with policies of your own (a clock, an observer).
 template <class Traits = default_network_traits>
-using basic_host_network = basic_network<host_traits<Traits>, gateway::arp_guard, dhcp::service, gateway::responder>;
+using basic_host_network = basic_network<host_traits<Traits>, gateway::arp_guard, dhcp::service,
+                                         nat::udp_translator<nat::egress_host_only>, gateway::responder>;
 
 using host_network = basic_host_network<>;
 
-/// A host network set up by `options` (defaults: 192.168.128.1/24, DHCP .2–.254, leases in memory).
+/// A host network set up by `options` (defaults: 192.168.128.1/24, DHCP .2–.254, leases in memory),
+/// whose host sockets run on `executor`. `options.egress` is not used: host mode reaches the host only.
 template <class Traits = default_network_traits>
-result<std::unique_ptr<basic_host_network<Traits>>> make_host_network(gateway_network_options options,
+result<std::unique_ptr<basic_host_network<Traits>>> make_host_network(boost::asio::any_io_executor executor,
+                                                                      gateway_network_options options,
                                                                       std::string* why = nullptr) {
-    return make_gateway_network<basic_host_network<Traits>>(network_mode::host, std::move(options), why);
+    const auto translators = [&](ipv4_prefix gateway, const gateway_network_options& o) {
+        nat::udp_limits udp;
+        udp.max_flows_per_vm = o.max_flows_per_vm;
+        return std::tuple{nat::udp_translator<nat::egress_host_only>{executor, translation_for(gateway, o), {}, udp}};
+    };
+    return make_gateway_network<basic_host_network<Traits>>(network_mode::host, std::move(options), why, translators);
 }
 
 } // namespace ankanet

@@ -257,6 +257,7 @@ concept vm_frame_inspector = requires(S& s, const wire::parsed_frame& f, detail:
 ///   DHCP server), which other services consult through the context.
 /// - `s.port_removed(mac)`: a port that held `mac` is gone (forget what it claimed).
 /// - `s.poll(now)`: timers; called by basic_network::poll().
+/// - `s.stop()`: the network is stopping: close host sockets and timers (called by stop()).
 /// - `s.bind_events(sink)`: called once, from the network's constructor, with a callable that
 ///   reports any event to the network's observer, for services that report outside of a context.
 /// - `s.observe_event(event)`: sees every event reported to the network's observer (its own, and those
@@ -486,9 +487,12 @@ public:
     /// that has none.
     void detach(port_handle port);
 
-    /// Closes every backend; each port is removed as its receive loop ends.
+    /// Closes every backend (each port is removed as its receive loop ends) and has every service
+    /// with host resources (the translators' sockets and timers) close them, so the io_context
+    /// runs out of work.
     void stop() {
         for (const auto& handle : ports()) detach(handle);
+        std::apply([](auto&... s) { (stop_one(s), ...); }, services_);
     }
 
     /// Sees every frame a VM sends (at ingress, before any check) and every reply the gateway's
@@ -621,6 +625,10 @@ private:
     template <class S>
     static void port_removed(S& s, mac_address mac) {
         if constexpr (requires { s.port_removed(mac); }) s.port_removed(mac);
+    }
+    template <class S>
+    static void stop_one(S& s) {
+        if constexpr (requires { s.stop(); }) s.stop();
     }
     template <class S>
     static void poll_one(S& s, network_time now) {

@@ -1,14 +1,15 @@
 // ankanet/shared.hpp — the shared network card: NAT + DHCP. VMs get 192.168.64.2–254 from the
 // gateway 192.168.64.1, which is also their DHCP server identifier, router and DNS server; they
-// reach each other and the gateway. (The NAT translator, DNS forwarder and port forwards plug in
-// here as services as they arrive; until then nothing leaves the network.)
+// reach each other, the gateway, and — through the NAT translators, over host sockets — the host
+// (its loopback, at the gateway's address) and everything the egress policy allows beyond it.
 //
 // @par Example
 // @code
 // #include <ankanet/shared.hpp>
-// auto net = ankanet::make_shared_network({});                  // result<unique_ptr<shared_network>>
+// boost::asio::io_context io;
+// auto net = ankanet::make_shared_network(io.get_executor(), {});   // result<unique_ptr<shared_network>>
 // auto vm = (*net)->attach("vm1", std::move(backend), ankanet::port_mac::random());
-// io.run();                                                      // the VM gets a lease by DHCP
+// io.run();                                                          // the VM gets a lease by DHCP
 // @endcode
 // Besides the network it brings what an embedder needs to run VMs in-process: memory links
 // (backend/memory.hpp) and a DHCP client's frames for an in-process guest (dhcp/client_frames.hpp).
@@ -20,25 +21,51 @@
 #include <ankanet/gateway/arp_guard.hpp>
 #include <ankanet/gateway/gateway_network.hpp>
 #include <ankanet/gateway/responder.hpp>
+#include <ankanet/nat/egress.hpp>
+#include <ankanet/nat/icmp.hpp>
+#include <ankanet/nat/udp.hpp>
 #include <ankanet/network.hpp>
 #include <ankanet/version.hpp>
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include <memory>
 #include <string>
+#include <tuple>
+#include <type_traits>
 
 namespace ankanet {
 
-/// A shared network with policies of your own (a clock, an observer): the services are fixed.
-template <class Traits = default_network_traits>
-using basic_shared_network = basic_network<Traits, gateway::arp_guard, dhcp::service, gateway::responder>;
+/// A shared network with policies of your own: a clock, an observer (Traits) and where guests'
+/// flows may go (Egress, an egress_policy; runtime_egress chooses at run time from the options).
+template <class Traits = default_network_traits, nat::egress_policy Egress = nat::runtime_egress>
+using basic_shared_network = basic_network<Traits, gateway::arp_guard, dhcp::service, nat::udp_translator<Egress>,
+                                           nat::icmp_translator<Egress>, gateway::responder>;
 
 using shared_network = basic_shared_network<>;
 
-/// A shared network set up by `options` (defaults: 192.168.64.1/24, DHCP .2–.254, leases in memory).
-template <class Traits = default_network_traits>
-result<std::unique_ptr<basic_shared_network<Traits>>> make_shared_network(gateway_network_options options,
-                                                                          std::string* why = nullptr) {
-    return make_gateway_network<basic_shared_network<Traits>>(network_mode::shared, std::move(options), why);
+/// A shared network set up by `options` (defaults: 192.168.64.1/24, DHCP .2–.254, leases in memory,
+/// egress anywhere), whose host sockets run on `executor`. With a static Egress other than
+/// runtime_egress, `options.egress` is not used: the policy is Egress{}.
+template <class Traits = default_network_traits, nat::egress_policy Egress = nat::runtime_egress>
+result<std::unique_ptr<basic_shared_network<Traits, Egress>>> make_shared_network(boost::asio::any_io_executor executor,
+                                                                                  gateway_network_options options,
+                                                                                  std::string* why = nullptr) {
+    const auto translators = [&](ipv4_prefix gateway, const gateway_network_options& o) {
+        const auto config = translation_for(gateway, o);
+        Egress egress = [&] {
+            if constexpr (std::is_same_v<Egress, nat::runtime_egress>) return o.egress;
+            else return Egress{};
+        }();
+        nat::udp_limits udp;
+        udp.max_flows_per_vm = o.max_flows_per_vm;
+        nat::icmp_limits icmp;
+        icmp.sockets = o.icmp_sockets;
+        icmp.max_flows_per_vm = std::min<std::size_t>(o.max_flows_per_vm, icmp.max_flows_per_vm);
+        return std::tuple{nat::udp_translator<Egress>{executor, config, egress, udp},
+                          nat::icmp_translator<Egress>{executor, config, egress, icmp}};
+    };
+    return make_gateway_network<basic_shared_network<Traits, Egress>>(network_mode::shared, std::move(options), why, translators);
 }
 
 } // namespace ankanet

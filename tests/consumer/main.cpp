@@ -44,7 +44,7 @@ std::optional<ankanet::dhcp::server_reply> exchange(boost::asio::io_context& io,
 
 int main() {
     boost::asio::io_context io;
-    auto net = ankanet::ANKANET_CONSUMER_NETWORK({});
+    auto net = ankanet::ANKANET_CONSUMER_NETWORK(io.get_executor(), {});
     if (!net) return 1;
     auto [network_end, vm] = ankanet::backend::make_memory_link(io.get_executor());
     const ankanet::wire::mac_address mac{{0x52, 0x54, 0x00, 0xc0, 0xff, 0xee}};

@@ -4,11 +4,14 @@
 // the disconnected program.
 #include <ankanet/host.hpp>
 
+#include <boost/asio/io_context.hpp>
+
 #include <array>
 #include <cstddef>
 
 int main() {
-    auto net = ankanet::make_host_network({});
+    boost::asio::io_context io;
+    auto net = ankanet::make_host_network(io.get_executor(), {});
     if (!net) return 1;
     auto vm = (*net)->add_port("vm1", ankanet::port_mac::random());
     if (!vm) return 2;

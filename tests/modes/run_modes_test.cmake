@@ -7,7 +7,9 @@
 #               (the ARP guard, the responder, the neighbour table) or ankanet::wire::dhcp::, but
 #               does hold ankanet::basic_network (so nm sees template code at all); the host binary
 #               DOES hold ankanet::dhcp::, ankanet::gateway::arp_guard and ankanet::gateway::responder
-#               (the positive control: without it an empty nm output would pass);
+#               (the positive control: without it an empty nm output would pass), and the UDP
+#               translator with the host-only policy — but no ICMP translator and no policy that
+#               reaches beyond the host (egress_any, allow-lists, runtime_egress);
 #             * g++ -M: disconnected.hpp pulls in no ankanet/dhcp/ or ankanet/gateway/ header, while
 #               host.hpp does pull in ankanet/dhcp/ (the same control).
 #             Built at -O0 -fno-inline: g++ then emits every template it instantiates out of line
@@ -76,7 +78,11 @@ find_program(NM NAMES nm REQUIRED)
 # Symbols that must not be in / must be in a binary, as regular expressions over `nm -C` lines.
 set(disconnected_forbidden "ankanet::dhcp::" "ankanet::gateway::" "ankanet::wire::dhcp::")
 set(disconnected_required "ankanet::basic_network<")
-set(host_required "ankanet::dhcp::" "ankanet::gateway::arp_guard" "ankanet::gateway::responder")
+set(host_required "ankanet::dhcp::" "ankanet::gateway::arp_guard" "ankanet::gateway::responder"
+    "ankanet::nat::udp_translator<ankanet::nat::egress_host_only>")
+# Host mode carries flows to the host only: no ICMP translator, no policy that reaches further.
+set(host_forbidden "ankanet::nat::icmp_translator" "ankanet::nat::egress_any::allows" "ankanet::nat::runtime_egress::allows"
+    "ankanet::nat::egress_allow_list::allows" "udp_translator<ankanet::nat::runtime_egress>")
 
 foreach(program host_only disconnected_only)
   run(${cxx} -O0 -g -fno-inline "${SOURCE_DIR}/${program}.cpp" -o "${WORK_DIR}/${program}" -pthread)
@@ -99,6 +105,13 @@ endforeach()
 foreach(pattern IN LISTS disconnected_required)
   if(NOT disconnected_only_symbols MATCHES "${pattern}")
     message(FATAL_ERROR "the disconnected program holds no symbol matching '${pattern}': nm sees nothing, the check proves nothing")
+  endif()
+endforeach()
+foreach(pattern IN LISTS host_forbidden)
+  string(REGEX MATCHALL "[^\n]*${pattern}[^\n]*" found "${host_only_symbols}")
+  if(found)
+    list(GET found 0 first)
+    message(FATAL_ERROR "the host program holds code that carries flows beyond the host, matching '${pattern}', e.g.:\n  ${first}")
   endif()
 endforeach()
 foreach(pattern IN LISTS host_required)

@@ -165,7 +165,7 @@ TEST_CASE("nat udp: the egress policy refuses with ICMP administratively prohibi
     CHECK(ctx.events.size() == 1);
 }
 
-TEST_CASE("nat udp: martians, fragments, bad checksums and the subnet are not carried") {
+TEST_CASE("nat udp: martians, fragments, bad checksums, spoofed senders and the subnet are not carried") {
     boost::asio::io_context io;
     nat::udp_translator<nat::egress_any> nat{io.get_executor(), {}, nat::egress_any{}};
     test::recording_context ctx;
@@ -185,6 +185,15 @@ TEST_CASE("nat udp: martians, fragments, bad checksums and the subnet are not ca
     ip.fill_checksum();
     offer(nat, ctx, fragment, inspection::drop);
     CHECK(nat.stats().dropped_fragment == 1);
+    // A VM answers for its own traffic only: another MAC as the source, or an address outside the
+    // subnet, the gateway's or the broadcast address as the sender.
+    test::recording_context other_mac = ctx;
+    other_mac.mac = wire::mac_address{{0x52, 0x54, 0x00, 0x00, 0x00, 0x99}};
+    offer(nat, other_mac, test::guest_udp_frame(gateway_ip, 1, 2, "x"), inspection::drop);
+    offer(nat, ctx, test::guest_udp_frame(gateway_ip, 1, 2, "x", wire::ipv4_address{10, 0, 0, 5}), inspection::drop);
+    offer(nat, ctx, test::guest_udp_frame(gateway_ip, 1, 2, "x", gateway_ip), inspection::drop);
+    offer(nat, ctx, test::guest_udp_frame(gateway_ip, 1, 2, "x", wire::ipv4_address{192, 168, 64, 255}), inspection::drop);
+    CHECK(nat.stats().dropped_spoofed == 4);
     CHECK(nat.flow_count() == 0);
 }
 

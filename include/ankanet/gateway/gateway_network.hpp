@@ -15,6 +15,8 @@
 #include <ankanet/gateway/arp_guard.hpp>
 #include <ankanet/gateway/responder.hpp>
 #include <ankanet/l2/mac_randomizer.hpp>
+#include <ankanet/nat/egress.hpp>
+#include <ankanet/nat/translation.hpp>
 #include <ankanet/network.hpp>
 #include <ankanet/result.hpp>
 #include <ankanet/wire/address.hpp>
@@ -27,6 +29,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -77,20 +80,44 @@ struct gateway_network_options {
     std::size_t max_offers_per_vm = 2;          ///< DHCP offers held at once per VM; 0: no limit
     std::size_t max_addresses_per_vm = 8;       ///< addresses a VM may claim by ARP; 0: no limit
     dhcp::service_limits dhcp_limits{};         ///< DHCP messages per second per VM
+    // The NAT (nat/translation.hpp): how guests reach the host and, in shared mode, beyond it.
+    nat::runtime_egress egress{};               ///< shared mode: where guests' flows may go (host mode: the host only, always)
+    bool host_loopback = true;                  ///< the gateway's address stands for the host's 127.0.0.1
+    std::size_t max_flows_per_vm = 1024;        ///< flows one VM may hold per protocol; 0: no limit
+    nat::icmp_socket_kind icmp_sockets = nat::icmp_socket_kind::automatic; ///< what carries guests' pings
 };
 
-/// Builds a network of type Network, whose services are arp_guard, a dhcp::service and a
-/// responder, for `mode`. Refuses, with `why`, what the DHCP pool and server refuse (a range
-/// outside the subnet, a reservation outside the range, a lease file that does not load, ...).
-template <class Network>
-result<std::unique_ptr<Network>> make_gateway_network(network_mode mode, gateway_network_options options,
-                                                      std::string* why = nullptr) {
+/// The gateway's interface of a network of `mode` set up by `options`, or why there is none.
+inline result<ipv4_prefix> plan_gateway(network_mode mode, const gateway_network_options& options, std::string* why = nullptr) {
     const auto given = options.subnet ? *options.subnet : default_subnet(mode).value_or(*default_subnet(network_mode::shared));
     const auto gateway = gateway_interface(given);
     if (gateway.length() < 31 && gateway.address() == gateway.broadcast()) {
         if (why != nullptr) *why = fmt::format("{} is the broadcast address of its subnet, not a gateway", gateway.address());
         return make_error_code(dhcp::lease_errc::bad_config);
     }
+    return gateway;
+}
+
+/// What the NAT translators of a network set up by `options` are told about it.
+inline nat::translation_config translation_for(ipv4_prefix gateway, const gateway_network_options& options) {
+    nat::translation_config c;
+    c.subnet = gateway;
+    c.gateway_mac = options.gateway_mac;
+    c.host_loopback = options.host_loopback;
+    c.mtu = options.mtu;
+    return c;
+}
+
+/// Builds a network of type Network, whose services are arp_guard, a dhcp::service, the services
+/// `middle(gateway)` returns (a tuple: the translators of the mode), and a responder, for `mode`.
+/// Refuses, with `why`, what the DHCP pool and server refuse (a range outside the subnet, a
+/// reservation outside the range, a lease file that does not load, ...).
+template <class Network, class Middle>
+result<std::unique_ptr<Network>> make_gateway_network(network_mode mode, gateway_network_options options, std::string* why,
+                                                      Middle&& middle) {
+    const auto planned = plan_gateway(mode, options, why);
+    if (!planned) return planned.error();
+    const auto gateway = *planned;
     const auto range = options.dhcp_range.value_or(default_dhcp_range(gateway));
 
     dhcp::lease_pool_config pool;
@@ -124,8 +151,20 @@ result<std::unique_ptr<Network>> make_gateway_network(network_mode mode, gateway
                               .gateway = gateway.address(),
                               .gateway_mac = options.gateway_mac,
                               .max_per_mac = options.max_addresses_per_vm}};
-    return std::make_unique<Network>(std::move(config), std::move(guard), std::move(*dhcp),
-                                     gateway::responder{gateway.address(), options.gateway_mac});
+    return std::apply(
+        [&](auto&&... services) {
+            return std::make_unique<Network>(std::move(config), std::move(guard), std::move(*dhcp), std::move(services)...,
+                                             gateway::responder{gateway.address(), options.gateway_mac});
+        },
+        std::forward<Middle>(middle)(gateway, options));
+}
+
+/// A network of type Network with arp_guard, a dhcp::service and a responder only.
+template <class Network>
+result<std::unique_ptr<Network>> make_gateway_network(network_mode mode, gateway_network_options options,
+                                                      std::string* why = nullptr) {
+    return make_gateway_network<Network>(mode, std::move(options), why,
+                                         [](ipv4_prefix, const gateway_network_options&) { return std::tuple<>{}; });
 }
 
 } // namespace ankanet

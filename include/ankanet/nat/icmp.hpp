@@ -61,13 +61,6 @@
 
 namespace ankanet::nat {
 
-/// Which host sockets carry guests' pings.
-enum class icmp_socket_kind : std::uint8_t {
-    automatic, ///< ping sockets where allowed, else a raw socket, else none
-    ping,      ///< ping sockets only
-    raw,       ///< a raw socket only
-};
-
 struct icmp_limits {
     std::size_t capacity = 1024;        ///< echo flows at once (at most 65536: the id space)
     std::size_t max_flows_per_vm = 64;  ///< 0: the whole capacity
@@ -87,6 +80,7 @@ struct icmp_counters {
     std::uint64_t dropped_malformed = 0;
     std::uint64_t dropped_martian = 0;
     std::uint64_t dropped_fragment = 0;
+    std::uint64_t dropped_spoofed = 0;    ///< not from the port's MAC, or from no address a VM of the subnet has
     std::uint64_t dropped_send = 0;
     std::uint64_t ignored_host_icmp = 0;  ///< raw socket: ICMP that named no flow
 };
@@ -113,6 +107,8 @@ public:
     template <class Ctx>
     std::size_t release_held(Ctx& ctx, std::size_t room) { return state_->release(ctx, room); }
     void bind_wakeup(std::function<void()> wake) { state_->wake.bind(std::move(wake)); }
+    /// Closes every flow's socket and the timer: the network is stopping.
+    void stop() { state_->close_all(); }
 
     /// Whether guests' pings can be carried at all; see unavailable_reason().
     bool available() const noexcept { return state_->kind != kind_none; }
@@ -173,6 +169,7 @@ private:
         std::string why;
         icmp_counters counters;
         report_limiter refusals;
+        bool stopped = false; // stop(): no new flow, no timer
 
         // Chooses the socket kind (see the theory of operation).
         void start() {
@@ -218,11 +215,12 @@ private:
         template <class Ctx>
         inspection from_guest(const wire::parsed_frame& f, Ctx& ctx) {
             if (f.ip_destination == config.subnet.address()) return inspection::pass; // the gateway answers
-            const auto where = classify(f, config);
+            const auto where = classify(f, config, ctx.port_mac());
             switch (where.route) {
             case guest_route::not_ours: return inspection::pass;
             case guest_route::martian: ++counters.dropped_martian; return inspection::drop;
             case guest_route::fragment: ++counters.dropped_fragment; return inspection::drop;
+            case guest_route::spoofed: ++counters.dropped_spoofed; return inspection::drop;
             case guest_route::translate: break;
             }
             const wire::ipv4::packet<wire::const_bytes> ip{f.ip};
@@ -254,6 +252,7 @@ private:
         template <class Ctx>
         std::optional<flow_handle> open(const flow_key& key, wire::ipv4_address remote, port_handle port,
                                         const wire::parsed_frame& f, Ctx& ctx) {
+            if (stopped) return std::nullopt;
             if (!egress.allows(remote, 0, wire::ipv4::protocol::icmp)) {
                 ++counters.refused_egress;
                 const auto n = write_guest_icmp_error(frame, config.gateway_mac, ctx.port_mac(), config.subnet.address(),
@@ -485,6 +484,7 @@ private:
         }
 
         void close_all() {
+            stopped = true;
             timers.cancel();
             boost::system::error_code ignored;
             raw.close(ignored);

@@ -13,7 +13,9 @@
 //     in a network's services and take their datagrams first.
 // Everything else in the subnet (other VMs, the broadcast address) is the switch's. A destination
 // no host may send to (is_martian_guest_destination: 127/8 on the wire, 0/8, multicast, class E)
-// is dropped and counted, never mapped. Fragments are not reassembled (a translator carries flows,
+// is dropped and counted, never mapped. So is a datagram whose sender is not who its port says:
+// an Ethernet source other than the port's MAC, or an IPv4 source outside the subnet (or the
+// gateway's or the broadcast address) — a VM answers for its own traffic only. Fragments are not reassembled (a translator carries flows,
 // and a flow's later fragments carry no ports): they are dropped and counted, as passt does.
 //
 // Frames towards a guest come from the gateway's MAC, with the remote as the IPv4 source (or the
@@ -49,12 +51,20 @@ struct translation_config {
     std::size_t mtu = 1500;     ///< the largest IPv4 datagram a frame towards a guest may carry
 };
 
+/// Which host sockets carry guests' pings.
+enum class icmp_socket_kind : std::uint8_t {
+    automatic, ///< ping sockets where allowed, else a raw socket, else none
+    ping,      ///< ping sockets only
+    raw,       ///< a raw socket only
+};
+
 /// Where a guest's datagram goes, as the translators see it.
 enum class guest_route : std::uint8_t {
     not_ours,  ///< not IPv4 to the gateway's MAC, or for the subnet: the switch's
     translate, ///< to be carried to `remote` on the host side
     martian,   ///< to a destination no host may send to: drop and count
     fragment,  ///< a fragment: drop and count (not reassembled)
+    spoofed,   ///< not from the port's MAC, or from an address no VM of the subnet can have: drop and count
 };
 
 struct guest_destination {
@@ -62,9 +72,11 @@ struct guest_destination {
     wire::ipv4_address remote; ///< the host-side destination (host loopback for the gateway)
 };
 
-/// Classifies a VM's frame (see the theory of operation). Protocol and ports are the caller's
-/// to check; this only says whether, and where, the datagram would be carried.
-inline guest_destination classify(const wire::parsed_frame& frame, const translation_config& config) noexcept {
+/// Classifies a frame the VM whose port's MAC is `port_mac` sent (see the theory of operation).
+/// Protocol and ports are the caller's to check; this only says whether, and where, the datagram
+/// would be carried.
+inline guest_destination classify(const wire::parsed_frame& frame, const translation_config& config,
+                                  wire::mac_address port_mac) noexcept {
     if (!frame.is_ipv4() || frame.destination != config.gateway_mac) return {};
     const auto to = frame.ip_destination;
     wire::ipv4_address remote = to;
@@ -75,6 +87,11 @@ inline guest_destination classify(const wire::parsed_frame& frame, const transla
         return {};
     } else if (is_martian_guest_destination(to)) {
         return {guest_route::martian, to};
+    }
+    const auto from = frame.ip_source;
+    if (frame.source != port_mac || !config.subnet.contains(from) || from == config.subnet.address() ||
+        from == config.subnet.network() || from == config.subnet.broadcast()) {
+        return {guest_route::spoofed, remote};
     }
     if (frame.is_fragment()) return {guest_route::fragment, remote};
     return {guest_route::translate, remote};

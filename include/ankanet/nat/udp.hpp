@@ -84,6 +84,7 @@ struct udp_counters {
     std::uint64_t dropped_malformed = 0;  ///< bad length or checksum
     std::uint64_t dropped_martian = 0;    ///< to 127/8, 0/8, multicast or class E
     std::uint64_t dropped_fragment = 0;
+    std::uint64_t dropped_spoofed = 0;    ///< not from the port's MAC, or from no address a VM of the subnet has
     std::uint64_t dropped_send = 0;       ///< the host socket would not take it (buffer full, error)
     std::uint64_t dropped_too_long = 0;   ///< a host datagram longer than the guest's MTU allows
     std::uint64_t icmp_relayed = 0;       ///< ICMP errors from the host relayed to a guest
@@ -114,6 +115,8 @@ public:
     std::size_t release_held(Ctx& ctx, std::size_t room) { return state_->release(ctx, room); }
 
     void bind_wakeup(std::function<void()> wake) { state_->wake.bind(std::move(wake)); }
+    /// Closes every flow's socket and the timer: the network is stopping.
+    void stop() { state_->close_all(); }
 
     const udp_counters& stats() const noexcept { return state_->counters; }
     std::size_t flow_count() const noexcept { return state_->flows.size(); }
@@ -157,14 +160,16 @@ private:
         std::vector<std::byte> frame; // one frame towards a guest, built in place
         udp_counters counters;
         report_limiter refusals;
+        bool stopped = false; // stop(): no new flow, no timer
 
         template <class Ctx>
         inspection from_guest(const wire::parsed_frame& f, Ctx& ctx) {
-            const auto where = classify(f, config);
+            const auto where = classify(f, config, ctx.port_mac());
             switch (where.route) {
             case guest_route::not_ours: return inspection::pass;
             case guest_route::martian: ++counters.dropped_martian; return inspection::drop;
             case guest_route::fragment: ++counters.dropped_fragment; return inspection::drop;
+            case guest_route::spoofed: ++counters.dropped_spoofed; return inspection::drop;
             case guest_route::translate: break;
             }
             const auto payload = datagram_payload(f);
@@ -203,6 +208,7 @@ private:
 
         template <class Ctx>
         std::optional<flow_handle> open(const flow_key& key, wire::ipv4_address remote, port_handle port, Ctx& ctx) {
+            if (stopped) return std::nullopt;
             if (!egress.allows(remote, key.remote_port, wire::ipv4::protocol::udp)) {
                 ++counters.refused_egress;
                 refuse(ctx, key, "egress policy", true);
@@ -397,6 +403,7 @@ private:
         }
 
         void close_all() {
+            stopped = true;
             timers.cancel();
             flows.for_each([](flow_handle, const flow_key&, flow& f) {
                 boost::system::error_code ignored;
