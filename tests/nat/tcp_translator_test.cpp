@@ -31,6 +31,7 @@ namespace {
 
 using translator = tcp_translator<egress_allow_list>;
 static_assert(gateway_service<translator>);
+static_assert(gateway_service<tcp_translator<runtime_egress>>);
 // The optional hooks basic_network looks for (a mismatch would silently skip them).
 static_assert(requires(translator& t, mac_address mac, std::function<void()> wake) {
     t.port_removed(mac);

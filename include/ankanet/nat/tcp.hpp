@@ -61,11 +61,14 @@ struct tcp_translator_stats {
 /// @tparam Egress the egress policy (nat/egress.hpp) put to every new flow's destination.
 /// @tparam SocketLayer the host side: asio_tcp_sockets, or a test's (see tcp_socket_layer).
 /// @par Example
+/// Among a network's services (it takes TCP before the switch, so its place in the pack is free):
 /// @code
-/// using net = ankanet::basic_network<ankanet::default_network_traits, ankanet::dhcp::service<>,
-///                                    ankanet::nat::tcp_translator<ankanet::nat::egress_any>>;
-/// net n{config, dhcp, ankanet::nat::tcp_translator<ankanet::nat::egress_any>{io.get_executor(), {}, {}}};
-/// n.service<ankanet::nat::tcp_translator<ankanet::nat::egress_any>>().map_gateway_port(53, {dns_address, dns_port});
+/// using tcp_nat = ankanet::nat::tcp_translator<ankanet::nat::runtime_egress>;
+/// using my_network = ankanet::basic_network<ankanet::default_network_traits, ankanet::gateway::arp_guard,
+///                                           ankanet::dhcp::service, tcp_nat, ankanet::gateway::responder>;
+/// my_network net{network_config, arp_guard, dhcp, tcp_nat{io.get_executor(), translation, egress, tcp_limits}, responder};
+/// net.service<tcp_nat>().map_gateway_port(53, dns_tcp_listener.endpoint()); // DNS over TCP at the gateway
+/// @endcode
 /// @endcode
 template <egress_policy Egress, tcp_socket_layer SocketLayer = asio_tcp_sockets>
 class tcp_translator {
