@@ -18,6 +18,10 @@
 //  - want_readable()/want_writable(): one async_wait each, reported once.
 //  - send_space(): SO_SNDBUF minus SIOCOUTQ, the window the engine offers the guest.
 //
+// Portability. Written for Linux. Elsewhere (untested) the fallbacks apply: no SO_PEEK_OFF, a
+// discard that reads into the scratch buffer where MSG_TRUNC does not discard TCP data,
+// SO_NOSIGPIPE for MSG_NOSIGNAL, SO_NWRITE for SIOCOUTQ.
+//
 // Lifetime. Asio handlers may complete after a slot was reused or the layer destroyed: each slot
 // has a generation that every handler carries, and handlers hold a weak_ptr to the layer's state.
 // Not thread-safe: the executor given to the constructor must run one thread at a time (a strand
@@ -36,8 +40,11 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <cerrno>
+#if defined(__linux__)
 #include <linux/sockios.h>
+#endif
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -79,6 +86,10 @@ public:
         if (ec) return to_std(ec);
         s.socket.non_blocking(true, ec);
         if (ec) return to_std(ec);
+#if !defined(MSG_NOSIGNAL) && defined(SO_NOSIGPIPE)
+        const int one = 1;
+        (void)::setsockopt(s.socket.native_handle(), SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
         if (mss != 0) {
             const int value = mss;
             (void)::setsockopt(s.socket.native_handle(), IPPROTO_TCP, TCP_MAXSEG, &value, sizeof value);
@@ -92,9 +103,14 @@ public:
             if (t.generation != generation) return;
             if (!error) {
                 const int zero = 0;
+#if defined(SO_PEEK_OFF)
                 t.peek_offset_supported =
                     state->use_peek_offset &&
                     ::setsockopt(t.socket.native_handle(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) == 0;
+#else
+                (void)zero;
+                t.peek_offset_supported = false;
+#endif
                 t.peek_offset = 0;
                 if (!t.peek_offset_supported) state->any_fallback = true;
             }
@@ -106,7 +122,7 @@ public:
     tcp_send_result send(std::uint32_t slot, wire::const_bytes data) {
         slot_state& s = state_->slots[slot];
         for (;;) {
-            const ssize_t n = ::send(s.socket.native_handle(), data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+            const ssize_t n = ::send(s.socket.native_handle(), data.data(), data.size(), MSG_DONTWAIT | no_sigpipe);
             if (n >= 0) return {static_cast<std::size_t>(n), {}};
             if (errno == EINTR) continue;
             if (would_block(errno)) return {0, {}};
@@ -121,9 +137,13 @@ public:
         if (s.peek_offset_supported) {
             if (s.peek_offset != offset) {
                 const int value = static_cast<int>(offset);
+#if defined(SO_PEEK_OFF)
                 if (::setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &value, sizeof value) != 0) {
                     return {0, false, std::error_code{errno, std::system_category()}};
                 }
+#else
+                (void)value;
+#endif
                 s.peek_offset = static_cast<std::uint32_t>(offset);
             }
             for (;;) {
@@ -165,7 +185,13 @@ public:
         slot_state& s = state_->slots[slot];
         std::size_t left = n;
         while (left != 0) {
+#if defined(__linux__)
             const ssize_t got = ::recv(s.socket.native_handle(), nullptr, left, MSG_TRUNC | MSG_DONTWAIT);
+#else
+            if (state_->scratch.size() < fallback_peek_limit) state_->scratch.resize(fallback_peek_limit);
+            const ssize_t got = ::recv(s.socket.native_handle(), state_->scratch.data(),
+                                       std::min(left, state_->scratch.size()), MSG_DONTWAIT);
+#endif
             if (got > 0) {
                 left -= static_cast<std::size_t>(got);
                 continue;
@@ -204,7 +230,12 @@ public:
         socklen_t len = sizeof sndbuf;
         if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) != 0) return 0;
         int queued = 0;
+#if defined(SIOCOUTQ)
         if (::ioctl(fd, SIOCOUTQ, &queued) != 0) return 0;
+#elif defined(SO_NWRITE)
+        len = sizeof queued;
+        if (::getsockopt(fd, SOL_SOCKET, SO_NWRITE, &queued, &len) != 0) return 0;
+#endif
         return sndbuf > queued ? static_cast<std::size_t>(sndbuf - queued) : 0;
     }
 
@@ -236,6 +267,12 @@ private:
         bool any_fallback = false;
         bool use_peek_offset = true;
     };
+
+#if defined(MSG_NOSIGNAL)
+    static constexpr int no_sigpipe = MSG_NOSIGNAL;
+#else
+    static constexpr int no_sigpipe = 0; // SO_NOSIGPIPE is set on the socket instead
+#endif
 
     static bool would_block(int error) noexcept {
 #if EAGAIN == EWOULDBLOCK
