@@ -17,6 +17,12 @@
 // set_gateway_port_map()); a mapped port is the operator's choice and is not put to the egress
 // policy. Everything else must pass the egress policy (Egress::allows), or the guest gets an RST.
 //
+// Wakeups. basic_network binds them when its first backend attaches. A program that drives the
+// network's input() itself must call flush() when the translator's wake function is called (give
+// it one with bind_wakeup), or its host-side frames wait. When a VM's port goes, port_removed()
+// resets its flows towards the host, so no host socket is left waiting (CLOSE_WAIT) for a guest
+// that is gone.
+//
 // Time. The host side reads std::chrono::steady_clock itself (its events come from the
 // io_context, with no network time at hand); the network's clock is not used for TCP timers.
 //
