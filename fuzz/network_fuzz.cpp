@@ -181,6 +181,9 @@ public:
         options.isolate = isolated_;
         options.mac_secret = secret();
         options.domain_name = "vm.test";
+        // No upstream resolver: the fuzzer's DNS queries are answered locally or SERVFAIL, and
+        // nothing reaches the machine's resolver.
+        options.dns_upstreams.resolv_conf = "/dev/null";
         std::string why;
         auto built = make_shared_network<fuzz_traits, nat::egress_allow_list>(io_.get_executor(), std::move(options), &why);
         REQUIRE(built.has_value());
@@ -604,17 +607,19 @@ private:
                                (parsed.destination.is_broadcast() || parsed.destination == gateway_mac) &&
                                (parsed.ip_destination.is_broadcast() || parsed.ip_destination == gateway_ip ||
                                 parsed.ip_destination == ipv4_address{192, 168, 64, 255});
-        // The NAT translators (UDP, ICMP echo) look at IPv4 to the gateway's MAC bound beyond the
-        // subnet, and UDP to the gateway itself (the host's loopback): they drop what they will
+        // The DNS server (UDP to gateway:53) and the NAT translators (TCP, UDP, ICMP echo) look at
+        // IPv4 to the gateway's MAC bound beyond the subnet, and TCP and UDP to the gateway itself
+        // (its DNS, or the host's loopback): they drop what they will
         // not read (a spoofed sender, a martian, a fragment, a malformed header) and take the rest
         // — carried, or (the fuzzer's allow-list is empty) refused with at most one ICMP error to
         // this port. Pings to the gateway are the gateway's own.
         const bool udp = parsed.is_ipv4() && parsed.protocol == wire::ipv4::protocol::udp;
         const bool icmp = parsed.is_ipv4() && parsed.protocol == wire::ipv4::protocol::icmp;
+        const bool tcp = parsed.is_ipv4() && parsed.protocol == wire::ipv4::protocol::tcp;
         const bool in_subnet = (parsed.ip_destination.to_u32() >> 8) == (gateway_ip.to_u32() >> 8);
         const bool nat_candidate = !to_server && parsed.is_ipv4() && parsed.destination == gateway_mac &&
-                                   (udp || (icmp && parsed.ip_destination != gateway_ip)) &&
-                                   (!in_subnet || (udp && parsed.ip_destination == gateway_ip));
+                                   (udp || tcp || (icmp && parsed.ip_destination != gateway_ip)) &&
+                                   (!in_subnet || ((udp || tcp) && parsed.ip_destination == gateway_ip));
         const auto service_drops = net_->stats(handle)->dropped_by_service - port_before->dropped_by_service;
         REQUIRE(service_drops <= 1);
         if (service_drops == 1) {

@@ -148,6 +148,7 @@ boost::asio::io_context& translator_io() {
 
 std::unique_ptr<test_shared_network> make_network(gateway_network_options options = {}) {
     std::string why;
+    options.dns_upstreams.resolv_conf = "/dev/null"; // no upstream resolver: nothing leaves the test
     auto made = make_shared_network<test_traits>(translator_io().get_executor(), std::move(options), &why);
     INFO(why);
     REQUIRE(made);

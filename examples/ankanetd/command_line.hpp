@@ -5,6 +5,7 @@
 //            [--subnet CIDR] [--dhcp-range FIRST-LAST] [--reserve MAC=IP]... [--lease-time SECONDS]
 //            [--leases FILE] [--mac-secret FILE] [--dhcp-rate N[/BURST]] [--isolate]
 //            [--egress any|host|CIDR[,CIDR...]] [--no-host-loopback] [--max-flows-per-vm N]
+//            [--dns-upstream IP[:PORT]]...
 //
 // Kept apart from main.cpp so tests can check every accepted and refused spelling. parse_command_line
 // checks each value on its own; plan_network then checks them together (a range inside the subnet,
@@ -17,6 +18,7 @@
 #include <ankanet/detail/atomic_file.hpp>
 #include <ankanet/gateway/gateway_network.hpp>
 #include <ankanet/l2/mac_randomizer.hpp>
+#include <ankanet/dns/upstream.hpp>
 #include <ankanet/nat/egress.hpp>
 #include <ankanet/wire/address.hpp>
 
@@ -76,6 +78,7 @@ struct options {
     ankanet::nat::runtime_egress egress_policy{}; ///< --egress, parsed (default: any)
     bool host_loopback = true;                  ///< --no-host-loopback turns it off
     std::size_t max_flows_per_vm = 1024;        ///< --max-flows-per-vm: per protocol
+    std::vector<ankanet::dns::upstream> dns_upstreams; ///< --dns-upstream; none: the host's /etc/resolv.conf
 };
 
 inline constexpr std::size_t max_flows_per_vm_limit = 65536;
@@ -104,6 +107,7 @@ inline constexpr std::string_view usage_text =
     "                [--lease-time SECONDS] [--leases FILE] [--mac-secret FILE]\n"
     "                [--dhcp-rate N[/BURST]] [--isolate]\n"
     "                [--egress any|host|CIDR[,CIDR...]] [--no-host-loopback] [--max-flows-per-vm N]\n"
+    "                [--dns-upstream IP[:PORT]]...\n"
     "\n"
     "  --mode MODE          network type (default shared: NAT + DHCP on 192.168.64.0/24;\n"
     "                       host: 192.168.128.0/24, no route beyond the host)\n"
@@ -131,6 +135,9 @@ inline constexpr std::string_view usage_text =
     "                       host's loopback only), or a list of CIDRs (127.0.0.0/8,198.51.100.0/24)\n"
     "  --no-host-loopback   the gateway's address no longer stands for the host's 127.0.0.1\n"
     "  --max-flows-per-vm N connections one VM may hold at once, per protocol (1..65536, default 1024)\n"
+    "  --dns-upstream IP[:PORT]  a resolver the gateway's DNS server relays guests' queries to;\n"
+    "                       repeatable, tried in order (default: the host's /etc/resolv.conf, re-read\n"
+    "                       when it changes)\n"
     "  --help, --version\n";
 
 namespace detail {
@@ -262,7 +269,7 @@ inline command parse_command_line(std::span<const std::string_view> args) {
                            name == "--dgram-socket" || name == "--mtu" || name == "--pcap" || name == "--subnet" ||
                            name == "--dhcp-range" || name == "--reserve" || name == "--lease-time" || name == "--leases" ||
                            name == "--mac-secret" || name == "--dhcp-rate" || name == "--egress" ||
-                           name == "--max-flows-per-vm";
+                           name == "--max-flows-per-vm" || name == "--dns-upstream";
         if (!known) return usage_error{fmt::format("unknown argument '{}'", arg)};
         if (!value) {
             if (i + 1 >= args.size()) return usage_error{fmt::format("{} needs a value", name)};
@@ -324,6 +331,13 @@ inline command parse_command_line(std::span<const std::string_view> args) {
             if (!policy) return usage_error{fmt::format("--egress: {}", why)};
             opts.egress = std::string{*value};
             opts.egress_policy = std::move(*policy);
+        } else if (name == "--dns-upstream") {
+            const auto upstream = ankanet::dns::parse_upstream(*value);
+            if (!upstream) {
+                return usage_error{fmt::format("--dns-upstream: '{}' is not an IP address with an optional port "
+                                               "(like 127.0.0.1:5353 or [::1]:53)", *value)};
+            }
+            opts.dns_upstreams.push_back(*upstream);
         } else if (name == "--max-flows-per-vm") {
             const auto flows = detail::parse_size(*value);
             if (!flows || *flows < 1 || *flows > max_flows_per_vm_limit) {

@@ -14,7 +14,9 @@
 #include <ankanet/gateway/arp_guard.hpp>
 #include <ankanet/gateway/responder.hpp>
 #include <ankanet/nat/egress.hpp>
+#include <ankanet/dns/gateway_dns.hpp>
 #include <ankanet/nat/icmp.hpp>
+#include <ankanet/nat/tcp.hpp>
 #include <ankanet/nat/translation.hpp>
 #include <ankanet/nat/udp.hpp>
 #include <ankanet/dhcp/service.hpp>
@@ -183,6 +185,20 @@ std::string summary(const Network& net) {
                                 i.refused_egress + i.refused_limit + i.refused_socket);
         }
     };
+    if constexpr (Network::template has_service<ankanet::dns::gateway_dns>) {
+        const auto d = net.template service<ankanet::dns::gateway_dns>().stats();
+        line += fmt::format(", DNS {} queries {} local {} relayed {} servfail", d.queries, d.answered_locally, d.forwarded, d.servfail);
+    }
+    const auto tcp = [&]<class Egress>(std::type_identity<Egress>) {
+        if constexpr (Network::template has_service<ankanet::nat::tcp_translator<Egress>>) {
+            const auto t = net.template service<ankanet::nat::tcp_translator<Egress>>().stats();
+            line += fmt::format(", TCP {} flows {} refused", t.engine.syn_accepted,
+                                t.engine.refused_egress + t.engine.refused_half_open + t.engine.refused_vm_limit +
+                                    t.engine.refused_table_full + t.engine.refused_open);
+        }
+    };
+    tcp(std::type_identity<ankanet::nat::runtime_egress>{});
+    tcp(std::type_identity<ankanet::nat::egress_host_only>{});
     nat(std::type_identity<ankanet::nat::runtime_egress>{});
     nat(std::type_identity<ankanet::nat::egress_host_only>{});
     if (n.dropped_link_down > 0) line += fmt::format(", {} dropped with the link down", n.dropped_link_down);

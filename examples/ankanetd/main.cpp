@@ -60,6 +60,7 @@ ankanet::gateway_network_options gateway_options(const ankanetd::options& opts, 
     o.egress = opts.egress_policy;
     o.host_loopback = opts.host_loopback;
     o.max_flows_per_vm = opts.max_flows_per_vm;
+    o.dns_upstreams.servers = opts.dns_upstreams;
     return o;
 }
 
@@ -67,6 +68,13 @@ ankanet::gateway_network_options gateway_options(const ankanetd::options& opts, 
 template <class Network>
 void log_translation(const Network& network, const ankanetd::options& opts) {
     const std::string_view loopback = opts.host_loopback ? "; the gateway stands for the host's 127.0.0.1" : "";
+    if (opts.dns_upstreams.empty()) {
+        log("DNS: the gateway answers its own names and relays the rest to the resolvers of /etc/resolv.conf");
+    } else {
+        std::string list;
+        for (const auto& u : opts.dns_upstreams) list += fmt::format("{}{}:{}", list.empty() ? "" : ", ", u.address.to_string(), u.port);
+        log("DNS: the gateway answers its own names and relays the rest to {}", list);
+    }
     if (opts.mode == ankanet::network_mode::host) {
         log("NAT: guests reach the host only{}", loopback);
         return;

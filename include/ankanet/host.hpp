@@ -18,10 +18,12 @@
 #include <ankanet/backend/memory.hpp>
 #include <ankanet/dhcp/client_frames.hpp>
 #include <ankanet/dhcp/service.hpp>
+#include <ankanet/dns/gateway_dns.hpp>
 #include <ankanet/gateway/arp_guard.hpp>
 #include <ankanet/gateway/gateway_network.hpp>
 #include <ankanet/gateway/responder.hpp>
 #include <ankanet/nat/egress.hpp>
+#include <ankanet/nat/tcp.hpp>
 #include <ankanet/nat/udp.hpp>
 #include <ankanet/network.hpp>
 #include <ankanet/version.hpp>
@@ -40,8 +42,9 @@ struct host_traits : Traits {};
 
 /// A host network with policies of your own (a clock, an observer).
 template <class Traits = default_network_traits>
-using basic_host_network = basic_network<host_traits<Traits>, gateway::arp_guard, dhcp::service,
-                                         nat::udp_translator<nat::egress_host_only>, gateway::responder>;
+using basic_host_network =
+    basic_network<host_traits<Traits>, gateway::arp_guard, dhcp::service, dns::gateway_dns,
+                  nat::tcp_translator<nat::egress_host_only>, nat::udp_translator<nat::egress_host_only>, gateway::responder>;
 
 using host_network = basic_host_network<>;
 
@@ -54,9 +57,20 @@ result<std::unique_ptr<basic_host_network<Traits>>> make_host_network(boost::asi
     const auto translators = [&](ipv4_prefix gateway, const gateway_network_options& o) {
         nat::udp_limits udp;
         udp.max_flows_per_vm = o.max_flows_per_vm;
-        return std::tuple{nat::udp_translator<nat::egress_host_only>{executor, translation_for(gateway, o), {}, udp}};
+        nat::tcp_limits tcp;
+        tcp.vm_flows = o.max_flows_per_vm == 0 ? tcp.capacity : o.max_flows_per_vm;
+        const auto config = translation_for(gateway, o);
+        dns::gateway_dns resolver{executor, dns_for(gateway, o)};
+        nat::tcp_translator<nat::egress_host_only> tcp_nat{executor, config, {}, tcp};
+        tcp_nat.map_gateway_port(53, resolver.tcp_endpoint()); // DNS over TCP at the gateway
+        return std::tuple{std::move(resolver), std::move(tcp_nat), nat::udp_translator<nat::egress_host_only>{executor, config, {}, udp}};
     };
-    return make_gateway_network<basic_host_network<Traits>>(network_mode::host, std::move(options), why, translators);
+    try {
+        return make_gateway_network<basic_host_network<Traits>>(network_mode::host, std::move(options), why, translators);
+    } catch (const boost::system::system_error& e) { // the DNS listener could not listen
+        if (why != nullptr) *why = std::string{"the gateway's DNS over TCP: "} + e.what();
+        return std::error_code{e.code()};
+    }
 }
 
 } // namespace ankanet

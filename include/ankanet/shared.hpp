@@ -18,11 +18,13 @@
 #include <ankanet/backend/memory.hpp>
 #include <ankanet/dhcp/client_frames.hpp>
 #include <ankanet/dhcp/service.hpp>
+#include <ankanet/dns/gateway_dns.hpp>
 #include <ankanet/gateway/arp_guard.hpp>
 #include <ankanet/gateway/gateway_network.hpp>
 #include <ankanet/gateway/responder.hpp>
 #include <ankanet/nat/egress.hpp>
 #include <ankanet/nat/icmp.hpp>
+#include <ankanet/nat/tcp.hpp>
 #include <ankanet/nat/udp.hpp>
 #include <ankanet/network.hpp>
 #include <ankanet/version.hpp>
@@ -39,8 +41,9 @@ namespace ankanet {
 /// A shared network with policies of your own: a clock, an observer (Traits) and where guests'
 /// flows may go (Egress, an egress_policy; runtime_egress chooses at run time from the options).
 template <class Traits = default_network_traits, nat::egress_policy Egress = nat::runtime_egress>
-using basic_shared_network = basic_network<Traits, gateway::arp_guard, dhcp::service, nat::udp_translator<Egress>,
-                                           nat::icmp_translator<Egress>, gateway::responder>;
+using basic_shared_network =
+    basic_network<Traits, gateway::arp_guard, dhcp::service, dns::gateway_dns, nat::tcp_translator<Egress>,
+                  nat::udp_translator<Egress>, nat::icmp_translator<Egress>, gateway::responder>;
 
 using shared_network = basic_shared_network<>;
 
@@ -62,10 +65,21 @@ result<std::unique_ptr<basic_shared_network<Traits, Egress>>> make_shared_networ
         nat::icmp_limits icmp;
         icmp.sockets = o.icmp_sockets;
         icmp.max_flows_per_vm = std::min<std::size_t>(o.max_flows_per_vm, icmp.max_flows_per_vm);
-        return std::tuple{nat::udp_translator<Egress>{executor, config, egress, udp},
+        nat::tcp_limits tcp;
+        tcp.vm_flows = o.max_flows_per_vm == 0 ? tcp.capacity : o.max_flows_per_vm;
+        dns::gateway_dns resolver{executor, dns_for(gateway, o)};
+        nat::tcp_translator<Egress> tcp_nat{executor, config, egress, tcp};
+        tcp_nat.map_gateway_port(53, resolver.tcp_endpoint()); // DNS over TCP at the gateway
+        return std::tuple{std::move(resolver), std::move(tcp_nat), nat::udp_translator<Egress>{executor, config, egress, udp},
                           nat::icmp_translator<Egress>{executor, config, egress, icmp}};
     };
-    return make_gateway_network<basic_shared_network<Traits, Egress>>(network_mode::shared, std::move(options), why, translators);
+    try {
+        return make_gateway_network<basic_shared_network<Traits, Egress>>(network_mode::shared, std::move(options), why,
+                                                                          translators);
+    } catch (const boost::system::system_error& e) { // the DNS listener could not listen
+        if (why != nullptr) *why = std::string{"the gateway's DNS over TCP: "} + e.what();
+        return std::error_code{e.code()};
+    }
 }
 
 } // namespace ankanet

@@ -93,7 +93,13 @@ public:
         boost::asio::co_spawn(executor, accept_loop(state_), boost::asio::detached);
     }
     tcp_listener(tcp_listener&&) noexcept = default;
-    tcp_listener& operator=(tcp_listener&&) = delete;
+    tcp_listener& operator=(tcp_listener&& other) noexcept {
+        if (this != &other) {
+            close();
+            state_ = std::move(other.state_);
+        }
+        return *this;
+    }
     tcp_listener(const tcp_listener&) = delete;
     tcp_listener& operator=(const tcp_listener&) = delete;
     ~tcp_listener() { close(); }

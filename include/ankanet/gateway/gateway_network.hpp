@@ -12,6 +12,8 @@
 #include <ankanet/dhcp/lease_store.hpp>
 #include <ankanet/dhcp/server.hpp>
 #include <ankanet/dhcp/service.hpp>
+#include <ankanet/dns/forwarder.hpp>
+#include <ankanet/dns/upstream.hpp>
 #include <ankanet/gateway/arp_guard.hpp>
 #include <ankanet/gateway/responder.hpp>
 #include <ankanet/l2/mac_randomizer.hpp>
@@ -85,6 +87,8 @@ struct gateway_network_options {
     bool host_loopback = true;                  ///< the gateway's address stands for the host's 127.0.0.1
     std::size_t max_flows_per_vm = 1024;        ///< flows one VM may hold per protocol; 0: no limit
     nat::icmp_socket_kind icmp_sockets = nat::icmp_socket_kind::automatic; ///< what carries guests' pings
+    // The gateway's DNS server (dns/forwarder.hpp): its own names, the rest relayed upstream.
+    dns::upstream_config dns_upstreams{};       ///< configured servers, else the host's resolv.conf
 };
 
 /// The gateway's interface of a network of `mode` set up by `options`, or why there is none.
@@ -96,6 +100,17 @@ inline result<ipv4_prefix> plan_gateway(network_mode mode, const gateway_network
         return make_error_code(dhcp::lease_errc::bad_config);
     }
     return gateway;
+}
+
+/// What the DNS server of a network set up by `options` is told about it.
+inline dns::forwarder_config dns_for(ipv4_prefix gateway, const gateway_network_options& options) {
+    dns::forwarder_config c;
+    c.gateway = gateway.address();
+    c.gateway_mac = options.gateway_mac;
+    c.mtu = options.mtu;
+    c.upstreams = options.dns_upstreams;
+    c.zone.gateway = gateway.address();
+    return c;
 }
 
 /// What the NAT translators of a network set up by `options` are told about it.

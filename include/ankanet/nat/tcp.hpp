@@ -123,6 +123,7 @@ public:
         const auto port = ctx.port();
         if (!port) return inspection::pass;
         state& s = *state_;
+        if (s.stopped) return inspection::drop;
         const auto resolve = [&]() -> std::optional<tcp_host_target> {
             const std::uint16_t dport = frame.destination_port;
             if (frame.ip_destination == s.config.subnet.address() && s.config.host_loopback) {
@@ -179,6 +180,15 @@ public:
     /// A function asked first for every SYN to the gateway: a target, or nullopt for the default.
     void set_gateway_port_map(gateway_port_map map) { state_->port_map = std::move(map); }
 
+    /// The network is stopping: every flow is reset on the host side and the timer cancelled, so
+    /// the io_context runs out of work; later SYNs are dropped.
+    void stop() {
+        state_->stopped = true;
+        state_->engine.reset_all();
+        state_->timer.cancel();
+        state_->timer_armed = false;
+    }
+
     /// The network removed a VM's port: its flows are reset on the host side and forgotten.
     void port_removed(wire::mac_address mac) { state_->engine.drop_vm(mac); }
 
@@ -215,7 +225,7 @@ private:
         void after_engine(bool wake_on_work = true) {
             if (wake_on_work && engine.has_work()) request_flush();
             const auto next = engine.next_deadline();
-            if (!next) return;
+            if (!next || stopped) return;
             if (timer_armed && *next >= armed_for) return;
             timer_armed = true;
             armed_for = *next;
@@ -242,6 +252,7 @@ private:
         std::chrono::steady_clock::time_point armed_for{};
         bool timer_armed = false;
         bool wake_pending = false;
+        bool stopped = false; // stop(): no new flow, no timer
         std::function<void()> wake;
         gateway_port_map port_map;
         std::vector<std::pair<std::uint16_t, tcp_host_target>> port_table;
