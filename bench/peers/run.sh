@@ -1,0 +1,437 @@
+#!/usr/bin/env bash
+# NAT throughput side by side: a guest in a network namespace behind ankanetd (--netns), pasta,
+# slirp4netns, and a veth with kernel routing (the reference a user-space NAT cannot beat), reaching
+# servers on the host.
+#
+#   bench/peers/run.sh [--out DIR] [--build-dir DIR] [--mtus "1500 65520"] [--reps N]
+#                      [--iperf-seconds S] [--rr-seconds S] [--peers "ankanet pasta slirp4netns veth"]
+#                      [--keep-temp]
+#
+# Needs root (network namespaces, TAP, veth) on Debian 12; installs what it lacks with
+# scripts/install-deps.sh --test (passt, slirp4netns, iperf3). Prints one Markdown table and writes
+# it, with a CSV of every run, into DIR (default bench/peers/results/) as peers-<time>.{md,csv}.
+# Takes about five minutes with the defaults.
+#
+# Cells, for each peer and each MTU:
+#   * TCP throughput, iperf3 -t S: guest→host (the guest's iperf3 client sends) and host→guest (-R).
+#   * RR: one TCP connection, 1-byte request, 1-byte response, for S seconds (bench/peers/tcp_rr.cpp):
+#     transactions per second and the mean round trip.
+#   * CRR: connect, 1-byte request, 1-byte response, close, for S seconds: connections per second.
+#     The server closes first (tcp_rr.cpp says why).
+#   * CPU: user + system CPU seconds of the peer's process (/proc/PID/stat) over each iperf3 run,
+#     per GB (10^9 bytes) received. veth: none (the kernel's work, not one process's).
+# Every cell is run --reps times; the table shows the median, the CSV every run. The repetitions
+# are interleaved (repetition 1: ankanet, pasta, slirp4netns, veth; repetition 2: ...), so drift in
+# a noisy machine's load hits every peer alike. All four peers are set up once per MTU, idle while
+# another is measured.
+#
+# Containment. The servers (iperf3 -s, tcp_rr server) listen on the host's 127.0.0.1, or for the
+# veth on the host end's address (10.211.47.1/30, a pair created here). Each guest is a namespace
+# this script creates (pr<pid>-*), and reaches the host only through its peer's gateway address:
+#   * ankanet: ankanetd --netns NS --mtu N --egress 127.0.0.0/8 --dns-upstream 127.0.0.1:9 (a dummy
+#     resolver: nothing queries the machine's); static guest 192.168.64.2/24, gateway 192.168.64.1,
+#     which ankanetd maps to the host's 127.0.0.1.
+#   * pasta: pasta --config-net --netns NS with made-up addresses (-a 10.0.2.15 -n 24 -g 10.0.2.2,
+#     -D none), no port forwarding in either direction (-t/-u/-T/-U none), IPv4 only; its gateway
+#     address is mapped to the host's loopback (the default, i.e. without --no-map-gw).
+#     --runas 0: pasta otherwise drops to nobody before joining the namespace and fails.
+#   * slirp4netns: slirp4netns --configure --mtu N --netns-type=path --disable-dns; the guest is
+#     10.0.2.100 and reaches the host's loopback at 10.0.2.2 (host loopback left allowed).
+#   * veth: guest 10.211.47.2/30, host end 10.211.47.1/30, both ends at the MTU.
+# Nothing is addressed to the machine's own networks or resolvers. Every process runs under
+# timeout(1), every wait is bounded, and an EXIT trap kills what was started (by PID) and deletes
+# the namespaces and the veth.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$(pwd)
+
+out_dir=$repo/bench/peers/results
+build_dir=$repo/build-peers
+mtus=(1500 65520)
+reps=3
+iperf_seconds=3
+rr_seconds=2
+peers=(ankanet pasta slirp4netns veth)
+keep_temp=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out_dir=$(realpath -m "$2"); shift 2 ;;
+    --build-dir) build_dir=$(realpath -m "$2"); shift 2 ;;
+    --mtus) read -r -a mtus <<< "$2"; shift 2 ;;
+    --reps) reps=$2; shift 2 ;;
+    --iperf-seconds) iperf_seconds=$2; shift 2 ;;
+    --rr-seconds) rr_seconds=$2; shift 2 ;;
+    --peers) read -r -a peers <<< "$2"; shift 2 ;;
+    --keep-temp) keep_temp=1; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "run.sh: needs root (network namespaces, TAP, veth)" >&2; exit 1; }
+for n in "$reps" "$iperf_seconds" "$rr_seconds"; do
+  [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 30 ] ||
+    { echo "run.sh: --reps, --iperf-seconds and --rr-seconds are whole numbers, 1 to 30" >&2; exit 2; }
+done
+for mtu in "${mtus[@]}"; do
+  [[ "$mtu" =~ ^[0-9]+$ ]] && [ "$mtu" -ge 576 ] && [ "$mtu" -le 65520 ] ||
+    { echo "run.sh: MTUs are 576 to 65520" >&2; exit 2; }
+done
+for peer in "${peers[@]}"; do
+  case "$peer" in ankanet|pasta|slirp4netns|veth) ;; *) echo "run.sh: unknown peer $peer" >&2; exit 2 ;; esac
+done
+
+# --- Clean-up ------------------------------------------------------------------------------------
+work=""
+prefix=pr$$
+veth_host=prv$$h
+namespaces=()
+pids=()
+cleanup() {
+  local status=$?
+  for pid in "${pids[@]}"; do stop_process "$pid"; done
+  for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  ip link del "$veth_host" 2>/dev/null || true
+  if [ -n "$work" ]; then
+    if [ "$keep_temp" -eq 1 ] || [ "$status" -ne 0 ]; then
+      echo "run.sh: logs kept in $work" >&2
+    else
+      rm -rf "$work"
+    fi
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# descendants PID: the PIDs below PID, deepest first.
+descendants() {
+  local child
+  for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+    descendants "$child"
+    echo "$child"
+  done
+}
+
+# stop_process PID: SIGTERM to it and what it started, at most 3 s, then SIGKILL.
+stop_process() {
+  local pid=$1 tree remaining=() p
+  tree=$(descendants "$pid")
+  for p in $tree "$pid"; do
+    kill -TERM "$p" 2>/dev/null || true
+    for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  done
+  for p in $tree "$pid"; do kill -KILL "$p" 2>/dev/null || true; done
+  wait "$pid" 2>/dev/null || true
+  for p in "${pids[@]}"; do [ "$p" != "$pid" ] && remaining+=("$p"); done
+  pids=("${remaining[@]}")
+}
+
+# wait_for DESCRIPTION COMMAND...: polls COMMAND every 0.1 s, 10 s at most.
+wait_for() {
+  local what=$1; shift
+  for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "run.sh: timed out waiting for $what" >&2
+  return 1
+}
+
+# --- Packages and build --------------------------------------------------------------------------
+needed=(passt slirp4netns iperf3 iproute2 procps python3)
+missing=()
+for package in "${needed[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "run.sh: missing ${missing[*]}; running scripts/install-deps.sh --test" >&2
+  scripts/install-deps.sh --test
+fi
+scripts/install-deps.sh > /dev/null   # what building needs
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DANKANET_BUILD_TESTS=OFF \
+      -DANKANET_BUILD_BENCH=ON -DANKANET_BUILD_EXAMPLES=ON -DANKANET_BUILD_FUZZ=OFF > /dev/null
+cmake --build "$build_dir" --target ankanetd tcp_rr flow_bytes
+ankanetd=$build_dir/examples/ankanetd
+tcp_rr=$build_dir/bench/peers/tcp_rr
+flow_bytes=$build_dir/bench/peers/flow_bytes
+
+work=$(mktemp -d -t peers.XXXXXX)
+clock_ticks=$(getconf CLK_TCK)
+
+# Ports on the host: one per peer for iperf3, one for tcp_rr; checked free.
+base_port=$(( 40000 + ($$ % 1000) * 10 ))
+for port in $(seq "$base_port" $(( base_port + 5 ))); do
+  if [ -n "$(ss -Htan "sport = :$port")" ]; then echo "run.sh: port $port is in use; run again" >&2; exit 1; fi
+done
+rr_port=$(( base_port + 5 ))
+veth_host_address=10.211.47.1
+veth_guest_address=10.211.47.2
+if ip -4 -o addr show | grep -q ' 10\.211\.47\.'; then echo "run.sh: 10.211.47.0/30 is in use on this machine" >&2; exit 1; fi
+
+new_namespace() {
+  ip netns add "$1"
+  namespaces+=("$1")
+  ip netns exec "$1" ip link set lo up
+  ip netns exec "$1" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+}
+
+delete_namespace() {
+  local remaining=() ns
+  ip netns del "$1" 2>/dev/null || true
+  for ns in "${namespaces[@]}"; do [ "$ns" != "$1" ] && remaining+=("$ns"); done
+  namespaces=("${remaining[@]}")
+}
+
+# The peers' state for the current MTU: namespace, the address the guest connects to, the host
+# address the servers bind, the PID of the process doing the work (empty for veth), the iperf3 port.
+declare -A peer_ns peer_target peer_server peer_pid peer_launcher peer_port
+
+# main_pid PID: the deepest process below PID (the peer itself, below timeout), or PID.
+main_pid() {
+  local tree
+  tree=$(descendants "$1")
+  tree=${tree%%$'\n'*}
+  echo "${tree:-$1}"
+}
+
+# start_peer PEER MTU INDEX: creates its namespace and attaches it.
+start_peer() {
+  local peer=$1 mtu=$2 index=$3 ns=$prefix-$1 log=$work/$1-$2.log
+  new_namespace "$ns"
+  peer_ns[$peer]=$ns
+  peer_port[$peer]=$(( base_port + index ))
+  peer_server[$peer]=127.0.0.1
+  peer_pid[$peer]=""
+  case "$peer" in
+    ankanet)
+      timeout 1200 "$ankanetd" --netns "$ns,ifname=eth0" --mtu "$mtu" --egress 127.0.0.0/8 \
+        --dns-upstream 127.0.0.1:9 > "$log" 2>&1 &
+      peer_launcher[$peer]=$!
+      pids+=("$!")
+      wait_for "ankanetd's TAP in $ns" ip netns exec "$ns" ip link show eth0 || { tail -5 "$log" >&2; return 1; }
+      ip netns exec "$ns" ip link set eth0 mtu "$mtu"
+      ip netns exec "$ns" ip addr add 192.168.64.2/24 dev eth0
+      ip netns exec "$ns" ip link set eth0 up
+      ip netns exec "$ns" ip route add default via 192.168.64.1
+      peer_target[$peer]=192.168.64.1
+      ;;
+    pasta)
+      timeout 1200 pasta --foreground --quiet --runas 0 --config-net --netns "$ns" -I eth0 -m "$mtu" -4 \
+        -a 10.0.2.15 -n 24 -g 10.0.2.2 -D none -t none -u none -T none -U none \
+        --no-dhcp --no-dhcpv6 --no-ra > "$log" 2>&1 &
+      peer_launcher[$peer]=$!
+      pids+=("$!")
+      wait_for "pasta's address in $ns" sh -c "ip netns exec $ns ip -4 addr show eth0 | grep -q 10.0.2.15" ||
+        { tail -5 "$log" >&2; return 1; }
+      ip netns exec "$ns" ip link set eth0 mtu "$mtu"
+      peer_target[$peer]=10.0.2.2
+      ;;
+    slirp4netns)
+      timeout 1200 slirp4netns --configure --mtu="$mtu" --netns-type=path --disable-dns \
+        "/run/netns/$ns" eth0 > "$log" 2>&1 &
+      peer_launcher[$peer]=$!
+      pids+=("$!")
+      wait_for "slirp4netns's address in $ns" sh -c "ip netns exec $ns ip -4 addr show eth0 | grep -q 10.0.2.100" ||
+        { tail -5 "$log" >&2; return 1; }
+      peer_target[$peer]=10.0.2.2
+      ;;
+    veth)
+      ip link add "$veth_host" mtu "$mtu" type veth peer name eth0 mtu "$mtu" netns "$ns"
+      ip addr add "$veth_host_address/30" dev "$veth_host"
+      ip link set "$veth_host" up
+      ip netns exec "$ns" ip addr add "$veth_guest_address/30" dev eth0
+      ip netns exec "$ns" ip link set eth0 up
+      peer_target[$peer]=$veth_host_address
+      peer_server[$peer]=$veth_host_address
+      peer_launcher[$peer]=""
+      ;;
+  esac
+  if [ -n "${peer_launcher[$peer]}" ]; then
+    sleep 0.3   # slirp4netns's helper child (it hands the TAP over, then exits)
+    peer_pid[$peer]=$(main_pid "${peer_launcher[$peer]}")
+    echo "run.sh: $peer at MTU $mtu: PID ${peer_pid[$peer]} ($(cat /proc/"${peer_pid[$peer]}"/comm 2>/dev/null))" >&2
+  fi
+}
+
+stop_peer() {
+  local peer=$1
+  if [ -n "${peer_launcher[$peer]:-}" ]; then stop_process "${peer_launcher[$peer]}"; fi
+  if [ "$peer" = veth ]; then ip link del "$veth_host" 2>/dev/null || true; fi
+  delete_namespace "${peer_ns[$peer]}"
+}
+
+# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks ("" for no PID).
+cpu_ticks() {
+  [ -n "$1" ] || return 0
+  { sed 's/.*) //' /proc/"$1"/stat | awk '{ print $12 + $13 }'; } 2>/dev/null || true
+}
+
+results=()   # mtu,rep,peer,metric,value
+record() { results+=("$1,$2,$3,$4,$5"); }
+
+# iperf PEER MTU REP DIRECTION(g2h|h2g): one iperf3 run, its throughput and the peer's CPU per GB.
+iperf() {
+  local peer=$1 mtu=$2 rep=$3 direction=$4 port=${peer_port[$1]} reverse=()
+  local json=$work/iperf-$peer-$mtu-$rep-$direction.json
+  [ "$direction" = h2g ] && reverse=(-R)
+  timeout $(( iperf_seconds + 20 )) iperf3 -s -1 -B "${peer_server[$peer]}" -p "$port" > "$json.server" 2>&1 &
+  local server=$!
+  pids+=("$server")
+  if ! wait_for "iperf3 -s on $port" sh -c "ss -Htln 'sport = :$port' | grep -q ."; then
+    stop_process "$server"; return 0
+  fi
+  local before after
+  before=$(cpu_ticks "${peer_pid[$peer]}")
+  timeout $(( iperf_seconds + 15 )) ip netns exec "${peer_ns[$peer]}" iperf3 -c "${peer_target[$peer]}" -p "$port" \
+    -t "$iperf_seconds" "${reverse[@]}" -J > "$json" 2> "$json.err" || true
+  after=$(cpu_ticks "${peer_pid[$peer]}")
+  stop_process "$server"
+  local bytes bps
+  read -r bytes bps <<< "$(python3 -c '
+import json, sys
+try:
+    end = json.load(open(sys.argv[1]))["end"]["sum_received"]
+    print(int(end["bytes"]), end["bits_per_second"])
+except Exception:
+    print("- -")' "$json" 2>/dev/null || echo "- -")"
+  if [ "${bytes:--}" = "-" ] || [ "$bytes" -eq 0 ]; then
+    echo "run.sh: $peer mtu $mtu rep $rep $direction: iperf3 failed ($(tail -c 200 "$json" "$json.err" 2>/dev/null | tr '\n' ' '))" >&2
+    return 0
+  fi
+  record "$mtu" "$rep" "$peer" "tcp_${direction}_gbps" "$(awk -v b="$bps" 'BEGIN { printf "%.3f", b / 1e9 }')"
+  local cpu_note=""
+  if [ -n "$before" ] && [ -n "$after" ]; then
+    local cpu_per_gb
+    cpu_per_gb=$(awk -v t=$(( after - before )) -v hz="$clock_ticks" -v b="$bytes" 'BEGIN { printf "%.3f", t / hz / (b / 1e9) }')
+    record "$mtu" "$rep" "$peer" "cpu_${direction}_s_per_gb" "$cpu_per_gb"
+    cpu_note=", $cpu_per_gb CPU s/GB"
+  fi
+  echo "run.sh: $peer mtu $mtu rep $rep $direction: $(awk -v b="$bps" 'BEGIN { printf "%.2f", b / 1e9 }') Gbit/s$cpu_note" >&2
+}
+
+# rr PEER MTU REP MODE(rr|crr)
+rr() {
+  local peer=$1 mtu=$2 rep=$3 mode=$4 line
+  line=$(timeout $(( rr_seconds + 10 )) ip netns exec "${peer_ns[$peer]}" "$tcp_rr" "$mode" "${peer_target[$peer]}" \
+         "$rr_port" "$rr_seconds" 2> "$work/$mode-$peer-$mtu-$rep.err" || true)
+  local per_s mean
+  per_s=$(sed -n 's/.* per_s=\([0-9.]*\).*/\1/p' <<< "$line")
+  mean=$(sed -n 's/.* mean[a-z_]*_us=\([0-9.]*\).*/\1/p' <<< "$line")
+  if [ -z "$per_s" ] || [ "$per_s" = "0.0" ]; then
+    echo "run.sh: $peer mtu $mtu rep $rep $mode failed: $line $(tail -c 200 "$work/$mode-$peer-$mtu-$rep.err")" >&2
+    return 0
+  fi
+  record "$mtu" "$rep" "$peer" "${mode}_per_s" "$per_s"
+  [ "$mode" = rr ] && record "$mtu" "$rep" "$peer" rr_mean_us "$mean"
+  echo "run.sh: $peer mtu $mtu rep $rep $mode: $per_s/s, mean $mean µs ($(sed -n 's/.*errors=\([0-9]*\).*/\1/p' <<< "$line") errors)" >&2
+}
+
+started=$(date +%s)
+load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# tcp_rr servers: on the host's loopback for the NAT peers (the whole run), on the veth's host end
+# (per MTU, while the veth exists).
+timeout 1200 "$tcp_rr" server 127.0.0.1 "$rr_port" 1100 2> "$work/tcp_rr-loopback.log" &
+pids+=("$!")
+wait_for "tcp_rr server on 127.0.0.1:$rr_port" sh -c "ss -Htln 'sport = :$rr_port' | grep -q ."
+
+for mtu in "${mtus[@]}"; do
+  echo "run.sh: MTU $mtu: setting up ${peers[*]}" >&2
+  active=()
+  index=0
+  for peer in "${peers[@]}"; do
+    if start_peer "$peer" "$mtu" "$index"; then active+=("$peer"); else echo "run.sh: $peer not attached at MTU $mtu" >&2; fi
+    index=$(( index + 1 ))
+  done
+  veth_server=""
+  if [ -n "${peer_ns[veth]:-}" ] && [[ " ${active[*]} " == *" veth "* ]]; then
+    timeout 1200 "$tcp_rr" server "$veth_host_address" "$rr_port" 1100 2> "$work/tcp_rr-veth-$mtu.log" &
+    veth_server=$!
+    pids+=("$veth_server")
+    wait_for "tcp_rr server on $veth_host_address:$rr_port" sh -c "ss -Htln 'sport = :$rr_port' | grep -qF '$veth_host_address:'"
+  fi
+  # Warm-up and readiness: one second of RR through each peer (not recorded).
+  ready=()
+  for peer in "${active[@]}"; do
+    ok=0
+    for _ in 1 2 3; do
+      if timeout 8 ip netns exec "${peer_ns[$peer]}" "$tcp_rr" rr "${peer_target[$peer]}" "$rr_port" 1 > /dev/null 2>&1; then ok=1; break; fi
+      sleep 0.5
+    done
+    if [ "$ok" -eq 1 ]; then ready+=("$peer"); else echo "run.sh: $peer does not reach the host at MTU $mtu" >&2; fi
+  done
+  for rep in $(seq "$reps"); do
+    for peer in "${ready[@]}"; do
+      iperf "$peer" "$mtu" "$rep" g2h
+      iperf "$peer" "$mtu" "$rep" h2g
+      rr "$peer" "$mtu" "$rep" rr
+      rr "$peer" "$mtu" "$rep" crr
+    done
+  done
+  if [ -n "$veth_server" ]; then stop_process "$veth_server"; fi
+  for peer in "${active[@]}"; do stop_peer "$peer"; done
+done
+
+# --- Report --------------------------------------------------------------------------------------
+flow_line=$("$flow_bytes" || true)
+bytes_per_flow=$(sed -n 's/.*bytes_per_flow=\([0-9.]*\).*/\1/p' <<< "$flow_line")
+mkdir -p "$out_dir"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+csv=$out_dir/peers-$stamp.csv
+md=$out_dir/peers-$stamp.md
+{ echo "mtu,rep,peer,metric,value"; printf '%s\n' "${results[@]}"; } > "$csv"
+header="NAT throughput side by side; median of $reps runs (iperf3 ${iperf_seconds} s, RR/CRR ${rr_seconds} s), interleaved;\
+ $(nproc) cores, load average $load_at_start at the start; $(date -u '+%Y-%m-%d %H:%M UTC');\
+ ankanet $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- include examples || echo ' with uncommitted changes');\
+ pasta (passt) $(dpkg-query -W -f='${Version}' passt), slirp4netns $(dpkg-query -W -f='${Version}' slirp4netns),\
+ iperf3 $(dpkg-query -W -f='${Version}' iperf3); kernel $(uname -r)"
+python3 - "$csv" "$header" "${bytes_per_flow:--}" > "$md" <<'EOF'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+header, bytes_per_flow = sys.argv[2], sys.argv[3]
+peers = ["ankanet", "pasta", "slirp4netns", "veth"]
+metrics = [  # key, label, higher is better, format
+    ("tcp_g2h_gbps", "TCP guest→host, Gbit/s", True, "{:.2f}"),
+    ("tcp_h2g_gbps", "TCP host→guest, Gbit/s", True, "{:.2f}"),
+    ("rr_per_s", "RR, transactions/s", True, "{:.0f}"),
+    ("rr_mean_us", "RR, mean round trip, µs", False, "{:.0f}"),
+    ("crr_per_s", "CRR, connections/s", True, "{:.0f}"),
+    ("cpu_g2h_s_per_gb", "peer CPU, guest→host, s/GB", False, "{:.2f}"),
+    ("cpu_h2g_s_per_gb", "peer CPU, host→guest, s/GB", False, "{:.2f}"),
+]
+mtus = sorted({int(r["mtu"]) for r in rows})
+def values(mtu, peer, key):
+    return [float(r["value"]) for r in rows if int(r["mtu"]) == mtu and r["peer"] == peer and r["metric"] == key]
+print(header)
+print()
+print("| cell | MTU | ankanet | pasta | slirp4netns | veth (kernel) | ankanet ÷ best of pasta, slirp4netns |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+spreads = []
+for key, label, higher, fmt in metrics:
+    for mtu in mtus:
+        cells, med = [], {}
+        for peer in peers:
+            v = values(mtu, peer, key)
+            if v:
+                med[peer] = statistics.median(v)
+                cells.append(fmt.format(med[peer]))
+                spreads.append(f"{peer} {label} MTU {mtu}: " + ", ".join(fmt.format(x) for x in v))
+            else:
+                cells.append("–")
+        others = [med[p] for p in ("pasta", "slirp4netns") if p in med]
+        ratio = "–"
+        if "ankanet" in med and others:
+            best = max(others) if higher else min(others)
+            if best > 0:
+                ratio = "{:.2f}".format(med["ankanet"] / best)
+        print(f"| {label} ({'higher' if higher else 'lower'} is better) | {mtu} | " + " | ".join(cells) + f" | {ratio} |")
+print()
+print(f"ankanet's TCP translator reserves {bytes_per_flow} bytes per flow (nat::tcp_translator::bytes_per_flow(), "
+      "engine state + host-socket slot, bench/peers/flow_bytes.cpp); it holds no data buffers of its own: "
+      "unacknowledged data stays in the host socket's buffers (MSG_PEEK).")
+print()
+print("Every run (the CSV has them too):")
+print()
+for line in spreads:
+    print(f"- {line}")
+EOF
+cat "$md"
+echo
+echo "run.sh: $(( $(date +%s) - started )) s; CSV $csv, table $md"
