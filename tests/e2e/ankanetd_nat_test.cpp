@@ -133,7 +133,8 @@ TEST_CASE("ankanetd nat: shared mode reaches a far host the egress policy allows
         CHECK(ping.output.find("Packet filtered") != std::string::npos);
         CHECK(udp_exchange(guest.ns, far.address(), 7, "far-away") != "far-away");
         CHECK(tcp_to_far(guest.ns).find("Connection refused") != std::string::npos);
-        CHECK(daemon.log().find("flow to " + far.address() + ":0 refused: egress policy") != std::string::npos);
+        CHECK(daemon.log().find("ICMP flow to " + far.address() + ":0 refused: egress policy") != std::string::npos);
+        CHECK(daemon.log().find("TCP flow to " + far.address() + ":7 refused: egress policy") != std::string::npos);
     }
     SECTION("host mode: the host's loopback only") {
         const auto port = free_loopback_port(SOCK_DGRAM);

@@ -56,6 +56,14 @@ struct fake_ctx {
     std::optional<port_handle> port() const { return from; }
     mac_address port_mac() const { return guest{}.mac; }
     network_time now() const { return real_clock{}.now(); }
+    std::string_view port_name() const { return "vm1"; }
+    std::vector<std::string>* reports = nullptr; ///< refusals the translator reported
+    template <class Event>
+    void notify(const Event& e) {
+        if constexpr (requires { e.reason; }) {
+            if (reports != nullptr) reports->emplace_back(e.reason);
+        }
+    }
 };
 
 /// A listening socket on 127.0.0.1, port chosen by the kernel.
@@ -85,6 +93,7 @@ struct scripted_client {
     guest g;
     port_handle vm = port_handle::make(1, 1);
     std::vector<std::vector<std::byte>> inbox;
+    std::vector<std::string> reports; ///< refused flows the translator reported
     bool flush_requested = false;
 
     std::uint8_t my_shift = 2;   // the window scale the guest offers
@@ -120,7 +129,7 @@ struct scripted_client {
             send_frame(frame);
             return;
         }
-        fake_ctx ctx{vm, &inbox};
+        fake_ctx ctx{vm, &inbox, &reports};
         const auto parsed = wire::parsed_frame::parse(frame);
         REQUIRE(nat.inspect(parsed, ctx) == inspection::taken);
     }
@@ -136,7 +145,7 @@ struct scripted_client {
         if (collect) collect(inbox);
         if (flush_requested) {
             flush_requested = false;
-            fake_ctx ctx{std::nullopt, &inbox};
+            fake_ctx ctx{std::nullopt, &inbox, &reports};
             while (nat.release_held(ctx, 16) == 16) {}
         }
         bool ack_needed = false;
@@ -331,6 +340,8 @@ TEST_CASE("real sockets: the egress policy refuses a destination off loopback wi
     client.turn();
     CHECK(client.rst);
     CHECK(nat.stats().engine.refused_egress == 1);
+    REQUIRE(client.reports.size() == 1); // reported to the network's observer, for the log
+    CHECK(client.reports[0] == "egress policy");
     CHECK(nat.flows() == 0);
 }
 

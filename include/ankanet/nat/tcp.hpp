@@ -107,12 +107,7 @@ public:
     template <class Ctx>
     inspection inspect(const wire::parsed_frame& frame, Ctx& ctx) {
         if (!frame.is_ipv4() || frame.protocol != wire::tcp::protocol_number) return inspection::pass;
-        guest_destination to;
-        if constexpr (requires { classify(frame, state_->config, ctx.port_mac()); }) {
-            to = classify(frame, state_->config, ctx.port_mac()); // also refuses sources not the port's
-        } else {
-            to = classify(frame, state_->config);
-        }
+        const guest_destination to = classify(frame, state_->config, ctx.port_mac()); // also refuses sources not the port's
         if (to.route == guest_route::not_ours) return inspection::pass;
         if (to.route != guest_route::translate) {
             if (to.route == guest_route::martian) ++state_->martians;
@@ -137,9 +132,13 @@ public:
             if (!s.egress.allows(to.remote, dport, wire::tcp::protocol_number)) return std::nullopt;
             return tcp_host_target{to.remote, dport};
         };
+        const auto refusals_before = refusals(s.engine.stats());
         const inspection verdict = s.engine.guest_segment(
             *port, frame, clock_now(), resolve,
             [&ctx](port_handle vm, wire::const_bytes bytes) { ctx.send_to(vm, bytes); });
+        if (const auto after = refusals(s.engine.stats()); after.total != refusals_before.total) {
+            report_refusal(ctx, frame, after.reason(refusals_before));
+        }
         s.after_engine();
         return verdict;
     }
@@ -209,6 +208,31 @@ public:
 private:
     static std::chrono::steady_clock::time_point clock_now() noexcept { return std::chrono::steady_clock::now(); }
 
+    // The engine's refusal counters, to tell which one a SYN moved.
+    struct refusal_counts {
+        std::uint64_t egress, half_open, vm_limit, full, open, total;
+        std::string_view reason(const refusal_counts& before) const noexcept {
+            if (egress != before.egress) return "egress policy";
+            if (half_open != before.half_open) return "half-open connection limit per VM";
+            if (vm_limit != before.vm_limit) return "flow limit per VM";
+            if (full != before.full) return "flow table full";
+            return "socket could not be opened";
+        }
+    };
+    static refusal_counts refusals(const tcp_stats& t) noexcept {
+        return {t.refused_egress, t.refused_half_open, t.refused_vm_limit, t.refused_table_full, t.refused_open,
+                t.refused_egress + t.refused_half_open + t.refused_vm_limit + t.refused_table_full + t.refused_open};
+    }
+    // Reports a refused SYN to the network's observer, at most once a second (report_limiter).
+    template <class Ctx>
+    void report_refusal(Ctx& ctx, const wire::parsed_frame& frame, std::string_view reason) {
+        std::uint64_t suppressed = 0;
+        if (state_->refusal_reports.admit(clock_now(), suppressed)) {
+            ctx.notify(flow_refused_event{ctx.port_name(), wire::tcp::protocol_number, frame.ip_destination,
+                                          frame.destination_port, reason, suppressed});
+        }
+    }
+
     struct state : std::enable_shared_from_this<state> {
         state(boost::asio::any_io_executor executor, const translation_config& c, Egress e, const tcp_limits& limits,
               SocketLayer sockets)
@@ -253,6 +277,7 @@ private:
         bool timer_armed = false;
         bool wake_pending = false;
         bool stopped = false; // stop(): no new flow, no timer
+        report_limiter refusal_reports;
         std::function<void()> wake;
         gateway_port_map port_map;
         std::vector<std::pair<std::uint16_t, tcp_host_target>> port_table;
