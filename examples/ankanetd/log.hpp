@@ -192,9 +192,11 @@ std::string summary(const Network& net) {
     const auto tcp = [&]<class Egress>(std::type_identity<Egress>) {
         if constexpr (Network::template has_service<ankanet::nat::tcp_translator<Egress>>) {
             const auto t = net.template service<ankanet::nat::tcp_translator<Egress>>().stats();
-            line += fmt::format(", TCP {} flows {} refused", t.engine.syn_accepted,
+            line += fmt::format(", TCP {} flows {} refused ({} short sends, {} dup ACKs, {} retransmits)", t.engine.syn_accepted,
                                 t.engine.refused_egress + t.engine.refused_half_open + t.engine.refused_vm_limit +
-                                    t.engine.refused_table_full + t.engine.refused_open);
+                                    t.engine.refused_table_full + t.engine.refused_open,
+                                t.engine.short_sends, t.engine.dup_acks_sent,
+                                t.engine.retransmits + t.engine.fast_retransmits);
         }
     };
     tcp(std::type_identity<ankanet::nat::runtime_egress>{});

@@ -339,6 +339,27 @@ TEST_CASE("partial send: ACK what was taken, window update on writability") {
     CHECK(h.sock(g).to_host.size() == 4200);
 }
 
+TEST_CASE("partial send: while waiting for writability, in-order data the socket has room for again is taken") {
+    harness h;
+    h.layer().default_space = 2000;
+    guest g;
+    h.establish(g);
+    const auto data = bytes_of(1400);
+    h.send(g.segment(tcp::flag::ack, data));
+    g.seq += 1400;
+    h.send(g.segment(tcp::flag::ack, data)); // 600 of 1400 taken: blocked
+    CHECK(h.engine.stats().short_sends == 1);
+    CHECK(h.sock(g).want_write);
+    // The host peer reads before the writable event is seen: the guest's resend of the rest is
+    // taken at once, not dropped (a dropped segment costs the guest a window of retransmissions).
+    h.sock(g).space = 100000;
+    g.seq += 600;
+    h.out.clear();
+    h.send(g.segment(tcp::flag::ack, wire::const_bytes{data}.subspan(600)));
+    CHECK(h.out.segments().at(0).ack_number == g.seq + 800);
+    CHECK(h.sock(g).to_host.size() == 2800);
+}
+
 TEST_CASE("out-of-order data: duplicate ACK, nothing reassembled") {
     harness h;
     guest g;
@@ -430,6 +451,43 @@ TEST_CASE("fast retransmit after three duplicate ACKs") {
     h.send(g.segment(tcp::flag::ack));
     CHECK(h.flow(g)->snd_una == g.ack);
     CHECK(h.sock(g).rx.empty());
+}
+
+TEST_CASE("a rewind after the host's end of file resends the data before the FIN") {
+    // Found by tests/e2e/nat_faults_test.cpp: once a peek had seen end of file, a rewind (fast
+    // retransmit, RTO) sent the FIN at snd_una instead of the unACKed bytes before it, and the
+    // guest took the truncated stream as complete.
+    harness h;
+    guest g;
+    h.establish(g, 7, 100);
+    h.host_sends(g, bytes_of(500));
+    h.sock(g).eof = true;
+    REQUIRE(h.pump() == 5);
+    auto segs = h.out.segments();
+    CHECK_FALSE(segs.back().flags.fin()); // no FIN while data is unACKed
+    h.out.clear();
+    SECTION("fast retransmit") {
+        for (int i = 0; i < 3; ++i) h.send(g.segment(tcp::flag::ack));
+        CHECK(h.engine.stats().fast_retransmits == 1);
+    }
+    SECTION("RTO") {
+        h.tick(1001ms);
+        CHECK(h.engine.stats().retransmits == 1);
+    }
+    REQUIRE(h.pump() == 5);
+    segs = h.out.segments();
+    CHECK(segs.at(0).seq_number == g.ack);
+    CHECK(concat(h.out) == bytes_of(500));
+    for (const auto& s : segs) CHECK_FALSE(s.flags.fin());
+    // Every byte ACKed: now the FIN, after the last of them.
+    h.out.clear();
+    g.ack += 500;
+    h.send(g.segment(tcp::flag::ack));
+    h.pump();
+    segs = h.out.segments();
+    REQUIRE(segs.size() == 1);
+    CHECK(segs[0].flags.fin());
+    CHECK(segs[0].seq_number == g.ack);
 }
 
 TEST_CASE("zero window: sending stops, a probe goes out when the timer fires") {

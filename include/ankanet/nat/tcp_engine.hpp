@@ -817,9 +817,9 @@ void basic_tcp_engine<SocketLayer>::guest_data(flow_handle h, tcp_flow_state& f,
     bool all_taken = true;
     if (skip < payload.size()) {
         const wire::const_bytes fresh = payload.subspan(skip);
-        if (f.has(flow_state::send_blocked)) {
-            all_taken = false; // wait for writability rather than knock again
-        } else {
+        {
+            // Even while blocked, try: the host peer may have read since, and data the socket takes
+            // now is data the guest need not send again.
             const tcp_send_result sent = sockets_.send(h.index, fresh);
             if (sent.error) {
                 reset_flow(h, f);
@@ -830,8 +830,10 @@ void basic_tcp_engine<SocketLayer>::guest_data(flow_handle h, tcp_flow_state& f,
             if (sent.bytes < fresh.size()) {
                 all_taken = false;
                 ++stats_.short_sends;
-                f.set(flow_state::send_blocked);
-                sockets_.want_writable(h.index);
+                if (!f.has(flow_state::send_blocked)) {
+                    f.set(flow_state::send_blocked);
+                    sockets_.want_writable(h.index);
+                }
             }
         }
     }
@@ -1004,6 +1006,10 @@ std::size_t basic_tcp_engine<SocketLayer>::pump_flow(flow_handle h, tcp_flow_sta
     // Data from the host, up to the guest's window. The window we offer is read once per round
     // (two syscalls in the Asio layer), not per frame.
     bool progressed = false;
+    // Whether a peek at snd_nxt found end of file: every byte is sent. host_eof alone does not
+    // say so: after a rewind (fast retransmit, RTO) the bytes between snd_una and the end are
+    // still to be sent again, and a FIN at snd_una would truncate the stream.
+    bool at_eof = false;
     std::optional<std::uint16_t> window;
     while (!f.has(flow_state::fin_to_guest)) {
         const std::uint32_t offset = f.snd_nxt - f.snd_una;
@@ -1011,7 +1017,7 @@ std::size_t basic_tcp_engine<SocketLayer>::pump_flow(flow_handle h, tcp_flow_sta
         const std::uint32_t edge = f.snd_una + f.guest_window;
         if (detail::seq_gt(edge, f.snd_nxt)) room_bytes = edge - f.snd_nxt;
         if (room_bytes == 0 && f.has(flow_state::probe) && offset == 0) room_bytes = 1; // zero-window probe
-        if (f.has(flow_state::read_wait) || f.has(flow_state::host_eof)) break;
+        if (f.has(flow_state::read_wait)) break;
         if (room_bytes == 0 && offset == 0) {
             // A closed window must not hide the host's end of file: our FIN needs no window
             // (gVisor #13393). One byte is peeked and not sent, just to tell data from EOF.
@@ -1028,6 +1034,7 @@ std::size_t basic_tcp_engine<SocketLayer>::pump_flow(flow_handle h, tcp_flow_sta
             }
             if (got.eof) {
                 f.set(flow_state::host_eof);
+                at_eof = true;
             } else if (got.bytes == 0) {
                 f.set(flow_state::read_wait);
                 sockets_.want_readable(h.index);
@@ -1051,6 +1058,7 @@ std::size_t basic_tcp_engine<SocketLayer>::pump_flow(flow_handle h, tcp_flow_sta
         if (got.bytes == 0) {
             if (got.eof) {
                 f.set(flow_state::host_eof);
+                at_eof = true;
             } else {
                 f.set(flow_state::read_wait);
                 sockets_.want_readable(h.index);
@@ -1077,9 +1085,10 @@ std::size_t basic_tcp_engine<SocketLayer>::pump_flow(flow_handle h, tcp_flow_sta
     if (progressed && f.timer != flow_state::rto_timer) rearm(h.index, f, now, true);
     if (!done) return sent;
 
-    // Our FIN: only when the host has finished and the guest ACKed every byte before it; again
-    // after a rewind while it is not ACKed.
-    if (f.has(flow_state::host_eof) && !f.has(flow_state::fin_acked) && f.snd_nxt == f.snd_una) {
+    // Our FIN: only when the host has finished and the guest ACKed every byte before it (the
+    // peek at snd_nxt == snd_una found end of file); again after a rewind while it is not ACKed.
+    if (f.has(flow_state::host_eof) && !f.has(flow_state::fin_acked) && f.snd_nxt == f.snd_una &&
+        (at_eof || f.has(flow_state::fin_to_guest))) {
         send_control(h, f, wire::tcp::flag::fin | wire::tcp::flag::ack, out);
         f.set(flow_state::fin_to_guest);
         f.snd_nxt += 1;

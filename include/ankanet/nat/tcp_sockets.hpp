@@ -16,7 +16,10 @@
 //  - close(): with SO_LINGER {1, 0} when the flow is reset, so the host peer sees an RST; a
 //    normal close after both FINs leaves nothing in CLOSE_WAIT.
 //  - want_readable()/want_writable(): one async_wait each, reported once.
-//  - send_space(): SO_SNDBUF minus SIOCOUTQ, the window the engine offers the guest.
+//  - send_space(): half of SO_SNDBUF minus SIOCOUTQ, the window the engine offers the guest. Half,
+//    because the kernel counts the buffer in memory (payload plus per-skb overhead; it doubles what
+//    SO_SNDBUF is set to for that reason): offering all of it made the guest send more than a
+//    send() would take, and every short send costs the guest a window of retransmissions.
 //
 // Portability. Written for Linux. Elsewhere (untested) the fallbacks apply: no SO_PEEK_OFF, a
 // discard that reads into the scratch buffer where MSG_TRUNC does not discard TCP data,
@@ -236,7 +239,8 @@ public:
         len = sizeof queued;
         if (::getsockopt(fd, SOL_SOCKET, SO_NWRITE, &queued, &len) != 0) return 0;
 #endif
-        return sndbuf > queued ? static_cast<std::size_t>(sndbuf - queued) : 0;
+        const int payload = sndbuf / 2; // see send_space() in the theory of operation
+        return payload > queued ? static_cast<std::size_t>(payload - queued) : 0;
     }
 
     std::size_t max_peek_offset() const noexcept {
