@@ -387,18 +387,9 @@ private:
                     if (!flows.empty()) wait_raw();
                 }
             }
-            while (sent < room && !ready.empty()) {
-                const auto h = flow_handle::from_u64(ready.front());
-                flow* fl = flows.get(h);
-                if (fl == nullptr) {
-                    ready.pop(h.index);
-                    continue;
-                }
-                if (drain_ping(h, *fl, ctx, room, sent)) {
-                    ready.pop(h.index);
-                    wait(h, *fl);
-                }
-            }
+            ready.serve(
+                flows, room, sent, [&](flow_handle h, flow& fl) { return drain_ping(h, fl, ctx, room, sent); },
+                [&](flow_handle h, flow& fl) { wait(h, fl); });
             return sent;
         }
 

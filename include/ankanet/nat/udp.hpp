@@ -314,18 +314,9 @@ private:
         std::size_t release(Ctx& ctx, std::size_t room) {
             wake.answered();
             std::size_t sent = 0;
-            while (sent < room && !ready.empty()) {
-                const auto h = flow_handle::from_u64(ready.front());
-                flow* fl = flows.get(h);
-                if (fl == nullptr) {
-                    ready.pop(h.index);
-                    continue;
-                }
-                if (drain(h, *fl, ctx, room, sent)) {
-                    ready.pop(h.index);
-                    wait(h, *fl);
-                }
-            }
+            ready.serve(
+                flows, room, sent, [&](flow_handle h, flow& fl) { return drain(h, fl, ctx, room, sent); },
+                [&](flow_handle h, flow& fl) { wait(h, fl); });
             return sent;
         }
 

@@ -51,6 +51,26 @@ public:
         }
     }
 
+    /// Serves the queued flows of `flows` (a flow_table) in order while fewer than `room` frames
+    /// are `sent`: `drain(handle, flow)` reads the flow's socket into frames (counting them in
+    /// `sent`) and returns true once the socket is empty; the flow then leaves the list and
+    /// `rearm(handle, flow)` waits for it again. A flow that has gone meanwhile just leaves.
+    template <class Table, class Drain, class Rearm>
+    void serve(Table& flows, std::size_t room, const std::size_t& sent, Drain&& drain, Rearm&& rearm) {
+        while (sent < room && !empty()) {
+            const auto h = decltype(flows.handle_at(0))::value_type::from_u64(front());
+            auto* flow = flows.get(h);
+            if (flow == nullptr) {
+                pop(h.index);
+                continue;
+            }
+            if (drain(h, *flow)) {
+                pop(h.index);
+                rearm(h, *flow);
+            }
+        }
+    }
+
 private:
     std::vector<bool> queued_;
     std::vector<std::uint64_t> order_;
