@@ -5,6 +5,7 @@
 #pragma once
 
 #include "netns.hpp"
+#include "temp_dir.hpp"
 
 #include <fcntl.h>
 #include <netinet/in.h>
