@@ -176,12 +176,12 @@ std::string summary(const Network& net) {
     const auto nat = [&]<class Egress>(std::type_identity<Egress>) {
         if constexpr (Network::template has_service<ankanet::nat::udp_translator<Egress>>) {
             const auto& u = net.template service<ankanet::nat::udp_translator<Egress>>().stats();
-            line += fmt::format(", UDP {} flows {} out {} in {} refused", u.flows_opened, u.guest_datagrams, u.host_datagrams,
+            line += fmt::format(", UDP {} flows {} out {} in {} blocked", u.flows_opened, u.guest_datagrams, u.host_datagrams,
                                 u.refused_egress + u.refused_limit + u.refused_socket);
         }
         if constexpr (Network::template has_service<ankanet::nat::icmp_translator<Egress>>) {
             const auto& i = net.template service<ankanet::nat::icmp_translator<Egress>>().stats();
-            line += fmt::format(", ping {} out {} in {} refused", i.requests, i.replies,
+            line += fmt::format(", ping {} out {} in {} blocked", i.requests, i.replies,
                                 i.refused_egress + i.refused_limit + i.refused_socket);
         }
     };
@@ -192,7 +192,7 @@ std::string summary(const Network& net) {
     const auto tcp = [&]<class Egress>(std::type_identity<Egress>) {
         if constexpr (Network::template has_service<ankanet::nat::tcp_translator<Egress>>) {
             const auto t = net.template service<ankanet::nat::tcp_translator<Egress>>().stats();
-            line += fmt::format(", TCP {} flows {} refused ({} short sends, {} dup ACKs, {} retransmits)", t.engine.syn_accepted,
+            line += fmt::format(", TCP {} flows {} blocked ({} short sends, {} dup ACKs, {} retransmits)", t.engine.syn_accepted,
                                 t.engine.refused_egress + t.engine.refused_half_open + t.engine.refused_vm_limit +
                                     t.engine.refused_table_full + t.engine.refused_open,
                                 t.engine.short_sends, t.engine.dup_acks_sent,

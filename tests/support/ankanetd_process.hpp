@@ -17,9 +17,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <algorithm>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -36,6 +38,15 @@ public:
     explicit daemon_process(std::vector<std::string> args)
         : log_(std::filesystem::temp_directory_path() / ("ankanetd-e2e-" + std::to_string(::getpid()) + "-" +
                                                         std::to_string(counter_++) + ".log")) {
+        // The test rule: the NAT reaches loopback only, and DNS goes to no real resolver (port 9 on
+        // loopback answers nothing), unless a test says otherwise.
+        const auto has = [&](std::string_view option) { return std::find(args.begin(), args.end(), option) != args.end(); };
+        const auto mode = std::find(args.begin(), args.end(), "--mode");
+        const bool shared = mode == args.end() || (mode + 1 != args.end() && *(mode + 1) == "shared");
+        if (shared && !has("--egress")) args.insert(args.end(), {"--egress", "127.0.0.0/8"});
+        if (!has("--dns-upstream") && (shared || (mode + 1 != args.end() && *(mode + 1) == "host"))) {
+            args.insert(args.end(), {"--dns-upstream", "127.0.0.1:9"});
+        }
         args.insert(args.begin(), ANKANETD_PATH);
         std::vector<char*> argv;
         for (auto& arg : args) argv.push_back(arg.data());
