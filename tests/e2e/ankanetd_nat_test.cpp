@@ -12,6 +12,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -307,12 +308,24 @@ TEST_CASE("ankanetd nat: iperf3 to host loopback through the gateway, both direc
 
 TEST_CASE("ankanetd nat: DNS at the gateway over UDP and TCP — an upstream name, a VM's name, the host's name") {
     ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
-    // The upstream resolver is the test's own dnsmasq on loopback, which knows one name.
-    const auto dns_port = free_loopback_port(SOCK_DGRAM);
-    background_process upstream{"exec dnsmasq --keep-in-foreground --port=" + std::to_string(dns_port) +
-                                " --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts --conf-file=/dev/null"
-                                " --address=/upstream.test/198.51.100.77 --address=/upstream-missing.test/ --pid-file="};
-    REQUIRE(wait_until_succeeds("ss -Hlun | grep -q 127.0.0.1:" + std::to_string(dns_port)));
+    // The upstream resolver is the test's own dnsmasq on loopback, which knows one name. It takes
+    // its port for UDP and TCP both: a port another test's connection holds for TCP is tried again
+    // with another.
+    std::uint16_t dns_port = 0;
+    std::unique_ptr<background_process> upstream;
+    for (int attempt = 0; attempt < 5 && !upstream; ++attempt) {
+        dns_port = free_loopback_port(SOCK_DGRAM);
+        upstream = std::make_unique<background_process>(
+            "exec dnsmasq --keep-in-foreground --port=" + std::to_string(dns_port) +
+            " --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts --conf-file=/dev/null"
+            " --address=/upstream.test/198.51.100.77 --address=/upstream-missing.test/ --pid-file=");
+        const auto port = std::to_string(dns_port);
+        if (!wait_until_succeeds("ss -Hlun | grep -q 127.0.0.1:" + port + " && ss -Hltn | grep -q 127.0.0.1:" + port, 10s)) {
+            UNSCOPED_INFO("dnsmasq on port " << dns_port << ": " << upstream->log());
+            upstream.reset();
+        }
+    }
+    REQUIRE(upstream);
     leased_guest guest;
     daemon_process daemon{{"--egress", "127.0.0.0/8", "--dns-upstream", "127.0.0.1:" + std::to_string(dns_port), "--netns",
                            guest.ns.path()}};
