@@ -376,6 +376,11 @@ private:
                 sock_extended_err err{};
                 std::memcpy(&err, CMSG_DATA(c), sizeof err);
                 if (err.ee_origin != SO_EE_ORIGIN_ICMP) return false;
+                // Only the errors write_guest_icmp_error() builds: another type would be framed as
+                // time exceeded.
+                if (err.ee_type != wire::icmp::type::destination_unreachable && err.ee_type != wire::icmp::type::time_exceeded) {
+                    return false;
+                }
                 const flow_key& key = *flows.key(h);
                 const auto quote = quoted_headers(key, static_cast<std::size_t>(n));
                 std::array<std::byte, 28 + 64> quoted{};
