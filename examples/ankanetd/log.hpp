@@ -192,10 +192,12 @@ std::string summary(const Network& net) {
     const auto tcp = [&]<class Egress>(std::type_identity<Egress>) {
         if constexpr (Network::template has_service<ankanet::nat::tcp_translator<Egress>>) {
             const auto t = net.template service<ankanet::nat::tcp_translator<Egress>>().stats();
-            line += fmt::format(", TCP {} flows {} blocked ({} short sends, {} dup ACKs, {} retransmits)", t.engine.syn_accepted,
-                                t.engine.refused_egress + t.engine.refused_half_open + t.engine.refused_vm_limit +
-                                    t.engine.refused_table_full + t.engine.refused_open,
-                                t.engine.short_sends, t.engine.dup_acks_sent,
+            line += fmt::format(", TCP {} flows {} blocked ({} SYNs held over the half-open limit, {} short sends, {} dup ACKs, "
+                                "{} retransmits)",
+                                t.engine.syn_accepted,
+                                t.engine.refused_egress + t.engine.refused_vm_limit + t.engine.refused_table_full +
+                                    t.engine.refused_open,
+                                t.engine.dropped_half_open, t.engine.short_sends, t.engine.dup_acks_sent,
                                 t.engine.retransmits + t.engine.fast_retransmits);
         }
     };

@@ -233,17 +233,20 @@ TEST_CASE("ankanetd nat: TCP to host loopback through the gateway — an HTTP do
 TEST_CASE("ankanetd nat: 200 concurrent connections from one guest are all carried and answered") {
     ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
     const auto port = free_loopback_port();
-    // Each connection is echoed back; the clients hold theirs open for a second, so all 200 are
-    // open at once.
+    // Each connection is echoed back; the clients hold theirs open for two seconds, so all 200 are
+    // open at once. The daemon is frozen while the clients start, so their 200 SYNs reach it in one
+    // burst, far over the half-open limit per VM (64): those over it are held back, not reset, and
+    // connect on the guest's SYN retransmission.
     background_process server{"exec socat TCP-LISTEN:" + std::to_string(port) + ",bind=127.0.0.1,reuseaddr,fork,backlog=256 EXEC:/bin/cat"};
     REQUIRE(wait_until_succeeds(listening(port)));
     temp_dir out{"ankanet-nat-200"};
     leased_guest guest;
     daemon_process daemon{{"--egress", "127.0.0.0/8", "--dns-upstream", "127.0.0.1:9", "--netns", guest.ns.path()}};
     lease(guest, daemon);
+    const auto pid = std::to_string(daemon.pid());
     const auto run = run_in(guest.ns,
-                            "for i in $(seq 1 200); do (printf 'client-%s' $i; sleep 2) | timeout 30 socat -t 5 - TCP:192.168.64.1:" +
-                                std::to_string(port) + " > " + out.path.string() + "/$i 2>&1 & done; wait",
+                            "kill -STOP " + pid + "; for i in $(seq 1 200); do (printf 'client-%s' $i; sleep 2) | timeout 40 socat -t 5 - TCP:192.168.64.1:" +
+                                std::to_string(port) + " > " + out.path.string() + "/$i 2>&1 & done; sleep 1; kill -CONT " + pid + "; wait",
                             60s);
     INFO(run.output << "\n--- daemon log ---\n" << daemon.log());
     int answered = 0;
@@ -254,7 +257,12 @@ TEST_CASE("ankanetd nat: 200 concurrent connections from one guest are all carri
     }
     CHECK(answered == 200);
     CHECK(daemon.stop(SIGTERM) == 0);
-    CHECK(daemon.log().find("TCP 200 flows 0 blocked") != std::string::npos);
+    const auto log = daemon.log();
+    INFO(log);
+    CHECK(log.find("TCP 200 flows 0 blocked") != std::string::npos);
+    const auto held = log.find(" SYNs held over the half-open limit");
+    REQUIRE(held != std::string::npos);
+    CHECK(std::stoul(log.substr(log.rfind('(', held) + 1)) >= 200 - 64);
 }
 
 TEST_CASE("ankanetd nat: half-close both ways — each side still hears the other after sending its FIN") {

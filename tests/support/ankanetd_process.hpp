@@ -86,6 +86,8 @@ public:
     }
 
     std::string log() const { return read_text(log_); }
+    /// The daemon's pid, to freeze it (SIGSTOP) the way a starved machine would.
+    ::pid_t pid() const noexcept { return pid_; }
 
 private:
     static inline std::atomic<int> counter_{0};

@@ -210,18 +210,17 @@ private:
 
     // The engine's refusal counters, to tell which one a SYN moved.
     struct refusal_counts {
-        std::uint64_t egress, half_open, vm_limit, full, open, total;
+        std::uint64_t egress, vm_limit, full, open, total;
         std::string_view reason(const refusal_counts& before) const noexcept {
             if (egress != before.egress) return "egress policy";
-            if (half_open != before.half_open) return "half-open connection limit per VM";
             if (vm_limit != before.vm_limit) return "flow limit per VM";
             if (full != before.full) return "flow table full";
             return "socket could not be opened";
         }
     };
     static refusal_counts refusals(const tcp_stats& t) noexcept {
-        return {t.refused_egress, t.refused_half_open, t.refused_vm_limit, t.refused_table_full, t.refused_open,
-                t.refused_egress + t.refused_half_open + t.refused_vm_limit + t.refused_table_full + t.refused_open};
+        return {t.refused_egress, t.refused_vm_limit, t.refused_table_full, t.refused_open,
+                t.refused_egress + t.refused_vm_limit + t.refused_table_full + t.refused_open};
     }
     // Reports a refused SYN to the network's observer, at most once a second (report_limiter).
     template <class Ctx>

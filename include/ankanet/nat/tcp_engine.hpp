@@ -7,8 +7,11 @@
 // The engine only mirrors sequence numbers and windows between the two, as passt's tcp.c does.
 //
 //  - Opening. A guest SYN for a tuple with no flow is checked against the egress policy (the
-//    caller's `resolve`: refused -> RST, counted), the VM's half-open and flow limits and the
-//    table's capacity (refused -> RST, counted). Then the socket layer starts a non-blocking
+//    caller's `resolve`: refused -> RST, counted), the VM's flow limit and the table's capacity
+//    (refused -> RST, counted) and the VM's half-open limit. A SYN over that one is dropped and
+//    counted, not reset: like a kernel whose SYN queue is full, the engine lets the guest's own
+//    SYN retransmission try again once handshakes finish, so a burst of honest connects all get
+//    through while a SYN flood gains nothing. Then the socket layer starts a non-blocking
 //    connect() with the guest's MSS. The guest hears nothing until the connect ends: a SYN-ACK when
 //    it succeeded, an RST when the host refused, an ICMP host or net unreachable when the host
 //    said so. A connect that hangs is reset after tcp_limits::connect_timeout on the flow's own
@@ -158,7 +161,7 @@ struct tcp_limits {
 struct tcp_stats {
     std::uint64_t syn_accepted = 0;        ///< flows opened (connect started)
     std::uint64_t refused_egress = 0;      ///< SYNs the egress policy refused
-    std::uint64_t refused_half_open = 0;   ///< SYNs over the VM's half-open limit
+    std::uint64_t dropped_half_open = 0;   ///< SYNs dropped over the VM's half-open limit (the guest retries)
     std::uint64_t refused_vm_limit = 0;    ///< SYNs over the VM's flow limit
     std::uint64_t refused_table_full = 0;  ///< SYNs with every flow slot taken
     std::uint64_t refused_open = 0;        ///< SYNs whose socket could not be opened
@@ -705,8 +708,7 @@ inspection basic_tcp_engine<SocketLayer>::open_flow(port_handle vm, const wire::
     }
     const std::uint16_t vm_index = vm.index();
     if (vm_index < half_open_.size() && half_open_[vm_index] >= limits_.vm_half_open) {
-        ++stats_.refused_half_open;
-        send_rst_for(vm, frame, seg, out);
+        ++stats_.dropped_half_open;
         return inspection::taken;
     }
     const flow_key key = make_key(vm_index, frame.ip_source, seg.source_port, frame.ip_destination, seg.destination_port);
