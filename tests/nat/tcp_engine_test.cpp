@@ -378,6 +378,78 @@ TEST_CASE("out-of-order data: duplicate ACK, nothing reassembled") {
     CHECK(h.out.segments().back().ack_number == g.seq + 150);
 }
 
+TEST_CASE("out-of-order data: three duplicate ACKs per hole with the last window, then silence until the hole fills") {
+    harness h;
+    guest g;
+    h.establish(g);
+    const std::uint16_t window = h.flow(g)->adv_window;
+    h.sock(g).space = 1000; // the socket's free space changes: duplicate ACKs still repeat the old window
+    for (std::uint32_t i = 1; i <= 10; ++i) h.send(g.segment(tcp::flag::ack, bytes_of(100), g.seq + 100 * i));
+    auto segs = h.out.segments();
+    REQUIRE(segs.size() == 3);
+    for (const auto& d : segs) {
+        CHECK(d.ack_number == g.seq);
+        CHECK(d.window == window);
+    }
+    CHECK(h.engine.stats().dup_acks_sent == 3);
+    CHECK(h.engine.stats().dup_acks_withheld == 7);
+    // The hole is filled: data is taken, and the next hole gets its three again.
+    h.out.clear();
+    h.send(g.segment(tcp::flag::ack, bytes_of(100)));
+    g.seq += 100;
+    REQUIRE(h.out.segments().size() == 1);
+    CHECK(h.out.segments().at(0).ack_number == g.seq);
+    h.out.clear();
+    for (std::uint32_t i = 1; i <= 5; ++i) h.send(g.segment(tcp::flag::ack, bytes_of(100), g.seq + 100 * i));
+    CHECK(h.out.segments().size() == 3);
+}
+
+TEST_CASE("timestamps: offered by the guest, echoed on every segment, and counted out of each segment's payload") {
+    harness h;
+    guest g;
+    g.timestamps = wire::tcp::timestamp_values{5000, 0};
+    const auto synack = h.establish(g, 7, 1460);
+    REQUIRE(synack.timestamps);
+    CHECK(synack.timestamps->echo_reply == 5000);
+    const std::uint32_t our_first = synack.timestamps->value;
+
+    // A later in-order segment moves TS.Recent; one beyond rcv_nxt does not.
+    g.timestamps = wire::tcp::timestamp_values{5100, our_first};
+    h.send(g.segment(tcp::flag::ack, bytes_of(100)));
+    g.seq += 100;
+    REQUIRE(h.out.segments().size() == 1);
+    CHECK(h.out.segments().at(0).timestamps->echo_reply == 5100);
+    h.out.clear();
+    g.timestamps = wire::tcp::timestamp_values{5200, our_first};
+    h.send(g.segment(tcp::flag::ack, bytes_of(100), g.seq + 1000)); // out of order
+    REQUIRE(h.out.segments().size() == 1);
+    CHECK(h.out.segments().at(0).timestamps->echo_reply == 5100);
+    h.out.clear();
+
+    // Our clock: milliseconds.
+    h.tick(250ms);
+    h.host_sends(g, bytes_of(5000));
+    REQUIRE(h.pump() >= 4);
+    const auto data = h.out.segments();
+    CHECK(data.at(0).timestamps->value - our_first == 250);
+    CHECK(data.at(0).timestamps->echo_reply == 5100);
+    // 1460 less the option's 12 bytes: the IP packet stays within the guest's 1500.
+    CHECK(data.at(0).payload_len == 1448);
+    CHECK(h.out.frames.at(0).bytes.size() == wire::ethernet::header_len + 1500);
+    CHECK(concat(h.out) == bytes_of(5000));
+}
+
+TEST_CASE("timestamps: a guest that offers none gets none") {
+    harness h;
+    guest g;
+    const auto synack = h.establish(g);
+    CHECK_FALSE(synack.timestamps);
+    h.host_sends(g, bytes_of(2000));
+    REQUIRE(h.pump() == 2);
+    CHECK_FALSE(h.out.segments().at(0).timestamps);
+    CHECK(h.out.segments().at(0).payload_len == 1460);
+}
+
 TEST_CASE("RTO: retransmission by rewinding, with exponential backoff") {
     harness h;
     guest g;

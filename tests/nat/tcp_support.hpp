@@ -142,6 +142,7 @@ struct guest {
     std::uint32_t seq = 1000;  ///< next sequence number the guest sends
     std::uint32_t ack = 0;     ///< what it ACKs
     std::uint16_t window = 65535;
+    std::optional<wire::tcp::timestamp_values> timestamps; ///< sent with every segment when set
     std::vector<std::byte> buffer;
 
     std::vector<std::byte> segment(wire::tcp::flag_set flags, wire::const_bytes payload = {},
@@ -157,6 +158,7 @@ struct guest {
         t.window = window;
         t.mss = mss;
         t.window_scale = wscale;
+        t.timestamps = timestamps;
         t.payload_len = payload.size();
         const std::size_t l4 = t.buffer_len() + payload.size();
         std::vector<std::byte> frame(guest_headers_len + l4);

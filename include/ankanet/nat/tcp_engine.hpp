@@ -19,9 +19,17 @@
 //  - Guest -> host. A segment at rcv_nxt is send()'s worth of payload: the guest is ACKed for
 //    what the kernel took and no more. A short send leaves the rest for the guest to retransmit,
 //    and the engine waits for writability to tell it (a window update). A segment beyond rcv_nxt
-//    gets a duplicate ACK: nothing is reassembled. The window we advertise is the socket's free
-//    send buffer (scaled by our_window_shift when the guest offered window scaling), rounded down
-//    to 0 below one MSS (silly window avoidance).
+//    is dropped (nothing is reassembled) and gets a duplicate ACK, the first three per hole only:
+//    the guest then fast-retransmits the hole, and is not misled into counting every dropped
+//    segment as delivered. The window we advertise is the socket's free send buffer (scaled by
+//    our_window_shift when the guest offered window scaling), rounded down to 0 below one MSS
+//    (silly window avoidance).
+//  - Timestamps (RFC 7323). When the guest's SYN offers them, every segment carries our
+//    millisecond clock and echoes the guest's latest in-window TSval. They cost 12 bytes of each
+//    segment and give the guest what it needs to recover when its own segments are lost: an RTT
+//    sample from every ACK, retransmissions included, so its RTO does not stay backed off (Karn),
+//    and a way to tell a spurious retransmission from a real one. SACK is not offered: a receiver
+//    that keeps no out-of-order data has nothing to select.
 //  - Host -> guest. Data is peeked at offset snd_nxt - snd_una (SO_PEEK_OFF in the Asio layer)
 //    straight into the payload area of the frame being built, at most one MSS per frame and no
 //    further than the guest's window (scaled by its shift). When the guest ACKs, the ACKed bytes
@@ -173,6 +181,7 @@ struct tcp_stats {
     std::uint64_t rst_from_guest = 0;      ///< flows the guest reset
     std::uint64_t rst_to_guest = 0;        ///< flows reset towards the guest (host error, timeout)
     std::uint64_t dup_acks_sent = 0;       ///< out-of-order guest data
+    std::uint64_t dup_acks_withheld = 0;   ///< out-of-order guest data past tcp_dup_acks_per_hole
     std::uint64_t short_sends = 0;         ///< guest data the kernel did not take whole
     std::uint64_t retransmits = 0;         ///< RTO expiries that rewound a flow
     std::uint64_t fast_retransmits = 0;
@@ -186,7 +195,7 @@ struct tcp_stats {
     std::uint64_t vm_gone_resets = 0;      ///< flows reset because their VM's port went away
 };
 
-/// Per-flow state: sequence numbers, windows and event bits. 44 bytes.
+/// Per-flow state: sequence numbers, windows, timestamps and event bits. 48 bytes.
 struct tcp_flow_state {
     port_handle vm;                 ///< the VM's port (frames go there)
     wire::mac_address vm_mac;       ///< the VM's MAC
@@ -204,6 +213,8 @@ struct tcp_flow_state {
     std::uint8_t dup_acks = 0;
     std::uint8_t backoff = 0;       ///< RTO doublings since the last progress
     std::uint8_t timer = 0;         ///< what the flow's timer is armed for (timer_kind)
+    std::uint8_t hole_acks = 0;     ///< duplicate ACKs sent for the hole at rcv_nxt
+    std::uint32_t ts_recent = 0;    ///< the guest's TSval we echo (RFC 7323 TS.Recent)
 
     /// Event bits, one per direction and step (passt's model).
     enum event : std::uint16_t {
@@ -221,6 +232,7 @@ struct tcp_flow_state {
         closing = 1u << 11,         ///< erased once pump() has sent what it owes
         probe = 1u << 12,           ///< send one byte into a zero window
         read_wait = 1u << 13,       ///< want_readable() asked, not reported yet
+        timestamps = 1u << 14,      ///< the guest's SYN offered timestamps: every segment carries them
     };
     /// Control frames owed to the guest.
     enum pending_frame : std::uint8_t {
@@ -237,6 +249,12 @@ struct tcp_flow_state {
     void clear(std::uint16_t e) noexcept { events = static_cast<std::uint16_t>(events & ~e); }
 };
 static_assert(sizeof(tcp_flow_state) <= 48, "keep the per-flow state small");
+
+/// Bytes the timestamps option takes in every segment of a flow that uses it (NOP, NOP, 10).
+inline constexpr std::size_t tcp_timestamps_len = 12;
+/// Duplicate ACKs sent for one hole in the guest's data: enough for its fast retransmit (three),
+/// and no more, since each further one would tell it a segment arrived that was thrown away.
+inline constexpr std::uint8_t tcp_dup_acks_per_hole = 3;
 
 /// Where a guest SYN goes on the host, when the egress policy allows it.
 struct tcp_host_target {
@@ -268,7 +286,8 @@ public:
           table_(table_config(limits)), wheel_(table_.capacity(), origin), fifo_(table_.capacity()),
           queued_(table_.capacity(), 0), half_open_(table_.max_vms(), 0),
           frame_(config.mtu + wire::ethernet::header_len),
-          isn_state_(limits.isn_seed ? *limits.isn_seed : std::random_device{}() * 0x9e3779b97f4a7c15ull) {
+          isn_state_(limits.isn_seed ? *limits.isn_seed : std::random_device{}() * 0x9e3779b97f4a7c15ull),
+          ts_offset_(next_isn()) {
         table_.set_vm_limits(limits.vm_flows);
     }
 
@@ -381,6 +400,19 @@ private:
     std::size_t max_payload() const noexcept {
         return config_.mtu - wire::ipv4::header_len - wire::tcp::header_len;
     }
+    static std::size_t options_len(const tcp_flow_state& f) noexcept {
+        return f.has(flow_state::timestamps) ? tcp_timestamps_len : 0;
+    }
+    /// Payload per data segment: the guest's MSS and our MTU, less the options every segment
+    /// carries (RFC 6691: the MSS counts no options).
+    std::size_t segment_payload(const tcp_flow_state& f) const noexcept {
+        return std::min<std::size_t>(f.guest_mss, max_payload()) - options_len(f);
+    }
+    /// TSval: a millisecond clock (RFC 7323 §5.4 asks for 1 ms to 1 s per tick) from a random origin.
+    void tick_clock(time_point now) noexcept {
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+        ts_clock_ = static_cast<std::uint32_t>(ms) + ts_offset_;
+    }
 
     // -- timers
 
@@ -489,6 +521,7 @@ private:
             t.mss = static_cast<std::uint16_t>(max_payload());
             if (f.our_shift != 0 || f.guest_shift != 0) t.window_scale = f.our_shift;
         }
+        if (f.has(flow_state::timestamps)) t.timestamps = wire::tcp::timestamp_values{ts_clock_, f.ts_recent};
         const std::size_t l4 = t.buffer_len() + payload_len;
         const std::size_t len = write_guest_headers(frame_, config_.gateway_mac, f.vm_mac, k.remote_address,
                                                     k.guest_address, wire::tcp::protocol_number, l4, ip_id_++);
@@ -497,9 +530,10 @@ private:
         return len;
     }
 
-    /// Where data segments' payload goes in frame_ (they carry no options).
-    wire::mutable_bytes payload_area(std::size_t len) noexcept {
-        return wire::mutable_bytes{frame_}.subspan(guest_headers_len + wire::tcp::header_len, len);
+    /// Where a data segment's payload goes in frame_: after the headers and the options the flow's
+    /// segments carry.
+    wire::mutable_bytes payload_area(const tcp_flow_state& f, std::size_t len) noexcept {
+        return wire::mutable_bytes{frame_}.subspan(guest_headers_len + wire::tcp::header_len + options_len(f), len);
     }
 
     template <class Out>
@@ -603,6 +637,8 @@ private:
     std::vector<std::uint32_t> half_open_;
     std::vector<std::byte> frame_;
     std::uint64_t isn_state_;
+    std::uint32_t ts_offset_;   ///< added to the millisecond clock: our TSval reveals no uptime
+    std::uint32_t ts_clock_ = 0; ///< TSval for segments built now (set by each entry point)
     std::uint16_t ip_id_ = 0;
     tcp_stats stats_;
 };
@@ -626,6 +662,7 @@ inspection basic_tcp_engine<SocketLayer>::guest_segment(port_handle vm, const wi
     }
     const wire::tcp::repr& seg = *parsed;
     const wire::const_bytes payload = wire::tcp::packet<wire::const_bytes>{segment}.payload();
+    tick_clock(now);
     const flow_key key = make_key(vm.index(), frame.ip_source, seg.source_port, frame.ip_destination, seg.destination_port);
     auto h = table_.find(key);
 
@@ -660,6 +697,12 @@ inspection basic_tcp_engine<SocketLayer>::guest_segment(port_handle vm, const wi
         }
         if (!seg.flags.ack()) return inspection::taken;
         if (!f.has(flow_state::syn_to_guest)) return inspection::taken; // nothing to ACK yet
+        // TS.Recent (RFC 7323 §4.3): from segments that reach no further than what we ACK, so
+        // that the echo on an ACK times the segment that earned it, and never backwards.
+        if (seg.timestamps && f.has(flow_state::timestamps) && detail::seq_le(seg.seq_number, f.rcv_nxt) &&
+            static_cast<std::int32_t>(seg.timestamps->value - f.ts_recent) >= 0) {
+            f.ts_recent = seg.timestamps->value;
+        }
         if (!f.has(flow_state::established)) {
             if (seg.ack_number != f.snd_una + 1) {
                 send_rst_for(vm, frame, seg, out);
@@ -728,6 +771,10 @@ inspection basic_tcp_engine<SocketLayer>::open_flow(port_handle vm, const wire::
     if (const auto shift = seg.window_shift()) {
         f.guest_shift = *shift;
         f.our_shift = limits_.our_window_shift > 14 ? 14 : limits_.our_window_shift;
+    }
+    if (seg.timestamps) {
+        f.set(flow_state::timestamps);
+        f.ts_recent = seg.timestamps->value;
     }
     f.rcv_nxt = seg.seq_number + 1;
     f.snd_una = next_isn();
@@ -806,9 +853,19 @@ void basic_tcp_engine<SocketLayer>::guest_data(flow_handle h, tcp_flow_state& f,
                                                wire::const_bytes payload, time_point, Out& out) {
     const std::int32_t offset = static_cast<std::int32_t>(seg.seq_number - f.rcv_nxt);
     if (offset > 0) {
-        // Out of order: no reassembly, the guest resends from rcv_nxt.
+        // Out of order: no reassembly, the guest resends from rcv_nxt. Three duplicate ACKs start
+        // its fast retransmit; more would each count a thrown-away segment as delivered, until
+        // its Reno accounting takes the loss for reordering and stops fast retransmit for good.
+        // They repeat the window last advertised: one that changed does not count as a duplicate.
+        if (f.hole_acks >= tcp_dup_acks_per_hole) {
+            ++stats_.dup_acks_withheld;
+            return;
+        }
+        ++f.hole_acks;
         ++stats_.dup_acks_sent;
-        send_control(h, f, wire::tcp::flag::ack, out);
+        const flow_key* k = table_.key(h);
+        const std::size_t len = emit_segment(*k, f, wire::tcp::flag::ack, f.snd_nxt, f.rcv_nxt, f.adv_window, 0);
+        if (len != 0) out(f.vm, wire::const_bytes{frame_.data(), len});
         return;
     }
     const std::size_t skip = static_cast<std::size_t>(-static_cast<std::int64_t>(offset));
@@ -828,6 +885,7 @@ void basic_tcp_engine<SocketLayer>::guest_data(flow_handle h, tcp_flow_state& f,
                 return;
             }
             f.rcv_nxt += static_cast<std::uint32_t>(sent.bytes);
+            if (sent.bytes != 0) f.hole_acks = 0;
             stats_.bytes_to_host += sent.bytes;
             if (sent.bytes < fresh.size()) {
                 all_taken = false;
@@ -953,6 +1011,7 @@ template <tcp_socket_layer SocketLayer>
 template <class Out>
 std::size_t basic_tcp_engine<SocketLayer>::pump(time_point now, std::size_t room, Out&& out) {
     std::size_t sent = 0;
+    tick_clock(now);
     while (fifo_count_ != 0 && sent < room) {
         const std::uint32_t slot = fifo_[fifo_head_];
         bool done = true;
@@ -1023,7 +1082,7 @@ std::size_t basic_tcp_engine<SocketLayer>::pump_flow(flow_handle h, tcp_flow_sta
         if (room_bytes == 0 && offset == 0) {
             // A closed window must not hide the host's end of file: our FIN needs no window
             // (gVisor #13393). One byte is peeked and not sent, just to tell data from EOF.
-            const tcp_peek_result got = sockets_.peek(h.index, 0, payload_area(1));
+            const tcp_peek_result got = sockets_.peek(h.index, 0, payload_area(f, 1));
             if (got.error) {
                 reset_flow(h, f);
                 if (sent < room) {
@@ -1044,9 +1103,8 @@ std::size_t basic_tcp_engine<SocketLayer>::pump_flow(flow_handle h, tcp_flow_sta
             break;
         }
         if (room_bytes == 0 || offset >= sockets_.max_peek_offset()) break;
-        std::size_t len = std::min<std::size_t>({f.guest_mss, room_bytes, max_payload(),
-                                                 sockets_.max_peek_offset() - offset});
-        const tcp_peek_result got = sockets_.peek(h.index, offset, payload_area(len));
+        std::size_t len = std::min<std::size_t>({segment_payload(f), room_bytes, sockets_.max_peek_offset() - offset});
+        const tcp_peek_result got = sockets_.peek(h.index, offset, payload_area(f, len));
         if (got.error) {
             reset_flow(h, f);
             if (sent < room) {
