@@ -27,11 +27,22 @@
 //     DHCP service holds an ACK until its lease is on disk. flush(now, emit) hands such replies to
 //     the switch from the gateway port, through the same reply queue. The glue calls it when a
 //     service wakes it (from any thread): the wakeup is posted to the first backend's executor.
+//  8. Frames come in bursts: every frame a port's receive loop delivers in one turn of the event
+//     loop (backend/port.hpp), all of which stay in memory until the burst ends. When it ends,
+//     each service's end_burst(ctx) hook runs, and the replies it queued are drained. The lifetime
+//     contract: a frame handed to a service's inspect() (or handle()) stays valid and unchanged
+//     until the end_burst that follows has returned. So a service may keep spans into the frames
+//     instead of copying them, and act on a whole batch once: send a flow's datagrams in one
+//     sendmmsg whose iovecs point into the frames (nat::udp_translator), acknowledge once per burst.
+//     The core has the same contract: input() is a burst of one frame (it calls end_burst itself,
+//     so a caller feeding frames one by one has nothing to do); burst_input() adds a frame to a
+//     burst that the caller ends with end_burst(now, emit), keeping every frame it gave alive and
+//     unchanged until then.
 //
 // The glue, attach(name, backend, mac) / connect(port, backend), binds any frame_backend to a port:
-// its receive loop feeds input() with one clock reading per burst, emit sends to the target port's
-// backend, and a backend that closes detaches its port. The io_context that runs the backends is
-// the caller's. stop() closes every backend.
+// its receive loop feeds burst_input() with one clock reading per burst and calls end_burst() when
+// the burst ends, emit sends to the target port's backend, and a backend that closes detaches its
+// port. The io_context that runs the backends is the caller's. stop() closes every backend.
 //
 // Services. Each element of the Services pack is a gateway service (see `gateway_service`): it
 // handles frames for the gateway, or inspects frames from VMs, or both, and may offer optional
@@ -266,6 +277,12 @@ concept vm_frame_inspector = requires(S& s, const wire::parsed_frame& f, detail:
 ///   at most `room` of them, answered through `ctx`; called by basic_network::flush().
 /// - `s.bind_wakeup(fn)`: `fn` (callable from any thread) asks the network to flush(); bound by the
 ///   glue when the first backend connects, and unbound (an empty function) when the network goes.
+/// - `s.end_burst(ctx)`: the burst of frames the service was handed (by inspect() and handle()) has
+///   ended; until this call returns, every one of those frames is still valid and unchanged, so the
+///   service may have kept spans into them and now act on them all at once. It may answer through
+///   `ctx` (up to reply_queue_depth frames, drained after its call); `ctx` has no port (as in
+///   flush()): a burst handed to end_burst() by hand may hold frames of several ports. Called after
+///   every burst of a port's receive loop, after each input(), and by end_burst(now, emit).
 template <class S>
 concept gateway_service = std::movable<S> && (gateway_frame_handler<S> || vm_frame_inspector<S>);
 
@@ -449,12 +466,34 @@ public:
 
     // --- the data path (the pure core) ----------------------------------------------------------
 
-    /// Handles one frame `port` sent, at `now`; see the theory of operation. `emit(port_handle,
-    /// wire::const_bytes)` is called for each frame that leaves towards a VM; the bytes are valid
-    /// during the call only, and emit must not call input().
+    /// Handles one frame `port` sent, at `now`, as a burst of its own: burst_input() then
+    /// end_burst(); see the theory of operation. `emit(port_handle, wire::const_bytes)` is called
+    /// for each frame that leaves towards a VM; the bytes are valid during the call only, and emit
+    /// must not call input(). `frame` need live only during the call.
     template <class Emit>
         requires std::invocable<Emit&, port_handle, wire::const_bytes>
-    void input(port_handle port, wire::const_bytes frame, network_time now, Emit&& emit);
+    void input(port_handle port, wire::const_bytes frame, network_time now, Emit&& emit) {
+        burst_input(port, frame, now, emit);
+        end_burst(now, emit);
+    }
+
+    /// Handles one frame of a burst, as input() does, without ending the burst: services may keep
+    /// spans into `frame` until the burst ends, so its bytes must stay valid and unchanged until the
+    /// caller's next end_burst(now, emit) has returned. For a hypervisor that moves frames itself
+    /// and hands over several at once (a virtqueue's worth): batching lets services act once per
+    /// burst (one sendmmsg per UDP flow). End every burst, and soon: what services batched (guests'
+    /// datagrams) waits for it.
+    template <class Emit>
+        requires std::invocable<Emit&, port_handle, wire::const_bytes>
+    void burst_input(port_handle port, wire::const_bytes frame, network_time now, Emit&& emit);
+
+    /// Ends the current burst: each service's end_burst(ctx) hook runs (in pack order), and what it
+    /// answered is sent through emit as input() does. The frames of the burst may be reused once
+    /// this returns. Does nothing when no frame came in since the last end_burst. The glue calls it
+    /// at the end of each burst a port's receive loop delivers.
+    template <class Emit>
+        requires std::invocable<Emit&, port_handle, wire::const_bytes>
+    void end_burst(network_time now, Emit&& emit);
 
     /// Runs the services' timers (lease expiry, ...) at `now`. Call it now and then (every few
     /// seconds); nothing on the data path depends on it.
@@ -641,6 +680,13 @@ private:
             if (room == 0 || s.release_held(ctx, room) == room) more = true; // the queue is full: drain, go on
         }
     }
+    template <class S, class Emit>
+    void end_burst_one(S& s, service_context& ctx, network_time now, Emit& emit) {
+        if constexpr (requires { s.end_burst(ctx); }) {
+            s.end_burst(ctx);
+            drain_replies(now, emit); // each service has the whole reply queue for its batch
+        }
+    }
     template <class S>
     static void bind_wakeup(S& s, const std::function<void()>& wake) {
         if constexpr (requires { s.bind_wakeup(wake); }) s.bind_wakeup(wake);
@@ -694,6 +740,7 @@ private:
     std::size_t reply_count_ = 0;
     network_time burst_time_{};
     bool burst_clock_read_ = false;
+    bool burst_open_ = false; // a frame came in since the last end_burst
     bool wakeups_bound_ = false;
     std::shared_ptr<basic_network*> anchor_ = std::make_shared<basic_network*>(this);
 };

@@ -321,3 +321,113 @@ TEST_CASE("port: bursts through the decorators: a pcap recorder records every fr
     }
     std::filesystem::remove_all(dir);
 }
+
+namespace {
+
+/// Keeps the spans a port hands over and, at each burst's end, checks that every frame of the burst
+/// still holds what it held when it was delivered: its sequence number, its size and its filler.
+struct burst_keeper {
+    struct kept {
+        wire::const_bytes span;
+        bytes copy;
+    };
+    std::vector<kept> this_burst;
+    std::vector<std::size_t> per_burst;
+    std::vector<std::uint32_t> sequences;
+    std::size_t damaged = 0;     // frames whose bytes changed before their burst ended
+    std::size_t overlapping = 0; // frames sharing bytes with another frame of their burst
+    std::optional<std::error_code> closed;
+
+    void start(port& p) {
+        p.start([this](port&, wire::const_bytes frame) { this_burst.push_back({frame, bytes(frame.begin(), frame.end())}); },
+                [this](port&, std::error_code ec) { closed = ec; },
+                [this](port&) { end_burst(); });
+    }
+    void end_burst() {
+        for (std::size_t i = 0; i < this_burst.size(); ++i) {
+            const auto& k = this_burst[i];
+            if (!std::equal(k.span.begin(), k.span.end(), k.copy.begin(), k.copy.end())) ++damaged;
+            sequences.push_back(sequence_of(k.span));
+            for (std::size_t j = 0; j < i; ++j) {
+                const auto& other = this_burst[j].span;
+                if (k.span.data() < other.data() + other.size() && other.data() < k.span.data() + k.span.size()) ++overlapping;
+            }
+        }
+        per_burst.push_back(this_burst.size());
+        this_burst.clear();
+    }
+};
+
+/// Frame `i` of a test: numbered, `size` bytes, its filler after the number `i`'s low byte.
+bytes filled_frame(std::uint32_t i, std::size_t size) {
+    bytes frame = numbered_frame(i, size);
+    std::fill(frame.begin() + wire::ethernet::header_len + 4, frame.end(), static_cast<std::byte>(i & 0xff));
+    return frame;
+}
+
+} // namespace
+
+TEST_CASE("port: every frame of a burst stays intact, in its own region, until the burst ends") {
+    CHECK(burst_frames(default_mtu) == port_burst_limit);
+    boost::asio::io_context io;
+    auto [guest, ours] = make_memory_link(io.get_executor(), default_mtu, 256);
+    // Sizes vary from the smallest frame to the largest the MTU allows, so a region too short or
+    // a frame written over its neighbour would show.
+    for (std::uint32_t i = 0; i < 150; ++i) {
+        const std::size_t size = i % 3 == 0 ? max_frame_len(default_mtu) : wire::ethernet::min_frame_len + (i * 37) % 1400;
+        REQUIRE_FALSE(guest.send(filled_frame(i, size)));
+    }
+    auto p = make_port("vm", std::move(ours));
+    CHECK(p->burst_capacity() == port_burst_limit);
+    burst_keeper keeper;
+    keeper.start(*p);
+    io.restart();
+    while (io.poll_one() != 0) {}
+    CHECK(keeper.sequences == counting(0, 150));
+    CHECK(keeper.per_burst == std::vector<std::size_t>{64, 64, 22});
+    CHECK(keeper.damaged == 0);
+    CHECK(keeper.overlapping == 0);
+
+    // A burst ended by an error still ends (with its frames intact) before the loop closes.
+    for (std::uint32_t i = 150; i < 155; ++i) REQUIRE_FALSE(guest.send(filled_frame(i, max_frame_len(default_mtu))));
+    guest.close();
+    io.restart();
+    while (io.poll_one() != 0) {}
+    CHECK(keeper.sequences == counting(0, 155));
+    CHECK(keeper.per_burst.back() == 5);
+    CHECK(keeper.damaged == 0);
+    REQUIRE(keeper.closed);
+    CHECK(*keeper.closed == errc::peer_closed);
+}
+
+TEST_CASE("port: at the largest MTU the burst arena holds fewer, whole frames within its budget") {
+    // 1 MiB holds 15 regions of 65538 bytes: 15 frames a burst.
+    CHECK(max_frame_len(max_mtu) == 65538);
+    CHECK(burst_frames(max_mtu) == 15);
+    CHECK(burst_frames(max_mtu) * max_frame_len(max_mtu) <= port_arena_budget);
+    CHECK(burst_frames(9000) == port_burst_limit);
+    boost::asio::io_context io;
+    auto [guest, ours] = make_memory_link(io.get_executor(), max_mtu, 64);
+    for (std::uint32_t i = 0; i < 40; ++i) REQUIRE_FALSE(guest.send(filled_frame(i, max_frame_len(max_mtu))));
+    auto p = make_port("jumbo", std::move(ours));
+    CHECK(p->burst_capacity() == 15);
+    burst_keeper keeper;
+    keeper.start(*p);
+    io.restart();
+    while (io.poll_one() != 0) {}
+    CHECK(keeper.sequences == counting(0, 40));
+    CHECK(keeper.per_burst == std::vector<std::size_t>{15, 15, 10});
+    CHECK(keeper.damaged == 0);
+    CHECK(keeper.overlapping == 0);
+    // The frames after each burst's first took 14 regions of the thread's arena, within the budget.
+    CHECK(ankanet::backend::detail::burst_arena::local().size() >= 14 * max_frame_len(max_mtu));
+    CHECK(ankanet::backend::detail::burst_arena::local().size() <= port_arena_budget);
+    p->close();
+    io.restart();
+    io.run();
+
+    // A backend that cannot drain bursts has a one-frame arena, whatever its MTU.
+    auto [guest2, ours2] = make_memory_link(io.get_executor(), default_mtu, 4);
+    auto single = make_port("single", without_bursts<memory_endpoint>{std::move(ours2)});
+    CHECK(single->burst_capacity() == 1);
+}

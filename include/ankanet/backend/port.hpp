@@ -3,20 +3,41 @@
 // Theory of operation. A network holds VMs attached through different backends at once (a TAP, a
 // QEMU socket, a vfkit datagram socket). `make_port(name, backend)` wraps any frame_backend into a
 // `port` that the switch and the daemon handle alike: start() arms the backend's receive and re-arms
-// it after each frame, handing every frame to `on_frame`; the first error (peer gone, close(), a
-// failed read) ends the loop and calls `on_closed` once. The port owns one receive buffer of
-// max_frame_len(mtu) bytes, allocated when it is made; the frame span given to `on_frame` is valid
-// only during the call. Ports are shared_ptr-owned: the pending receive holds the port alive.
+// it after each burst, handing every frame to `on_frame` and calling `on_burst_end` once the burst
+// is over; the first error (peer gone, close(), a failed read) ends the loop and calls `on_closed`
+// once. Ports are shared_ptr-owned: the pending receive holds the port alive.
 //
 // Bursts. A completion of async_receive costs a turn of the event loop per frame (a posted handler
 // and an epoll_wait), which holds a link below a million frames a second. When the backend
 // models burst_backend (backend.hpp), each completion is followed by try_receive calls that deliver
-// what is already queued, up to port_burst_limit frames per turn in all, in the order the backend
-// gives them; "nothing queued" (or the limit) re-arms async_receive. An error from try_receive ends
-// the loop exactly as if async_receive had completed with it (on_closed), since a non-blocking read
-// may report a one-time error that the next async_receive would not see again. The limit is what
-// keeps the ports of one io_context fair: a flooded port yields after port_burst_limit frames, and
-// its next completion queues behind the handlers of every other port that is ready.
+// what is already queued, up to burst_frames() frames per turn in all, in the order the backend
+// gives them; "nothing queued" (or the limit) ends the burst and re-arms async_receive. An error
+// from try_receive ends the burst, then the loop exactly as if async_receive had completed with it
+// (on_closed), since a non-blocking read may report a one-time error that the next async_receive
+// would not see again. The limit is what keeps the ports of one io_context fair: a flooded port
+// yields after a burst, and its next completion queues behind the handlers of every other port
+// that is ready.
+//
+// Frames live until the burst ends. Every frame span given to `on_frame` stays valid, and
+// unchanged, until `on_burst_end` returns (when the burst ends in an error: until on_burst_end has
+// returned and on_closed is called). So a consumer may keep spans into a burst's frames and act on
+// them all at once at its end: send a flow's datagrams in one sendmmsg whose iovecs point into the
+// frames, acknowledge once per burst (passt's model). Where the frames are:
+//  - the first, which async_receive completed with, in the port's own receive buffer of
+//    max_frame_len(mtu) bytes (it is pending between bursts, so it must be the port's);
+//  - the others, which try_receive takes synchronously, in consecutive regions of max_frame_len(mtu)
+//    bytes of one contiguous burst arena, region i - 1 holding frame i. The arena belongs to the
+//    thread, not the port: a burst runs within one handler, start to end, and the handlers of one
+//    thread never overlap, so one arena serves every port whose loop runs on that thread, and an
+//    idle port costs no more than its receive buffer. (A burst that would begin inside another's
+//    handler — nothing does that — is held to its first frame instead of sharing the arena.)
+// A burst holds burst_frames(mtu) = min(port_burst_limit, port_arena_budget / max_frame_len(mtu))
+// frames (at least one), and ends early when the arena is full. Memory: per port, the receive
+// buffer (1518 bytes at MTU 1500; 300 idle QEMU connections stay under 4 KiB of heap each,
+// tests/backend/qemu_stream_test.cpp); per thread, the arena, allocated at the first burst of more
+// than one frame and grown to the largest a port of the thread needs, never past 1 MiB: 63 regions
+// of 1518 bytes (94 KiB) at MTU 1500, 63 of 9018 (555 KiB) at MTU 9000, and at the largest MTU,
+// 65520, 14 of 65538 (896 KiB) for bursts of 15 frames.
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
@@ -37,6 +58,17 @@ namespace ankanet::backend {
 /// the loop for no more than 64 frames' handling before the other ports get their turn.
 inline constexpr std::size_t port_burst_limit = 64;
 
+/// The most bytes the frames of one burst may take (see "Frames live until the burst ends" above): a
+/// jumbo MTU gets fewer frames per burst rather than more memory.
+inline constexpr std::size_t port_arena_budget = std::size_t{1} << 20;
+
+/// How many frames one burst of a port whose backend has this MTU holds: port_burst_limit, fewer
+/// where that many frames of max_frame_len(mtu) bytes would pass port_arena_budget, never none.
+constexpr std::size_t burst_frames(std::size_t mtu) noexcept {
+    const std::size_t fit = port_arena_budget / max_frame_len(mtu);
+    return fit == 0 ? 1 : (fit < port_burst_limit ? fit : port_burst_limit);
+}
+
 class port : public std::enable_shared_from_this<port> {
 public:
     using frame_handler = std::function<void(port&, wire::const_bytes)>;
@@ -56,13 +88,18 @@ public:
     virtual std::optional<wire::mac_address> mac() const = 0;
     using burst_handler = std::function<void(port&)>;
 
+    /// The most frames one burst delivers: burst_frames(mtu()) where the backend drains bursts, 1
+    /// where it does not.
+    virtual std::size_t burst_capacity() const = 0;
+
     /// Ends the link; the receive loop then finishes with on_closed.
     virtual void close() = 0;
     /// Starts the receive loop. Call once.
     void start(frame_handler on_frame, close_handler on_closed) { start_loop(std::move(on_frame), std::move(on_closed), {}); }
     /// As above; `on_burst_end` is called after each burst of frames one event-loop turn delivered
-    /// (one frame, or up to port_burst_limit where the backend drains bursts), so a caller can do
-    /// per-burst work once: read the clock, flush a capture file.
+    /// (one frame, or up to burst_capacity() where the backend drains bursts), so a caller can do
+    /// per-burst work once: read the clock, flush a capture file, send what it batched. Every frame
+    /// span `on_frame` was given in the burst is valid and unchanged until on_burst_end returns.
     void start(frame_handler on_frame, close_handler on_closed, burst_handler on_burst_end) {
         start_loop(std::move(on_frame), std::move(on_closed), std::move(on_burst_end));
     }
@@ -79,17 +116,45 @@ private:
 
 namespace detail {
 
+/// The burst arena of the calling thread: where a port's try_receive puts the frames of a burst
+/// after its first (see "Frames live until the burst ends" above).
+class burst_arena {
+public:
+    /// The calling thread's arena.
+    static burst_arena& local() noexcept {
+        thread_local burst_arena arena;
+        return arena;
+    }
+
+    /// Takes the arena for one burst needing `bytes`, growing it if it is smaller; none if a burst
+    /// holds it already (the caller then delivers its first frame alone). release() gives it back.
+    std::byte* acquire(std::size_t bytes) {
+        if (in_use_) return nullptr;
+        if (storage_.size() < bytes) storage_.resize(bytes);
+        in_use_ = true;
+        return storage_.data();
+    }
+    void release() noexcept { in_use_ = false; }
+    std::size_t size() const noexcept { return storage_.size(); }
+
+private:
+    std::vector<std::byte> storage_;
+    bool in_use_ = false;
+};
+
 template <frame_backend Backend>
 class backend_port final : public port {
 public:
     backend_port(std::string name, Backend backend)
-        : port(std::move(name)), backend_(std::move(backend)), buffer_(max_frame_len(backend_.mtu())) {}
+        : port(std::move(name)), backend_(std::move(backend)), buffer_(max_frame_len(backend_.mtu())),
+          burst_capacity_(burst_backend<Backend> ? burst_frames(backend_.mtu()) : 1) {}
 
     std::error_code send(wire::const_bytes frame) override { return backend_.send(frame); }
     counters stats() const override { return backend_.stats(); }
     std::size_t mtu() const override { return backend_.mtu(); }
     std::optional<wire::mac_address> mac() const override { return backend_.mac(); }
     void close() override { backend_.close(); }
+    std::size_t burst_capacity() const override { return burst_capacity_; }
 
 private:
     void start_loop(frame_handler on_frame, close_handler on_closed, burst_handler on_burst_end) override {
@@ -107,25 +172,41 @@ private:
                                [self](std::error_code ec, std::size_t n) { self->received(ec, n); });
     }
 
-    /// An async_receive completed: deliver its frame and the rest of the burst, then re-arm.
+    /// Holds the thread's arena for one burst, and gives it back however the burst ends.
+    struct arena_hold {
+        burst_arena& arena;
+        std::byte* regions = nullptr;
+        ~arena_hold() {
+            if (regions != nullptr) arena.release();
+        }
+    };
+
+    /// An async_receive completed: deliver its frame and the rest of the burst, the rest each into
+    /// the next region of the thread's arena, then end the burst and re-arm.
     void received(std::error_code ec, std::size_t n) {
         if (ec) return finish(ec);
         on_frame_(*this, wire::const_bytes{buffer_.data(), n});
-        if constexpr (burst_backend<Backend>) {
-            for (std::size_t delivered = 1; delivered < port_burst_limit; ++delivered) {
-                auto next = backend_.try_receive(wire::mutable_bytes{buffer_});
-                if (!next) {
-                    const std::error_code why = next.error();
-                    if (is_nothing_queued(why)) break;
-                    end_burst();
-                    // A receive already pending will continue the loop; arming another would be a second one.
-                    if (why == std::errc::operation_in_progress) return;
-                    return finish(why);
+        {
+            arena_hold hold{burst_arena::local()}; // held until the burst has ended, its frames with it
+            if constexpr (burst_backend<Backend>) {
+                const std::size_t region_len = buffer_.size();
+                if (burst_capacity_ > 1) hold.regions = hold.arena.acquire((burst_capacity_ - 1) * region_len);
+                for (std::size_t delivered = 1; hold.regions != nullptr && delivered < burst_capacity_; ++delivered) {
+                    const wire::mutable_bytes into{hold.regions + (delivered - 1) * region_len, region_len};
+                    auto next = backend_.try_receive(into);
+                    if (!next) {
+                        const std::error_code why = next.error();
+                        if (is_nothing_queued(why)) break;
+                        end_burst();
+                        // A receive already pending will continue the loop; arming another would be a second one.
+                        if (why == std::errc::operation_in_progress) return;
+                        return finish(why);
+                    }
+                    on_frame_(*this, wire::const_bytes{into.data(), *next});
                 }
-                on_frame_(*this, wire::const_bytes{buffer_.data(), *next});
             }
-        }
-        end_burst();
+            end_burst();
+        } // the arena is free again before the next receive is armed
         if (running_) receive_next();
     }
 
@@ -143,7 +224,8 @@ private:
     }
 
     Backend backend_;
-    std::vector<std::byte> buffer_;
+    std::vector<std::byte> buffer_;  // the burst's first frame: max_frame_len(mtu) bytes
+    std::size_t burst_capacity_;     // burst_frames(mtu), or 1 without try_receive
     frame_handler on_frame_;
     close_handler on_closed_;
     burst_handler on_burst_end_;

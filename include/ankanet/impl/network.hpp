@@ -86,7 +86,8 @@ std::error_code basic_network<Traits, Services...>::set_link(port_handle port, b
 template <class Traits, class... Services>
 template <class Emit>
     requires std::invocable<Emit&, port_handle, wire::const_bytes>
-void basic_network<Traits, Services...>::input(port_handle port, wire::const_bytes frame, network_time now, Emit&& emit) {
+void basic_network<Traits, Services...>::burst_input(port_handle port, wire::const_bytes frame, network_time now, Emit&& emit) {
+    burst_open_ = true;
     port_slot* slot = find(port);
     if (slot == nullptr) [[unlikely]] {
         ++stats_.dropped_unknown_port;
@@ -141,6 +142,16 @@ void basic_network<Traits, Services...>::input(port_handle port, wire::const_byt
 }
 
 template <class Traits, class... Services>
+template <class Emit>
+    requires std::invocable<Emit&, port_handle, wire::const_bytes>
+void basic_network<Traits, Services...>::end_burst(network_time now, Emit&& emit) {
+    if (!burst_open_) return;
+    burst_open_ = false;
+    service_context ctx{*this, now, std::nullopt, "the gateway", config_.gateway_mac};
+    std::apply([&](auto&... s) { (end_burst_one(s, ctx, now, emit), ...); }, services_);
+}
+
+template <class Traits, class... Services>
 template <backend::frame_backend Backend>
 result<port_handle> basic_network<Traits, Services...>::attach(std::string name, Backend link, port_mac mac,
                            std::string* why) {
@@ -169,13 +180,17 @@ std::error_code basic_network<Traits, Services...>::connect(port_handle port, Ba
     // completion still queued in the io_context after the network is gone does nothing.
     slot->link->start(
         [anchor = anchor_, port](backend::port&, wire::const_bytes frame) {
-            if (basic_network* self = *anchor) self->input(port, frame, self->burst_now(), self->sender());
+            if (basic_network* self = *anchor) self->burst_input(port, frame, self->burst_now(), self->sender());
         },
         [anchor = anchor_, port](backend::port&, std::error_code why) {
             if (basic_network* self = *anchor) (void)self->remove_port(port, why ? why : make_error_code(errc::peer_closed));
         },
         [anchor = anchor_](backend::port&) {
-            if (basic_network* self = *anchor) self->burst_clock_read_ = false;
+            if (basic_network* self = *anchor) {
+                // The burst's frames are still where the port received them: services act on what they kept.
+                self->end_burst(self->burst_now(), self->sender());
+                self->burst_clock_read_ = false;
+            }
         });
     return {};
 }
