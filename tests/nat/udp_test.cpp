@@ -12,6 +12,8 @@
 
 #include <array>
 #include <string>
+#include <string_view>
+#include <vector>
 
 using namespace ankanet;
 using test::gateway_ip;
@@ -64,9 +66,46 @@ opened_udp open_udp(const test::frame_bytes& frame) {
     return {*ip, *udp, test::as_text(f.ip_payload().subspan(wire::udp::header_len, udp->payload_len))};
 }
 
+/// Hands one frame to the translator as a burst of its own, as basic_network::input() does.
 template <class Translator>
 void offer(Translator& nat, test::recording_context& ctx, const test::frame_bytes& frame, inspection expected = inspection::taken) {
     CHECK(nat.inspect(wire::parsed_frame::parse(frame), ctx) == expected);
+    nat.end_burst(ctx);
+}
+
+/// A UDP socket on 127.0.0.1 the test reads and writes itself, without the io_context: loopback
+/// delivers a datagram by the time the send that carried it returns.
+struct plain_server {
+    explicit plain_server(boost::asio::io_context& io) : socket(io, ip::udp::endpoint{ip::make_address_v4("127.0.0.1"), 0}) {}
+    std::uint16_t port() const { return socket.local_endpoint().port(); }
+    /// Every datagram queued now, in order; `peer` is the last one's sender.
+    std::vector<std::string> take() {
+        std::vector<std::string> got;
+        while (socket.available() > 0) {
+            std::array<char, 2048> buffer{};
+            const std::size_t n = socket.receive_from(boost::asio::buffer(buffer), peer);
+            got.emplace_back(buffer.data(), n);
+        }
+        return got;
+    }
+    ip::udp::socket socket;
+    ip::udp::endpoint peer;
+};
+
+std::vector<std::string> numbered(std::string_view prefix, int from, int to) {
+    std::vector<std::string> out;
+    for (int i = from; i < to; ++i) out.push_back(std::string(prefix) + std::to_string(i));
+    return out;
+}
+
+/// The payloads of the UDP frames the translator sent to the guest from `remote_port`, in order.
+std::vector<std::string> payloads_from(const test::recording_context& ctx, std::uint16_t remote_port) {
+    std::vector<std::string> out;
+    for (const auto& [to, frame] : ctx.sent) {
+        const auto datagram = open_udp(frame);
+        if (datagram.udp.source_port == remote_port) out.push_back(datagram.payload);
+    }
+    return out;
 }
 
 } // namespace
@@ -211,4 +250,171 @@ TEST_CASE("nat udp: a VM at its flow limit is refused while another VM still ope
     other.from = port_handle::make(4, 1);
     offer(nat, other, test::guest_udp_frame(gateway_ip, 42000, server.port(), "y"));
     CHECK(nat.flow_count() == 5);
+}
+
+TEST_CASE("nat udp: a burst's datagrams go out with one sendmmsg per flow, each flow's in the guest's order") {
+    boost::asio::io_context io;
+    plain_server a{io};
+    plain_server b{io};
+    nat::udp_translator<nat::egress_allow_list> nat{io.get_executor(), {}, loopback()};
+    test::recording_context ctx;
+
+    // One burst: 20 datagrams to server a and 10 to server b, interleaved, as the port's arena
+    // would hold them (every frame alive until the burst ends).
+    std::vector<test::frame_bytes> burst;
+    for (int i = 0; i < 20; ++i) {
+        burst.push_back(test::guest_udp_frame(gateway_ip, 43000, a.port(), "a" + std::to_string(i)));
+        if (i % 2 == 1) burst.push_back(test::guest_udp_frame(gateway_ip, 43001, b.port(), "b" + std::to_string(i / 2)));
+    }
+    for (const auto& frame : burst) CHECK(nat.inspect(wire::parsed_frame::parse(frame), ctx) == inspection::taken);
+    CHECK(nat.flow_count() == 2);
+    // Nothing has left before the burst ends.
+    CHECK(nat.stats().guest_datagrams == 0);
+    CHECK(a.take().empty());
+
+    nat.end_burst(ctx);
+    CHECK(nat.stats().batches_sent == 2); // 30 datagrams, two syscalls
+    CHECK(nat.stats().guest_datagrams == 30);
+    CHECK(nat.stats().dropped_send == 0);
+    CHECK(a.take() == numbered("a", 0, 20));
+    CHECK(a.peer.port() == 43000);
+    CHECK(b.take() == numbered("b", 0, 10));
+
+    // The next burst on the same flow is its own batch.
+    offer(nat, ctx, test::guest_udp_frame(gateway_ip, 43000, a.port(), "later"));
+    CHECK(nat.stats().batches_sent == 3);
+    CHECK(a.take() == std::vector<std::string>{"later"});
+    // Ending a burst that queued nothing sends nothing.
+    nat.end_burst(ctx);
+    CHECK(nat.stats().batches_sent == 3);
+}
+
+TEST_CASE("nat udp: a burst longer than the queue is sent in order as the queue fills") {
+    boost::asio::io_context io;
+    plain_server server{io};
+    nat::udp_translator<nat::egress_allow_list> nat{io.get_executor(), {}, loopback()};
+    test::recording_context ctx;
+    constexpr int count = static_cast<int>(decltype(nat)::tx_queue_depth) + 10;
+    std::vector<test::frame_bytes> burst;
+    for (int i = 0; i < count; ++i) burst.push_back(test::guest_udp_frame(gateway_ip, 43100, server.port(), "d" + std::to_string(i)));
+    for (const auto& frame : burst) CHECK(nat.inspect(wire::parsed_frame::parse(frame), ctx) == inspection::taken);
+    CHECK(nat.stats().batches_sent == 1); // the full queue went when the next datagram came
+    nat.end_burst(ctx);
+    CHECK(nat.stats().batches_sent == 2);
+    CHECK(server.take() == numbered("d", 0, count));
+}
+
+TEST_CASE("nat udp: replies read by one recvmmsg all reach the guest, in order, within the room given") {
+    boost::asio::io_context io;
+    plain_server server{io};
+    nat::udp_translator<nat::egress_allow_list> nat{io.get_executor(), {}, loopback()};
+    REQUIRE(nat.rx_batch() == decltype(nat)::rx_batch_limit); // MTU 1500
+    test::recording_context ctx;
+    bool woken = false;
+    nat.bind_wakeup([&] { woken = true; });
+    offer(nat, ctx, test::guest_udp_frame(gateway_ip, 43200, server.port(), "hi"));
+    REQUIRE(server.take() == std::vector<std::string>{"hi"});
+
+    for (const auto& reply : numbered("r", 0, 12)) server.socket.send_to(boost::asio::buffer(reply), server.peer);
+    REQUIRE(test::run_io_until(io, [&] { return woken; }));
+    CHECK(nat.release_held(ctx, 16) == 12);
+    CHECK(nat.stats().batches_received == 1); // twelve datagrams, one read
+    CHECK(nat.stats().host_datagrams == 12);
+    CHECK(payloads_from(ctx, server.port()) == numbered("r", 0, 12));
+    for (const auto& [to, frame] : ctx.sent) {
+        CHECK(to == ctx.from);
+        const auto datagram = open_udp(frame); // headers and checksum as the guest expects
+        CHECK(datagram.ip.source == gateway_ip);
+        CHECK(datagram.ip.destination == guest_ip);
+        CHECK(datagram.udp.destination_port == 43200);
+    }
+
+    // More replies than the room: the rest wait for the next release, still in order.
+    ctx.sent.clear();
+    woken = false;
+    for (const auto& reply : numbered("s", 0, 20)) server.socket.send_to(boost::asio::buffer(reply), server.peer);
+    REQUIRE(test::run_io_until(io, [&] { return woken; }));
+    CHECK(nat.release_held(ctx, 16) == 16);
+    CHECK(nat.release_held(ctx, 16) == 4);
+    CHECK(payloads_from(ctx, server.port()) == numbered("s", 0, 20));
+    CHECK(nat.stats().dropped_too_long == 0);
+}
+
+TEST_CASE("nat udp: a flooded flow does not starve another, and yields the event loop after its turn's share") {
+    boost::asio::io_context io;
+    plain_server loud{io};
+    plain_server quiet{io};
+    nat::udp_translator<nat::egress_allow_list> nat{io.get_executor(), {}, loopback()};
+    test::recording_context ctx;
+    int wakeups = 0;
+    nat.bind_wakeup([&] { ++wakeups; });
+    offer(nat, ctx, test::guest_udp_frame(gateway_ip, 43300, loud.port(), "go"));
+    offer(nat, ctx, test::guest_udp_frame(gateway_ip, 43301, quiet.port(), "go"));
+    REQUIRE(loud.take().size() == 1);
+    REQUIRE(quiet.take().size() == 1);
+
+    // The loud flow's replies are queued first, then the quiet one's (120 small datagrams stay
+    // well within a socket's default receive buffer).
+    for (const auto& reply : numbered("l", 0, 120)) loud.socket.send_to(boost::asio::buffer(reply), loud.peer);
+    for (const auto& reply : numbered("q", 0, 3)) quiet.socket.send_to(boost::asio::buffer(reply), quiet.peer);
+    REQUIRE(test::run_io_until(io, [&] { return wakeups >= 1; }));
+
+    // Each visit reads one batch (here the room: 16, the network's default reply queue), then the
+    // flow goes to the back: whichever flow woke first, the quiet one's replies come within the
+    // first two releases.
+    const std::size_t room = 16;
+    std::size_t this_turn = nat.release_held(ctx, room);
+    this_turn += nat.release_held(ctx, room);
+    CHECK(payloads_from(ctx, quiet.port()) == numbered("q", 0, 3));
+    // One turn of the event loop hands over at most per_turn_limit datagrams; then the
+    // translator yields: releases give nothing until its next turn, posted behind the rest.
+    for (std::size_t n = nat.release_held(ctx, room); n != 0; n = nat.release_held(ctx, room)) this_turn += n;
+    CHECK(this_turn == decltype(nat)::per_turn_limit);
+    const int woken_before = wakeups;
+    io.restart();
+    io.poll(); // the posted turn asks the network to release again
+    CHECK(wakeups == woken_before + 1);
+    REQUIRE(test::run_io_until(io, [&] {
+        nat.release_held(ctx, room);
+        return nat.stats().host_datagrams == 123;
+    }));
+    CHECK(payloads_from(ctx, loud.port()) == numbered("l", 0, 120));
+    CHECK(payloads_from(ctx, quiet.port()) == numbered("q", 0, 3));
+}
+
+TEST_CASE("nat udp: a burst to a closed port is refused by the host, and the guest still hears ICMP port unreachable") {
+    boost::asio::io_context io;
+    std::uint16_t closed_port = 0;
+    {
+        ip::udp::socket probe{io, ip::udp::endpoint{ip::make_address_v4("127.0.0.1"), 0}};
+        closed_port = probe.local_endpoint().port();
+    }
+    nat::udp_translator<nat::egress_allow_list> nat{io.get_executor(), {}, loopback()};
+    test::recording_context ctx;
+    bool woken = false;
+    nat.bind_wakeup([&] { woken = true; });
+    std::vector<test::frame_bytes> burst;
+    for (int i = 0; i < 3; ++i) burst.push_back(test::guest_udp_frame(gateway_ip, 43400, closed_port, "anyone?"));
+    for (const auto& frame : burst) CHECK(nat.inspect(wire::parsed_frame::parse(frame), ctx) == inspection::taken);
+    nat.end_burst(ctx);
+    // Each datagram left, or was refused by the error an earlier one's ICMP left on the socket.
+    CHECK(nat.stats().guest_datagrams + nat.stats().dropped_send == 3);
+    CHECK(nat.stats().guest_datagrams >= 1);
+    REQUIRE(test::run_io_until(io, [&] { return woken; }));
+    REQUIRE(test::run_io_until(io, [&] {
+        nat.release_held(ctx, 16);
+        return nat.stats().icmp_relayed >= 1;
+    }));
+    REQUIRE_FALSE(ctx.sent.empty());
+    for (const auto& [to, frame] : ctx.sent) {
+        const auto f = wire::parsed_frame::parse(frame);
+        REQUIRE(f.protocol == wire::ipv4::protocol::icmp);
+        const auto icmp = wire::icmp::repr::parse(f.ip_payload());
+        REQUIRE(icmp);
+        const auto* unreachable = std::get_if<wire::icmp::destination_unreachable>(&icmp->message);
+        REQUIRE(unreachable != nullptr);
+        CHECK(unreachable->code == wire::icmp::unreachable_code::port);
+        CHECK(wire::load_be16(unreachable->quoted, 22) == closed_port);
+    }
+    CHECK(nat.stats().icmp_relayed == ctx.sent.size());
 }

@@ -4,32 +4,49 @@
 // port (flow_table key), carried by one connected host UDP socket. A guest datagram the
 // translators take (see translation.hpp: outside the subnet, or the gateway standing for host
 // loopback) is checked (length, checksum when the guest set one) and then:
-//   - its flow exists: its payload is sent on the flow's socket (MSG_DONTWAIT: a full socket
-//     buffer drops the datagram, counted, as a router would);
+//   - its flow exists: its payload is queued for the flow's socket;
 //   - else the egress policy judges the host-side destination; a refusal answers ICMP
 //     "communication administratively prohibited" and is counted and reported (rate-limited).
 //     Allowed: a socket is opened, bound to the guest's source port where that port is free on
 //     the host (so a protocol that carries its port inside, or a peer that expects symmetric ports,
 //     still works) or to an ephemeral one, connected to the destination, and the flow is added —
 //     unless the VM is at its flow limit or the table is full (refused and counted: other VMs
-//     keep their share).
-// Replies: each socket waits for readability (Asio async_wait); a readable socket puts its flow on
-// the ready list and wakes the network, whose release_held(ctx, room) reads every ready socket
-// with recv straight into the payload of a frame towards the guest (from the remote as the guest
-// addressed it — the gateway for host loopback), until the socket is empty or the room is used.
-// A datagram longer than the guest's MTU allows is dropped and counted (fragmenting towards the
-// guest is left for later; passt drops too).
+//     keep their share) — and the payload queued.
+// Guest → host, batched per burst. The queue holds spans into the guest's frames, not copies: the
+// network keeps every frame of a burst valid until its end_burst (network.hpp, theory of operation
+// 8), and there end_burst(ctx) sends each flow's queued datagrams, in the guest's order, with one
+// sendmmsg whose iovecs point into the frames (MSG_DONTWAIT). A datagram the kernel refuses is
+// dropped and counted, as a router would: a full socket buffer (EAGAIN, ENOBUFS) drops the rest of
+// the flow's batch; a pending socket error (the ICMP error of an earlier datagram, which the send
+// reports and clears) drops that one datagram, the rest go on, and the flow is marked so its error
+// queue is read. The queue holds up to tx_queue_depth datagrams (a port's burst); a longer burst
+// handed over by hand sends what is queued when the queue fills.
+// Host → guest: each socket waits for readability (Asio async_wait); a readable socket puts its flow
+// on the ready list and wakes the network, whose release_held(ctx, room) serves the ready flows in
+// turn: each visit reads up to rx_batch datagrams with one recvmmsg, straight into the payload
+// areas of as many frames towards the guest (from the remote as the guest addressed it — the
+// gateway for host loopback), fills in their headers and hands them over; a flow that gave
+// datagrams goes to the back of the list, one whose socket is empty (EAGAIN) leaves it and waits
+// again. Fairness: no flow reads more than a batch while others wait, and the translator hands over
+// at most per_turn_limit datagrams per turn of the event loop; beyond that it yields (release_held
+// returns short) and posts its next turn behind the handlers already queued, the VMs' ports among
+// them. A datagram longer than the guest's MTU allows is dropped and counted (fragmenting towards
+// the guest is left for later; passt drops too).
 // ICMP errors the host hears for a flow (IP_RECVERR: port unreachable from a closed port, host
-// unreachable, fragmentation needed) are read from the socket's error queue and relayed to the
-// guest as the matching ICMP error quoting its datagram's headers, so `nc -u` and DNS clients
-// see "connection refused" as they would on a real network.
+// unreachable, fragmentation needed) are read from the socket's error queue (MSG_ERRQUEUE) and
+// relayed to the guest as the matching ICMP error quoting its datagram's headers, so `nc -u` and
+// DNS clients see "connection refused" as they would on a real network. The error queue is read
+// when a read fails with the socket's error, and when a readable socket (or one whose send
+// reported an error) turns out to hold no datagram: the error that woke it may already have been
+// reported to a send.
 // Timeouts (RFC 4787 REQ-5: at least 2 minutes, 5 recommended): a flow that has had a reply lives
 // `bidirectional_timeout` (default 180 s) after its last datagram; one that has not, only
 // `one_way_timeout` (30 s: a scan or a lost peer costs little). One wheel, one steady_timer.
 //
-// Limits. Fixed capacity, no allocation per datagram (the frame buffer is the translator's, the
-// flow's state is in its slot; opening a flow opens a socket, nothing more). Not thread-safe: one
-// translator per network, on the network's executor.
+// Limits. Fixed capacity, no allocation per datagram (the receive frames, the send queue and the
+// message headers are the translator's, allocated once: rx_batch frames of the MTU, about 48 KiB at
+// MTU 1500 and at most 1 MiB at the largest; the flow's state is in its slot; opening a flow opens
+// a socket, nothing more). Not thread-safe: one translator per network, on the network's executor.
 #pragma once
 
 #include <ankanet/clock.hpp>
@@ -45,11 +62,14 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/udp.hpp>
+#include <boost/asio/post.hpp>
 
 #include <linux/errqueue.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -88,6 +108,8 @@ struct udp_counters {
     std::uint64_t dropped_send = 0;       ///< the host socket would not take it (buffer full, error)
     std::uint64_t dropped_too_long = 0;   ///< a host datagram longer than the guest's MTU allows
     std::uint64_t icmp_relayed = 0;       ///< ICMP errors from the host relayed to a guest
+    std::uint64_t batches_sent = 0;       ///< sendmmsg calls: one per flow per burst, another after a refusal
+    std::uint64_t batches_received = 0;   ///< recvmmsg calls that read datagrams
 };
 
 /// @tparam Egress models egress_policy: where new flows may go.
@@ -110,6 +132,13 @@ public:
         return state_->from_guest(frame, ctx);
     }
 
+    /// The burst whose datagrams inspect() queued has ended: sends each flow's datagrams with one
+    /// sendmmsg (see the theory of operation). The frames inspect() was handed must be intact until
+    /// this returns (basic_network's contract); a caller driving the translator by hand calls it
+    /// after its inspect() calls.
+    template <class Ctx>
+    void end_burst(Ctx&) { state_->send_queued(); }
+
     /// Sends what the host has sent for the guests, at most `room` frames.
     template <class Ctx>
     std::size_t release_held(Ctx& ctx, std::size_t room) { return state_->release(ctx, room); }
@@ -122,6 +151,18 @@ public:
     std::size_t flow_count() const noexcept { return state_->flows.size(); }
     const Egress& egress() const noexcept { return state_->egress; }
 
+    /// Guest datagrams queued for the end of a burst, at most (a port's largest burst): one more
+    /// sends what is queued first.
+    static constexpr std::size_t tx_queue_depth = 64;
+    /// Datagrams one recvmmsg reads at most (fewer where that many frames of the MTU would pass
+    /// rx_budget bytes, see rx_batch()).
+    static constexpr std::size_t rx_batch_limit = 32;
+    static constexpr std::size_t rx_budget = std::size_t{1} << 20;
+    /// Datagrams towards guests handed over per turn of the event loop, at most.
+    static constexpr std::size_t per_turn_limit = 64;
+    /// Datagrams one recvmmsg reads at most: rx_batch_limit, fewer for a jumbo MTU.
+    std::size_t rx_batch() const noexcept { return state_->rx_count; }
+
 private:
     struct flow {
         flow(boost::asio::any_io_executor executor, port_handle p, wire::mac_address mac)
@@ -131,15 +172,36 @@ private:
         wire::mac_address vm_mac;
         bool replied = false;  // the remote has answered: the longer timeout applies
         bool waiting = false;  // an async_wait is pending on the socket
+        bool check_errors = false; // read the error queue if the socket holds no datagram
     };
+
+    /// A guest datagram waiting for the end of its burst: its payload in the guest's frame.
+    struct queued_datagram {
+        flow_handle flow;
+        wire::const_bytes payload;
+    };
+
+    /// What one visit of a ready flow found.
+    enum class visit { drained, more };
 
     struct state : std::enable_shared_from_this<state> {
         state(boost::asio::any_io_executor ex, translation_config c, Egress e, udp_limits l)
             : executor(ex), config(c), egress(std::move(e)), limits(l),
               flows(table_config(l)),
               ready(flows.capacity()), timers(ex, flows.capacity(), std::chrono::milliseconds{100}),
-              frame(guest_headers_len + wire::udp::header_len + 0xffff) {
+              frame(guest_headers_len + wire::udp::header_len + 0xffff),
+              max_payload(c.mtu > wire::ipv4::header_len + wire::udp::header_len ? c.mtu - wire::ipv4::header_len - wire::udp::header_len : 0),
+              rx_stride(guest_headers_len + wire::udp::header_len + max_payload),
+              rx_count(std::clamp<std::size_t>(rx_budget / rx_stride, 1, rx_batch_limit)),
+              rx_frames(rx_count * rx_stride), rx_iov(rx_count), rx_msgs(rx_count) {
             if (l.max_flows_per_vm != 0) flows.set_vm_limits(l.max_flows_per_vm);
+            // Datagram i is read into frame i's payload area; the headers are written around it.
+            for (std::size_t i = 0; i < rx_count; ++i) {
+                rx_iov[i] = iovec{rx_frames.data() + i * rx_stride + guest_headers_len + wire::udp::header_len, max_payload};
+                rx_msgs[i].msg_hdr = msghdr{};
+                rx_msgs[i].msg_hdr.msg_iov = &rx_iov[i];
+                rx_msgs[i].msg_hdr.msg_iovlen = 1;
+            }
         }
 
         static typename flow_table<flow>::config table_config(const udp_limits& l) {
@@ -157,7 +219,21 @@ private:
         detail::ready_list ready;
         detail::wheel_timer timers;
         detail::wakeup wake;
-        std::vector<std::byte> frame; // one frame towards a guest, built in place
+        std::vector<std::byte> frame; // one frame towards a guest (refusals, ICMP errors), built in place
+        // Host → guest: rx_count frames of rx_stride bytes, recvmmsg writing the payloads in place.
+        std::size_t max_payload;      // the most UDP payload a frame of the guest's MTU carries
+        std::size_t rx_stride;
+        std::size_t rx_count;
+        std::vector<std::byte> rx_frames;
+        std::vector<iovec> rx_iov;
+        std::vector<mmsghdr> rx_msgs;
+        std::size_t turn_left = per_turn_limit; // datagrams this turn of the event loop may still read
+        bool yielded = false;                   // the next turn is posted
+        // Guest → host: this burst's datagrams, and one flow's batch of message headers.
+        std::array<queued_datagram, tx_queue_depth> tx_queue{};
+        std::size_t tx_count = 0;
+        std::array<iovec, tx_queue_depth> tx_iov{};
+        std::array<mmsghdr, tx_queue_depth> tx_msgs{};
         udp_counters counters;
         report_limiter refusals;
         bool stopped = false; // stop(): no new flow, no timer
@@ -186,12 +262,62 @@ private:
                 handle = open(key, where.remote, *port, ctx);
                 if (!handle) return inspection::taken;
             }
-            flow& fl = *flows.get(*handle);
-            const ssize_t sent = ::send(fl.socket.native_handle(), payload->data(), payload->size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (sent < 0) ++counters.dropped_send;
-            else ++counters.guest_datagrams;
-            schedule(*handle, fl);
+            // The payload stays where the guest's frame has it until end_burst sends it.
+            if (tx_count == tx_queue.size()) send_queued();
+            tx_queue[tx_count++] = queued_datagram{*handle, *payload};
+            schedule(*handle, *flows.get(*handle));
             return inspection::taken;
+        }
+
+        // Sends the queued datagrams: each flow's, in their order, with one sendmmsg.
+        void send_queued() {
+            for (std::size_t first = 0; first < tx_count; ++first) {
+                const flow_handle h = tx_queue[first].flow;
+                if (h.generation == 0) continue; // sent with an earlier flow's batch
+                std::size_t k = 0;
+                for (std::size_t i = first; i < tx_count; ++i) {
+                    if (tx_queue[i].flow != h) continue;
+                    const auto payload = tx_queue[i].payload;
+                    tx_iov[k] = iovec{const_cast<std::byte*>(payload.data()), payload.size()}; // sendmmsg only reads
+                    tx_msgs[k].msg_hdr = msghdr{};
+                    tx_msgs[k].msg_hdr.msg_iov = &tx_iov[k];
+                    tx_msgs[k].msg_hdr.msg_iovlen = 1;
+                    ++k;
+                    tx_queue[i].flow = flow_handle{};
+                }
+                flow* fl = flows.get(h);
+                if (fl == nullptr) { // expired, or stopped, since the burst began
+                    counters.dropped_send += k;
+                    continue;
+                }
+                send_batch(h, *fl, k);
+            }
+            tx_count = 0;
+        }
+
+        void send_batch(flow_handle h, flow& fl, std::size_t k) {
+            std::size_t at = 0;
+            while (at < k) {
+                const int n = ::sendmmsg(fl.socket.native_handle(), tx_msgs.data() + at, static_cast<unsigned>(k - at),
+                                         MSG_DONTWAIT | MSG_NOSIGNAL);
+                ++counters.batches_sent;
+                if (n > 0) {
+                    counters.guest_datagrams += static_cast<std::size_t>(n);
+                    at += static_cast<std::size_t>(n);
+                    continue;
+                }
+                if (n < 0 && errno == EINTR) continue;
+                if (n == 0 || errno == EAGAIN || errno == ENOBUFS) { // (EWOULDBLOCK is EAGAIN)
+                    counters.dropped_send += k - at; // the buffer is full: so it is for the rest
+                    return;
+                }
+                // The socket's pending error (an earlier datagram's ICMP error) refused this one,
+                // and is cleared: the rest may go. The error queue holds what the guest should hear.
+                ++counters.dropped_send;
+                ++at;
+                fl.check_errors = true;
+                if (ready.push(h.index, h.to_u64())) wake.request();
+            }
         }
 
         // The UDP payload, when the header's length fits the datagram and the checksum (if any) holds.
@@ -306,6 +432,7 @@ private:
                                      if (f == nullptr) return; // expired meanwhile
                                      f->waiting = false;
                                      if (ec) return;
+                                     f->check_errors = true; // nothing read since it woke
                                      if (self->ready.push(h.index, h.to_u64())) self->wake.request();
                                  });
         }
@@ -314,53 +441,94 @@ private:
         std::size_t release(Ctx& ctx, std::size_t room) {
             wake.answered();
             std::size_t sent = 0;
-            ready.serve(
-                flows, room, sent, [&](flow_handle h, flow& fl) { return drain(h, fl, ctx, room, sent); },
-                [&](flow_handle h, flow& fl) { wait(h, fl); });
+            while (sent < room && turn_left > 0 && !ready.empty()) {
+                const auto h = flow_handle::from_u64(ready.front());
+                flow* fl = flows.get(h);
+                if (fl == nullptr) { // expired meanwhile
+                    ready.pop(h.index);
+                    continue;
+                }
+                if (read_batch(h, *fl, ctx, room, sent) == visit::drained) {
+                    ready.pop(h.index);
+                    wait(h, *fl);
+                } else {
+                    ready.rotate(); // the others go first
+                }
+            }
+            if (ready.empty()) {
+                turn_left = per_turn_limit;
+            } else if (turn_left == 0 && !yielded) {
+                // This turn's share is used: the next turn comes after what the loop has queued.
+                yielded = true;
+                boost::asio::post(executor, [weak = this->weak_from_this()] {
+                    const auto self = weak.lock();
+                    if (!self || self->stopped) return;
+                    self->yielded = false;
+                    self->turn_left = per_turn_limit;
+                    self->wake.request();
+                });
+            }
             return sent;
         }
 
-        // Reads the flow's socket into frames until it is empty (true) or the room is used (false).
+        // One visit of a ready flow: one recvmmsg of up to rx_count datagrams straight into the
+        // payload areas of the receive frames, within the room and the turn's share. `more` when
+        // it read something (datagrams or an error), `drained` when the socket is empty.
         template <class Ctx>
-        bool drain(flow_handle h, flow& fl, Ctx& ctx, std::size_t room, std::size_t& sent) {
+        visit read_batch(flow_handle h, flow& fl, Ctx& ctx, std::size_t room, std::size_t& sent) {
+            const std::size_t want = std::min({rx_count, room - sent, turn_left});
+            int n = -1;
+            do {
+                n = ::recvmmsg(fl.socket.native_handle(), rx_msgs.data(), static_cast<unsigned>(want), MSG_DONTWAIT | MSG_TRUNC, nullptr);
+            } while (n < 0 && errno == EINTR);
+            if (n < 0) {
+                const bool empty = errno == EAGAIN; // EWOULDBLOCK is the same on Linux
+                // Empty, having read nothing since it woke or since a send reported an error: the
+                // error queue may hold what woke it. A read that failed with the socket's error:
+                // the error queue holds it.
+                if (empty && !fl.check_errors) return visit::drained;
+                fl.check_errors = false;
+                const auto relayed = relay_error(h, fl, ctx);
+                if (!relayed) return visit::drained; // nothing there either
+                --turn_left;
+                if (*relayed) ++sent;
+                fl.check_errors = true; // more errors may be queued
+                return visit::more;
+            }
+            ++counters.batches_received;
+            fl.check_errors = false;
             const flow_key& key = *flows.key(h);
-            const std::size_t max_payload = config.mtu - wire::ipv4::header_len - wire::udp::header_len;
-            constexpr std::size_t at = guest_headers_len + wire::udp::header_len;
-            while (sent < room) {
-                const ssize_t n = ::recv(fl.socket.native_handle(), frame.data() + at, frame.size() - at, MSG_DONTWAIT | MSG_TRUNC);
-                if (n < 0) {
-                    if (errno == EAGAIN) return true; // EWOULDBLOCK is the same on Linux
-                    if (errno == EINTR) continue;
-                    if (relay_error(h, fl, ctx)) ++sent;
-                    continue;
-                }
-                const auto len = static_cast<std::size_t>(n);
-                if (len > max_payload || len > frame.size() - at) {
+            turn_left -= static_cast<std::size_t>(n);
+            for (int i = 0; i < n; ++i) {
+                const auto len = static_cast<std::size_t>(rx_msgs[static_cast<std::size_t>(i)].msg_len);
+                if (len > max_payload) { // MSG_TRUNC: the datagram's real length
                     ++counters.dropped_too_long;
                     continue;
                 }
-                const std::size_t total = write_guest_headers(frame, config.gateway_mac, fl.vm_mac, key.remote_address,
+                const wire::mutable_bytes out{rx_frames.data() + static_cast<std::size_t>(i) * rx_stride, rx_stride};
+                const std::size_t total = write_guest_headers(out, config.gateway_mac, fl.vm_mac, key.remote_address,
                                                               key.guest_address, wire::ipv4::protocol::udp,
                                                               wire::udp::header_len + len);
-                wire::udp::packet<wire::mutable_bytes> udp{wire::mutable_bytes{frame}.subspan(guest_headers_len, wire::udp::header_len + len)};
+                wire::udp::packet<wire::mutable_bytes> udp{out.subspan(guest_headers_len, wire::udp::header_len + len)};
                 udp.set_source_port(key.remote_port);
                 udp.set_destination_port(key.guest_port);
                 udp.set_length(static_cast<std::uint16_t>(wire::udp::header_len + len));
                 udp.fill_checksum(key.remote_address, key.guest_address);
-                ctx.send_to(fl.port, wire::const_bytes{frame.data(), total});
+                ctx.send_to(fl.port, wire::const_bytes{out.data(), total});
                 ++counters.host_datagrams;
                 ++sent;
-                if (!fl.replied) fl.replied = true;
-                schedule(h, fl);
             }
-            return false;
+            if (!fl.replied) fl.replied = true;
+            schedule(h, fl);
+            return visit::more;
         }
 
         // Reads one error from the socket's error queue and, if the host heard it by ICMP, tells
-        // the guest. Returns whether a frame was sent. An error that is not in the queue (a plain
-        // socket error) is consumed by the failed recv and ignored.
+        // the guest. Returns none when the queue was empty, else whether a frame was sent. An
+        // error that is not in the queue (a plain socket error) is consumed by the failed read and
+        // ignored.
         template <class Ctx>
-        bool relay_error(flow_handle h, flow& fl, Ctx& ctx) {
+        std::optional<bool> relay_error(flow_handle h, flow& fl, Ctx& ctx) {
             std::array<std::byte, 64> data{};
             alignas(cmsghdr) std::array<std::byte, 256> control{};
             iovec iov{data.data(), data.size()};
@@ -370,7 +538,7 @@ private:
             msg.msg_control = control.data();
             msg.msg_controllen = control.size();
             const ssize_t n = ::recvmsg(fl.socket.native_handle(), &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
-            if (n < 0) return false;
+            if (n < 0) return std::nullopt;
             for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
                 if (c->cmsg_level != IPPROTO_IP || c->cmsg_type != IP_RECVERR) continue;
                 sock_extended_err err{};
@@ -400,6 +568,7 @@ private:
 
         void close_all() {
             stopped = true;
+            tx_count = 0; // the frames it points into are the network's
             timers.cancel();
             flows.for_each([](flow_handle, const flow_key&, flow& f) {
                 boost::system::error_code ignored;

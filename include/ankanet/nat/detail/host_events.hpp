@@ -37,8 +37,13 @@ public:
     bool push(std::uint32_t index, std::uint64_t handle) {
         if (index >= queued_.size() || queued_[index]) return false;
         queued_[index] = true;
-        order_.push_back(handle);
+        append(handle);
         return true;
+    }
+    /// Moves the front flow to the back, still queued: it has more to read, and the others go first.
+    void rotate() {
+        const std::uint64_t handle = order_[next_++];
+        append(handle);
     }
     bool empty() const noexcept { return next_ == order_.size(); }
     /// The next queued handle; the caller calls pop() when done with it, or leaves it in front.
@@ -72,6 +77,17 @@ public:
     }
 
 private:
+    // A list that never runs empty (flows ready all the time) would grow without end: served
+    // entries are dropped from the front before the vector would grow past its reserved capacity,
+    // which the live entries (one per flow at most) never fill.
+    void append(std::uint64_t handle) {
+        if (next_ != 0 && order_.size() == order_.capacity()) {
+            order_.erase(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(next_));
+            next_ = 0;
+        }
+        order_.push_back(handle);
+    }
+
     std::vector<bool> queued_;
     std::vector<std::uint64_t> order_;
     std::size_t next_ = 0;
