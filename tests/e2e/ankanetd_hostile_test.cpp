@@ -380,15 +380,21 @@ TEST_CASE("ankanetd hostile: a guest playing DHCP server neither hears its neigh
     REQUIRE(run_in(victim, "ip link set lo up && ip link set eth0 up").status == 0);
 
     // The rogue offers itself as router and server, broadcast and to the victim, while the victim
-    // watches who answers it and asks for a lease (a second into the attack).
+    // watches who answers it and asks for a lease once its watch listens (scapy takes seconds to
+    // start on a loaded machine, and a watch that starts late misses the gateway's replies).
+    const auto ready = std::filesystem::temp_directory_path() /
+                       ("ankanet-dhcp-watch-" + std::to_string(::getpid()) + ".ready");
+    std::filesystem::remove(ready);
     auto attacking = std::async(std::launch::async, [&] {
-        return run_script(rogue, "dhcp_rogue.py", "--iface eth0 --role server --seconds 8 --rate 50 --victim-mac " + victim_mac,
-                          30s);
+        return run_script(rogue, "dhcp_rogue.py", "--iface eth0 --role server --seconds 12 --rate 50 --victim-mac " + victim_mac,
+                          40s);
     });
     auto watching = std::async(std::launch::async, [&] {
-        return run_script(victim, "dhcp_rogue.py", "--iface eth0 --role watch --seconds 8", 30s);
+        return run_script(victim, "dhcp_rogue.py", "--iface eth0 --role watch --seconds 12 --ready-file " + ready.string(), 40s);
     });
-    std::this_thread::sleep_for(1s);
+    for (int i = 0; i < 300 && !std::filesystem::exists(ready); ++i) std::this_thread::sleep_for(100ms);
+    CHECK(std::filesystem::exists(ready));
+    std::filesystem::remove(ready);
     const auto leased = obtain_lease(victim, "eth0", dhcp_client_kind::udhcpc, 20s, "victim");
     const auto attacked = attacking.get();
     const auto watched = watching.get();

@@ -234,8 +234,8 @@ TEST_CASE("ankanetd nat: 200 concurrent connections from one guest are all carri
     ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
     const auto port = free_loopback_port();
     // Each connection is echoed back; the clients hold theirs open for two seconds, so all 200 are
-    // open at once. The daemon is frozen while the clients start, so their 200 SYNs reach it in one
-    // burst, far over the half-open limit per VM (64): those over it are held back, not reset, and
+    // open at once. The daemon is frozen until all 200 clients have sent their SYN (bounded wait),
+    // so the SYNs reach it in one burst, far over the half-open limit per VM (64): those over it are held back, not reset, and
     // connect on the guest's SYN retransmission.
     background_process server{"exec socat TCP-LISTEN:" + std::to_string(port) + ",bind=127.0.0.1,reuseaddr,fork,backlog=256 EXEC:/bin/cat"};
     REQUIRE(wait_until_succeeds(listening(port)));
@@ -246,7 +246,9 @@ TEST_CASE("ankanetd nat: 200 concurrent connections from one guest are all carri
     const auto pid = std::to_string(daemon.pid());
     const auto run = run_in(guest.ns,
                             "kill -STOP " + pid + "; for i in $(seq 1 200); do (printf 'client-%s' $i; sleep 2) | timeout 40 socat -t 5 - TCP:192.168.64.1:" +
-                                std::to_string(port) + " > " + out.path.string() + "/$i 2>&1 & done; sleep 1; kill -CONT " + pid + "; wait",
+                                std::to_string(port) + " > " + out.path.string() + "/$i 2>&1 & done; "
+                                "for j in $(seq 1 100); do [ $(ss -Htn state syn-sent | wc -l) -ge 200 ] && break; sleep 0.2; done; "
+                                "kill -CONT " + pid + "; wait",
                             60s);
     INFO(run.output << "\n--- daemon log ---\n" << daemon.log());
     int answered = 0;

@@ -90,8 +90,12 @@ def main():
     parser.add_argument("--offer", default="192.168.64.200")
     parser.add_argument("--own-address", default="192.168.64.250")
     parser.add_argument("--victim-mac")
+    parser.add_argument("--ready-file", help="created once the link listens, so a caller can start what it watches")
     args = parser.parse_args()
     link = Link(args.iface)
+    if args.ready_file:
+        with open(args.ready_file, "w", encoding="ascii") as ready:
+            ready.write("listening\n")
     try:
         serve(link, args) if args.role == "server" else watch(link, args)
     finally:
