@@ -4,7 +4,7 @@
 // The input is a program; a missing byte reads as 0. Four guest connections (two VMs, two ports
 // each) to 192.168.64.1:8080. Each step is an opcode byte and its operands:
 //
-//   op % 10  operands                       what
+//   op % 11  operands                       what
 //   0        c flags seqsel acksel w len [mss ws]  a well-formed segment (checksums right) from
 //                                           connection c % 4: flags as given (12 bits from
 //                                           `flags` and seqsel's top bits), sequence number per
@@ -23,7 +23,10 @@
 //   8        c s                            connection c's send buffer room becomes s * 300
 //   9        b                              open() fails (b odd) or succeeds from now on; b >= 0xf0:
 //                                           VM (b & 1) goes away (drop_vm)
+//   10       r                              end the burst: end_burst(room r % 4)
 //
+// Frames of ops 0 and 1 form a burst (kept alive, since the engine holds spans of guest data
+// into them) that op 10 ends, or the eighth frame.
 // After every step the target traps when an invariant breaks:
 //  * per flow: snd_una <= snd_nxt <= snd_max (in sequence space), data in flight never exceeds
 //    what the host socket still holds (plus SYN and FIN), and a flow that is not closing has an
@@ -113,11 +116,21 @@ struct world {
         return engine.slot_of(vm_of(c).index(), g.address, g.port, g.remote, g.remote_port);
     }
 
+    // The frames of the current burst: the engine may hold spans into them until end_burst().
+    // Moving the inner vectors (when `burst` grows) keeps their buffers where they are.
+    std::vector<std::vector<std::byte>> burst;
+
     void deliver(std::size_t c, const std::vector<std::byte>& frame) {
-        const auto parsed = wire::parsed_frame::parse(frame);
+        burst.push_back(frame);
+        const auto parsed = wire::parsed_frame::parse(burst.back());
         engine.guest_segment(vm_of(c), parsed, now,
                              [] { return std::optional<tcp_host_target>{tcp_host_target{wire::ipv4_address{127, 0, 0, 1}, 8080}}; },
                              out);
+        if (burst.size() >= 8) end_burst(1000);
+    }
+    void end_burst(std::size_t room) {
+        engine.end_burst(now, room, out);
+        burst.clear();
     }
 
     void check() {
@@ -151,7 +164,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     world w;
     std::size_t steps = 0;
     while (!in.done() && steps++ < 2000) {
-        const std::uint8_t op = in.byte() % 10;
+        const std::uint8_t op = in.byte() % 11;
         switch (op) {
         case 0: {
             const std::size_t c = in.byte() % 4;
@@ -183,8 +196,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             break;
         }
         case 1: {
-            const auto frame = in.frame();
-            const auto parsed = wire::parsed_frame::parse(frame);
+            w.burst.push_back(in.frame());
+            const auto parsed = wire::parsed_frame::parse(w.burst.back());
             if (parsed.is_ipv4() && parsed.protocol == tcp::protocol_number) {
                 w.engine.guest_segment(w.vms[0], parsed, w.now, [] { return std::optional<tcp_host_target>{}; }, w.out);
             }
@@ -224,6 +237,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             w.engine.advance(w.now);
             break;
         case 7: w.engine.pump(w.now, in.byte() % 20, w.out); break;
+        case 10: w.end_burst(in.byte() % 4); break;
         case 8:
             if (const auto s = w.slot(in.byte() % 4)) w.engine.sockets().sockets[*s].space = std::size_t{in.byte()} * 300;
             else in.byte();
@@ -265,6 +279,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             const bool fin = !f->has(tcp_flow_state::fin_from_guest) && f->has(tcp_flow_state::established);
             w.deliver(c, g.segment(fin ? tcp::flag::fin | tcp::flag::ack : tcp::flag_set{tcp::flag::ack}, {}, f->rcv_nxt));
         }
+        w.end_burst(1000);
         w.check();
         w.now += std::chrono::seconds{1};
         w.engine.advance(w.now);

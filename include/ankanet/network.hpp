@@ -365,6 +365,8 @@ public:
         /// Queues a frame for `to` alone; dropped (and counted in replies_dropped) if that port is
         /// gone by the time the queue is drained.
         void send_to(port_handle to, wire::const_bytes frame) { network_.queue_reply(frame, to); }
+        /// Replies that can still be queued before the queue is drained (more are dropped).
+        std::size_t reply_room() const noexcept { return Traits::reply_queue_depth - network_.reply_count_; }
         /// The port the frame came from (none in flush()).
         std::optional<port_handle> port() const noexcept { return port_; }
         network_time now() const noexcept { return now_; }

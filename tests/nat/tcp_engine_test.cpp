@@ -38,7 +38,17 @@ struct harness {
 
     inspection send(const std::vector<std::byte>& frame, std::optional<port_handle> from = std::nullopt) {
         const auto parsed = wire::parsed_frame::parse(frame);
-        return engine.guest_segment(from ? *from : vm, parsed, now, [&] { return target; }, out);
+        // Each frame is a burst of its own; burst() sends several as one.
+        const auto verdict = engine.guest_segment(from ? *from : vm, parsed, now, [&] { return target; }, out);
+        engine.end_burst(now, 1000, out);
+        return verdict;
+    }
+    /// The frames as one burst from the VM: they stay alive until end_burst().
+    void burst(const std::vector<std::vector<std::byte>>& frames) {
+        for (const auto& frame : frames) {
+            (void)engine.guest_segment(vm, wire::parsed_frame::parse(frame), now, [&] { return target; }, out);
+        }
+        engine.end_burst(now, 1000, out);
     }
     std::size_t pump(std::size_t room = 1000) { return engine.pump(now, room, out); }
     void tick(std::chrono::milliseconds d) {
@@ -448,6 +458,141 @@ TEST_CASE("timestamps: a guest that offers none gets none") {
     REQUIRE(h.pump() == 2);
     CHECK_FALSE(h.out.segments().at(0).timestamps);
     CHECK(h.out.segments().at(0).payload_len == 1460);
+}
+
+TEST_CASE("a burst: a flow's segments go to the host in one gather write, in sequence order") {
+    harness h;
+    guest g;
+    h.establish(g);
+    const auto data = bytes_of(8 * 100);
+    std::vector<std::vector<std::byte>> frames;
+    for (std::uint32_t i = 0; i < 8; ++i) {
+        frames.push_back(g.segment(tcp::flag::ack, wire::const_bytes{data}.subspan(i * 100, 100), g.seq + i * 100));
+    }
+    std::swap(frames[2], frames[3]); // the link swapped two frames: no retransmission needed
+    const std::size_t sends_before = h.sock(g).sends;
+    h.burst(frames);
+    CHECK(h.sock(g).sends == sends_before + 1);
+    CHECK(h.sock(g).to_host == data);
+    const auto segs = h.out.segments();
+    REQUIRE(segs.size() == 8);
+    CHECK(segs.back().ack_number == g.seq + 800);
+    CHECK(h.engine.stats().dup_acks_sent == 0);
+    CHECK(h.engine.stats().guest_segments_batched == 8);
+}
+
+TEST_CASE("a long burst: one gather write, and an ACK per segment, so that losing one ACK costs the guest no RTO") {
+    harness h;
+    guest g;
+    h.establish(g);
+    const auto data = bytes_of(20 * 100);
+    std::vector<std::vector<std::byte>> frames;
+    for (std::uint32_t i = 0; i < 20; ++i) {
+        frames.push_back(g.segment(tcp::flag::ack, wire::const_bytes{data}.subspan(i * 100, 100), g.seq + i * 100));
+    }
+    h.burst(frames);
+    CHECK(h.sock(g).to_host == data);
+    CHECK(h.sock(g).sends == 1);
+    const auto segs = h.out.segments();
+    REQUIRE(segs.size() == 20);
+    for (std::uint32_t i = 0; i < 20; ++i) CHECK(segs[i].ack_number == g.seq + 100 * (i + 1));
+}
+
+TEST_CASE("a burst with a hole: what precedes it is taken and ACKed, what follows gets three duplicate ACKs") {
+    harness h;
+    guest g;
+    h.establish(g);
+    const auto data = bytes_of(8 * 100);
+    std::vector<std::vector<std::byte>> frames;
+    for (std::uint32_t i = 0; i < 8; ++i) {
+        if (i == 2) continue; // lost
+        frames.push_back(g.segment(tcp::flag::ack, wire::const_bytes{data}.subspan(i * 100, 100), g.seq + i * 100));
+    }
+    h.burst(frames);
+    CHECK(h.sock(g).to_host.size() == 200);
+    const auto segs = h.out.segments();
+    REQUIRE(segs.size() == 5);
+    CHECK(segs[0].ack_number == g.seq + 100);
+    for (std::size_t i = 1; i < segs.size(); ++i) CHECK(segs[i].ack_number == g.seq + 200);
+    CHECK(h.engine.stats().dup_acks_sent == 3);
+    CHECK(h.engine.stats().dup_acks_withheld == 2);
+    // The guest resends from the hole, as one burst: all of it is taken.
+    h.out.clear();
+    frames.clear();
+    for (std::uint32_t i = 2; i < 8; ++i) {
+        frames.push_back(g.segment(tcp::flag::ack, wire::const_bytes{data}.subspan(i * 100, 100), g.seq + i * 100));
+    }
+    h.burst(frames);
+    CHECK(h.sock(g).to_host == data);
+    REQUIRE(h.out.segments().size() == 6);
+    CHECK(h.out.segments().back().ack_number == g.seq + 800);
+}
+
+TEST_CASE("a burst of two flows, a short send, and a FIN after data") {
+    harness h;
+    guest a;
+    guest b;
+    b.port = 40001;
+    h.establish(a);
+    h.establish(b);
+    h.sock(b).space = 150; // b's socket takes only 150 bytes
+    const auto data = bytes_of(400);
+    std::vector<std::vector<std::byte>> frames;
+    for (std::uint32_t i = 0; i < 2; ++i) {
+        frames.push_back(a.segment(tcp::flag::ack, wire::const_bytes{data}.subspan(i * 200, 200), a.seq + i * 200));
+        frames.push_back(b.segment(tcp::flag::ack, wire::const_bytes{data}.subspan(i * 200, 200), b.seq + i * 200));
+    }
+    frames.push_back(a.segment(tcp::flag::fin | tcp::flag::ack, {}, a.seq + 400)); // after a's data
+    h.burst(frames);
+    CHECK(h.sock(a).to_host == data);
+    CHECK(h.sock(a).shut_write);
+    CHECK(h.sock(b).to_host.size() == 150);
+    CHECK(h.engine.stats().short_sends == 1);
+    std::optional<std::uint32_t> acked_a;
+    std::optional<std::uint32_t> acked_b;
+    for (const auto& s : h.out.segments()) {
+        if (s.destination_port == a.port) acked_a = s.ack_number;
+        if (s.destination_port == b.port) acked_b = s.ack_number;
+    }
+    CHECK(acked_a == a.seq + 401); // the data and the FIN
+    CHECK(acked_b == b.seq + 150); // what b's socket took; the guest sends the rest again
+}
+
+TEST_CASE("a burst in which the guest resets the flow after sending: the data goes first, then the reset") {
+    harness h;
+    guest g;
+    h.establish(g);
+    std::vector<std::vector<std::byte>> frames;
+    frames.push_back(g.segment(tcp::flag::ack, bytes_of(100)));
+    frames.push_back(g.segment(tcp::flag::rst, {}, g.seq + 100));
+    const auto slot = h.slot(g);
+    REQUIRE(slot);
+    h.burst(frames);
+    CHECK(h.engine.size() == 0);
+    CHECK(h.layer().sockets[*slot].reset);
+    CHECK(h.layer().sockets[*slot].to_host == bytes_of(100));
+}
+
+TEST_CASE("a zero window probe or keepalive from the guest is answered with an ACK carrying the window") {
+    harness h;
+    guest g;
+    h.establish(g);
+    h.sock(g).space = 0;
+    h.send(g.segment(tcp::flag::ack, bytes_of(100)));
+    REQUIRE(h.out.segments().size() == 1);
+    CHECK(h.out.segments().at(0).window == 0); // nothing taken: the window is closed
+    h.out.clear();
+    // The window update that follows writability is lost; the guest probes, one before rcv_nxt.
+    h.sock(g).space = 1 << 20;
+    h.send(g.segment(tcp::flag::ack, {}, g.seq - 1));
+    const auto segs = h.out.segments();
+    REQUIRE(segs.size() == 1);
+    CHECK(segs[0].ack_number == g.seq);
+    CHECK(segs[0].window > 0);
+    // A pure ACK at rcv_nxt is not answered.
+    h.out.clear();
+    h.send(g.segment(tcp::flag::ack));
+    CHECK(h.out.size() == 0);
 }
 
 TEST_CASE("RTO: retransmission by rewinding, with exponential backoff") {

@@ -21,6 +21,7 @@ struct fake_socket {
     std::uint16_t port = 0;
     std::uint16_t mss = 0;
     std::vector<std::byte> to_host;    ///< what the guest's data became
+    std::size_t sends = 0;             ///< send() calls (gather writes)
     std::size_t space = 1 << 20;       ///< send buffer room: send() takes at most this, then blocks
     std::vector<std::byte> rx;         ///< what the host sent, not yet discarded
     std::size_t discarded = 0;
@@ -49,13 +50,19 @@ public:
         ++opens;
         return {};
     }
-    tcp_send_result send(std::uint32_t slot, wire::const_bytes data) {
+    tcp_send_result send(std::uint32_t slot, std::span<const wire::const_bytes> pieces) {
         fake_socket& s = sockets[slot];
+        ++s.sends;
         if (s.error) return {0, s.error};
-        const std::size_t n = std::min(data.size(), s.space);
-        s.to_host.insert(s.to_host.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(n));
-        s.space -= n;
-        return {n, {}};
+        std::size_t taken = 0;
+        for (const auto& data : pieces) {
+            const std::size_t n = std::min(data.size(), s.space);
+            s.to_host.insert(s.to_host.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(n));
+            s.space -= n;
+            taken += n;
+            if (n < data.size()) break;
+        }
+        return {taken, {}};
     }
     tcp_peek_result peek(std::uint32_t slot, std::size_t offset, wire::mutable_bytes out) {
         fake_socket& s = sockets[slot];

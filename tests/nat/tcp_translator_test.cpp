@@ -132,6 +132,7 @@ struct scripted_client {
         fake_ctx ctx{vm, &inbox, &reports};
         const auto parsed = wire::parsed_frame::parse(frame);
         REQUIRE(nat.inspect(parsed, ctx) == inspection::taken);
+        nat.end_burst(ctx); // each frame a burst of its own, as basic_network::input() does
     }
 
     void syn() {

@@ -143,6 +143,18 @@ public:
         return verdict;
     }
 
+    /// The network's burst of frames has ended: the guest data segments inspect() held (spans into
+    /// the burst's frames) go to their sockets, one gather write per flow. The ACKs they earned go
+    /// out now as far as the reply queue has room, the rest through release_held().
+    template <class Ctx>
+    void end_burst(Ctx& ctx) {
+        state& s = *state_;
+        std::size_t room = 0;
+        if constexpr (requires { { ctx.reply_room() } -> std::convertible_to<std::size_t>; }) room = ctx.reply_room();
+        (void)s.engine.end_burst(clock_now(), room, [&ctx](port_handle vm, wire::const_bytes bytes) { ctx.send_to(vm, bytes); });
+        s.after_engine();
+    }
+
     /// Hands the network up to `room` frames the host side has made (SYN-ACKs, data, FINs, RSTs).
     template <class Ctx>
     std::size_t release_held(Ctx& ctx, std::size_t room) {

@@ -48,10 +48,12 @@
 #endif
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -122,10 +124,21 @@ public:
         return {};
     }
 
-    tcp_send_result send(std::uint32_t slot, wire::const_bytes data) {
+    tcp_send_result send(std::uint32_t slot, std::span<const wire::const_bytes> pieces) {
         slot_state& s = state_->slots[slot];
+        // One sendmsg whose iovecs point at the guest's frames (the engine passes at most
+        // max_burst_segments pieces, far below IOV_MAX).
+        std::array<::iovec, max_burst_segments> iov{};
+        const std::size_t count = std::min(pieces.size(), iov.size());
+        for (std::size_t i = 0; i < count; ++i) {
+            iov[i].iov_base = const_cast<std::byte*>(pieces[i].data()); // sendmsg does not write
+            iov[i].iov_len = pieces[i].size();
+        }
+        ::msghdr message{};
+        message.msg_iov = iov.data();
+        message.msg_iovlen = count;
         for (;;) {
-            const ssize_t n = ::send(s.socket.native_handle(), data.data(), data.size(), MSG_DONTWAIT | no_sigpipe);
+            const ssize_t n = ::sendmsg(s.socket.native_handle(), &message, MSG_DONTWAIT | no_sigpipe);
             if (n >= 0) return {static_cast<std::size_t>(n), {}};
             if (errno == EINTR) continue;
             if (would_block(errno)) return {0, {}};
