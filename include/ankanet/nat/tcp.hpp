@@ -4,7 +4,9 @@
 //
 // Theory of operation. The translator inspects the frames VMs send (it is a vm_frame_inspector):
 // an IPv4/TCP frame that classify() routes `translate` is the engine's, and everything it answers
-// at once (ACKs, duplicate ACKs, RSTs) goes back through ctx.send_to to the sending VM's port. The
+// at once (ACKs, duplicate ACKs, RSTs) goes back through ctx.send_to to the sending VM's port.
+// Guest data is held until the network's burst ends (end_burst), then written per flow at once;
+// the ACKs it earns go out then, as far as the reply queue has room, the rest from release_held. The
 // host side is asynchronous: a connect ending, data arriving, send buffer space, a flow's timer.
 // Each only puts the flow on the engine's list of flows with work and wakes the network once
 // (bind_wakeup); the network then calls release_held(ctx, room), in which the engine peeks the

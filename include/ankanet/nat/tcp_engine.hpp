@@ -16,14 +16,18 @@
 //    it succeeded, an RST when the host refused, an ICMP host or net unreachable when the host
 //    said so. A connect that hangs is reset after tcp_limits::connect_timeout on the flow's own
 //    timer, so one dead destination delays no other flow.
-//  - Guest -> host. A segment at rcv_nxt is send()'s worth of payload: the guest is ACKed for
-//    what the kernel took and no more. A short send leaves the rest for the guest to retransmit,
+//  - Guest -> host. Data segments are held, as spans into the frames of the port's burst, until
+//    end_burst(): then each flow's segments, sorted by sequence number (frames the link swapped
+//    within a burst need no retransmission), go to its socket in one gather write (sendmsg), and
+//    the guest is ACKed for what the kernel took and no more, one ACK per segment as if each had
+//    come alone. A short send leaves the rest for the guest to retransmit,
 //    and the engine waits for writability to tell it (a window update). A segment beyond rcv_nxt
 //    is dropped (nothing is reassembled) and gets a duplicate ACK, the first three per hole only:
 //    the guest then fast-retransmits the hole, and is not misled into counting every dropped
 //    segment as delivered. The window we advertise is the socket's free send buffer (scaled by
 //    our_window_shift when the guest offered window scaling), rounded down to 0 below one MSS
-//    (silly window avoidance).
+//    (silly window avoidance). A zero window probe or a keepalive is answered with an ACK, so a
+//    window update the guest missed is repeated when it asks.
 //  - Timestamps (RFC 7323). When the guest's SYN offers them, every segment carries our
 //    millisecond clock and echoes the guest's latest in-window TSval. They cost 12 bytes of each
 //    segment and give the guest what it needs to recover when its own segments are lost: an RTT
