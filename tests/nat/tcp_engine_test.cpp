@@ -465,10 +465,7 @@ TEST_CASE("a burst: a flow's segments go to the host in one gather write, in seq
     guest g;
     h.establish(g);
     const auto data = bytes_of(8 * 100);
-    std::vector<std::vector<std::byte>> frames;
-    for (std::uint32_t i = 0; i < 8; ++i) {
-        frames.push_back(g.segment(tcp::flag::ack, wire::const_bytes{data}.subspan(i * 100, 100), g.seq + i * 100));
-    }
+    auto frames = data_segments(g, data, 100);
     std::swap(frames[2], frames[3]); // the link swapped two frames: no retransmission needed
     const std::size_t sends_before = h.sock(g).sends;
     h.burst(frames);
@@ -486,10 +483,7 @@ TEST_CASE("a long burst: one gather write, and an ACK per segment, so that losin
     guest g;
     h.establish(g);
     const auto data = bytes_of(20 * 100);
-    std::vector<std::vector<std::byte>> frames;
-    for (std::uint32_t i = 0; i < 20; ++i) {
-        frames.push_back(g.segment(tcp::flag::ack, wire::const_bytes{data}.subspan(i * 100, 100), g.seq + i * 100));
-    }
+    auto frames = data_segments(g, data, 100);
     h.burst(frames);
     CHECK(h.sock(g).to_host == data);
     CHECK(h.sock(g).sends == 1);

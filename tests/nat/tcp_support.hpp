@@ -176,6 +176,16 @@ struct guest {
     }
 };
 
+/// `data` cut into ACK segments of `size` bytes from `g.seq` on, in order (a burst's frames).
+inline std::vector<std::vector<std::byte>> data_segments(const guest& g, wire::const_bytes data, std::size_t size) {
+    std::vector<std::vector<std::byte>> frames;
+    for (std::size_t at = 0; at < data.size(); at += size) {
+        frames.push_back(g.segment(wire::tcp::flag::ack, data.subspan(at, std::min(size, data.size() - at)),
+                                   g.seq + static_cast<std::uint32_t>(at)));
+    }
+    return frames;
+}
+
 inline std::vector<std::byte> bytes_of(std::size_t n, std::uint8_t start = 0) {
     std::vector<std::byte> v(n);
     for (std::size_t i = 0; i < n; ++i) v[i] = std::byte{static_cast<std::uint8_t>(start + i * 7)};
