@@ -176,8 +176,9 @@ std::string summary(const Network& net) {
     const auto nat = [&]<class Egress>(std::type_identity<Egress>) {
         if constexpr (Network::template has_service<ankanet::nat::udp_translator<Egress>>) {
             const auto& u = net.template service<ankanet::nat::udp_translator<Egress>>().stats();
-            line += fmt::format(", UDP {} flows {} out {} in {} blocked", u.flows_opened, u.guest_datagrams, u.host_datagrams,
-                                u.refused_egress + u.refused_limit + u.refused_socket);
+            line += fmt::format(", UDP {} flows {} out {} in {} blocked ({} sendmmsg / {} recvmmsg batches)", u.flows_opened,
+                                u.guest_datagrams, u.host_datagrams, u.refused_egress + u.refused_limit + u.refused_socket,
+                                u.batches_sent, u.batches_received);
         }
         if constexpr (Network::template has_service<ankanet::nat::icmp_translator<Egress>>) {
             const auto& i = net.template service<ankanet::nat::icmp_translator<Egress>>().stats();

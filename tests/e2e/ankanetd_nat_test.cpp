@@ -13,6 +13,7 @@
 #include <catch2/catch.hpp>
 
 #include <memory>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,10 @@ TEST_CASE("ankanetd nat: a guest's UDP reaches a server on host loopback at the 
     INFO(log);
     CHECK(log.find("NAT: egress 127.0.0.0/8; the gateway stands for the host's 127.0.0.1") != std::string::npos);
     CHECK(log.find("UDP 2 flows") != std::string::npos);
+    // The exit line counts the translator's batches: the echo's datagram and the refused one each
+    // went out in a sendmmsg, and the echo's answer came back in a recvmmsg.
+    const std::regex batches{R"(UDP 2 flows \d+ out \d+ in \d+ blocked \([1-9]\d* sendmmsg / [1-9]\d* recvmmsg batches\))"};
+    CHECK(std::regex_search(log, batches));
 }
 
 TEST_CASE("ankanetd nat: shared mode reaches a far host the egress policy allows (ping and UDP), host mode does not") {
