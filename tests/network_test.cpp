@@ -36,6 +36,7 @@
 #include "support/backend_harness.hpp"
 #include "support/dhcp_captures.hpp"
 #include "support/ip_captures.hpp"
+#include "support/lease_store_settled.hpp"
 #include "support/temp_dir.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -53,7 +54,6 @@
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -1167,15 +1167,6 @@ std::unique_ptr<test_shared_network> make_network_writing(const std::filesystem:
     return make_network(std::move(options));
 }
 
-/// Waits (at most 10 s) until the store's writer has tried every change made so far.
-void wait_settled(const dhcp::any_lease_store& store) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
-    while (store.settled() < store.changes() && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds{1});
-    }
-    REQUIRE(store.settled() == store.changes());
-}
-
 /// The leases in the lease file now, by address.
 std::vector<ipv4_address> leases_on_disk(const std::filesystem::path& file) {
     dhcp::file_lease_store reader{file};
@@ -1213,7 +1204,7 @@ TEST_CASE("network: with the lease file written in the background, an ACK never 
     CHECK(dhcp.held_replies() == 1);
     // Another VM's frames do not wait for the disk.
     CHECK(send(*net, b, ping_frame(mac_b, ipv4_address{192, 168, 64, 77}, default_gateway_mac, gateway_ip)).to(b).size() == 1);
-    wait_settled(store);
+    test::wait_settled(store);
     wire_log flushed;
     net->flush(net->clock().now(), flushed);
     CHECK(flushed.frames.empty());
@@ -1229,7 +1220,7 @@ TEST_CASE("network: with the lease file written in the background, an ACK never 
     std::filesystem::remove(file.string() + ".tmp");
     auto acks = send(*net, a, request).to(a);
     if (acks.empty()) {
-        wait_settled(store);
+        test::wait_settled(store);
         wire_log released;
         net->flush(net->clock().now(), released);
         acks = released.to(a);

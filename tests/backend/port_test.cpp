@@ -358,6 +358,25 @@ struct burst_keeper {
     }
 };
 
+/// Runs ready handlers until none is ready.
+void poll_all(boost::asio::io_context& io) {
+    io.restart();
+    while (io.poll_one() != 0) {}
+}
+
+/// Starts `keeper` on `p`, runs `io` until nothing is ready, and checks what the keeper saw: frames
+/// 0 to `frames` in order, in bursts of `per_burst` frames, none changed before its burst ended
+/// and none sharing bytes with another of its burst.
+void keep_bursts(boost::asio::io_context& io, port& p, burst_keeper& keeper, std::uint32_t frames,
+                 const std::vector<std::size_t>& per_burst) {
+    keeper.start(p);
+    poll_all(io);
+    CHECK(keeper.sequences == counting(0, frames));
+    CHECK(keeper.per_burst == per_burst);
+    CHECK(keeper.damaged == 0);
+    CHECK(keeper.overlapping == 0);
+}
+
 /// Frame `i` of a test: numbered, `size` bytes, its filler after the number `i`'s low byte.
 bytes filled_frame(std::uint32_t i, std::size_t size) {
     bytes frame = numbered_frame(i, size);
@@ -380,19 +399,12 @@ TEST_CASE("port: every frame of a burst stays intact, in its own region, until t
     auto p = make_port("vm", std::move(ours));
     CHECK(p->burst_capacity() == port_burst_limit);
     burst_keeper keeper;
-    keeper.start(*p);
-    io.restart();
-    while (io.poll_one() != 0) {}
-    CHECK(keeper.sequences == counting(0, 150));
-    CHECK(keeper.per_burst == std::vector<std::size_t>{64, 64, 22});
-    CHECK(keeper.damaged == 0);
-    CHECK(keeper.overlapping == 0);
+    keep_bursts(io, *p, keeper, 150, {64, 64, 22});
 
     // A burst ended by an error still ends (with its frames intact) before the loop closes.
     for (std::uint32_t i = 150; i < 155; ++i) REQUIRE_FALSE(guest.send(filled_frame(i, max_frame_len(default_mtu))));
     guest.close();
-    io.restart();
-    while (io.poll_one() != 0) {}
+    poll_all(io);
     CHECK(keeper.sequences == counting(0, 155));
     CHECK(keeper.per_burst.back() == 5);
     CHECK(keeper.damaged == 0);
@@ -412,13 +424,7 @@ TEST_CASE("port: at the largest MTU the burst arena holds fewer, whole frames wi
     auto p = make_port("jumbo", std::move(ours));
     CHECK(p->burst_capacity() == 15);
     burst_keeper keeper;
-    keeper.start(*p);
-    io.restart();
-    while (io.poll_one() != 0) {}
-    CHECK(keeper.sequences == counting(0, 40));
-    CHECK(keeper.per_burst == std::vector<std::size_t>{15, 15, 10});
-    CHECK(keeper.damaged == 0);
-    CHECK(keeper.overlapping == 0);
+    keep_bursts(io, *p, keeper, 40, {15, 15, 10});
     // The frames after each burst's first took 14 regions of the thread's arena, within the budget.
     CHECK(ankanet::backend::detail::burst_arena::local().size() >= 14 * max_frame_len(max_mtu));
     CHECK(ankanet::backend::detail::burst_arena::local().size() <= port_arena_budget);

@@ -16,12 +16,12 @@
 #include <random>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "../support/lease_store_settled.hpp"
 #include "../support/temp_dir.hpp"
 
 using namespace ankanet;
@@ -32,6 +32,7 @@ using wire::mac_address;
 
 using ankanet::test::temp_dir;
 using ankanet::test::read_text;
+using ankanet::test::wait_settled;
 
 namespace {
 void write_text(const std::filesystem::path& p, const std::string& text) {
@@ -417,17 +418,6 @@ TEST_CASE("a daemon SIGKILLed at any instant restarts with every lease it grante
 }
 
 // --- write_mode::background -----------------------------------------------------------------------
-
-namespace {
-/// Waits (at most 10 s) until the writer has tried every change made so far.
-void wait_settled(const file_lease_store& s) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
-    while (s.settled() < s.changes() && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds{1});
-    }
-    REQUIRE(s.settled() == s.changes());
-}
-} // namespace
 
 TEST_CASE("background store: put returns at once, the writer makes it durable and says so, in group commits") {
     temp_dir dir;

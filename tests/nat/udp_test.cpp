@@ -108,6 +108,39 @@ std::vector<std::string> payloads_from(const test::recording_context& ctx, std::
     return out;
 }
 
+/// A port on 127.0.0.1 that was just free: bound, noted, closed.
+std::uint16_t just_closed_port(boost::asio::io_context& io) {
+    ip::udp::socket probe{io, ip::udp::endpoint{ip::make_address_v4("127.0.0.1"), 0}};
+    return probe.local_endpoint().port();
+}
+
+/// A translator on host loopback whose guest sends to a closed port there, and a flag its wakeup
+/// sets: the host answers the guest's datagrams with ICMP port unreachable.
+struct closed_port_fixture {
+    closed_port_fixture() { nat.bind_wakeup([this] { woken = true; }); }
+    boost::asio::io_context io;
+    std::uint16_t closed_port = just_closed_port(io);
+    ankanet::nat::udp_translator<loopback_only> nat{io.get_executor(), {}, loopback()};
+    test::recording_context ctx;
+    bool woken = false;
+};
+
+/// What `frame`, sent to the guest, says: ICMP port unreachable from the gateway, quoting the
+/// guest's datagram to `closed_port`. Its quote points into `frame`.
+wire::icmp::destination_unreachable port_unreachable(const test::frame_bytes& frame, std::uint16_t closed_port) {
+    const auto f = wire::parsed_frame::parse(frame);
+    REQUIRE(f.protocol == wire::ipv4::protocol::icmp);
+    CHECK(f.ip_source == gateway_ip);
+    CHECK(f.ip_destination == guest_ip);
+    const auto icmp = wire::icmp::repr::parse(f.ip_payload());
+    REQUIRE(icmp);
+    const auto* unreachable = std::get_if<wire::icmp::destination_unreachable>(&icmp->message);
+    REQUIRE(unreachable != nullptr);
+    CHECK(unreachable->code == wire::icmp::unreachable_code::port);
+    CHECK(wire::load_be16(unreachable->quoted, 22) == closed_port);
+    return *unreachable;
+}
+
 } // namespace
 
 TEST_CASE("nat udp: a datagram to the gateway reaches a host loopback server, and its reply comes back to the guest") {
@@ -148,37 +181,17 @@ TEST_CASE("nat udp: a datagram to the gateway reaches a host loopback server, an
     CHECK(nat.stats().flows_opened == 2);
 }
 
-TEST_CASE("nat udp: a closed host port is relayed to the guest as ICMP port unreachable") {
-    boost::asio::io_context io;
-    // A port that was just free: bind, note it, close.
-    std::uint16_t closed_port = 0;
-    {
-        ip::udp::socket probe{io, ip::udp::endpoint{ip::make_address_v4("127.0.0.1"), 0}};
-        closed_port = probe.local_endpoint().port();
-    }
-    nat::udp_translator<nat::egress_allow_list> nat{io.get_executor(), {}, loopback()};
-    test::recording_context ctx;
-    bool woken = false;
-    nat.bind_wakeup([&] { woken = true; });
+TEST_CASE_METHOD(closed_port_fixture, "nat udp: a closed host port is relayed to the guest as ICMP port unreachable") {
     offer(nat, ctx, test::guest_udp_frame(gateway_ip, 40100, closed_port, "anyone?"));
     REQUIRE(test::run_io_until(io, [&] { return woken; }));
     CHECK(nat.release_held(ctx, 16) == 1);
     REQUIRE(ctx.sent.size() == 1);
-    const auto f = wire::parsed_frame::parse(ctx.sent[0].second);
-    REQUIRE(f.protocol == wire::ipv4::protocol::icmp);
-    CHECK(f.ip_source == gateway_ip);
-    CHECK(f.ip_destination == guest_ip);
-    const auto icmp = wire::icmp::repr::parse(f.ip_payload());
-    REQUIRE(icmp);
-    const auto* unreachable = std::get_if<wire::icmp::destination_unreachable>(&icmp->message);
-    REQUIRE(unreachable != nullptr);
-    CHECK(unreachable->code == wire::icmp::unreachable_code::port);
+    const auto unreachable = port_unreachable(ctx.sent[0].second, closed_port);
     // The quote names the guest's datagram as the guest sent it.
-    const auto quoted = wire::ipv4::packet<wire::const_bytes>{unreachable->quoted};
+    const auto quoted = wire::ipv4::packet<wire::const_bytes>{unreachable.quoted};
     CHECK(quoted.source() == guest_ip);
     CHECK(quoted.destination() == gateway_ip);
-    CHECK(wire::load_be16(unreachable->quoted, 20) == 40100);
-    CHECK(wire::load_be16(unreachable->quoted, 22) == closed_port);
+    CHECK(wire::load_be16(unreachable.quoted, 20) == 40100);
     CHECK(nat.stats().icmp_relayed == 1);
 }
 
@@ -382,17 +395,8 @@ TEST_CASE("nat udp: a flooded flow does not starve another, and yields the event
     CHECK(payloads_from(ctx, quiet.port()) == numbered("q", 0, 3));
 }
 
-TEST_CASE("nat udp: a burst to a closed port is refused by the host, and the guest still hears ICMP port unreachable") {
-    boost::asio::io_context io;
-    std::uint16_t closed_port = 0;
-    {
-        ip::udp::socket probe{io, ip::udp::endpoint{ip::make_address_v4("127.0.0.1"), 0}};
-        closed_port = probe.local_endpoint().port();
-    }
-    nat::udp_translator<nat::egress_allow_list> nat{io.get_executor(), {}, loopback()};
-    test::recording_context ctx;
-    bool woken = false;
-    nat.bind_wakeup([&] { woken = true; });
+TEST_CASE_METHOD(closed_port_fixture,
+                 "nat udp: a burst to a closed port is refused by the host, and the guest still hears ICMP port unreachable") {
     std::vector<test::frame_bytes> burst;
     for (int i = 0; i < 3; ++i) burst.push_back(test::guest_udp_frame(gateway_ip, 43400, closed_port, "anyone?"));
     for (const auto& frame : burst) CHECK(nat.inspect(wire::parsed_frame::parse(frame), ctx) == inspection::taken);
@@ -406,15 +410,6 @@ TEST_CASE("nat udp: a burst to a closed port is refused by the host, and the gue
         return nat.stats().icmp_relayed >= 1;
     }));
     REQUIRE_FALSE(ctx.sent.empty());
-    for (const auto& [to, frame] : ctx.sent) {
-        const auto f = wire::parsed_frame::parse(frame);
-        REQUIRE(f.protocol == wire::ipv4::protocol::icmp);
-        const auto icmp = wire::icmp::repr::parse(f.ip_payload());
-        REQUIRE(icmp);
-        const auto* unreachable = std::get_if<wire::icmp::destination_unreachable>(&icmp->message);
-        REQUIRE(unreachable != nullptr);
-        CHECK(unreachable->code == wire::icmp::unreachable_code::port);
-        CHECK(wire::load_be16(unreachable->quoted, 22) == closed_port);
-    }
+    for (const auto& [to, frame] : ctx.sent) port_unreachable(frame, closed_port);
     CHECK(nat.stats().icmp_relayed == ctx.sent.size());
 }
