@@ -57,6 +57,8 @@ struct offload {
     static constexpr std::size_t header_len = 10;
     /// struct virtio_net_hdr_v1 (and virtio_net_hdr_mrg_rxbuf): num_buffers follows.
     static constexpr std::size_t header_len_v1 = 12;
+    /// The longest frame a super-frame can be: one VLAN tag and a 65,535-byte IPv4 datagram.
+    static constexpr std::size_t max_frame_len = ethernet::header_len + ethernet::vlan_tag_len + ipv4::max_packet_len;
 
     /// VIRTIO_NET_HDR_GSO_*, without the ECN bit.
     enum class gso : std::uint8_t {
