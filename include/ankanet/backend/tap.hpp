@@ -11,8 +11,9 @@
 //    that exists and is a TAP the caller may use (a persistent one, `ip tuntap add mode tap`) is
 //    attached to, as QEMU does.
 //  * adopt(): a TAP fd a hypervisor or a management tool already opened. It is checked with
-//    TUNGETIFF and refused if it is a TUN (IP packets without an Ethernet header) or has
-//    IFF_VNET_HDR set (a virtio-net header before every frame). A TAP opened without IFF_NO_PI
+//    TUNGETIFF and refused if it is a TUN (IP packets without an Ethernet header), or if its
+//    IFF_VNET_HDR (a virtio-net header before every frame) differs from what tap_options asks
+//    (see "Offloads" below). A TAP opened without IFF_NO_PI
 //    (a 4-byte packet-information header before every frame) is refused when the kernel lets us
 //    see it, which is seldom: TUNGETIFF reports IFF_NOFILTER ("no socket filter attached") in the
 //    same bit as IFF_NO_PI (0x1000), so without a filter the bit is set either way. The caller
@@ -47,18 +48,30 @@
 //    the device's state alive, as an Asio socket's pending operation does.
 // mac() is nullopt: a TAP imposes no MAC on the frames it carries.
 //
-// Limits: no IFF_VNET_HDR, so no checksum or segmentation offloads (see tap_options); one queue
-// (IFF_MULTI_QUEUE devices are accepted by adopt(), but only the adopted queue is read). Linux only.
+// Offloads (opt-in, tap_options::vnet_header). With IFF_VNET_HDR every frame on the fd is preceded
+// by a virtio-net header (wire/offload.hpp). Receive reads it into the device's state with the same
+// readv, hands over only the frame, and keeps the parsed header for last_offload(); a header that
+// does not parse drops the frame (vnet_header_errors()). send(frame) writes an all-zero header,
+// send(frame, offload) the given one. TUNSETOFFLOAD then tells the kernel what we accept from it:
+// unfinished checksums (TUN_F_CSUM) and TCPv4 super-frames (TUN_F_TSO4), which may be up to
+// wire::offload::max_frame_len bytes long: a GSO frame is exempt from the MTU on both paths, and a
+// receive buffer should hold max_receive_len(). Frames we write may carry GSO whatever we accept;
+// the kernel segments them. Without the option nothing changes: no header, the same system calls.
+//
+// Limits: one queue (IFF_MULTI_QUEUE devices are accepted by adopt(), but only the adopted queue is
+// read); no TSO6/UFO offloads. Linux only.
 #pragma once
 
 #if defined(__linux__)
 
 #include <ankanet/backend/backend.hpp>
 #include <ankanet/backend/netns.hpp>
+#include <ankanet/backend/offload.hpp>
 #include <ankanet/error.hpp>
 #include <ankanet/result.hpp>
 #include <ankanet/wire/address.hpp>
 #include <ankanet/wire/bytes.hpp>
+#include <ankanet/wire/offload.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/append.hpp>
@@ -99,6 +112,7 @@ enum class tap_errc {
     not_a_tap = 1,      ///< a TUN device: IP packets without an Ethernet header
     vnet_header,        ///< IFF_VNET_HDR is set: every frame starts with a virtio-net header
     packet_information, ///< IFF_NO_PI is not set: every frame starts with a 4-byte tun_pi header
+    no_vnet_header,     ///< tap_options::vnet_header asks for IFF_VNET_HDR, which the fd lacks
 };
 
 namespace detail {
@@ -109,7 +123,8 @@ public:
     std::string message(int code) const override {
         switch (static_cast<tap_errc>(code)) {
         case tap_errc::not_a_tap: return "the descriptor is a TUN device (IP packets), not a TAP (Ethernet frames)";
-        case tap_errc::vnet_header: return "the TAP has IFF_VNET_HDR set; virtio-net headers are not supported";
+        case tap_errc::vnet_header: return "the TAP has IFF_VNET_HDR set, but tap_options::vnet_header is off";
+        case tap_errc::no_vnet_header: return "tap_options::vnet_header asks for IFF_VNET_HDR, which the TAP lacks";
         case tap_errc::packet_information: return "the TAP lacks IFF_NO_PI; packet-information headers are not supported";
         }
         return "unknown tap error";
@@ -144,10 +159,15 @@ struct tap_options {
     std::optional<wire::mac_address> mac;
     /// Bring the interface up (SIOCSIFFLAGS with IFF_UP), after the MAC and MTU are set.
     bool bring_up = false;
-    // Offloads belong here when they come: a `vnet_header` option opening the TAP with
-    // IFF_VNET_HDR and TUNSETOFFLOAD, so that the frames carry a virtio-net header and may be up
-    // to 64 KiB segments with partial checksums. It changes what a frame is on both paths, so it
-    // will be a choice made at open time, and adopt() will accept such an fd only then.
+    /// Open with IFF_VNET_HDR: every frame carries a virtio-net header (see "Offloads" at the top
+    /// of this file). It changes what a frame is on both paths, so it is chosen at open time.
+    bool vnet_header = false;
+    /// The header's length: wire::offload::header_len (10) or header_len_v1 (12).
+    std::size_t vnet_header_len = wire::offload::header_len;
+    /// With vnet_header: the kernel may hand us frames whose checksum is unfinished (TUN_F_CSUM).
+    bool checksum_offload = false;
+    /// With vnet_header: ... and TCPv4 super-frames of up to 64 KiB (TUN_F_TSO4, with TUN_F_CSUM).
+    bool tso4 = false;
 };
 
 namespace detail::tap_impl {
@@ -171,6 +191,25 @@ private:
 };
 
 inline bool valid_mtu(std::size_t mtu) noexcept { return mtu >= min_mtu && mtu <= max_mtu; }
+
+/// The offload settings hold together: a known header length, offloads only with the header.
+inline bool valid_offload_options(const tap_options& options) noexcept {
+    if (!options.vnet_header) return !options.checksum_offload && !options.tso4;
+    return options.vnet_header_len == wire::offload::header_len || options.vnet_header_len == wire::offload::header_len_v1;
+}
+
+/// Sets the virtio-net header's length and byte order and the offloads the kernel may use on `fd`.
+inline std::error_code configure_vnet(int fd, const tap_options& options) noexcept {
+    int length = static_cast<int>(options.vnet_header_len);
+    if (::ioctl(fd, TUNSETVNETHDRSZ, &length) != 0) return last_system_error();
+    int little_endian = 1; // virtio 1.x order, which wire::offload reads; a no-op on little-endian hosts
+    if (::ioctl(fd, TUNSETVNETLE, &little_endian) != 0) return last_system_error();
+    unsigned long offloads = 0;
+    if (options.checksum_offload || options.tso4) offloads |= TUN_F_CSUM;
+    if (options.tso4) offloads |= TUN_F_TSO4;
+    if (::ioctl(fd, TUNSETOFFLOAD, offloads) != 0) return last_system_error(); // a value, not a pointer
+    return {};
+}
 
 /// An ifreq naming `name`; the caller has checked that it fits (shorter than IFNAMSIZ).
 inline ::ifreq interface_request(std::string_view name) noexcept {
@@ -231,6 +270,50 @@ struct tap_state {
     /// Catches the first byte past the longest frame a receive accepts (see the top of the file).
     std::array<std::byte, 1> overflow{};
     bool receiving = false; ///< an async_receive is pending
+
+    // Offloads (see the top of the file); vnet_len == 0 without IFF_VNET_HDR.
+    std::size_t vnet_len = 0;
+    bool gso_rx = false; ///< TUN_F_TSO4 is on: the kernel may send super-frames
+    std::array<std::byte, wire::offload::header_len_v1> vnet_rx{};
+    wire::offload last_offload;
+    std::uint64_t vnet_header_errors = 0;
+
+    /// The most bytes of frame one read takes (the header not counted).
+    std::size_t read_limit() const noexcept { return gso_rx ? wire::offload::max_frame_len : max_frame_len(mtu); }
+
+    /// Checks one read of `got` bytes (header included), counting what it refuses; on success
+    /// `size` is the frame's length and last_offload its header.
+    std::error_code check_read(std::size_t got, std::size_t& size) noexcept {
+        if (vnet_len == 0) {
+            size = got;
+            if (auto why = check_frame_size(got, mtu)) {
+                count_bad_rx(stats, why);
+                return why;
+            }
+            return {};
+        }
+        if (got < vnet_len) {
+            ++stats.rx_runt;
+            return errc::truncated;
+        }
+        // tun writes only the 10-byte header and skips num_buffers: parse what it wrote.
+        auto meta = wire::offload::parse(wire::const_bytes{vnet_rx}.first(wire::offload::header_len));
+        if (!meta) {
+            ++vnet_header_errors;
+            return meta.error();
+        }
+        size = got - vnet_len;
+        if (size < wire::ethernet::header_len) {
+            ++stats.rx_runt;
+            return errc::truncated;
+        }
+        if (size > (meta->is_gso() ? wire::offload::max_frame_len : max_frame_len(mtu))) {
+            ++stats.rx_oversize;
+            return errc::bad_length;
+        }
+        last_offload = *meta;
+        return {};
+    }
 };
 
 /// How many bad-sized frames one try_receive skips before it says "nothing queued" and lets the
@@ -255,9 +338,9 @@ struct tap_receive_op {
             return;
         }
         auto& s = *state;
-        if (auto why = check_frame_size(size, s.mtu)) {
-            count_bad_rx(s.stats, why);
-            read(self); // skipped, not delivered: wait for the next frame
+        const std::size_t got = size;
+        if (s.check_read(got, size)) {
+            read(self); // skipped (and counted), not delivered: wait for the next frame
             return;
         }
         if (size > buffer.size()) {
@@ -286,7 +369,14 @@ struct tap_receive_op {
                                                   std::size_t{0}));
             return;
         }
-        const std::size_t head = std::min(buffer.size(), max_frame_len(s.mtu));
+        const std::size_t head = std::min(buffer.size(), s.read_limit());
+        if (s.vnet_len != 0) {
+            const std::array<boost::asio::mutable_buffer, 3> buffers{boost::asio::buffer(s.vnet_rx.data(), s.vnet_len),
+                                                                     boost::asio::buffer(buffer.data(), head),
+                                                                     boost::asio::buffer(s.overflow)};
+            s.descriptor.async_read_some(buffers, std::move(self));
+            return;
+        }
         const std::array<boost::asio::mutable_buffer, 2> buffers{boost::asio::buffer(buffer.data(), head),
                                                                  boost::asio::buffer(s.overflow)};
         s.descriptor.async_read_some(buffers, std::move(self));
@@ -316,26 +406,30 @@ public:
     /// Creates (or attaches to) TAP interface `name` in the calling thread's network namespace.
     /// @param name the interface name, shorter than IFNAMSIZ (16); empty lets the kernel choose.
     /// @return the device, or: std::errc::invalid_argument (name too long or holding a NUL, MTU
-    /// outside [min_mtu, max_mtu]); the errno of open(/dev/net/tun), of TUNSETIFF (EPERM without
-    /// CAP_NET_ADMIN or for another user's persistent TAP, EINVAL when the name belongs to a
-    /// device that is not a TAP), or of setting up the interface (EADDRNOTAVAIL for a multicast
+    /// outside [min_mtu, max_mtu], offloads without vnet_header or a header length other than 10
+    /// or 12); the errno of open(/dev/net/tun), of TUNSETIFF (EPERM without CAP_NET_ADMIN or for
+    /// another user's persistent TAP, EINVAL when the name belongs to a device that is not a TAP),
+    /// of the virtio-net header's ioctls, or of setting up the interface (EADDRNOTAVAIL for a multicast
     /// MAC, EINVAL for an MTU the device refuses). On error no interface is left behind, unless
     /// it existed before.
     [[nodiscard]] static result<tap_device> open(executor_type executor, std::string_view name,
                                                  const tap_options& options = {}) {
-        if (!detail::tap_impl::valid_mtu(options.mtu) || name.size() >= IFNAMSIZ ||
-            name.find('\0') != std::string_view::npos) {
+        if (!detail::tap_impl::valid_mtu(options.mtu) || !detail::tap_impl::valid_offload_options(options) ||
+            name.size() >= IFNAMSIZ || name.find('\0') != std::string_view::npos) {
             return std::make_error_code(std::errc::invalid_argument);
         }
         detail::tap_impl::unique_fd fd{::open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK)};
         if (fd.get() < 0) return detail::tap_impl::last_system_error();
         auto request = detail::tap_impl::interface_request(name);
-        request.ifr_flags = IFF_TAP | IFF_NO_PI;
+        request.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | (options.vnet_header ? IFF_VNET_HDR : 0));
         if (auto ec = detail::tap_impl::interface_ioctl(fd.get(), TUNSETIFF, request)) return ec;
         std::string chosen{request.ifr_name, ::strnlen(request.ifr_name, IFNAMSIZ)};
         // Closing the fd on an error below removes the interface again (it is not persistent).
+        if (options.vnet_header) {
+            if (auto ec = detail::tap_impl::configure_vnet(fd.get(), options)) return ec;
+        }
         if (auto ec = detail::tap_impl::configure_interface(chosen, options)) return ec;
-        auto device = make(std::move(executor), fd.get(), options.mtu, std::move(chosen));
+        auto device = make(std::move(executor), fd.get(), options, std::move(chosen));
         if (device) fd.release();
         return device;
     }
@@ -352,18 +446,34 @@ public:
     /// @return the device, or: std::errc::invalid_argument (bad MTU); ENOTTY (not a tun/tap fd);
     /// EBADFD (a tun fd attached to no interface); tap_errc::not_a_tap, tap_errc::vnet_header,
     /// tap_errc::packet_information (a tun/tap fd of a kind this backend cannot drive; the last only
-    /// when the kernel shows it, see the top of the file).
+    /// when the kernel shows it, see the top of the file). An fd with IFF_VNET_HDR needs the
+    /// overload taking tap_options.
     [[nodiscard]] static result<tap_device> adopt(executor_type executor, int fd, std::size_t mtu = default_mtu) {
-        if (!detail::tap_impl::valid_mtu(mtu)) return std::make_error_code(std::errc::invalid_argument);
+        tap_options options;
+        options.mtu = mtu;
+        return adopt(std::move(executor), fd, options);
+    }
+    /// As above, with the MTU and the offload settings of `options` (the others are ignored): an fd
+    /// with IFF_VNET_HDR is accepted exactly when options.vnet_header is set (else
+    /// tap_errc::vnet_header or tap_errc::no_vnet_header), and its header length and offloads are
+    /// then set as open() sets them — on the device, which the fd's other holders share.
+    [[nodiscard]] static result<tap_device> adopt(executor_type executor, int fd, const tap_options& options) {
+        if (!detail::tap_impl::valid_mtu(options.mtu) || !detail::tap_impl::valid_offload_options(options)) {
+            return std::make_error_code(std::errc::invalid_argument);
+        }
         ::ifreq request{};
         if (auto ec = detail::tap_impl::interface_ioctl(fd, TUNGETIFF, request)) return ec;
         const unsigned flags = static_cast<unsigned short>(request.ifr_flags);
         if ((flags & IFF_TAP) == 0) return make_error_code(tap_errc::not_a_tap);
-        if ((flags & IFF_VNET_HDR) != 0) return make_error_code(tap_errc::vnet_header);
+        if ((flags & IFF_VNET_HDR) != 0 && !options.vnet_header) return make_error_code(tap_errc::vnet_header);
+        if ((flags & IFF_VNET_HDR) == 0 && options.vnet_header) return make_error_code(tap_errc::no_vnet_header);
         // Clear only when IFF_NO_PI is unset *and* a filter is attached: the bit doubles as
         // IFF_NOFILTER (see the top of the file), so a set bit proves nothing.
         if ((flags & IFF_NO_PI) == 0) return make_error_code(tap_errc::packet_information);
-        return make(std::move(executor), fd, mtu, std::string{request.ifr_name, ::strnlen(request.ifr_name, IFNAMSIZ)});
+        if (options.vnet_header) {
+            if (auto ec = detail::tap_impl::configure_vnet(fd, options)) return ec;
+        }
+        return make(std::move(executor), fd, options, std::string{request.ifr_name, ::strnlen(request.ifr_name, IFNAMSIZ)});
     }
 
     /// Creates TAP interface `name` inside the network namespace at `netns_path` (/run/netns/NAME,
@@ -403,6 +513,19 @@ public:
     const std::string& name() const noexcept { return state_->name; }
     bool is_open() const noexcept { return state_ && state_->descriptor.is_open(); }
 
+    /// The device was opened with a virtio-net header (tap_options::vnet_header): send(frame,
+    /// offload) passes the metadata to the kernel (offload_backend, backend/offload.hpp).
+    bool accepts_offload() const noexcept { return state_->vnet_len != 0; }
+    /// The virtio-net header of the last frame received (all clear without vnet_header); read it
+    /// when a receive delivers a frame. A frame with needs_csum has an unfinished checksum; one with GSO is a
+    /// super-frame (wire::complete_checksum and wire::segment finish them in software).
+    const wire::offload& last_offload() const noexcept { return state_->last_offload; }
+    /// The buffer size a receive needs for every frame: max_frame_len(mtu()), or
+    /// wire::offload::max_frame_len when the kernel may send super-frames (tap_options::tso4).
+    std::size_t max_receive_len() const noexcept { return state_->read_limit(); }
+    /// Frames dropped on receive because their virtio-net header did not parse.
+    std::uint64_t vnet_header_errors() const noexcept { return state_->vnet_header_errors; }
+
     /// Receives one frame into `buffer`, which should hold max_frame_len(mtu()) bytes.
     ///
     /// Completes with (error_code, size): a frame of a valid size; errc::buffer_too_small (a valid
@@ -429,12 +552,15 @@ public:
         if (!is_open()) return std::make_error_code(std::errc::operation_canceled);
         auto& s = *state_;
         if (s.receiving) return std::make_error_code(std::errc::operation_in_progress);
-        const std::size_t head = std::min(buffer.size(), max_frame_len(s.mtu));
-        std::array<::iovec, 2> pieces{::iovec{buffer.data(), head}, ::iovec{s.overflow.data(), s.overflow.size()}};
+        const std::size_t head = std::min(buffer.size(), s.read_limit());
+        // With a virtio-net header it is read first, into the state (see the top of the file).
+        std::array<::iovec, 3> pieces{::iovec{s.vnet_rx.data(), s.vnet_len}, ::iovec{buffer.data(), head},
+                                      ::iovec{s.overflow.data(), s.overflow.size()}};
+        const std::size_t skip = s.vnet_len == 0 ? 1 : 0;
         for (int attempt = 0; attempt < detail::tap_impl::tap_try_receive_skips; ++attempt) {
             ::ssize_t got = 0;
             do {
-                got = ::readv(s.descriptor.native_handle(), pieces.data(), static_cast<int>(pieces.size()));
+                got = ::readv(s.descriptor.native_handle(), pieces.data() + skip, static_cast<int>(pieces.size() - skip));
             } while (got < 0 && errno == EINTR);
             if (got < 0) {
                 if (errno == EAGAIN) return std::make_error_code(nothing_queued); // EWOULDBLOCK too, on Linux
@@ -442,11 +568,8 @@ public:
                 return detail::tap_impl::last_system_error();
             }
             if (got == 0) return make_error_code(errc::peer_closed); // as async_receive maps end of file
-            const auto size = static_cast<std::size_t>(got);
-            if (auto why = check_frame_size(size, s.mtu)) {
-                count_bad_rx(s.stats, why);
-                continue;
-            }
+            std::size_t size = 0;
+            if (s.check_read(static_cast<std::size_t>(got), size)) continue; // counted
             if (size > buffer.size()) return make_error_code(errc::buffer_too_small);
             ++s.stats.rx_frames;
             s.stats.rx_bytes += size;
@@ -460,8 +583,10 @@ public:
     /// (tx_invalid); otherwise a drop counted in tx_dropped: std::errc::not_connected after
     /// close(), errc::peer_closed when the interface is gone, the write's errno (EAGAIN, EIO while
     /// the interface is down, ...).
+    /// With a virtio-net header, writes an all-clear one before the frame.
     std::error_code send(wire::const_bytes frame) {
         auto& s = *state_;
+        if (s.vnet_len != 0) return send(frame, wire::offload{});
         if (auto why = check_frame_size(frame.size(), s.mtu)) {
             ++s.stats.tx_invalid;
             return why;
@@ -473,6 +598,51 @@ public:
         ::ssize_t written = 0;
         do {
             written = ::write(s.descriptor.native_handle(), frame.data(), frame.size());
+        } while (written < 0 && errno == EINTR);
+        if (written < 0) {
+            ++s.stats.tx_dropped;
+            if (errno == EBADFD) return make_error_code(errc::peer_closed);
+            return detail::tap_impl::last_system_error();
+        }
+        ++s.stats.tx_frames;
+        s.stats.tx_bytes += frame.size();
+        return {};
+    }
+
+    /// Writes one frame with its offload metadata (a virtio-net header before it); the kernel
+    /// finishes its checksum and segments a super-frame. A GSO frame may be up to
+    /// wire::offload::max_frame_len bytes, whatever the MTU.
+    /// @return as send(frame), and: errc::unsupported for metadata other than all-clear on a
+    /// device without vnet_header (wire::segment, or send_offloaded in backend/offload.hpp, does it
+    /// in software then); offload::emit's error for metadata the spec forbids (both tx_invalid); the
+    /// kernel refuses metadata that does not match the frame with EINVAL (tx_dropped).
+    std::error_code send(wire::const_bytes frame, const wire::offload& meta) {
+        auto& s = *state_;
+        if (s.vnet_len == 0) {
+            if (meta.is_plain()) return send(frame);
+            ++s.stats.tx_invalid;
+            return make_error_code(errc::unsupported);
+        }
+        const std::size_t limit = meta.is_gso() ? wire::offload::max_frame_len : max_frame_len(s.mtu);
+        if (frame.size() < wire::ethernet::header_len || frame.size() > limit) {
+            ++s.stats.tx_invalid;
+            return make_error_code(frame.size() < wire::ethernet::header_len ? errc::truncated : errc::bad_length);
+        }
+        std::array<std::byte, wire::offload::header_len_v1> header{};
+        if (auto ec = meta.emit(wire::mutable_bytes{header}.first(s.vnet_len))) {
+            ++s.stats.tx_invalid;
+            return ec;
+        }
+        if (!s.descriptor.is_open()) {
+            ++s.stats.tx_dropped;
+            return std::make_error_code(std::errc::not_connected);
+        }
+        // The const_cast is iovec's: writev does not write through it.
+        const std::array<::iovec, 2> pieces{::iovec{header.data(), s.vnet_len},
+                                            ::iovec{const_cast<std::byte*>(frame.data()), frame.size()}};
+        ::ssize_t written = 0;
+        do {
+            written = ::writev(s.descriptor.native_handle(), pieces.data(), static_cast<int>(pieces.size()));
         } while (written < 0 && errno == EINTR);
         if (written < 0) {
             ++s.stats.tx_dropped;
@@ -496,8 +666,12 @@ private:
     explicit tap_device(std::shared_ptr<detail::tap_impl::tap_state> state) noexcept : state_(std::move(state)) {}
 
     /// Wraps `fd` (not owned until success; the caller closes it on error).
-    static result<tap_device> make(executor_type executor, int fd, std::size_t mtu, std::string name) {
-        auto state = std::make_shared<detail::tap_impl::tap_state>(std::move(executor), mtu, std::move(name));
+    static result<tap_device> make(executor_type executor, int fd, const tap_options& options, std::string name) {
+        auto state = std::make_shared<detail::tap_impl::tap_state>(std::move(executor), options.mtu, std::move(name));
+        if (options.vnet_header) {
+            state->vnet_len = options.vnet_header_len;
+            state->gso_rx = options.tso4;
+        }
         boost::system::error_code ec;
         state->descriptor.assign(fd, ec);
         if (ec) return std::error_code(ec);
@@ -513,6 +687,7 @@ private:
 };
 
 static_assert(burst_backend<tap_device>);
+static_assert(offload_backend<tap_device>);
 
 } // namespace ankanet::backend
 
