@@ -10,9 +10,10 @@
 //                                           `flags` and seqsel's top bits), sequence number per
 //                                           seqsel (rcv_nxt, rcv_nxt +- small, or 4 more bytes),
 //                                           ACK per acksel (snd_una, snd_nxt, snd_max, +- small,
-//                                           or 4 more bytes), window w << 8 | w, len payload bytes;
+//                                           or 4 more bytes), window w << 8 | w, len payload bytes
+//                                           (each byte a function of its sequence number);
 //                                           a SYN carries MSS and window scale options
-//   1        len16 bytes                    the bytes as a frame from VM 0 (parsed as is)
+//   1        len16 bytes                    the bytes as a frame from a third VM (parsed as is)
 //   2        c e err                        socket event e % 3 for connection c's slot; err
 //                                           selects none, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH
 //   3        c n                            the host sends n * 37 bytes on connection c
@@ -32,9 +33,13 @@
 //    what the host socket still holds (plus SYN and FIN), and a flow that is not closing has an
 //    open socket;
 //  * a VM's half-open count never passes its limit, the table never passes its capacity;
-//  * every emitted frame parses as IPv4 with a valid TCP or ICMP checksum.
+//  * every emitted frame parses as IPv4 with a valid TCP or ICMP checksum;
+//  * the guest's stream reaches the host socket intact: each byte written is the one the guest
+//    sent at that sequence number (the byte before rcv_nxt is the last written), whatever was
+//    lost, repeated, reordered or parked beyond a hole on the way;
+//  * the bytes parked beyond holes stay within each VM's budget and the pool.
 // At the end every connection is closed properly (the guest ACKs everything and sends its FIN,
-// the host reaches end of file, time passes): then no flow may be left.
+// the host reaches end of file, time passes): then no flow and no parked byte may be left.
 #include <ankanet/nat/tcp_engine.hpp>
 
 #include "../tests/nat/tcp_support.hpp"
@@ -69,8 +74,14 @@ tcp_limits fuzz_limits() {
     l.max_retransmits = 4;
     l.hash_key = std::array<std::byte, 16>{};
     l.isn_seed = 7;
+    l.reorder_bytes = 6 * ankanet::nat::tcp_reorder_store::chunk_size; // small: the budgets run out
+    l.vm_reorder_bytes = 4 * ankanet::nat::tcp_reorder_store::chunk_size;
     return l;
 }
+
+/// The byte every guest sends at sequence number `seq`: so that the host side can tell where
+/// each byte it got came from.
+std::byte stream_byte(std::uint32_t seq) { return static_cast<std::byte>((seq * 131u) ^ (seq >> 8)); }
 
 struct checking_sink {
     std::size_t frames = 0;
@@ -97,6 +108,8 @@ struct world {
     checking_sink out;
     std::array<test::guest, 4> guests{};
     std::array<port_handle, 2> vms{port_handle::make(0, 1), port_handle::make(1, 1)};
+    port_handle raw_vm = port_handle::make(3, 1); ///< op 1's frames: no connection checked here
+    std::array<std::size_t, 4> checked{}; ///< per connection: bytes of its socket's to_host checked
 
     world() {
         for (std::size_t i = 0; i < guests.size(); ++i) {
@@ -144,7 +157,16 @@ struct world {
             const auto& sock = engine.sockets().sockets[*slot(c)];
             FUZZ_CHECK(f->snd_max - f->snd_una <= sock.rx.size() + 2);
             if (!f->has(tcp_flow_state::closing)) FUZZ_CHECK(sock.opened && !sock.closed);
+            // The stream: the last byte written sits just before rcv_nxt (and the guest's FIN).
+            if (sock.to_host.size() < checked[c]) checked[c] = 0; // a new socket in the slot
+            const std::uint32_t end = f->rcv_nxt - (f->has(tcp_flow_state::fin_from_guest) ? 1u : 0u);
+            for (std::size_t i = checked[c]; i < sock.to_host.size(); ++i) {
+                FUZZ_CHECK(sock.to_host[i] == stream_byte(end - static_cast<std::uint32_t>(sock.to_host.size() - i)));
+            }
+            checked[c] = sock.to_host.size();
         }
+        for (std::uint16_t vm = 0; vm < 4; ++vm) FUZZ_CHECK(engine.parked_bytes(vm) <= limits.vm_reorder_bytes);
+        FUZZ_CHECK(engine.parked_bytes() <= limits.reorder_bytes);
     }
 };
 
@@ -191,7 +213,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 const std::uint8_t s = in.byte();
                 if (s < 20) ws = s;
             }
-            const auto payload = test::bytes_of(len);
+            std::vector<std::byte> payload(len);
+            for (std::size_t i = 0; i < len; ++i) payload[i] = stream_byte(seq + static_cast<std::uint32_t>(i));
             w.deliver(c, g.segment(flags, payload, seq, mss, ws));
             break;
         }
@@ -199,7 +222,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             w.burst.push_back(in.frame());
             const auto parsed = wire::parsed_frame::parse(w.burst.back());
             if (parsed.is_ipv4() && parsed.protocol == tcp::protocol_number) {
-                w.engine.guest_segment(w.vms[0], parsed, w.now, [] { return std::optional<tcp_host_target>{}; }, w.out);
+                w.engine.guest_segment(w.raw_vm, parsed, w.now, [] { return std::optional<tcp_host_target>{}; }, w.out);
             }
             break;
         }
@@ -286,5 +309,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         w.engine.pump(w.now, 1000, w.out);
     }
     FUZZ_CHECK(w.engine.size() == 0);
+    FUZZ_CHECK(w.engine.parked_bytes() == 0);
     return 0;
 }

@@ -26,6 +26,13 @@ tcp_limits test_limits() {
     return l;
 }
 
+/// Out-of-order data dropped, as without a reorder store.
+tcp_limits no_parking() {
+    tcp_limits l = test_limits();
+    l.vm_reorder_bytes = 0;
+    return l;
+}
+
 struct harness {
     translation_config config;
     std::chrono::steady_clock::time_point now{std::chrono::hours{1}};
@@ -243,7 +250,7 @@ TEST_CASE("connect timeout: a hanging connect is reset, other flows go on") {
 }
 
 TEST_CASE("guest to host data: ACKed for what the kernel took, window from the send buffer, scaled") {
-    harness h;
+    harness h{no_parking()};
     guest g;
     const auto synack = h.establish(g, 7);
     CHECK(synack.window_scale == 7);
@@ -256,6 +263,16 @@ TEST_CASE("guest to host data: ACKed for what the kernel took, window from the s
     // Window: free send buffer (1 MiB - 1000) >> 7.
     CHECK(ack.window == ((1u << 20) - 1000) >> 7);
     CHECK(h.engine.stats().bytes_to_host == 1000);
+}
+
+TEST_CASE("guest to host data: the window never exceeds what the VM's reorder budget can park") {
+    harness h; // 1 MiB of free send buffer, a budget of 1 MiB per VM
+    guest g;
+    h.establish(g, 7);
+    h.send(g.segment(tcp::flag::ack | tcp::flag::psh, bytes_of(1000)));
+    const auto ack = h.out.segments().at(0);
+    const std::size_t budget = (std::size_t{1} << 20) / tcp_reorder_store::chunk_size * tcp_reorder_store::chunk_size;
+    CHECK(ack.window == budget / 4 * 3 >> 7);
 }
 
 TEST_CASE("no window scaling offered: none used, window capped at 65535") {
@@ -370,26 +387,139 @@ TEST_CASE("partial send: while waiting for writability, in-order data the socket
     CHECK(h.sock(g).to_host.size() == 2800);
 }
 
-TEST_CASE("out-of-order data: duplicate ACK, nothing reassembled") {
+TEST_CASE("out-of-order data: parked with a duplicate ACK, written with the hole once it is filled") {
     harness h;
     guest g;
     h.establish(g);
-    const auto data = bytes_of(100);
-    h.send(g.segment(tcp::flag::ack, data, g.seq + 100)); // the first 100 bytes were lost
+    const auto data = bytes_of(300);
+    const wire::const_bytes all{data};
+    h.send(g.segment(tcp::flag::ack, all.subspan(100, 100), g.seq + 100)); // the first 100 bytes were lost
+    h.send(g.segment(tcp::flag::ack, all.subspan(200, 100), g.seq + 200));
     auto segs = h.out.segments();
-    REQUIRE(segs.size() == 1);
-    CHECK(segs[0].ack_number == g.seq);
+    REQUIRE(segs.size() == 2);
+    for (const auto& d : segs) CHECK(d.ack_number == g.seq);
     CHECK(h.sock(g).to_host.empty());
-    CHECK(h.engine.stats().dup_acks_sent == 1);
-    // A retransmission overlapping what was taken: only the new part goes to the host.
-    h.send(g.segment(tcp::flag::ack, data));
+    CHECK(h.engine.stats().dup_acks_sent == 2);
+    CHECK(h.engine.stats().segments_parked == 2);
+    CHECK(h.engine.parked_bytes(h.vm.index()) == 2 * tcp_reorder_store::chunk_size);
+    // The hole's retransmission: it and all that was parked go out in one write, one ACK for all.
+    h.out.clear();
+    const std::size_t sends = h.sock(g).sends;
+    h.send(g.segment(tcp::flag::ack, all.subspan(0, 100)));
+    CHECK(h.sock(g).to_host == data);
+    CHECK(h.sock(g).sends == sends + 2); // the hole, then the parked pieces together
+    REQUIRE(h.out.segments().size() == 1);
+    CHECK(h.out.segments().at(0).ack_number == g.seq + 300);
+    CHECK(h.engine.stats().parked_bytes_taken == 200);
+    CHECK(h.engine.parked_bytes() == 0);
+    // A retransmission overlapping what was taken: nothing more goes to the host.
     h.send(g.segment(tcp::flag::ack, bytes_of(150), g.seq));
-    CHECK(h.sock(g).to_host.size() == 150);
-    CHECK(h.out.segments().back().ack_number == g.seq + 150);
+    CHECK(h.sock(g).to_host.size() == 300);
+    CHECK(h.out.segments().back().ack_number == g.seq + 300);
 }
 
-TEST_CASE("out-of-order data: three duplicate ACKs per hole with the last window, then silence until the hole fills") {
+TEST_CASE("out-of-order data: a duplicate frame is parked once, an overlapping retransmission adds only what is new") {
     harness h;
+    guest g;
+    h.establish(g);
+    const auto data = bytes_of(500);
+    const wire::const_bytes all{data};
+    h.send(g.segment(tcp::flag::ack, all.subspan(100, 100), g.seq + 100));
+    h.send(g.segment(tcp::flag::ack, all.subspan(100, 100), g.seq + 100)); // the link doubled it
+    CHECK(h.engine.stats().segments_parked == 1);
+    h.send(g.segment(tcp::flag::ack, all.subspan(150, 250), g.seq + 150)); // re-segmented, overlapping
+    CHECK(h.engine.stats().segments_parked == 2);
+    h.send(g.segment(tcp::flag::ack, all.subspan(0, 100)));
+    CHECK(h.sock(g).to_host == std::vector<std::byte>(data.begin(), data.begin() + 400));
+    CHECK(h.out.segments().back().ack_number == g.seq + 400);
+    CHECK(h.engine.parked_bytes() == 0);
+}
+
+TEST_CASE("out-of-order data: what lies beyond the window we offered is not parked") {
+    harness h;
+    guest g;
+    h.establish(g, 7);
+    h.send(g.segment(tcp::flag::ack, bytes_of(100))); // an ACK: the window is now the scaled one
+    g.seq += 100;
+    const std::uint32_t window = std::uint32_t{h.flow(g)->adv_window} << 7;
+    h.out.clear();
+    h.send(g.segment(tcp::flag::ack, bytes_of(100), g.seq + window));
+    CHECK(h.engine.stats().segments_parked == 0);
+    CHECK(h.engine.parked_bytes() == 0);
+    h.send(g.segment(tcp::flag::ack, bytes_of(100), g.seq + window - 100));
+    CHECK(h.engine.stats().segments_parked == 1);
+}
+
+TEST_CASE("out-of-order data: a VM over its reorder budget drops and is counted, another VM still parks") {
+    tcp_limits l = test_limits();
+    l.vm_reorder_bytes = 3 * tcp_reorder_store::chunk_size;
+    harness h{l};
+    guest g;
+    h.establish(g);
+    // Ten segments beyond a hole: three are parked (each earns a duplicate ACK), seven dropped
+    // (the hole has had its three duplicate ACKs).
+    for (std::uint32_t i = 1; i <= 10; ++i) h.send(g.segment(tcp::flag::ack, bytes_of(100), g.seq + 100 * i));
+    CHECK(h.engine.stats().segments_parked == 3);
+    CHECK(h.engine.stats().park_refused_vm == 7);
+    CHECK(h.engine.stats().dup_acks_sent == 3);
+    CHECK(h.engine.stats().dup_acks_withheld == 7);
+    CHECK(h.engine.parked_bytes(h.vm.index()) == 3 * tcp_reorder_store::chunk_size);
+    // Another VM's flow parks within its own budget.
+    const port_handle other = port_handle::make(2, 1);
+    guest g2;
+    g2.port = 40001;
+    h.out.clear();
+    h.send(g2.segment(tcp::flag::syn, {}, std::nullopt, 1460, 7), other);
+    const auto slot2 = h.slot(g2, other);
+    REQUIRE(slot2);
+    h.engine.socket_event(*slot2, tcp_socket_event::connected, {});
+    REQUIRE(h.pump() == 1);
+    g2.seq += 1;
+    g2.ack = h.out.segments().at(0).seq_number + 1;
+    h.send(g2.segment(tcp::flag::ack), other);
+    h.send(g2.segment(tcp::flag::ack, bytes_of(100), g2.seq + 100), other);
+    CHECK(h.engine.stats().segments_parked == 4);
+    CHECK(h.engine.parked_bytes(other.index()) == tcp_reorder_store::chunk_size);
+    // The first VM's hole fills: its parked bytes are written, the budget freed.
+    h.send(g.segment(tcp::flag::ack, bytes_of(100)));
+    CHECK(h.sock(g).to_host.size() == 400);
+    CHECK(h.engine.parked_bytes(h.vm.index()) == 0);
+}
+
+TEST_CASE("out-of-order data: a flow that ends frees what it parked") {
+    harness h;
+    guest g;
+    h.establish(g);
+    h.send(g.segment(tcp::flag::ack, bytes_of(100), g.seq + 100));
+    CHECK(h.engine.parked_bytes() == tcp_reorder_store::chunk_size);
+    h.send(g.segment(tcp::flag::rst, {}, g.seq));
+    CHECK(h.engine.size() == 0);
+    CHECK(h.engine.parked_bytes() == 0);
+}
+
+TEST_CASE("out-of-order data: parked data the socket cannot take yet waits for writability, not for the guest") {
+    harness h;
+    h.layer().default_space = 250;
+    guest g;
+    h.establish(g);
+    const auto data = bytes_of(400);
+    const wire::const_bytes all{data};
+    for (std::uint32_t i = 1; i < 4; ++i) h.send(g.segment(tcp::flag::ack, all.subspan(100 * i, 100), g.seq + 100 * i));
+    h.send(g.segment(tcp::flag::ack, all.subspan(0, 100))); // 250 of the 400 fit
+    CHECK(h.sock(g).to_host.size() == 250);
+    CHECK(h.sock(g).want_write);
+    CHECK(h.out.segments().back().ack_number == g.seq + 250);
+    h.sock(g).space = 100000;
+    h.engine.socket_event(*h.slot(g), tcp_socket_event::writable, {});
+    h.out.clear();
+    REQUIRE(h.pump() == 1);
+    CHECK(h.sock(g).to_host == data);
+    CHECK(h.out.segments().at(0).ack_number == g.seq + 400);
+    CHECK(h.engine.parked_bytes() == 0);
+}
+
+TEST_CASE("out-of-order data, parking off: three duplicate ACKs per hole with the last window, then silence until the hole fills") {
+    harness h{no_parking()};
     guest g;
     h.establish(g);
     const std::uint16_t window = h.flow(g)->adv_window;
@@ -492,8 +622,34 @@ TEST_CASE("a long burst: one gather write, and an ACK per segment, so that losin
     for (std::uint32_t i = 0; i < 20; ++i) CHECK(segs[i].ack_number == g.seq + 100 * (i + 1));
 }
 
-TEST_CASE("a burst with a hole: what precedes it is taken and ACKed, what follows gets three duplicate ACKs") {
+TEST_CASE("a burst with a hole: what precedes it is taken and ACKed, what follows is parked with a duplicate ACK each") {
     harness h;
+    guest g;
+    h.establish(g);
+    const auto data = bytes_of(8 * 100);
+    std::vector<std::vector<std::byte>> frames;
+    for (std::uint32_t i = 0; i < 8; ++i) {
+        if (i == 2) continue; // lost
+        frames.push_back(g.segment(tcp::flag::ack, wire::const_bytes{data}.subspan(i * 100, 100), g.seq + i * 100));
+    }
+    h.burst(frames);
+    CHECK(h.sock(g).to_host.size() == 200);
+    const auto segs = h.out.segments();
+    REQUIRE(segs.size() == 7); // an ACK each for the two taken, a duplicate each for the five parked
+    CHECK(segs[0].ack_number == g.seq + 100);
+    for (std::size_t i = 1; i < segs.size(); ++i) CHECK(segs[i].ack_number == g.seq + 200);
+    CHECK(h.engine.stats().dup_acks_sent == 5);
+    CHECK(h.engine.stats().segments_parked == 5);
+    // The hole alone comes again: all of it is taken, one ACK for the whole.
+    h.out.clear();
+    h.send(g.segment(tcp::flag::ack, wire::const_bytes{data}.subspan(200, 100), g.seq + 200));
+    CHECK(h.sock(g).to_host == data);
+    REQUIRE(h.out.segments().size() == 1);
+    CHECK(h.out.segments().back().ack_number == g.seq + 800);
+}
+
+TEST_CASE("a burst with a hole, parking off: what precedes it is taken and ACKed, what follows gets three duplicate ACKs") {
+    harness h{no_parking()};
     guest g;
     h.establish(g);
     const auto data = bytes_of(8 * 100);

@@ -2,9 +2,10 @@
 // calls and guest frames out, no TCP stack in between.
 //
 // Theory of operation. Each guest connection is carried by exactly one host socket, and the
-// engine keeps no payload of its own: what the guest sends goes straight into the socket's send
-// buffer, what the host sends stays in the socket's receive queue until the guest has ACKed it.
-// The engine only mirrors sequence numbers and windows between the two, as passt's tcp.c does.
+// engine keeps no payload of its own, save the guest's data that arrived beyond a hole: what the
+// guest sends goes straight into the socket's send buffer, what the host sends stays in the
+// socket's receive queue until the guest has ACKed it. The engine mirrors sequence numbers and
+// windows between the two, as passt's tcp.c does.
 //
 //  - Opening. A guest SYN for a tuple with no flow is checked against the egress policy (the
 //    caller's `resolve`: refused -> RST, counted), the VM's flow limit and the table's capacity
@@ -21,19 +22,26 @@
 //    within a burst need no retransmission), go to its socket in one gather write (sendmsg), and
 //    the guest is ACKed for what the kernel took and no more, one ACK per segment as if each had
 //    come alone. A short send leaves the rest for the guest to retransmit,
-//    and the engine waits for writability to tell it (a window update). A segment beyond rcv_nxt
-//    is dropped (nothing is reassembled) and gets a duplicate ACK, the first three per hole only:
-//    the guest then fast-retransmits the hole, and is not misled into counting every dropped
-//    segment as delivered. The window we advertise is the socket's free send buffer (scaled by
-//    our_window_shift when the guest offered window scaling), rounded down to 0 below one MSS
+//    and the engine waits for writability to tell it (a window update).
+//  - Loss between the guest and us. A segment beyond rcv_nxt is parked in a tcp_reorder_store
+//    (a fixed pool with a budget per VM) and gets a duplicate ACK; the guest's fast retransmission
+//    of the hole then takes the hole and everything parked behind it to the socket at once, and
+//    one ACK covers it all. Dropping them instead, as passt does, left a guest without SACK to
+//    resend the rest of its flight one segment per round trip (NewReno's partial ACKs): a 256 MiB
+//    upload with 1% loss took minutes. This is the one place the engine holds payload, and why
+//    the window we advertise never exceeds what the VM's budget can park. A segment that does not
+//    fit is dropped and counted, and earns a duplicate ACK only while its hole has had fewer than
+//    three (each further one would tell the guest a thrown-away segment was delivered).
+//    The window we advertise is the socket's free send buffer (scaled by our_window_shift when
+//    the guest offered window scaling), capped by that budget, rounded down to 0 below one MSS
 //    (silly window avoidance). A zero window probe or a keepalive is answered with an ACK, so a
 //    window update the guest missed is repeated when it asks.
 //  - Timestamps (RFC 7323). When the guest's SYN offers them, every segment carries our
 //    millisecond clock and echoes the guest's latest in-window TSval. They cost 12 bytes of each
 //    segment and give the guest what it needs to recover when its own segments are lost: an RTT
 //    sample from every ACK, retransmissions included, so its RTO does not stay backed off (Karn),
-//    and a way to tell a spurious retransmission from a real one. SACK is not offered: a receiver
-//    that keeps no out-of-order data has nothing to select.
+//    and a way to tell a spurious retransmission from a real one. SACK is not offered: the parked
+//    data is filled by the hole's retransmission alone, which SACK would not speed up.
 //  - Host -> guest. Data is peeked at offset snd_nxt - snd_una (SO_PEEK_OFF in the Asio layer)
 //    straight into the payload area of the frame being built, at most one MSS per frame and no
 //    further than the guest's window (scaled by its shift). When the guest ACKs, the ACKed bytes
@@ -68,10 +76,11 @@
 //
 // State and memory. Flows live in a flow_table<tcp_flow_state> (fixed capacity, SipHash index,
 // per-VM limits); their timers on one timer_wheel with the flow's slot index as timer id; the
-// FIFO is an array of slot indexes. Nothing is allocated after construction. The socket layer is
-// told the slot index, which it uses to index its own per-flow array.
+// FIFO is an array of slot indexes; guest data beyond a hole in a tcp_reorder_store. Nothing is
+// allocated after construction. The socket layer is told the slot index, which it uses to index
+// its own per-flow array.
 //
-// Limits. IPv4 only; no SACK, no timestamps, no ECN negotiation (a SYN carrying ECE/CWR is
+// Limits. IPv4 only; no SACK, no ECN negotiation (a SYN carrying ECE/CWR is
 // accepted and answered without ECE); no RTT estimate (the RTO starts at rto_initial); no delayed
 // ACKs (every guest data segment is ACKed at once) and no keepalives of our own; urgent data is
 // sent as ordinary data; no virtio-net offloads yet (one MTU-sized frame per segment). Not
@@ -80,6 +89,7 @@
 
 #include <ankanet/inspection.hpp>
 #include <ankanet/nat/flow_table.hpp>
+#include <ankanet/nat/tcp_reorder.hpp>
 #include <ankanet/nat/timer_wheel.hpp>
 #include <ankanet/nat/translation.hpp>
 #include <ankanet/port_handle.hpp>
@@ -170,6 +180,8 @@ struct tcp_limits {
     std::chrono::seconds idle_timeout{7200};
     std::uint8_t our_window_shift = 7;  ///< window scale we offer (windows up to 8 MiB)
     std::size_t burst_segments = 64;    ///< guest data segments held for end_burst() (a port's burst)
+    std::size_t reorder_bytes = 8u << 20;   ///< pool for guest data beyond a hole (tcp_reorder_store)
+    std::size_t vm_reorder_bytes = 1u << 20; ///< the most of it one VM may hold (0: nothing is parked)
     std::optional<std::array<std::byte, 16>> hash_key; ///< flow table key (tests fix it)
     std::optional<std::uint64_t> isn_seed;             ///< initial sequence numbers (tests fix it)
 };
@@ -191,6 +203,10 @@ struct tcp_stats {
     std::uint64_t rst_to_guest = 0;        ///< flows reset towards the guest (host error, timeout)
     std::uint64_t dup_acks_sent = 0;       ///< out-of-order guest data
     std::uint64_t dup_acks_withheld = 0;   ///< out-of-order guest data past tcp_dup_acks_per_hole
+    std::uint64_t segments_parked = 0;     ///< guest segments beyond a hole, held until it filled
+    std::uint64_t park_refused_vm = 0;     ///< ... dropped instead: the VM's reorder budget was spent
+    std::uint64_t park_refused_pool = 0;   ///< ... dropped instead: the pool was empty
+    std::uint64_t parked_bytes_taken = 0;  ///< parked bytes the host socket took once the hole filled
     std::uint64_t guest_sends = 0;         ///< gather writes of guest data to host sockets
     std::uint64_t guest_segments_batched = 0; ///< guest data segments that went out in them
     std::uint64_t short_sends = 0;         ///< guest data the kernel did not take whole
@@ -306,6 +322,7 @@ public:
         : config_(config), limits_(limits), sockets_(std::move(sockets)),
           table_(table_config(limits)), wheel_(table_.capacity(), origin), fifo_(table_.capacity()),
           queued_(table_.capacity(), 0), half_open_(table_.max_vms(), 0),
+          reorder_(table_.capacity(), table_.max_vms(), limits.reorder_bytes, limits.vm_reorder_bytes),
           frame_(config.mtu + wire::ethernet::header_len),
           isn_state_(limits.isn_seed ? *limits.isn_seed : std::random_device{}() * 0x9e3779b97f4a7c15ull),
           ts_offset_(next_isn()) {
@@ -370,11 +387,16 @@ public:
         return h->index;
     }
 
-    /// Bytes per flow at full capacity: the table's slot and index share plus the timer node.
+    /// Bytes per flow at full capacity: the table's slot and index share, the timer node, the
+    /// FIFO entry and queued flag, the reorder list's ends (the reorder pool is apart: it is
+    /// shared by all flows, and pages of it no loss ever used are never touched).
     double bytes_per_flow() const noexcept {
         return table_.bytes_per_flow() + static_cast<double>(basic_timer_wheel<>::bytes_per_timer) +
-               static_cast<double>(sizeof(std::uint32_t) + sizeof(std::uint8_t)); // FIFO entry + queued flag
+               static_cast<double>(sizeof(std::uint32_t) + sizeof(std::uint8_t) + tcp_reorder_store::bytes_per_flow);
     }
+    /// Guest bytes parked beyond holes (chunks in use), all VMs / VM port index `vm`.
+    std::size_t parked_bytes() const noexcept { return reorder_.bytes_in_use(); }
+    std::size_t parked_bytes(std::uint16_t vm) const noexcept { return reorder_.vm_bytes(vm); }
 
     /// A VM is gone: its flows are reset towards the host (nothing left in CLOSE_WAIT) and forgotten.
     /// Returns how many there were.
@@ -491,6 +513,7 @@ private:
         const flow_key* k = table_.key(h);
         if (f->has(flow_state::half_open) && k->vm < half_open_.size()) --half_open_[k->vm];
         wheel_.cancel(h.index);
+        reorder_.drop(h.index);
         table_.erase(h);
     }
 
@@ -500,6 +523,7 @@ private:
         f.pending = flow_state::send_rst;
         f.set(flow_state::closing);
         wheel_.cancel(h.index);
+        reorder_.drop(h.index);
         if (count) ++stats_.rst_to_guest;
         mark(h.index);
     }
@@ -518,10 +542,13 @@ private:
         }
     }
 
-    /// The window we advertise: free send buffer, 0 below one MSS.
+    /// The window we advertise: free send buffer, 0 below one MSS, and no more than three
+    /// quarters of the VM's reorder budget, so that a whole flight can be parked behind a hole
+    /// even though each segment leaves part of its last chunk unused.
     std::uint16_t window_field(std::uint32_t slot, tcp_flow_state& f) {
         // After the guest's FIN there is nothing more to take.
         std::size_t space = f.has(flow_state::fin_from_guest) ? 0 : static_cast<std::size_t>(sockets_.send_space(slot));
+        if (reorder_.enabled()) space = std::min(space, reorder_.vm_limit_bytes() / 4 * 3);
         if (space < f.guest_mss) space = 0;
         std::size_t field = space >> f.our_shift;
         if (field > 0xffff) field = 0xffff;
@@ -648,6 +675,10 @@ private:
 
     bool take_guest_bytes(flow_handle h, tcp_flow_state& f, std::span<const wire::const_bytes> pieces);
     void grant_dup_acks(tcp_flow_state& f, std::size_t segments) noexcept;
+    enum class parking : std::uint8_t { parked, held_already, dropped };
+    parking park_segment(flow_handle h, tcp_flow_state& f, std::uint32_t seq, wire::const_bytes payload);
+    bool take_parked(flow_handle h, tcp_flow_state& f);
+    void owe_dup_acks(tcp_flow_state& f, std::size_t segments) noexcept;
     template <class Out>
     std::size_t send_owed_acks(flow_handle h, tcp_flow_state& f, std::size_t room, Out& out);
     template <class Out>
@@ -673,6 +704,7 @@ private:
     std::size_t fifo_count_ = 0;
     std::vector<std::uint8_t> queued_; // per slot: on the FIFO
     std::vector<std::uint32_t> half_open_;
+    tcp_reorder_store reorder_; ///< guest data beyond a hole, by flow slot
     std::vector<std::byte> frame_;
     std::uint64_t isn_state_;
     /// A guest data segment waiting for end_burst(): its payload lies in a frame of the burst.
@@ -952,6 +984,54 @@ void basic_tcp_engine<SocketLayer>::grant_dup_acks(tcp_flow_state& f, std::size_
     stats_.dup_acks_withheld += segments - granted;
 }
 
+/// Duplicate ACKs for `segments` the flow parked beyond its hole: each one arrived, so each
+/// earns one, as from a receiver that queues out-of-order data (and they count for the hole).
+template <tcp_socket_layer SocketLayer>
+void basic_tcp_engine<SocketLayer>::owe_dup_acks(tcp_flow_state& f, std::size_t segments) noexcept {
+    f.hole_acks = static_cast<std::uint8_t>(std::min<std::size_t>(f.hole_acks + segments, 0xff));
+    f.dup_acks_owed = static_cast<std::uint8_t>(std::min<std::size_t>(f.dup_acks_owed + segments, 0xff));
+}
+
+/// Parks a segment beyond the flow's hole (tcp_reorder_store). Dropped: out of the window we
+/// offered, or over the VM's budget or the pool's (counted).
+template <tcp_socket_layer SocketLayer>
+auto basic_tcp_engine<SocketLayer>::park_segment(flow_handle h, tcp_flow_state& f, std::uint32_t seq,
+                                                 wire::const_bytes payload) -> parking {
+    if (!reorder_.enabled() || payload.empty()) return parking::dropped;
+    // Only what the window we offered allowed: a guest cannot make us hold more than that. (Until
+    // our first ACK, the window is the SYN-ACK's, unscaled and at most 65535.)
+    const std::uint32_t window = std::max<std::uint32_t>(std::uint32_t{f.adv_window} << f.our_shift, 0xffff);
+    if (seq - f.rcv_nxt + payload.size() > window) return parking::dropped;
+    switch (reorder_.park(h.index, f.vm.index(), f.rcv_nxt, seq, payload)) {
+    case park_result::parked: ++stats_.segments_parked; return parking::parked;
+    case park_result::duplicate: return parking::held_already;
+    case park_result::vm_full: ++stats_.park_refused_vm; return parking::dropped;
+    case park_result::pool_full: ++stats_.park_refused_pool; return parking::dropped;
+    case park_result::invalid: return parking::dropped;
+    }
+    return parking::dropped;
+}
+
+/// Writes what is parked from rcv_nxt on, now that the hole before it is filled, in gather
+/// writes of up to max_burst_segments chunks. False when the socket took less (or failed), as
+/// take_guest_bytes().
+template <tcp_socket_layer SocketLayer>
+bool basic_tcp_engine<SocketLayer>::take_parked(flow_handle h, tcp_flow_state& f) {
+    std::array<wire::const_bytes, max_burst_segments> pieces{};
+    bool all_taken = true;
+    // Bounded: each round frees at least one chunk, or ends.
+    while (reorder_.holds(h.index) && !detail::seq_gt(reorder_.first_seq(h.index), f.rcv_nxt)) {
+        const std::size_t n = reorder_.contiguous(h.index, f.rcv_nxt, pieces);
+        const std::uint32_t before = f.rcv_nxt;
+        all_taken = n == 0 || take_guest_bytes(h, f, std::span{pieces.data(), n});
+        if (!table_.contains(h) || f.has(flow_state::closing)) return false;
+        stats_.parked_bytes_taken += f.rcv_nxt - before;
+        reorder_.release(h.index, f.rcv_nxt);
+        if (!all_taken || n < pieces.size()) break;
+    }
+    return all_taken;
+}
+
 /// Sends, within `room`, the ACK and the duplicate ACKs the flow is owed. Duplicate ACKs repeat
 /// the window last advertised, since an ACK whose window changed is no duplicate.
 template <tcp_socket_layer SocketLayer>
@@ -1015,41 +1095,65 @@ std::size_t basic_tcp_engine<SocketLayer>::deliver_deferred(flow_handle h, std::
     std::sort(mine.begin(), mine.begin() + static_cast<std::ptrdiff_t>(count),
               [base](const deferred_data* a, const deferred_data* b) { return a->seq - base < b->seq - base; });
     std::array<wire::const_bytes, max_burst_segments> pieces{};
+    std::array<std::uint32_t, max_burst_segments> ack_points{}; // where each piece ends
     std::size_t used = 0;
-    std::size_t beyond = 0;
+    std::size_t first_beyond = count;
     std::uint32_t expected = base;
-    std::array<std::uint32_t, max_burst_segments / tcp_ack_every_segments> ack_points{};
-    std::size_t points = 0;
     for (std::size_t i = 0; i < count; ++i) {
         const deferred_data& d = *mine[i];
         const auto offset = static_cast<std::int32_t>(d.seq - expected);
         if (offset > 0) {
-            beyond = count - i; // sorted: every later one lies beyond the hole too
+            first_beyond = i; // sorted: every later one lies beyond the hole too
             break;
         }
         const auto skip = static_cast<std::size_t>(-static_cast<std::int64_t>(offset));
         if (skip >= d.payload.size()) continue; // a retransmission of what is already taken
-        pieces[used++] = d.payload.subspan(skip);
+        pieces[used] = d.payload.subspan(skip);
         expected = d.seq + static_cast<std::uint32_t>(d.payload.size());
-        if (used % tcp_ack_every_segments == 0 && points < ack_points.size()) ack_points[points++] = expected;
+        ack_points[used++] = expected;
+    }
+    stats_.guest_segments_batched += used;
+    bool all_taken = take_guest_bytes(h, f, std::span{pieces.data(), used});
+    // What lies beyond the hole is parked (while the frames are still valid), and what was parked
+    // before may continue the stream now.
+    std::array<parking, max_burst_segments> parked;
+    parked.fill(parking::dropped);
+    if (all_taken && table_.contains(h) && !f.has(flow_state::closing)) {
+        for (std::size_t i = first_beyond; i < count; ++i) parked[i] = park_segment(h, f, mine[i]->seq, mine[i]->payload);
+        all_taken = take_parked(h, f);
     }
     for (std::size_t i = 0; i < count; ++i) mine[i]->payload = {};
-    stats_.guest_segments_batched += used;
-    const bool all_taken = take_guest_bytes(h, f, std::span{pieces.data(), used});
     if (!table_.contains(h) || f.has(flow_state::closing)) return 0;
-    // The ACKs along the way (for what the socket took, short of its end), then one ACK owed for
-    // all of it (or for a short send's window, or for segments all repeated); segments all beyond
-    // a hole get duplicate ACKs only.
+    // An ACK for each segment the socket took but the last, as if each had come alone, within
+    // `room`: they offer the window as it is now that the socket has the data, read once for all.
+    // The last segment's ACK is the one owed below, for rcv_nxt: when the segment filled a hole,
+    // it covers what was parked behind it too, as one ACK.
     std::size_t sent = 0;
     const flow_key* k = table_.key(h);
-    // They offer the window as it is now that the socket has the data, read once for all of them.
-    const std::uint16_t window = points != 0 && room != 0 ? window_field(h.index, f) : f.adv_window;
-    for (std::size_t i = 0; i < points && sent < room && detail::seq_lt(ack_points[i], f.rcv_nxt); ++i, ++sent) {
+    const std::uint16_t window = used > 1 && room != 0 ? window_field(h.index, f) : f.adv_window;
+    for (std::size_t i = 0; i + 1 < used && sent < room && detail::seq_lt(ack_points[i], f.rcv_nxt); ++i, ++sent) {
         const std::size_t len = emit_segment(*k, f, wire::tcp::flag::ack, f.snd_nxt, ack_points[i], window, 0);
         if (len != 0) out(f.vm, wire::const_bytes{frame_.data(), len});
     }
-    if (used != 0 || beyond == 0) f.pending |= flow_state::send_ack;
-    if (beyond != 0 && all_taken) grant_dup_acks(f, beyond);
+    // Then one owed for all of it (or for a short send's window, or for segments all repeated),
+    // and a duplicate one for each segment still beyond the hole: each newly parked one truly
+    // arrived, and is owed one as from a receiver with a reassembly queue; dropped ones only
+    // while the hole has had fewer than three; copies of what is parked already none, since the
+    // guest's Reno counts each duplicate ACK as a segment that left the network, and counting
+    // more than it has in flight makes it take its losses for reordering (and stop fast
+    // retransmitting, leaving every loss to its RTO).
+    if (used != 0 || first_beyond == count || f.rcv_nxt != base) f.pending |= flow_state::send_ack;
+    if (all_taken) {
+        std::size_t parked_beyond = 0;
+        std::size_t dropped_beyond = 0;
+        for (std::size_t i = first_beyond; i < count; ++i) {
+            if (!detail::seq_gt(mine[i]->seq, f.rcv_nxt)) continue; // the stream has reached it
+            if (parked[i] == parking::parked) ++parked_beyond;
+            else if (parked[i] == parking::dropped) ++dropped_beyond;
+        }
+        owe_dup_acks(f, parked_beyond);
+        grant_dup_acks(f, dropped_beyond);
+    }
     return sent;
 }
 
@@ -1059,7 +1163,9 @@ void basic_tcp_engine<SocketLayer>::guest_data(flow_handle h, tcp_flow_state& f,
                                                wire::const_bytes payload, time_point, Out& out) {
     const std::int32_t offset = static_cast<std::int32_t>(seg.seq_number - f.rcv_nxt);
     if (offset > 0) {
-        grant_dup_acks(f, 1);
+        const parking p = seg.flags.fin() ? parking::dropped : park_segment(h, f, seg.seq_number, payload);
+        if (p == parking::parked) owe_dup_acks(f, 1);
+        else if (p == parking::dropped) grant_dup_acks(f, 1);
         (void)send_owed_acks(h, f, 1, out);
         return;
     }
@@ -1071,7 +1177,7 @@ void basic_tcp_engine<SocketLayer>::guest_data(flow_handle h, tcp_flow_state& f,
     bool all_taken = true;
     if (skip < payload.size()) {
         const wire::const_bytes fresh = payload.subspan(skip);
-        all_taken = take_guest_bytes(h, f, std::span{&fresh, 1});
+        all_taken = take_guest_bytes(h, f, std::span{&fresh, 1}) && take_parked(h, f);
         if (!table_.contains(h) || f.has(flow_state::closing)) return;
     }
     // The FIN counts once every byte before it is in the socket.
@@ -1117,6 +1223,8 @@ void basic_tcp_engine<SocketLayer>::socket_event(std::uint32_t slot, tcp_socket_
         if (f.has(flow_state::send_blocked) || f.has(flow_state::window_closed)) {
             f.clear(flow_state::send_blocked);
             f.clear(flow_state::window_closed);
+            // Parked data a short send left behind goes first; the ACK then covers it too.
+            if (!take_parked(*h, f) && (!table_.contains(*h) || f.has(flow_state::closing))) return;
             f.pending |= flow_state::send_ack; // the window opened
         }
         break;
