@@ -2,7 +2,7 @@
 // socket layer of the engine tests (tests/nat/tcp_support.hpp): no sockets, a manual clock.
 //
 // The input is a program; a missing byte reads as 0. Four guest connections (two VMs, two ports
-// each) to 192.168.64.1:8080. Each step is an opcode byte and its operands:
+// each, the first of each permitting SACK) to 192.168.64.1:8080. Each step is an opcode byte and its operands:
 //
 //   op % 11  operands                       what
 //   0        c flags seqsel acksel w len [mss ws]  a well-formed segment (checksums right) from
@@ -116,6 +116,7 @@ struct world {
             guests[i].port = static_cast<std::uint16_t>(40000 + i);
             guests[i].mac = wire::mac_address{{0x52, 0x54, 0, 0, 0, static_cast<std::uint8_t>(2 + i / 2)}};
             guests[i].address = wire::ipv4_address{192, 168, 64, static_cast<std::uint8_t>(2 + i / 2)};
+            guests[i].sack_permitted = i % 2 == 0; // one connection of each VM uses SACK
         }
     }
 

@@ -10,7 +10,8 @@
 //  - up (guest -> host) with the frames towards the guest faulted: the guest's kernel is the
 //    sender, recovering from lost, late, doubled and damaged ACKs;
 //  - up with every frame either way faulted: the translator parks the guest's segments that
-//    arrive beyond a lost one, so that the guest's retransmission of the hole closes it;
+//    arrive beyond a lost one and names them in SACK blocks, so that the guest resends the holes
+//    alone;
 //  - both ways with no faults, through the same in-process network.
 //
 // Threads: the network, its translators and the backend live on one thread, which runs the
@@ -317,11 +318,11 @@ TEST_CASE("nat faults: guest to host bulk TCP keeps every byte when the frames t
 }
 
 // Faults on the guest's data too. The translator parks what arrives beyond a lost segment
-// (tcp_reorder_store), so the guest's one retransmission of the hole closes it; before, every
-// segment after a loss was dropped and the guest's NewReno resent its flight one segment per
-// round trip: this transfer took over four minutes, 34 s with parking. What remains is the
-// guest's RTOs where Reno has no other way out (a lost retransmission, a loss at the end of a
-// flight); its counters are printed.
+// (tcp_reorder_store) and SACKs it, so the guest resends only the holes. Measured on this
+// machine: with every segment after a loss dropped (as passt does), the guest's NewReno resent
+// its flight one segment per round trip and this transfer took over four minutes; with parking
+// but no SACK 34 s (Reno still waits for an RTO after a lost retransmission or a loss at the end
+// of a flight); with SACK 4.7 s and 5 RTOs. The guest's counters are printed.
 TEST_CASE("nat faults: guest to host bulk TCP keeps every byte when frames are dropped, reordered, duplicated and corrupted both ways") {
     ANKANET_REQUIRE_NAT_FAULTS_ENVIRONMENT();
     fault_config faults;

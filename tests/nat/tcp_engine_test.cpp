@@ -518,6 +518,83 @@ TEST_CASE("out-of-order data: parked data the socket cannot take yet waits for w
     CHECK(h.engine.parked_bytes() == 0);
 }
 
+TEST_CASE("SACK: permitted back when the guest permits it, and every pure ACK names what is parked") {
+    harness h;
+    guest g;
+    g.sack_permitted = true;
+    const auto synack = h.establish(g, 7);
+    CHECK(synack.sack_permitted);
+    const auto data = bytes_of(600);
+    const wire::const_bytes all{data};
+    // Two holes: [0, 100) and [300, 400).
+    h.send(g.segment(tcp::flag::ack, all.subspan(100, 100), g.seq + 100));
+    h.send(g.segment(tcp::flag::ack, all.subspan(200, 100), g.seq + 200));
+    h.send(g.segment(tcp::flag::ack, all.subspan(400, 100), g.seq + 400));
+    auto segs = h.out.segments();
+    REQUIRE(segs.size() == 3);
+    CHECK(segs[0].ack_number == g.seq);
+    REQUIRE(segs[0].sacks().size() == 1);
+    CHECK(segs[0].sacks()[0] == tcp::sack_block{g.seq + 100, g.seq + 200});
+    REQUIRE(segs[1].sacks().size() == 1);
+    CHECK(segs[1].sacks()[0] == tcp::sack_block{g.seq + 100, g.seq + 300}); // touching chunks merged
+    REQUIRE(segs[2].sacks().size() == 2);
+    CHECK(segs[2].sacks()[0] == tcp::sack_block{g.seq + 100, g.seq + 300});
+    CHECK(segs[2].sacks()[1] == tcp::sack_block{g.seq + 400, g.seq + 500});
+    // The first hole fills: the ACK moves to the second hole and names only what lies beyond it.
+    h.out.clear();
+    h.send(g.segment(tcp::flag::ack, all.subspan(0, 100)));
+    segs = h.out.segments();
+    REQUIRE(segs.size() == 1);
+    CHECK(segs[0].ack_number == g.seq + 300);
+    REQUIRE(segs[0].sacks().size() == 1);
+    CHECK(segs[0].sacks()[0] == tcp::sack_block{g.seq + 400, g.seq + 500});
+    // The second: nothing parked is left, nothing is named.
+    h.out.clear();
+    h.send(g.segment(tcp::flag::ack, all.subspan(300, 100), g.seq + 300));
+    segs = h.out.segments();
+    REQUIRE(segs.size() == 1);
+    CHECK(segs[0].ack_number == g.seq + 500);
+    CHECK(segs[0].sacks().empty());
+    CHECK(h.sock(g).to_host == std::vector<std::byte>(data.begin(), data.begin() + 500));
+}
+
+TEST_CASE("SACK: at most three blocks beside timestamps, four without, never on data segments") {
+    for (const bool ts : {true, false}) {
+        harness h;
+        guest g;
+        g.sack_permitted = true;
+        if (ts) g.timestamps = tcp::timestamp_values{100, 0};
+        h.establish(g, 7);
+        for (std::uint32_t i = 1; i <= 5; ++i) h.send(g.segment(tcp::flag::ack, bytes_of(100), g.seq + 200 * i));
+        const auto last = h.out.segments().back();
+        CHECK(last.sacks().size() == (ts ? 3u : 4u));
+        CHECK(last.sacks()[0] == tcp::sack_block{g.seq + 200, g.seq + 300}); // lowest first
+        // Host data to the guest carries no SACK blocks: they would cut its payload.
+        h.out.clear();
+        h.host_sends(g, bytes_of(3000));
+        REQUIRE(h.pump() >= 1);
+        for (const auto& seg : h.out.segments()) {
+            if (seg.payload_len != 0) CHECK(seg.sacks().empty());
+        }
+    }
+}
+
+TEST_CASE("SACK: not permitted to a guest that does not offer it, nor when parking is off") {
+    {
+        harness h;
+        guest g;
+        CHECK_FALSE(h.establish(g, 7).sack_permitted);
+        h.send(g.segment(tcp::flag::ack, bytes_of(100), g.seq + 100));
+        CHECK(h.out.segments().back().sacks().empty());
+    }
+    {
+        harness h{no_parking()};
+        guest g;
+        g.sack_permitted = true;
+        CHECK_FALSE(h.establish(g, 7).sack_permitted);
+    }
+}
+
 TEST_CASE("out-of-order data, parking off: three duplicate ACKs per hole with the last window, then silence until the hole fills") {
     harness h{no_parking()};
     guest g;

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace {
@@ -132,4 +133,25 @@ TEST_CASE("reorder store: chunks the stream passed without release() are freed b
     CHECK(s.vm_bytes(0) == chunk);
     CHECK(s.first_seq(0) == 400);
     CHECK(stream(s, 0, 400) == data);
+}
+
+TEST_CASE("reorder store: parked ranges as SACK blocks, merged, from the cumulative ACK on") {
+    tcp_reorder_store s(2, 1, 16 * chunk, 16 * chunk);
+    const auto data = pattern(100);
+    const auto big = pattern(2 * chunk);
+    CHECK(s.park(0, 0, 0, 100, const_bytes{data}) == park_result::parked);
+    CHECK(s.park(0, 0, 0, 150, const_bytes{data}) == park_result::parked); // overlaps the first
+    CHECK(s.park(0, 0, 0, 1000, const_bytes{big}) == park_result::parked); // two chunks, one range
+    CHECK(s.park(0, 0, 0, 5000, const_bytes{data}) == park_result::parked);
+    std::array<ankanet::wire::tcp::sack_block, 4> blocks{};
+    REQUIRE(s.ranges(0, 0, blocks) == 3);
+    CHECK(blocks[0] == ankanet::wire::tcp::sack_block{100, 250});
+    CHECK(blocks[1] == ankanet::wire::tcp::sack_block{1000, 1000 + 2 * chunk});
+    CHECK(blocks[2] == ankanet::wire::tcp::sack_block{5000, 5100});
+    // Room for two: the lowest two. From inside a range: it starts there.
+    REQUIRE(s.ranges(0, 0, std::span{blocks}.first(2)) == 2);
+    REQUIRE(s.ranges(0, 200, blocks) == 3);
+    CHECK(blocks[0] == ankanet::wire::tcp::sack_block{200, 250});
+    REQUIRE(s.ranges(0, 300, blocks) == 2);
+    CHECK(blocks[0].left == 1000);
 }

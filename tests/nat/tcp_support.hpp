@@ -150,6 +150,7 @@ struct guest {
     std::uint32_t ack = 0;     ///< what it ACKs
     std::uint16_t window = 65535;
     std::optional<wire::tcp::timestamp_values> timestamps; ///< sent with every segment when set
+    bool sack_permitted = false; ///< offered on its SYN
     std::vector<std::byte> buffer;
 
     std::vector<std::byte> segment(wire::tcp::flag_set flags, wire::const_bytes payload = {},
@@ -166,6 +167,7 @@ struct guest {
         t.mss = mss;
         t.window_scale = wscale;
         t.timestamps = timestamps;
+        t.sack_permitted = sack_permitted && flags.syn();
         t.payload_len = payload.size();
         const std::size_t l4 = t.buffer_len() + payload.size();
         std::vector<std::byte> frame(guest_headers_len + l4);

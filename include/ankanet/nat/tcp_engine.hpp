@@ -40,8 +40,13 @@
 //    millisecond clock and echoes the guest's latest in-window TSval. They cost 12 bytes of each
 //    segment and give the guest what it needs to recover when its own segments are lost: an RTT
 //    sample from every ACK, retransmissions included, so its RTO does not stay backed off (Karn),
-//    and a way to tell a spurious retransmission from a real one. SACK is not offered: the parked
-//    data is filled by the hole's retransmission alone, which SACK would not speed up.
+//    and a way to tell a spurious retransmission from a real one.
+//  - SACK (RFC 2018). When the guest's SYN permits it (and parking is on), so does our SYN-ACK,
+//    and every pure ACK names the ranges parked beyond rcv_nxt. The guest then knows exactly
+//    what is missing: it resends only the holes, recovers from several losses in one flight and
+//    from a lost retransmission without an RTO, and its tail loss probes work. Parked data is
+//    never given up while its flow lives, so nothing SACKed is reneged. The guest's own SACK
+//    blocks (about our data) are not used: towards the guest we retransmit by rewinding.
 //  - Host -> guest. Data is peeked at offset snd_nxt - snd_una (SO_PEEK_OFF in the Asio layer)
 //    straight into the payload area of the frame being built, at most one MSS per frame and no
 //    further than the guest's window (scaled by its shift). When the guest ACKs, the ACKed bytes
@@ -80,7 +85,7 @@
 // allocated after construction. The socket layer is told the slot index, which it uses to index
 // its own per-flow array.
 //
-// Limits. IPv4 only; no SACK, no ECN negotiation (a SYN carrying ECE/CWR is
+// Limits. IPv4 only; SACK blocks from the guest are ignored; no ECN negotiation (a SYN carrying ECE/CWR is
 // accepted and answered without ECE); no RTT estimate (the RTO starts at rto_initial); no delayed
 // ACKs (every guest data segment is ACKed at once) and no keepalives of our own; urgent data is
 // sent as ordinary data; no virtio-net offloads yet (one MTU-sized frame per segment). Not
@@ -261,6 +266,7 @@ struct tcp_flow_state {
         probe = 1u << 12,           ///< send one byte into a zero window
         read_wait = 1u << 13,       ///< want_readable() asked, not reported yet
         timestamps = 1u << 14,      ///< the guest's SYN offered timestamps: every segment carries them
+        sack = 1u << 15,            ///< SACK permitted both ways: our ACKs name what is parked
     };
     /// Control frames owed to the guest.
     enum pending_frame : std::uint8_t {
@@ -565,9 +571,10 @@ private:
 
     /// Builds a TCP segment for flow `h` in frame_: headers, then the `payload_len` bytes already at
     /// payload_area(). Returns the frame's length (0 if it did not fit).
+    /// `sack_slot`: the flow's slot, for an ACK that names what it has parked (SACK blocks).
     std::size_t emit_segment(const flow_key& k, const tcp_flow_state& f, wire::tcp::flag_set flags, std::uint32_t seq,
                              std::uint32_t ack, std::uint16_t window, std::size_t payload_len,
-                             bool syn_options = false) {
+                             bool syn_options = false, std::optional<std::uint32_t> sack_slot = std::nullopt) {
         wire::tcp::repr t;
         t.source_port = k.remote_port;
         t.destination_port = k.guest_port;
@@ -579,8 +586,17 @@ private:
         if (syn_options) {
             t.mss = static_cast<std::uint16_t>(max_payload());
             if (f.our_shift != 0 || f.guest_shift != 0) t.window_scale = f.our_shift;
+            t.sack_permitted = f.has(flow_state::sack);
         }
         if (f.has(flow_state::timestamps)) t.timestamps = wire::tcp::timestamp_values{ts_clock_, f.ts_recent};
+        // SACK blocks on pure ACKs only (data segments keep their payload size): as many as fit
+        // beside the timestamps (3, else 4), lowest first; RFC 2018 asks for the newest first,
+        // which Linux and BSD senders do not depend on (they sort the blocks).
+        if (sack_slot && f.has(flow_state::sack) && payload_len == 0 && !flags.syn() && !flags.rst()) {
+            const std::size_t room = t.timestamps ? 3 : wire::tcp::max_sack_blocks;
+            t.sack_count = static_cast<std::uint8_t>(
+                reorder_.ranges(*sack_slot, ack, std::span{t.sack_blocks}.first(room)));
+        }
         const std::size_t l4 = t.buffer_len() + payload_len;
         const std::size_t len = write_guest_headers(frame_, config_.gateway_mac, f.vm_mac, k.remote_address,
                                                     k.guest_address, wire::tcp::protocol_number, l4, ip_id_++);
@@ -603,7 +619,7 @@ private:
         const std::uint16_t window = syn ? static_cast<std::uint16_t>(std::min<std::size_t>(
                                                sockets_.send_space(h.index), 0xffff))
                                          : window_field(h.index, f);
-        const std::size_t len = emit_segment(*k, f, flags, seq, f.rcv_nxt, window, 0, syn);
+        const std::size_t len = emit_segment(*k, f, flags, seq, f.rcv_nxt, window, 0, syn, h.index);
         if (len != 0) out(f.vm, wire::const_bytes{frame_.data(), len});
     }
 
@@ -872,6 +888,7 @@ inspection basic_tcp_engine<SocketLayer>::open_flow(port_handle vm, const wire::
         f.set(flow_state::timestamps);
         f.ts_recent = seg.timestamps->value;
     }
+    if (seg.sack_permitted && reorder_.enabled()) f.set(flow_state::sack);
     f.rcv_nxt = seg.seq_number + 1;
     f.snd_una = next_isn();
     f.snd_nxt = f.snd_max = f.snd_una;
@@ -1047,7 +1064,7 @@ std::size_t basic_tcp_engine<SocketLayer>::send_owed_acks(flow_handle h, tcp_flo
     for (; f.dup_acks_owed != 0 && sent < room; ++sent) {
         --f.dup_acks_owed;
         ++stats_.dup_acks_sent;
-        const std::size_t len = emit_segment(*k, f, wire::tcp::flag::ack, f.snd_nxt, f.rcv_nxt, f.adv_window, 0);
+        const std::size_t len = emit_segment(*k, f, wire::tcp::flag::ack, f.snd_nxt, f.rcv_nxt, f.adv_window, 0, false, h.index);
         if (len != 0) out(f.vm, wire::const_bytes{frame_.data(), len});
     }
     return sent;
@@ -1132,7 +1149,7 @@ std::size_t basic_tcp_engine<SocketLayer>::deliver_deferred(flow_handle h, std::
     const flow_key* k = table_.key(h);
     const std::uint16_t window = used > 1 && room != 0 ? window_field(h.index, f) : f.adv_window;
     for (std::size_t i = 0; i + 1 < used && sent < room && detail::seq_lt(ack_points[i], f.rcv_nxt); ++i, ++sent) {
-        const std::size_t len = emit_segment(*k, f, wire::tcp::flag::ack, f.snd_nxt, ack_points[i], window, 0);
+        const std::size_t len = emit_segment(*k, f, wire::tcp::flag::ack, f.snd_nxt, ack_points[i], window, 0, false, h.index);
         if (len != 0) out(f.vm, wire::const_bytes{frame_.data(), len});
     }
     // Then one owed for all of it (or for a short send's window, or for segments all repeated),

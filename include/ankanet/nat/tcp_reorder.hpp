@@ -27,6 +27,7 @@
 #pragma once
 
 #include <ankanet/wire/bytes.hpp>
+#include <ankanet/wire/tcp.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -148,6 +149,27 @@ public:
             l.head = next;
         }
         l.tail = none;
+    }
+
+    /// The flow's parked ranges beyond `from` as SACK blocks (RFC 2018: first byte, byte after
+    /// the last), touching or overlapping chunks merged, lowest first, at most `out.size()`.
+    /// Returns how many.
+    std::size_t ranges(std::uint32_t slot, std::uint32_t from, std::span<wire::tcp::sack_block> out) const {
+        if (slot >= lists_.size() || out.empty()) return 0;
+        std::size_t used = 0;
+        for (std::uint32_t c = lists_[slot].head; c != none; c = chunks_[c].next) {
+            const chunk& k = chunks_[c];
+            const std::uint32_t end = k.seq + k.len;
+            if (static_cast<std::int32_t>(end - from) <= 0) continue; // the stream has it
+            if (used != 0 && static_cast<std::int32_t>(k.seq - out[used - 1].right) <= 0) {
+                if (static_cast<std::int32_t>(end - out[used - 1].right) > 0) out[used - 1].right = end;
+                continue;
+            }
+            if (used == out.size()) break;
+            const bool straddles = static_cast<std::int32_t>(k.seq - from) < 0;
+            out[used++] = wire::tcp::sack_block{straddles ? from : k.seq, end};
+        }
+        return used;
     }
 
     /// Whether the flow has anything parked.
