@@ -185,7 +185,9 @@ struct tcp_limits {
     std::chrono::seconds idle_timeout{7200};
     std::uint8_t our_window_shift = 7;  ///< window scale we offer (windows up to 8 MiB)
     std::size_t burst_segments = 64;    ///< guest data segments held for end_burst() (a port's burst)
-    std::size_t reorder_bytes = 8u << 20;   ///< pool for guest data beyond a hole (tcp_reorder_store)
+    /// Pool for guest data beyond a hole (tcp_reorder_store). 0: every VM's budget at once, so that
+    /// no VM's parking ever waits on another's; pages no loss used are never touched.
+    std::size_t reorder_bytes = 0;
     std::size_t vm_reorder_bytes = 1u << 20; ///< the most of it one VM may hold (0: nothing is parked)
     std::optional<std::array<std::byte, 16>> hash_key; ///< flow table key (tests fix it)
     std::optional<std::uint64_t> isn_seed;             ///< initial sequence numbers (tests fix it)
@@ -289,13 +291,6 @@ inline constexpr std::size_t tcp_timestamps_len = 12;
 /// Duplicate ACKs sent for one hole in the guest's data: enough for its fast retransmit (three),
 /// and no more, since each further one would tell it a segment arrived that was thrown away.
 inline constexpr std::uint8_t tcp_dup_acks_per_hole = 3;
-/// Within a burst, an ACK for every this many guest segments, as when each came alone. Fewer
-/// (stretch ACKs over a burst) were measured to cost the guest dearly when ACKs are lost: with
-/// 1% of frames towards it dropped, reordered and duplicated, a 256 MiB upload took 60 s with an
-/// ACK every second segment and 120 s with one every eighth, against 2 s with one per segment.
-/// The guest offers no SACK to us, so it has no tail loss probe: an ACK it misses at the end of
-/// a flight costs it an RTO. What the burst saves is the send()s, not the ACKs.
-inline constexpr std::size_t tcp_ack_every_segments = 1;
 /// The most guest data segments end_burst() writes at once (tcp_limits::burst_segments is capped).
 inline constexpr std::size_t max_burst_segments = 64;
 
@@ -328,7 +323,9 @@ public:
         : config_(config), limits_(limits), sockets_(std::move(sockets)),
           table_(table_config(limits)), wheel_(table_.capacity(), origin), fifo_(table_.capacity()),
           queued_(table_.capacity(), 0), half_open_(table_.max_vms(), 0),
-          reorder_(table_.capacity(), table_.max_vms(), limits.reorder_bytes, limits.vm_reorder_bytes),
+          reorder_(table_.capacity(), table_.max_vms(),
+                   limits.reorder_bytes != 0 ? limits.reorder_bytes : limits.vm_reorder_bytes * table_.max_vms(),
+                   limits.vm_reorder_bytes),
           frame_(config.mtu + wire::ethernet::header_len),
           isn_state_(limits.isn_seed ? *limits.isn_seed : std::random_device{}() * 0x9e3779b97f4a7c15ull),
           ts_offset_(next_isn()) {
@@ -697,8 +694,10 @@ private:
     void owe_dup_acks(tcp_flow_state& f, std::size_t segments) noexcept;
     template <class Out>
     std::size_t send_owed_acks(flow_handle h, tcp_flow_state& f, std::size_t room, Out& out);
+    /// `from`, `to`: where in deferred_ the flow's segments are (all of it when not known).
     template <class Out>
-    std::size_t deliver_deferred(flow_handle h, std::size_t room, Out& out);
+    std::size_t deliver_deferred(flow_handle h, std::size_t room, Out& out, std::size_t from = 0,
+                                 std::size_t to = max_burst_segments);
     template <class Out>
     void guest_data(flow_handle h, tcp_flow_state& f, const wire::tcp::repr& seg, wire::const_bytes payload,
                     time_point now, Out& out);
@@ -1075,10 +1074,14 @@ template <class Out>
 std::size_t basic_tcp_engine<SocketLayer>::end_burst(time_point now, std::size_t room, Out&& out) {
     tick_clock(now);
     std::size_t sent = 0;
-    for (std::size_t i = 0; i < deferred_.size(); ++i) {
-        if (deferred_[i].payload.data() == nullptr) continue; // its flow's turn came already
+    // Each flow's segments side by side (in arrival order), so each flow's turn looks at its own.
+    std::stable_sort(deferred_.begin(), deferred_.end(), [](const deferred_data& a, const deferred_data& b) {
+        return a.flow.to_u64() < b.flow.to_u64();
+    });
+    for (std::size_t i = 0, next = 0; i < deferred_.size(); i = next) {
         const flow_handle h = deferred_[i].flow;
-        sent += deliver_deferred(h, room - sent, out);
+        for (next = i + 1; next < deferred_.size() && deferred_[next].flow == h;) ++next;
+        sent += deliver_deferred(h, room - sent, out, i, next);
         tcp_flow_state* f = table_.get(h);
         if (f == nullptr || f->has(flow_state::closing)) continue;
         sent += send_owed_acks(h, *f, room - sent, out);
@@ -1090,15 +1093,17 @@ std::size_t basic_tcp_engine<SocketLayer>::end_burst(time_point now, std::size_t
 
 /// The burst's data segments of flow `h`, sorted by sequence number so that frames the link
 /// swapped need no retransmission: what continues from rcv_nxt goes out in one gather write, what
-/// lies beyond a hole is dropped (grant_dup_acks). The flow is then owed one ACK for all of it.
-/// ACKs for every tcp_ack_every_segments-th segment taken go to `out` at once, within `room`;
-/// returns how many.
+/// lies beyond a hole is parked (or dropped: park_segment), and parked data that now continues
+/// the stream follows. An ACK for each segment taken but the last goes to `out` at once, within
+/// `room` (returns how many); the flow is owed the last ACK and its duplicate ACKs.
 template <tcp_socket_layer SocketLayer>
 template <class Out>
-std::size_t basic_tcp_engine<SocketLayer>::deliver_deferred(flow_handle h, std::size_t room, Out& out) {
+std::size_t basic_tcp_engine<SocketLayer>::deliver_deferred(flow_handle h, std::size_t room, Out& out,
+                                                            std::size_t from, std::size_t to) {
     std::array<deferred_data*, max_burst_segments> mine{};
     std::size_t count = 0;
-    for (auto& d : deferred_) {
+    for (std::size_t i = from; i < std::min(to, deferred_.size()); ++i) {
+        deferred_data& d = deferred_[i];
         if (d.flow == h && d.payload.data() != nullptr && count < mine.size()) mine[count++] = &d;
     }
     if (count == 0) return 0;
@@ -1143,6 +1148,11 @@ std::size_t basic_tcp_engine<SocketLayer>::deliver_deferred(flow_handle h, std::
     if (!table_.contains(h) || f.has(flow_state::closing)) return 0;
     // An ACK for each segment the socket took but the last, as if each had come alone, within
     // `room`: they offer the window as it is now that the socket has the data, read once for all.
+    // Fewer (stretch ACKs over a burst) were measured to cost the guest dearly when ACKs are lost:
+    // with 1% of frames towards it dropped, reordered and duplicated, a 256 MiB upload took 60 s
+    // with an ACK every second segment and 120 s with one every eighth, against 2 s with one per
+    // segment: without SACK a guest has no tail loss probe, and an ACK it misses at the end of a
+    // flight costs it an RTO. What the burst saves is the send()s, not the ACKs.
     // The last segment's ACK is the one owed below, for rcv_nxt: when the segment filled a hole,
     // it covers what was parked behind it too, as one ACK.
     std::size_t sent = 0;
