@@ -176,9 +176,11 @@ std::string summary(const Network& net) {
     const auto nat = [&]<class Egress>(std::type_identity<Egress>) {
         if constexpr (Network::template has_service<ankanet::nat::udp_translator<Egress>>) {
             const auto& u = net.template service<ankanet::nat::udp_translator<Egress>>().stats();
-            line += fmt::format(", UDP {} flows {} out {} in {} blocked ({} sendmmsg / {} recvmmsg batches)", u.flows_opened,
-                                u.guest_datagrams, u.host_datagrams, u.refused_egress + u.refused_limit + u.refused_socket,
-                                u.batches_sent, u.batches_received);
+            line += fmt::format(", UDP {} flows {} out {} in {} blocked ({} sendmmsg / {} recvmmsg batches, {} from spoofed "
+                                "senders)",
+                                u.flows_opened, u.guest_datagrams, u.host_datagrams,
+                                u.refused_egress + u.refused_limit + u.refused_socket, u.batches_sent, u.batches_received,
+                                u.dropped_spoofed);
         }
         if constexpr (Network::template has_service<ankanet::nat::icmp_translator<Egress>>) {
             const auto& i = net.template service<ankanet::nat::icmp_translator<Egress>>().stats();
@@ -193,12 +195,14 @@ std::string summary(const Network& net) {
     const auto tcp = [&]<class Egress>(std::type_identity<Egress>) {
         if constexpr (Network::template has_service<ankanet::nat::tcp_translator<Egress>>) {
             const auto t = net.template service<ankanet::nat::tcp_translator<Egress>>().stats();
-            line += fmt::format(", TCP {} flows {} blocked ({} SYNs held over the half-open limit, {} short sends, {} dup ACKs, "
-                                "{} retransmits)",
+            line += fmt::format(", TCP {} flows {} blocked ({} SYNs held over the half-open limit, {} from spoofed senders, "
+                                "{} short sends, {} dup ACKs, {} segments parked beyond a hole, {} not parked over a "
+                                "VM's budget, {} retransmits)",
                                 t.engine.syn_accepted,
                                 t.engine.refused_egress + t.engine.refused_vm_limit + t.engine.refused_table_full +
                                     t.engine.refused_open,
-                                t.engine.dropped_half_open, t.engine.short_sends, t.engine.dup_acks_sent,
+                                t.engine.dropped_half_open, t.foreign_sources, t.engine.short_sends, t.engine.dup_acks_sent,
+                                t.engine.segments_parked, t.engine.park_refused_vm + t.engine.park_refused_pool,
                                 t.engine.retransmits + t.engine.fast_retransmits);
         }
     };

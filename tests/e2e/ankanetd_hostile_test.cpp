@@ -9,7 +9,10 @@
 //      chaddrs, a DISCOVER flood, or gratuitous ARP claims for most of the range, other guests
 //      still get a lease, and the daemon logs that the attacker hit a limit;
 //   3. guest text (a host name, a DECLINE's message) cannot forge a log line or put a raw escape
-//      sequence in the log.
+//      sequence in the log;
+//   4. (issue 12) a guest's SYN flood, UDP flow flood and spoofed senders hit that guest's limits
+//      only: another guest's connections through the NAT all go through meanwhile, nothing
+//      spoofed opens a flow, and the log says so in a bounded number of lines.
 // Needs root, /dev/net/tun, iproute2, ping, udhcpc and scapy: skips elsewhere, fails in CI without
 // them. Every script is bounded in count and time (see each script's header); all traffic stays in
 // the namespaces this test creates, each removed at the end.
@@ -26,10 +29,12 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <optional>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -37,13 +42,17 @@
 #include <thread>
 #include <vector>
 #include "../support/temp_dir.hpp"
+#include "../support/nat_hosts.hpp" // after temp_dir.hpp, whose read_text it uses
 
 using ankanet::test::read_text;
 
 namespace {
 
 using namespace std::chrono_literals;
+using ankanet::test::background_process;
 using ankanet::test::command_result;
+using ankanet::test::free_loopback_port;
+using ankanet::test::wait_until_succeeds;
 using ankanet::test::daemon_process;
 using ankanet::test::dhcp_client_kind;
 using ankanet::test::dhcp_client_options;
@@ -457,4 +466,93 @@ TEST_CASE("ankanetd hostile: a host name or DECLINE message with a newline and A
     CHECK(log.find("(\\x0aankanetd: FORGED DHCP leased 192.168.64.99 to 52:54:00:00:00:99\\x1b[31m RED\\x1b[0m)") !=
           std::string::npos);
     CHECK(log.find(": \\x0d\\x0aankanetd: FORGED decline\\x1b]0;title\\x07") != std::string::npos);
+}
+
+TEST_CASE("ankanetd hostile: a guest's SYN flood, UDP flow flood and spoofed senders stay within its own limits") {
+    ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
+    ANKANET_REQUIRE_SCAPY();
+    // On host loopback: a listener that never accepts (its backlog full, the translator's connects
+    // to it hang, so every SYN to it stays half-open until the connect timeout), and TCP and UDP
+    // echo servers for the other guest. Every server stops by itself.
+    const auto hang_port = std::to_string(free_loopback_port());
+    const auto echo_port = std::to_string(free_loopback_port());
+    const auto udp_port = std::to_string(free_loopback_port(SOCK_DGRAM));
+    background_process hang{std::string{"exec "} + python +
+                            " -c \"import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, "
+                            "socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', " + hang_port + ")); s.listen(0); time.sleep(60)\""};
+    background_process echo{"exec timeout 60 socat TCP-LISTEN:" + echo_port + ",bind=127.0.0.1,reuseaddr,fork EXEC:/bin/cat"};
+    background_process udp_echo{"exec timeout 60 socat -T 5 UDP4-LISTEN:" + udp_port + ",bind=127.0.0.1,reuseaddr,fork EXEC:/bin/cat"};
+    REQUIRE(wait_until_succeeds("ss -Hltn | grep -q 127.0.0.1:" + hang_port));
+    REQUIRE(wait_until_succeeds("ss -Hltn | grep -q 127.0.0.1:" + echo_port));
+
+    scoped_netns attacker;
+    scoped_netns victim;
+    daemon_process daemon{{"--egress", "127.0.0.0/8", "--dns-upstream", "127.0.0.1:9", "--max-flows-per-vm", "64",
+                           "--netns", attacker.path() + ",mac=52:54:00:b3:00:01", "--netns",
+                           victim.path() + ",mac=52:54:00:b3:00:02"}};
+    for (const auto* ns : {&attacker, &victim}) {
+        REQUIRE(wait_for_interface(*ns, "eth0"));
+        const auto got = obtain_lease(*ns, "eth0", dhcp_client_kind::udhcpc, 20s, ns == &attacker ? "attacker" : "victim");
+        INFO(got.output);
+        REQUIRE(got.lease.has_value());
+    }
+
+    // The attacker: 600 SYNs at the hanging listener, 600 UDP flows, then 200 SYNs and 200
+    // datagrams from an address outside the subnet. The victim, starting a second later, opens 30
+    // connections and sends 5 datagrams, one after another, while the attacker's half-open flows
+    // and its UDP flows sit at their limits (a hanging connect lasts the translator's 10 s).
+    auto attacking = std::async(std::launch::async, [&] {
+        std::string output;
+        for (const std::string& attack : {"--attack syn --port " + hang_port + " --count 600",
+                                         "--attack udp --port " + udp_port + " --count 600",
+                                         "--attack spoofed --port " + echo_port + " --count 200 --source 10.99.0.1"}) {
+            output += run_script(attacker, "nat_flood.py", "--iface eth0 --seconds 20 " + attack, 40s).output;
+        }
+        return output;
+    });
+    std::this_thread::sleep_for(1s);
+    const auto tcp = run_in(victim,
+                            "ok=0; for i in $(seq 1 30); do [ \"$(printf victim-$i | timeout 5 socat -t 2 - TCP:" + gateway + ":" +
+                                echo_port + " 2>&1)\" = victim-$i ] && ok=$((ok+1)); done; echo tcp-answered=$ok",
+                            120s);
+    const auto udp = run_in(victim,
+                            "ok=0; for i in $(seq 1 5); do [ \"$(printf victim-$i | timeout 5 socat -t 2 - UDP4:" + gateway + ":" +
+                                udp_port + " 2>&1)\" = victim-$i ] && ok=$((ok+1)); done; echo udp-answered=$ok",
+                            60s);
+    const auto attack_output = attacking.get();
+    INFO("--- nat_flood.py ---\n" << attack_output);
+    CHECK(tcp.output.find("tcp-answered=30") != std::string::npos);
+    CHECK(udp.output.find("udp-answered=5") != std::string::npos);
+    INFO("victim: " << tcp.output << udp.output);
+
+    CHECK(daemon.stop(SIGTERM) == 0);
+    const auto log = daemon.log();
+    INFO("--- daemon log ---\n" << log);
+    const auto lines = lines_of(log);
+    std::fprintf(stderr, "nat flood: the victim %s %s; the daemon's last line: %s\n", tcp.output.c_str(), udp.output.c_str(),
+                 lines.empty() ? "" : lines.back().c_str());
+    // The exit line's counters: SYNs held over the attacker's half-open limit, UDP flows over its
+    // flow limit, and every spoofed frame dropped by both translators.
+    const auto number_before = [&](const std::string& words) -> long {
+        const auto at = log.rfind(words);
+        if (at == std::string::npos) return -1;
+        const auto start = log.find_last_of(" (", at - 1) + 1;
+        return std::stol(log.substr(start, at - start));
+    };
+    CHECK(number_before(" SYNs held over the half-open limit") > 0);
+    const std::regex udp_line{R"(UDP (\d+) flows \d+ out \d+ in (\d+) blocked \(.*, (\d+) from spoofed senders\))"};
+    std::smatch m;
+    REQUIRE(std::regex_search(log, m, udp_line));
+    CHECK(std::stol(m[2]) > 0);    // the attacker's UDP flows over its limit of 64
+    CHECK(std::stol(m[3]) == 200); // every spoofed datagram
+    CHECK(std::stol(m[1]) <= 64 + 5); // the attacker's 64 and the victim's 5
+    const auto spoofed_syns = log.find(" from spoofed senders, ");
+    REQUIRE(spoofed_syns != std::string::npos);
+    CHECK(number_before(" from spoofed senders, ") == 200);
+    // Refused flows are logged at most once a second per VM and kind: the attacker's 1400 frames
+    // leave a few lines, not hundreds.
+    const auto attacker_lines = port_lines_saying(log, port_name(attacker), {"refused", "limit"});
+    CHECK_FALSE(attacker_lines.empty());
+    CHECK(attacker_lines.size() < 60);
+    CHECK(port_lines_saying(log, port_name(victim), {"refused", "limit"}).empty());
 }
