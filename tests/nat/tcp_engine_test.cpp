@@ -558,6 +558,15 @@ TEST_CASE("SACK: permitted back when the guest permits it, and every pure ACK na
     CHECK(h.sock(g).to_host == std::vector<std::byte>(data.begin(), data.begin() + 500));
 }
 
+TEST_CASE("SACK: the window is the send buffer's, not held to the reorder budget") {
+    harness h; // 1 MiB of free send buffer, a budget of 1 MiB per VM
+    guest g;
+    g.sack_permitted = true;
+    h.establish(g, 7);
+    h.send(g.segment(tcp::flag::ack | tcp::flag::psh, bytes_of(1000)));
+    CHECK(h.out.segments().at(0).window == ((1u << 20) - 1000) >> 7);
+}
+
 TEST_CASE("SACK: at most three blocks beside timestamps, four without, never on data segments") {
     for (const bool ts : {true, false}) {
         harness h;

@@ -28,14 +28,16 @@
 //    of the hole then takes the hole and everything parked behind it to the socket at once, and
 //    one ACK covers it all. Dropping them instead, as passt does, left a guest without SACK to
 //    resend the rest of its flight one segment per round trip (NewReno's partial ACKs): a 256 MiB
-//    upload with 1% loss took minutes. This is the one place the engine holds payload, and why
-//    the window we advertise never exceeds what the VM's budget can park. A segment that does not
-//    fit is dropped and counted, and earns a duplicate ACK only while its hole has had fewer than
-//    three (each further one would tell the guest a thrown-away segment was delivered).
+//    upload with 1% loss took minutes. This is the one place the engine holds payload. A segment
+//    that does not fit the VM's budget is dropped and counted, and earns a duplicate ACK only
+//    while its hole has had fewer than three (each further one would tell the guest a
+//    thrown-away segment was delivered).
 //    The window we advertise is the socket's free send buffer (scaled by our_window_shift when
-//    the guest offered window scaling), capped by that budget, rounded down to 0 below one MSS
-//    (silly window avoidance). A zero window probe or a keepalive is answered with an ACK, so a
-//    window update the guest missed is repeated when it asks.
+//    the guest offered window scaling), rounded down to 0 below one MSS (silly window
+//    avoidance); to a guest without SACK, no more than its VM's budget can park, since such a
+//    guest resends what we could not park one segment per round trip (one with SACK resends
+//    exactly the holes it is told of). A zero window probe or a keepalive is answered with an
+//    ACK, so a window update the guest missed is repeated when it asks.
 //  - Timestamps (RFC 7323). When the guest's SYN offers them, every segment carries our
 //    millisecond clock and echoes the guest's latest in-window TSval. They cost 12 bytes of each
 //    segment and give the guest what it needs to recover when its own segments are lost: an RTT
@@ -545,13 +547,16 @@ private:
         }
     }
 
-    /// The window we advertise: free send buffer, 0 below one MSS, and no more than three
-    /// quarters of the VM's reorder budget, so that a whole flight can be parked behind a hole
-    /// even though each segment leaves part of its last chunk unused.
+    /// The window we advertise: free send buffer, 0 below one MSS. For a guest without SACK, no
+    /// more than three quarters of the VM's reorder budget, so that a whole flight can be parked
+    /// behind a hole (each segment leaves part of its last chunk unused): such a guest resends
+    /// what we could not park one segment per round trip. A guest with SACK resends exactly the
+    /// holes it is told of, parked or not, so its window is not held to the budget (at MTU 65520
+    /// that would cap it at twelve segments).
     std::uint16_t window_field(std::uint32_t slot, tcp_flow_state& f) {
         // After the guest's FIN there is nothing more to take.
         std::size_t space = f.has(flow_state::fin_from_guest) ? 0 : static_cast<std::size_t>(sockets_.send_space(slot));
-        if (reorder_.enabled()) space = std::min(space, reorder_.vm_limit_bytes() / 4 * 3);
+        if (reorder_.enabled() && !f.has(flow_state::sack)) space = std::min(space, reorder_.vm_limit_bytes() / 4 * 3);
         if (space < f.guest_mss) space = 0;
         std::size_t field = space >> f.our_shift;
         if (field > 0xffff) field = 0xffff;
