@@ -38,6 +38,34 @@
 //     so a caller feeding frames one by one has nothing to do); burst_input() adds a frame to a
 //     burst that the caller ends with end_burst(now, emit), keeping every frame it gave alive and
 //     unchanged until then.
+//  9. Offload metadata (wire/offload.hpp: the virtio-net header — checksum unfinished, a TCPv4 GSO
+//     super-frame of up to 64 KiB). A service may queue a reply with it (ctx(frame, offload),
+//     ctx.answer(frame, offload), ctx.send_to(port, frame, offload)); the queue keeps it beside the
+//     frame (all clear: none), and a GSO reply may be up to wire::offload::max_frame_len bytes
+//     whatever the MTU. Leaving the network, in one place (emit_frame) for every path: an Emit
+//     also invocable as emit(port, frame, const wire::offload&) (an `offload_emitter`) is called so
+//     for every frame that carries metadata, and as emit(port, frame) for all others; an Emit that
+//     takes bytes only never sees metadata: the network finishes the checksum and cuts the
+//     super-frame itself (wire::segment) and emits each plain, valid segment. So callers written
+//     before offloads keep working unchanged. The glue's emit is an offload_emitter: it passes the
+//     metadata to the port's backend (backend::port::send(frame, offload), which is
+//     backend::send_offloaded: natively to a TAP opened with a virtio-net header, cut in software
+//     for any other backend). The capture tap (set_frame_tap) sees a reply as it was queued.
+//     Entering the network, a frame with metadata (burst_input(port, frame, offload, ...); the glue
+//     passes what the port's backend reported for it, backend::port::received_offload()) is made
+//     plain before anything sees it: its checksum finished and a super-frame cut into segments in
+//     software, each segment a burst of its own (burst_input, then end_burst: the segments are built
+//     one at a time in one buffer, which the burst lifetime contract would not allow to be reused
+//     within a burst), so the earlier frames of the caller's burst are acted on at the first
+//     segment's end_burst. VM-to-VM switching and every service therefore only ever see plain
+//     frames of at most the MTU; metadata the network cannot apply (a malformed super-frame) drops
+//     the frame, counted in dropped_bad_offload. Passing a guest's super-frame through the switch
+//     to another VM as it is ("offloads on end to end") is not done yet: it is the performance
+//     issue's, together with the NAT emitting GSO segments itself.
+//     Cost when unused: one "is it plain" test per frame; the fallback's two segment buffers
+//     (wire::offload::max_frame_len bytes each) are allocated on first use, and the reply queue's
+//     storage grows (once, to what the largest burst of super-frames needs, never past
+//     reply_queue_depth × 64 KiB) only when a queued super-frame does not fit the MTU-sized slots.
 //
 // The glue, attach(name, backend, mac) / connect(port, backend), binds any frame_backend to a port:
 // its receive loop feeds burst_input() with one clock reading per burst and calls end_burst() when
@@ -71,10 +99,12 @@
 #include <ankanet/wire/address.hpp>
 #include <ankanet/wire/bytes.hpp>
 #include <ankanet/wire/frame.hpp>
+#include <ankanet/wire/offload.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
 #include <array>
 #include <concepts>
 #include <cstddef>
@@ -131,6 +161,7 @@ struct network_port_counters {
     std::uint64_t dropped_by_service = 0; ///< a service refused it (an ARP claim on another's address)
     std::uint64_t dropped_no_mac = 0;     ///< before its MAC was known, a frame without a unicast source
     std::uint64_t dropped_bad_size = 0;   ///< shorter than an Ethernet header or longer than the MTU allows
+    std::uint64_t dropped_bad_offload = 0; ///< in with offload metadata that could not be applied in software
 };
 
 /// Network-wide counters.
@@ -145,6 +176,9 @@ struct network_counters {
     std::uint64_t dropped_link_down = 0;    ///< frames in or out of a port whose link was down
     std::uint64_t dropped_bad_size = 0;     ///< input() frames shorter than an Ethernet header or longer than the MTU allows
     std::uint64_t ports_refused = 0;        ///< add_port() refusals and first-frame MACs refused (see port_refused_event)
+    std::uint64_t dropped_bad_offload = 0;  ///< frames in with offload metadata that could not be applied in software
+    std::uint64_t offload_segmented = 0;    ///< frames with metadata the network finished or cut in software (in or out)
+    std::uint64_t offload_errors = 0;       ///< frames going out whose metadata wire::segment refused (not emitted)
 };
 
 // --- events ----------------------------------------------------------------------------------------
@@ -231,8 +265,11 @@ namespace detail {
 /// check the service concepts without a network.
 struct service_context_archetype {
     void operator()(wire::const_bytes) {}
+    void operator()(wire::const_bytes, const wire::offload&) {}
     void answer(wire::const_bytes) {}
+    void answer(wire::const_bytes, const wire::offload&) {}
     void send_to(port_handle, wire::const_bytes) {}
+    void send_to(port_handle, wire::const_bytes, const wire::offload&) {}
     std::optional<port_handle> port() const { return std::nullopt; }
     network_time now() const { return {}; }
     std::string_view port_name() const { return {}; }
@@ -245,6 +282,11 @@ struct service_context_archetype {
 };
 
 } // namespace detail
+
+/// An emit callback that also takes a frame's offload metadata: `emit(port, frame, offload)` is
+/// called for frames that carry some, `emit(port, frame)` for the others (theory of operation 9).
+template <class Emit>
+concept offload_emitter = std::invocable<Emit&, port_handle, wire::const_bytes, const wire::offload&>;
 
 /// A service that answers frames the switch delivers to the gateway: `s.handle(frame, ctx)` returns
 /// true when the frame was its own (answered through `ctx(reply_bytes)`, or counted and dropped).
@@ -365,6 +407,15 @@ public:
         /// Queues a frame for `to` alone; dropped (and counted in replies_dropped) if that port is
         /// gone by the time the queue is drained.
         void send_to(port_handle to, wire::const_bytes frame) { network_.queue_reply(frame, to); }
+        /// As the three above, for a frame that carries offload metadata (an unfinished checksum, a
+        /// TCPv4 super-frame of up to wire::offload::max_frame_len bytes, segments of gso_size
+        /// payload bytes chosen to fit the MTU): the metadata travels with it to an emit that takes
+        /// it, and the network segments it in software for one that does not (theory of operation
+        /// 9). Metadata validate() refuses is dropped (replies_dropped); all-clear metadata is a
+        /// plain reply.
+        void operator()(wire::const_bytes frame, const wire::offload& meta) { network_.queue_reply(frame, std::nullopt, meta); }
+        void answer(wire::const_bytes frame, const wire::offload& meta) { network_.queue_reply(frame, port_, meta); }
+        void send_to(port_handle to, wire::const_bytes frame, const wire::offload& meta) { network_.queue_reply(frame, to, meta); }
         /// Replies that can still be queued before the queue is drained (more are dropped).
         std::size_t reply_room() const noexcept { return Traits::reply_queue_depth - network_.reply_count_; }
         /// The port the frame came from (none in flush()).
@@ -471,11 +522,22 @@ public:
     /// Handles one frame `port` sent, at `now`, as a burst of its own: burst_input() then
     /// end_burst(); see the theory of operation. `emit(port_handle, wire::const_bytes)` is called
     /// for each frame that leaves towards a VM; the bytes are valid during the call only, and emit
-    /// must not call input(). `frame` need live only during the call.
+    /// must not call input(). `frame` need live only during the call. An emit that is also an
+    /// offload_emitter gets the frames that carry offload metadata (replies a service queued with
+    /// it) as emit(port, frame, offload); one that is not gets them cut and finished in software
+    /// (theory of operation 9).
     template <class Emit>
         requires std::invocable<Emit&, port_handle, wire::const_bytes>
     void input(port_handle port, wire::const_bytes frame, network_time now, Emit&& emit) {
         burst_input(port, frame, now, emit);
+        end_burst(now, emit);
+    }
+    /// As above, for a frame that came with offload metadata (a TAP's last_offload()): made plain
+    /// in software before anything sees it (theory of operation 9).
+    template <class Emit>
+        requires std::invocable<Emit&, port_handle, wire::const_bytes>
+    void input(port_handle port, wire::const_bytes frame, const wire::offload& meta, network_time now, Emit&& emit) {
+        burst_input(port, frame, meta, now, emit);
         end_burst(now, emit);
     }
 
@@ -488,6 +550,15 @@ public:
     template <class Emit>
         requires std::invocable<Emit&, port_handle, wire::const_bytes>
     void burst_input(port_handle port, wire::const_bytes frame, network_time now, Emit&& emit);
+
+    /// As above, for a frame that came with offload metadata. All-clear metadata: exactly the
+    /// above. Otherwise the frame's checksum is finished and a super-frame cut in software, and each
+    /// resulting frame is a burst of its own (burst_input, then end_burst), which ends the caller's
+    /// burst early (its frames must still stay valid until the caller's end_burst, as above).
+    /// Metadata that cannot be applied drops the frame (dropped_bad_offload).
+    template <class Emit>
+        requires std::invocable<Emit&, port_handle, wire::const_bytes>
+    void burst_input(port_handle port, wire::const_bytes frame, const wire::offload& meta, network_time now, Emit&& emit);
 
     /// Ends the current burst: each service's end_burst(ctx) hook runs (in pack order), and what it
     /// answered is sent through emit as input() does. The frames of the burst may be reused once
@@ -634,9 +705,21 @@ private:
     }
 
     template <class Emit>
-    void deliver(l2::port_id out, wire::const_bytes frame, Emit& emit);
+    void deliver(l2::port_id out, wire::const_bytes frame, const wire::offload& meta, Emit& emit);
 
-    void queue_reply(wire::const_bytes frame, std::optional<port_handle> target);
+    /// Where every frame leaves the network (theory of operation 9).
+    template <class Emit>
+    void emit_frame(port_handle to, wire::const_bytes frame, const wire::offload& meta, Emit& emit);
+
+    void queue_reply(wire::const_bytes frame, std::optional<port_handle> target, const wire::offload& meta = {});
+
+    /// A segment buffer of wire::offload::max_frame_len bytes, made on first use: one for frames
+    /// coming in, one for frames going out (a reply cut on its way out must not overwrite the
+    /// segment a service is still handling).
+    wire::mutable_bytes offload_scratch(std::unique_ptr<std::byte[]>& buffer) {
+        if (!buffer) buffer.reset(new std::byte[wire::offload::max_frame_len]);
+        return {buffer.get(), wire::offload::max_frame_len};
+    }
 
     template <class Emit>
     void drain_replies(network_time now, Emit& emit);
@@ -714,12 +797,20 @@ private:
         return burst_time_;
     }
 
-    auto sender() {
-        return [this](port_handle to, wire::const_bytes frame) {
-            port_slot* slot = find(to);
+    /// The glue's emit: to the target port's backend, with the metadata when a frame has some.
+    struct port_sender {
+        basic_network* self;
+        void operator()(port_handle to, wire::const_bytes frame) const {
+            port_slot* slot = self->find(to);
             if (slot != nullptr && slot->link) (void)slot->link->send(frame); // a drop is counted by the backend
-        };
-    }
+        }
+        void operator()(port_handle to, wire::const_bytes frame, const wire::offload& meta) const {
+            port_slot* slot = self->find(to);
+            if (slot != nullptr && slot->link) (void)slot->link->send(frame, meta); // natively or cut in software
+        }
+    };
+    static_assert(offload_emitter<port_sender>);
+    port_sender sender() noexcept { return port_sender{this}; }
 
     network_config config_;
     std::tuple<Services...> services_;
@@ -734,10 +825,15 @@ private:
     std::vector<std::uint16_t> by_switch_index_;   // switch port index -> slot index
     network_counters stats_;
     std::function<void(wire::const_bytes)> frame_tap_;
-    // The reply queue: reply_queue_depth slots of max_frame_len(mtu) bytes, allocated once.
+    // The reply queue: replies packed one after the other in storage of reply_queue_depth ×
+    // max_frame_len(mtu) bytes allocated at construction (plain replies always fit), grown only
+    // when a queued super-frame does not fit (theory of operation 9).
     std::size_t reply_slot_len_;
     std::vector<std::byte> reply_storage_;
+    std::size_t reply_used_ = 0; // bytes of reply_storage_ the queued replies take
+    std::array<std::size_t, Traits::reply_queue_depth> reply_offsets_{};
     std::array<std::size_t, Traits::reply_queue_depth> reply_lengths_{};
+    std::array<wire::offload, Traits::reply_queue_depth> reply_offloads_{}; // all clear: none
     std::array<std::optional<port_handle>, Traits::reply_queue_depth> reply_targets_{}; // none: switched
     std::size_t reply_count_ = 0;
     network_time burst_time_{};
@@ -745,6 +841,8 @@ private:
     bool burst_open_ = false; // a frame came in since the last end_burst
     bool wakeups_bound_ = false;
     std::shared_ptr<basic_network*> anchor_ = std::make_shared<basic_network*>(this);
+    std::unique_ptr<std::byte[]> ingress_scratch_; // offload_scratch(): frames coming in
+    std::unique_ptr<std::byte[]> egress_scratch_;  // offload_scratch(): frames going out
 };
 
 } // namespace ankanet

@@ -38,9 +38,20 @@
 // than one frame and grown to the largest a port of the thread needs, never past 1 MiB: 63 regions
 // of 1518 bytes (94 KiB) at MTU 1500, 63 of 9018 (555 KiB) at MTU 9000, and at the largest MTU,
 // 65520, 14 of 65538 (896 KiB) for bursts of 15 frames.
+//
+// Offload metadata (backend/offload.hpp, wire/offload.hpp). send(frame, offload) hands a frame with
+// its virtio-net header to the backend through send_offloaded(): as it is to a backend that takes
+// offloads now (a TAP opened with tap_options::vnet_header), cut and finished in software for any
+// other. On receive, a backend that reports the header of the frame it delivered (`last_offload()`,
+// the TAP) has it read by received_offload() while on_frame runs; for every other backend it is
+// all clear. A backend that may deliver frames longer than its MTU allows (`max_receive_len()`: a
+// TAP with TSO4 takes 64 KiB super-frames) gets a receive buffer, and arena regions, that long, and
+// so fewer frames per burst (port_arena_budget / 65,553: 15).
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
+#include <ankanet/backend/offload.hpp>
+#include <ankanet/wire/offload.hpp>
 
 #include <functional>
 #include <memory>
@@ -62,11 +73,36 @@ inline constexpr std::size_t port_burst_limit = 64;
 /// jumbo MTU gets fewer frames per burst rather than more memory.
 inline constexpr std::size_t port_arena_budget = std::size_t{1} << 20;
 
-/// How many frames one burst of a port whose backend has this MTU holds: port_burst_limit, fewer
-/// where that many frames of max_frame_len(mtu) bytes would pass port_arena_budget, never none.
-constexpr std::size_t burst_frames(std::size_t mtu) noexcept {
-    const std::size_t fit = port_arena_budget / max_frame_len(mtu);
+/// How many frames of up to `region_len` bytes one burst holds: port_burst_limit, fewer where that
+/// many would pass port_arena_budget, never none.
+constexpr std::size_t burst_frames_of(std::size_t region_len) noexcept {
+    const std::size_t fit = port_arena_budget / region_len;
     return fit == 0 ? 1 : (fit < port_burst_limit ? fit : port_burst_limit);
+}
+
+/// How many frames one burst of a port whose backend has this MTU holds: burst_frames_of(max_frame_len(mtu)).
+constexpr std::size_t burst_frames(std::size_t mtu) noexcept { return burst_frames_of(max_frame_len(mtu)); }
+
+/// The optional named requirement of a backend that reports the offload metadata of the frame a
+/// receive just delivered (`last_offload()`, read before the next receive) and may deliver frames
+/// of up to `max_receive_len()` bytes: the TAP with a virtio-net header.
+template <class Backend>
+concept offload_receiver = frame_backend<Backend> && requires(const Backend& cb) {
+    { cb.last_offload() } -> std::convertible_to<const wire::offload&>;
+    { cb.max_receive_len() } -> std::convertible_to<std::size_t>;
+};
+
+/// The receive buffer a port gives `backend`: max_frame_len(mtu), or longer where an
+/// offload_receiver may deliver super-frames.
+template <frame_backend Backend>
+std::size_t port_receive_len(const Backend& backend) {
+    const std::size_t plain = max_frame_len(backend.mtu());
+    if constexpr (offload_receiver<Backend>) {
+        const std::size_t longest = backend.max_receive_len();
+        return longest > plain ? longest : plain;
+    } else {
+        return plain;
+    }
 }
 
 class port : public std::enable_shared_from_this<port> {
@@ -83,13 +119,19 @@ public:
     const std::string& name() const noexcept { return name_; }
 
     virtual std::error_code send(wire::const_bytes frame) = 0;
+    /// Sends a frame with its offload metadata: natively where the backend takes it, else cut and
+    /// finished in software into frames for send(frame) (backend::send_offloaded).
+    virtual std::error_code send(wire::const_bytes frame, const wire::offload& meta) = 0;
+    /// The offload metadata of the frame on_frame is handed now (all clear where the backend
+    /// reports none); valid during on_frame.
+    virtual wire::offload received_offload() const { return {}; }
     virtual counters stats() const = 0;
     virtual std::size_t mtu() const = 0;
     virtual std::optional<wire::mac_address> mac() const = 0;
     using burst_handler = std::function<void(port&)>;
 
-    /// The most frames one burst delivers: burst_frames(mtu()) where the backend drains bursts, 1
-    /// where it does not.
+    /// The most frames one burst delivers: burst_frames(mtu()) where the backend drains bursts (fewer
+    /// where its receive buffer is longer, see "Offload metadata" above), 1 where it does not.
     virtual std::size_t burst_capacity() const = 0;
 
     /// Ends the link; the receive loop then finishes with on_closed.
@@ -146,10 +188,17 @@ template <frame_backend Backend>
 class backend_port final : public port {
 public:
     backend_port(std::string name, Backend backend)
-        : port(std::move(name)), backend_(std::move(backend)), buffer_(max_frame_len(backend_.mtu())),
-          burst_capacity_(burst_backend<Backend> ? burst_frames(backend_.mtu()) : 1) {}
+        : port(std::move(name)), backend_(std::move(backend)), buffer_(port_receive_len(backend_)),
+          burst_capacity_(burst_backend<Backend> ? burst_frames_of(buffer_.size()) : 1) {}
 
     std::error_code send(wire::const_bytes frame) override { return backend_.send(frame); }
+    std::error_code send(wire::const_bytes frame, const wire::offload& meta) override {
+        return send_offloaded(backend_, frame, meta);
+    }
+    wire::offload received_offload() const override {
+        if constexpr (offload_receiver<Backend>) return backend_.last_offload();
+        else return {};
+    }
     counters stats() const override { return backend_.stats(); }
     std::size_t mtu() const override { return backend_.mtu(); }
     std::optional<wire::mac_address> mac() const override { return backend_.mac(); }
@@ -224,8 +273,8 @@ private:
     }
 
     Backend backend_;
-    std::vector<std::byte> buffer_;  // the burst's first frame: max_frame_len(mtu) bytes
-    std::size_t burst_capacity_;     // burst_frames(mtu), or 1 without try_receive
+    std::vector<std::byte> buffer_;  // the burst's first frame: port_receive_len(backend) bytes
+    std::size_t burst_capacity_;     // burst_frames_of(buffer_.size()), or 1 without try_receive
     frame_handler on_frame_;
     close_handler on_closed_;
     burst_handler on_burst_end_;

@@ -134,10 +134,41 @@ void basic_network<Traits, Services...>::burst_input(port_handle port, wire::con
             if (out == gateway_port_) {
                 to_gateway(parsed, ctx);
             } else {
-                deliver(out, out_frame, emit);
+                deliver(out, out_frame, wire::offload{}, emit);
             }
         });
         drain_replies(now, emit);
+    }
+}
+
+template <class Traits, class... Services>
+template <class Emit>
+    requires std::invocable<Emit&, port_handle, wire::const_bytes>
+void basic_network<Traits, Services...>::burst_input(port_handle port, wire::const_bytes frame, const wire::offload& meta,
+                                                     network_time now, Emit&& emit) {
+    if (meta.is_plain()) [[likely]] {
+        burst_input(port, frame, now, emit);
+        return;
+    }
+    // Made plain before anything sees it; each piece is a burst of its own, since the next piece
+    // overwrites it in the one buffer (theory of operation 9).
+    const std::error_code refused =
+        wire::segment(frame, meta, offload_scratch(ingress_scratch_), [&](wire::mutable_bytes piece) {
+            burst_input(port, wire::const_bytes{piece}, now, emit);
+            end_burst(now, emit);
+        });
+    if (!refused) {
+        ++stats_.offload_segmented;
+    } else { // nothing was handed on
+        port_slot* slot = find(port);
+        if (slot == nullptr) {
+            ++stats_.dropped_unknown_port;
+            return;
+        }
+        ++stats_.frames_in;
+        ++slot->counters.frames_in;
+        ++stats_.dropped_bad_offload;
+        ++slot->counters.dropped_bad_offload;
     }
 }
 
@@ -179,8 +210,9 @@ std::error_code basic_network<Traits, Services...>::connect(port_handle port, Ba
     // The handlers reach the network through its anchor, which the destructor clears: a
     // completion still queued in the io_context after the network is gone does nothing.
     slot->link->start(
-        [anchor = anchor_, port](backend::port&, wire::const_bytes frame) {
-            if (basic_network* self = *anchor) self->burst_input(port, frame, self->burst_now(), self->sender());
+        [anchor = anchor_, port](backend::port& from, wire::const_bytes frame) {
+            // A TAP with a virtio-net header says what its frame carries; other backends nothing.
+            if (basic_network* self = *anchor) self->burst_input(port, frame, from.received_offload(), self->burst_now(), self->sender());
         },
         [anchor = anchor_, port](backend::port&, std::error_code why) {
             if (basic_network* self = *anchor) (void)self->remove_port(port, why ? why : make_error_code(errc::peer_closed));
@@ -301,7 +333,7 @@ void basic_network<Traits, Services...>::to_gateway(const wire::parsed_frame& fr
 
 template <class Traits, class... Services>
 template <class Emit>
-void basic_network<Traits, Services...>::deliver(l2::port_id out, wire::const_bytes frame, Emit& emit) {
+void basic_network<Traits, Services...>::deliver(l2::port_id out, wire::const_bytes frame, const wire::offload& meta, Emit& emit) {
     const std::uint16_t index = by_switch_index_[out.index()];
     port_slot& slot = slots_[index];
     if (!slot.link_up) {
@@ -309,18 +341,51 @@ void basic_network<Traits, Services...>::deliver(l2::port_id out, wire::const_by
         ++stats_.dropped_link_down;
         return;
     }
-    ++slot.counters.frames_out;
-    emit(port_handle::make(index, slot.generation), frame);
+    ++slot.counters.frames_out; // a super-frame counts once, however it is cut
+    emit_frame(port_handle::make(index, slot.generation), frame, meta, emit);
 }
 
 template <class Traits, class... Services>
-void basic_network<Traits, Services...>::queue_reply(wire::const_bytes frame, std::optional<port_handle> target) {
-    if (reply_count_ == Traits::reply_queue_depth || frame.size() > reply_slot_len_) {
+template <class Emit>
+void basic_network<Traits, Services...>::emit_frame(port_handle to, wire::const_bytes frame, const wire::offload& meta, Emit& emit) {
+    if (meta.is_plain()) [[likely]] {
+        emit(to, frame);
+        return;
+    }
+    if constexpr (offload_emitter<Emit>) {
+        emit(to, frame, meta);
+    } else {
+        // An emit that takes bytes only gets what a NIC would have put on the wire.
+        const std::error_code refused =
+            wire::segment(frame, meta, offload_scratch(egress_scratch_),
+                          [&](wire::mutable_bytes piece) { emit(to, wire::const_bytes{piece}); });
+        if (refused) ++stats_.offload_errors;
+        else ++stats_.offload_segmented;
+    }
+}
+
+template <class Traits, class... Services>
+void basic_network<Traits, Services...>::queue_reply(wire::const_bytes frame, std::optional<port_handle> target,
+                                                     const wire::offload& meta) {
+    // A super-frame may pass the MTU (up to 64 KiB of TCP payload); anything else may not.
+    const std::size_t limit = meta.is_gso() ? wire::offload::max_frame_len : reply_slot_len_;
+    if (reply_count_ == Traits::reply_queue_depth || frame.size() > limit || (!meta.is_plain() && meta.validate())) {
         ++stats_.replies_dropped;
         return;
     }
-    std::memcpy(reply_storage_.data() + reply_count_ * reply_slot_len_, frame.data(), frame.size());
+    const std::size_t at = reply_used_;
+    if (at + frame.size() > reply_storage_.size()) [[unlikely]] {
+        // Only super-frames get here: plain replies fit the storage made at construction. Nothing
+        // points into the storage while replies are queued (they are drained after the services
+        // return), so it may move. Grown geometrically, never past depth × the longest frame.
+        const std::size_t most = Traits::reply_queue_depth * wire::offload::max_frame_len;
+        reply_storage_.resize(std::max(at + frame.size(), std::min(2 * reply_storage_.size(), most)));
+    }
+    std::memcpy(reply_storage_.data() + at, frame.data(), frame.size());
+    reply_used_ = at + frame.size();
     reply_targets_[reply_count_] = target;
+    reply_offloads_[reply_count_] = meta;
+    reply_offsets_[reply_count_] = at;
     reply_lengths_[reply_count_++] = frame.size();
 }
 
@@ -330,7 +395,8 @@ void basic_network<Traits, Services...>::drain_replies(network_time now, Emit& e
     // Replies come from the gateway port, which the switch never sends back to the gateway
     // port: no service runs while draining, so nothing is queued behind the loop.
     for (std::size_t i = 0; i < reply_count_; ++i) {
-        const wire::const_bytes reply{reply_storage_.data() + i * reply_slot_len_, reply_lengths_[i]};
+        const wire::const_bytes reply{reply_storage_.data() + reply_offsets_[i], reply_lengths_[i]};
+        const wire::offload& meta = reply_offloads_[i];
         if (const auto& target = reply_targets_[i]) {
             const port_slot* slot = find(*target);
             if (slot == nullptr || !slot->switch_port) { // gone since the reply was made
@@ -339,17 +405,18 @@ void basic_network<Traits, Services...>::drain_replies(network_time now, Emit& e
             }
             ++stats_.replies;
             if (frame_tap_) frame_tap_(reply);
-            deliver(*slot->switch_port, reply, emit);
+            deliver(*slot->switch_port, reply, meta, emit);
             continue;
         }
         ++stats_.replies;
         if (frame_tap_) frame_tap_(reply);
         switch_.handle(gateway_port_, reply, now.steady,
                        [&](l2::port_id out, wire::const_bytes out_frame) {
-                           if (out != gateway_port_) deliver(out, out_frame, emit);
+                           if (out != gateway_port_) deliver(out, out_frame, meta, emit);
                        });
     }
     reply_count_ = 0;
+    reply_used_ = 0;
 }
 
 template <class Traits, class... Services>
