@@ -240,8 +240,9 @@ TEST_CASE("ankanetd nat: 200 concurrent connections from one guest are all carri
     const auto port = free_loopback_port();
     // Each connection is echoed back; the clients hold theirs open for two seconds, so all 200 are
     // open at once. The daemon is frozen until all 200 clients have sent their SYN (bounded wait),
-    // so the SYNs reach it in one burst, far over the half-open limit per VM (64): those over it are held back, not reset, and
-    // connect on the guest's SYN retransmission.
+    // so the SYNs reach it at once, over the half-open limit per VM (64) when it reads them faster
+    // than the connects finish: those over it are held back, not reset, and connect on the guest's
+    // SYN retransmission.
     background_process server{"exec socat TCP-LISTEN:" + std::to_string(port) + ",bind=127.0.0.1,reuseaddr,fork,backlog=256 EXEC:/bin/cat"};
     REQUIRE(wait_until_succeeds(listening(port)));
     temp_dir out{"ankanet-nat-200"};
@@ -267,11 +268,12 @@ TEST_CASE("ankanetd nat: 200 concurrent connections from one guest are all carri
     const auto log = daemon.log();
     INFO(log);
     CHECK(log.find("TCP 200 flows 0 blocked") != std::string::npos);
-    const auto held = log.find(" SYNs held over the half-open limit");
-    REQUIRE(held != std::string::npos);
-    // Over the limit at least once: the test met the limit, and every client still got through.
-    // (How many depends on how many SYNs the daemon reads before the first handshakes finish.)
-    CHECK(std::stoul(log.substr(log.rfind('(', held) + 1)) > 0);
+    // How many SYNs the half-open limit held back depends on how many the daemon reads before the
+    // first handshakes finish: 127 in one CI run, none in another under ASan, where the connects
+    // completed between bursts. Either way every client got through, which is what this case is
+    // for; that SYNs over the limit are held, not reset, is asserted where it is certain, with
+    // connects that hang (ankanetd_hostile_test.cpp, the SYN flood).
+    CHECK(log.find(" SYNs held over the half-open limit") != std::string::npos);
 }
 
 TEST_CASE("ankanetd nat: half-close both ways — each side still hears the other after sending its FIN") {
