@@ -708,16 +708,22 @@ TEST_CASE("a long burst: one gather write, and an ACK per segment, so that losin
     for (std::uint32_t i = 0; i < 20; ++i) CHECK(segs[i].ack_number == g.seq + 100 * (i + 1));
 }
 
+/// `data` as 100-byte segments from g.seq on, the third lost on the way.
+static std::vector<std::vector<std::byte>> hundreds_but_third(const guest& g, const std::vector<std::byte>& data) {
+    std::vector<std::vector<std::byte>> frames;
+    for (std::uint32_t i = 0; i * 100 < data.size(); ++i) {
+        if (i == 2) continue; // lost
+        frames.push_back(g.segment(tcp::flag::ack, wire::const_bytes{data}.subspan(i * 100, 100), g.seq + i * 100));
+    }
+    return frames;
+}
+
 TEST_CASE("a burst with a hole: what precedes it is taken and ACKed, what follows is parked with a duplicate ACK each") {
     harness h;
     guest g;
     h.establish(g);
     const auto data = bytes_of(8 * 100);
-    std::vector<std::vector<std::byte>> frames;
-    for (std::uint32_t i = 0; i < 8; ++i) {
-        if (i == 2) continue; // lost
-        frames.push_back(g.segment(tcp::flag::ack, wire::const_bytes{data}.subspan(i * 100, 100), g.seq + i * 100));
-    }
+    auto frames = hundreds_but_third(g, data);
     h.burst(frames);
     CHECK(h.sock(g).to_host.size() == 200);
     const auto segs = h.out.segments();
@@ -739,11 +745,7 @@ TEST_CASE("a burst with a hole, parking off: what precedes it is taken and ACKed
     guest g;
     h.establish(g);
     const auto data = bytes_of(8 * 100);
-    std::vector<std::vector<std::byte>> frames;
-    for (std::uint32_t i = 0; i < 8; ++i) {
-        if (i == 2) continue; // lost
-        frames.push_back(g.segment(tcp::flag::ack, wire::const_bytes{data}.subspan(i * 100, 100), g.seq + i * 100));
-    }
+    auto frames = hundreds_but_third(g, data);
     h.burst(frames);
     CHECK(h.sock(g).to_host.size() == 200);
     const auto segs = h.out.segments();

@@ -595,18 +595,9 @@ public:
             ++s.stats.tx_dropped;
             return std::make_error_code(std::errc::not_connected);
         }
-        ::ssize_t written = 0;
-        do {
-            written = ::write(s.descriptor.native_handle(), frame.data(), frame.size());
-        } while (written < 0 && errno == EINTR);
-        if (written < 0) {
-            ++s.stats.tx_dropped;
-            if (errno == EBADFD) return make_error_code(errc::peer_closed);
-            return detail::tap_impl::last_system_error();
-        }
-        ++s.stats.tx_frames;
-        s.stats.tx_bytes += frame.size();
-        return {};
+        // The const_cast is iovec's: writev does not write through it.
+        const std::array<::iovec, 1> pieces{::iovec{const_cast<std::byte*>(frame.data()), frame.size()}};
+        return write_frame(s, pieces, frame.size());
     }
 
     /// Writes one frame with its offload metadata (a virtio-net header before it); the kernel
@@ -640,6 +631,14 @@ public:
         // The const_cast is iovec's: writev does not write through it.
         const std::array<::iovec, 2> pieces{::iovec{header.data(), s.vnet_len},
                                             ::iovec{const_cast<std::byte*>(frame.data()), frame.size()}};
+        return write_frame(s, pieces, frame.size());
+    }
+
+private:
+    /// One writev of `pieces` (a frame, after its virtio-net header when there is one), counting
+    /// the `frame_len`-byte frame sent or dropped.
+    template <std::size_t N>
+    static std::error_code write_frame(detail::tap_impl::tap_state& s, const std::array<::iovec, N>& pieces, std::size_t frame_len) {
         ::ssize_t written = 0;
         do {
             written = ::writev(s.descriptor.native_handle(), pieces.data(), static_cast<int>(pieces.size()));
@@ -650,9 +649,11 @@ public:
             return detail::tap_impl::last_system_error();
         }
         ++s.stats.tx_frames;
-        s.stats.tx_bytes += frame.size();
+        s.stats.tx_bytes += frame_len;
         return {};
     }
+
+public:
 
     /// Closes the fd (a TAP that is not persistent disappears with its last fd): a pending
     /// receive completes with std::errc::operation_canceled, later sends are dropped. Idempotent.
