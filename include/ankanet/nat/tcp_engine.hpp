@@ -113,6 +113,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <random>
 #include <span>
@@ -702,7 +703,7 @@ private:
     /// `from`, `to`: where in deferred_ the flow's segments are (all of it when not known).
     template <class Out>
     std::size_t deliver_deferred(flow_handle h, std::size_t room, Out& out, std::size_t from = 0,
-                                 std::size_t to = max_burst_segments);
+                                 std::size_t to = std::numeric_limits<std::size_t>::max());
     template <class Out>
     void guest_data(flow_handle h, tcp_flow_state& f, const wire::tcp::repr& seg, wire::const_bytes payload,
                     time_point now, Out& out);
