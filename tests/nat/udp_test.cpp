@@ -3,6 +3,8 @@
 // guest, ICMP errors the host hears are relayed, and refusals are answered and counted.
 #include <ankanet/nat/udp.hpp>
 
+#include <ankanet/nat/inbound.hpp>
+
 #include "../support/nat_guest.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -10,7 +12,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/socket.h>
+
 #include <array>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +29,7 @@ namespace {
 using loopback_only = nat::egress_allow_list;
 namespace ip = boost::asio::ip;
 
+nat::egress_allow_list nowhere() { return nat::egress_allow_list{std::vector<wire::ipv4_prefix>{}}; }
 nat::egress_allow_list loopback() { return nat::egress_allow_list{{wire::ipv4_prefix{wire::ipv4_address{127, 0, 0, 0}, 8}}}; }
 
 /// A UDP server on 127.0.0.1 that answers each datagram with "echo:" and the datagram.
@@ -412,4 +418,154 @@ TEST_CASE_METHOD(closed_port_fixture,
     REQUIRE_FALSE(ctx.sent.empty());
     for (const auto& [to, frame] : ctx.sent) port_unreachable(frame, closed_port);
     CHECK(nat.stats().icmp_relayed == ctx.sent.size());
+}
+
+namespace {
+
+/// A forward's listener on 127.0.0.1 (SO_REUSEADDR and SO_REUSEPORT) and, made as a forward makes
+/// it for a new client, a socket bound to the same address and port and connected to the client.
+struct forward_like {
+    explicit forward_like(boost::asio::io_context& io) : listener(io) {
+        listener.open(ip::udp::v4());
+        reuse(listener);
+        listener.bind(ip::udp::endpoint{ip::make_address_v4("127.0.0.1"), 0});
+    }
+    static void reuse(ip::udp::socket& s) {
+        s.set_option(ip::udp::socket::reuse_address(true));
+        const int on = 1;
+        REQUIRE(::setsockopt(s.native_handle(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) == 0);
+    }
+    std::uint16_t port() const { return listener.local_endpoint().port(); }
+    ip::udp::socket connected_to(boost::asio::io_context& io, const ip::udp::endpoint& client) const {
+        ip::udp::socket s{io};
+        s.open(ip::udp::v4());
+        reuse(s);
+        s.bind(listener.local_endpoint());
+        s.connect(client);
+        return s;
+    }
+    ip::udp::socket listener;
+};
+
+/// The request a forward would make for `client` towards the guest's `guest_port` (a loopback
+/// client is shown as the gateway).
+nat::inbound_udp inbound_request(ip::udp::socket socket, std::uint16_t client_port, std::uint16_t guest_port,
+                                 port_handle vm = port_handle::make(3, 1)) {
+    return nat::inbound_udp{vm, test::guest_mac, guest_ip, guest_port,
+                            nat::remote_as_seen(wire::ipv4_address{127, 0, 0, 1}, nat::translation_config{}.subnet),
+                            client_port, std::move(socket)};
+}
+
+} // namespace
+
+TEST_CASE("nat udp: a forward's client is adopted as a flow: its datagrams reach the guest, the guest's answers leave from the forward's port") {
+    boost::asio::io_context io;
+    // Nothing outbound is allowed: the inbound flow does not ask the egress policy.
+    nat::udp_translator<nat::egress_allow_list> nat{io.get_executor(), {}, nowhere()};
+    test::recording_context ctx;
+    bool woken = false;
+    nat.bind_wakeup([&] { woken = true; });
+    forward_like forward{io};
+    plain_server client{io};
+
+    // The client's first datagram reaches the forward's listener.
+    client.socket.send_to(boost::asio::buffer(std::string_view{"first"}), ip::udp::endpoint{ip::make_address_v4("127.0.0.1"), forward.port()});
+    std::array<char, 64> buffer{};
+    ip::udp::endpoint from;
+    REQUIRE(forward.listener.receive_from(boost::asio::buffer(buffer), from) == 5);
+    REQUIRE(from.port() == client.port());
+
+    auto request = inbound_request(forward.connected_to(io, from), client.port(), 5353);
+    CHECK(request.remote_address == gateway_ip);
+    CHECK_FALSE(nat.carry_inbound(std::move(request)));
+    CHECK(nat.flow_count() == 1);
+    CHECK(nat.stats().flows_inbound == 1);
+    CHECK(nat.stats().flows_opened == 0);
+    CHECK(nat.stats().refused_egress == 0);
+
+    // The client's next datagram goes to the adopted socket, not the listener, and to the guest
+    // from the gateway and the client's port.
+    client.socket.send_to(boost::asio::buffer(std::string_view{"second"}), ip::udp::endpoint{ip::make_address_v4("127.0.0.1"), forward.port()});
+    REQUIRE(test::run_io_until(io, [&] { return woken; }));
+    CHECK(forward.listener.available() == 0);
+    CHECK(nat.release_held(ctx, 16) == 1);
+    REQUIRE(ctx.sent.size() == 1);
+    CHECK(ctx.sent[0].first == port_handle::make(3, 1));
+    const auto in = open_udp(ctx.sent[0].second);
+    CHECK(in.ip.source == gateway_ip);
+    CHECK(in.ip.destination == guest_ip);
+    CHECK(in.udp.source_port == client.port());
+    CHECK(in.udp.destination_port == 5353);
+    CHECK(in.payload == "second");
+    CHECK(nat.stats().host_datagrams == 1);
+
+    // The guest answers the address and port it was shown: the adopted flow carries it, and the
+    // client hears it from the port it wrote to.
+    offer(nat, ctx, test::guest_udp_frame(gateway_ip, 5353, client.port(), "answer"));
+    CHECK(nat.flow_count() == 1);
+    CHECK(nat.stats().flows_opened == 0);
+    CHECK(nat.stats().guest_datagrams == 1);
+    CHECK(client.take() == std::vector<std::string>{"answer"});
+    CHECK(client.peer.address() == ip::make_address_v4("127.0.0.1"));
+    CHECK(client.peer.port() == forward.port());
+}
+
+TEST_CASE("nat udp: a forward's client whose key a flow holds already is refused, and the flow is kept") {
+    boost::asio::io_context io;
+    nat::udp_translator<nat::egress_allow_list> nat{io.get_executor(), {}, loopback()};
+    test::recording_context ctx;
+    forward_like forward{io};
+    plain_server client{io};
+    const ip::udp::endpoint client_at{ip::make_address_v4("127.0.0.1"), client.port()};
+
+    REQUIRE_FALSE(nat.carry_inbound(inbound_request(forward.connected_to(io, client_at), client.port(), 5354)));
+    auto again = inbound_request(forward.connected_to(io, client_at), client.port(), 5354);
+    CHECK(nat.carry_inbound(std::move(again)) == ankanet::nat::flow_errc::flow_exists);
+    CHECK(again.socket.is_open()); // still the caller's
+    CHECK(nat.flow_count() == 1);
+    CHECK(nat.stats().flows_inbound == 1);
+    CHECK(nat.stats().refused_limit == 0);
+
+    // The flow the guest opened first holds its key too: a forward's client with that tuple is refused.
+    plain_server server{io};
+    offer(nat, ctx, test::guest_udp_frame(gateway_ip, 5355, server.port(), "mine"));
+    REQUIRE(nat.stats().flows_opened == 1);
+    CHECK(nat.carry_inbound(inbound_request(forward.connected_to(io, client_at), server.port(), 5355)) == ankanet::nat::flow_errc::flow_exists);
+    CHECK(nat.flow_count() == 2);
+
+    // The first flow still carries the guest's answers through the forward's port.
+    offer(nat, ctx, test::guest_udp_frame(gateway_ip, 5354, client.port(), "still"));
+    CHECK(client.take() == std::vector<std::string>{"still"});
+    CHECK(client.peer.port() == forward.port());
+
+    // A stopped translator adopts nothing.
+    nat.stop();
+    CHECK(nat.carry_inbound(inbound_request(forward.connected_to(io, client_at), client.port(), 5356)) == std::errc::operation_canceled);
+    CHECK(nat.stats().flows_inbound == 1);
+}
+
+TEST_CASE("nat udp: a forward's clients count against the VM's flow limit, refused and counted, another VM unaffected") {
+    boost::asio::io_context io;
+    nat::udp_limits limits;
+    limits.max_flows_per_vm = 2;
+    nat::udp_translator<nat::egress_allow_list> nat{io.get_executor(), {}, loopback(), limits};
+    forward_like forward{io};
+    std::vector<std::unique_ptr<plain_server>> clients;
+    for (int i = 0; i < 4; ++i) clients.push_back(std::make_unique<plain_server>(io));
+    const auto at = [&](int i) { return ip::udp::endpoint{ip::make_address_v4("127.0.0.1"), clients[static_cast<std::size_t>(i)]->port()}; };
+
+    CHECK_FALSE(nat.carry_inbound(inbound_request(forward.connected_to(io, at(0)), clients[0]->port(), 6000)));
+    CHECK_FALSE(nat.carry_inbound(inbound_request(forward.connected_to(io, at(1)), clients[1]->port(), 6000)));
+    auto over = inbound_request(forward.connected_to(io, at(2)), clients[2]->port(), 6000);
+    CHECK(nat.carry_inbound(std::move(over)) == ankanet::nat::flow_errc::vm_limit);
+    CHECK(over.socket.is_open());
+    CHECK(nat.flow_count() == 2);
+    CHECK(nat.stats().flows_inbound == 2);
+    CHECK(nat.stats().refused_limit == 1);
+
+    // Another VM has its own share.
+    CHECK_FALSE(nat.carry_inbound(inbound_request(forward.connected_to(io, at(3)), clients[3]->port(), 6000, port_handle::make(4, 1))));
+    CHECK(nat.flow_count() == 3);
+    CHECK(nat.stats().flows_inbound == 3);
+    CHECK(nat.stats().refused_limit == 1);
 }

@@ -42,6 +42,17 @@
 // Timeouts (RFC 4787 REQ-5: at least 2 minutes, 5 recommended): a flow that has had a reply lives
 // `bidirectional_timeout` (default 180 s) after its last datagram; one that has not, only
 // `one_way_timeout` (30 s: a scan or a lost peer costs little). One wheel, one steady_timer.
+// Inbound flows (nat/inbound.hpp): a port forward reads a new client's first datagram on its
+// listener and hands over a socket bound to the listener's address and port and connected to the
+// client; carry_inbound() adopts it as a flow keyed by the tuple as the guest sees it (the client
+// as remote_as_seen() shows it: the gateway for host loopback). That is the key the guest's
+// answers produce in from_guest(), so they leave through the adopted socket, from the port the
+// client wrote to, and the client's next datagrams (the kernel prefers the connected socket to the
+// listener) come in as any flow's. The egress policy is not asked (the host's forward let the
+// client in); the VM's flow limit and the table's capacity are, so a forward's clients cannot take
+// another VM's share. An existing flow with that key is never replaced. It starts as a flow that
+// has had a reply (the client spoke first): the guest is its server and may answer late, and only
+// this socket sends from the port the client knows.
 //
 // Limits. Fixed capacity, no allocation per datagram (the receive frames, the send queue and the
 // message headers are the translator's, allocated once: rx_batch frames of the MTU, about 48 KiB at
@@ -54,6 +65,7 @@
 #include <ankanet/nat/detail/host_events.hpp>
 #include <ankanet/nat/egress.hpp>
 #include <ankanet/nat/flow_table.hpp>
+#include <ankanet/nat/inbound.hpp>
 #include <ankanet/nat/translation.hpp>
 #include <ankanet/port_handle.hpp>
 #include <ankanet/wire/frame.hpp>
@@ -98,6 +110,7 @@ struct udp_counters {
     std::uint64_t host_datagrams = 0;     ///< carried host → guest
     std::uint64_t flows_opened = 0;
     std::uint64_t flows_expired = 0;
+    std::uint64_t flows_inbound = 0;      ///< forwards' clients adopted by carry_inbound() (not in flows_opened)
     std::uint64_t refused_egress = 0;     ///< new flows the egress policy refused
     std::uint64_t refused_limit = 0;      ///< new flows over the VM's limit or the table's capacity
     std::uint64_t refused_socket = 0;     ///< new flows whose host socket could not be opened or connected
@@ -138,6 +151,19 @@ public:
     /// after its inspect() calls.
     template <class Ctx>
     void end_burst(Ctx&) { state_->send_queued(); }
+
+    /// Adopts a forward's client as a flow (see nat/inbound.hpp): its key is the tuple as the guest
+    /// sees it (request.vm, guest_address:guest_port, remote_address:remote_port), the one the
+    /// guest's answers produce, and its host side request.socket (bound to the forward's address
+    /// and port, connected to the client, on the network's executor), which the translator takes.
+    /// Datagrams from the client reach the guest from remote_address:remote_port; the guest's
+    /// answers leave through the socket. The egress policy is not asked.
+    /// @return empty when adopted. Otherwise why not, and the socket stays in the request:
+    /// std::errc::operation_canceled (the translator is stopped); flow_errc::flow_exists (a flow
+    /// with that key is in the table; it is left as it is); flow_errc::vm_limit, table_full or
+    /// unknown_vm (counted in refused_limit); the socket is not open or will not be made
+    /// non-blocking (counted in refused_socket).
+    std::error_code carry_inbound(inbound_udp&& request) { return state_->adopt(std::move(request)); }
 
     /// Sends what the host has sent for the guests, at most `room` frames.
     template <class Ctx>
@@ -357,6 +383,44 @@ private:
             ++counters.flows_opened;
             wait(*inserted, fl);
             return *inserted;
+        }
+
+        std::error_code adopt(inbound_udp&& request) {
+            if (stopped) return std::make_error_code(std::errc::operation_canceled);
+            if (!request.socket.is_open()) {
+                ++counters.refused_socket;
+                return std::make_error_code(std::errc::bad_file_descriptor);
+            }
+            // The key from_guest() builds for the guest's answer: from its address and port, to
+            // the client's address (as the guest is shown it) and port.
+            const flow_key key{request.guest_address, request.remote_address, request.guest_port, request.remote_port,
+                               request.vm.index(), wire::ipv4::protocol::udp};
+            auto inserted = flows.insert(key, executor, request.vm, request.vm_mac);
+            if (!inserted) {
+                if (inserted.error() != flow_errc::flow_exists) ++counters.refused_limit;
+                return inserted.error();
+            }
+            boost::system::error_code ec;
+            request.socket.non_blocking(true, ec);
+            if (ec) {
+                ++counters.refused_socket;
+                flows.erase(*inserted);
+                return ec;
+            }
+            const int on = 1; // ICMP errors (the client's port closed) reach the guest, as for its own flows
+            (void)::setsockopt(request.socket.native_handle(), IPPROTO_IP, IP_RECVERR, &on, sizeof on);
+            flow& fl = *flows.get(*inserted);
+            fl.socket = std::move(request.socket);
+            // The client has spoken (its first datagram opened the forward's door): the flow starts
+            // as one that has had a reply and lives bidirectional_timeout. The guest is the server
+            // here and may be quiet a while before it answers or speaks again; once the flow is
+            // gone, its next datagram would open a flow of its own from another host port, which
+            // the client would not take. A scan of the forward costs the VM's own flow budget.
+            fl.replied = true;
+            ++counters.flows_inbound;
+            schedule(*inserted, fl);
+            wait(*inserted, fl);
+            return {};
         }
 
         static std::error_code connect(boost::asio::ip::udp::socket& socket, const flow_key& key, wire::ipv4_address remote) {
