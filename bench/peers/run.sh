@@ -8,35 +8,47 @@
 #                      [--keep-temp]
 #
 # Needs root (network namespaces, TAP, veth) on Debian 12; installs what it lacks with
-# scripts/install-deps.sh --test (passt, slirp4netns, iperf3). Prints one Markdown table and writes
-# it, with a CSV of every run, into DIR (default bench/peers/results/) as peers-<time>.{md,csv}.
-# Takes about five minutes with the defaults.
+# scripts/install-deps.sh --test (passt, slirp4netns, iperf3, socat). Prints one Markdown table and
+# writes it, with a CSV of every run, into DIR (default bench/peers/results/) as peers-<time>.{md,csv}.
+# Takes about seven minutes with the defaults.
 #
 # Cells, for each peer and each MTU:
 #   * TCP throughput, iperf3 -t S: guest→host (the guest's iperf3 client sends) and host→guest (-R).
+#   * fwd: TCP throughput host→guest through the peer's port forward, iperf3 -t S: the iperf3 server
+#     runs in the guest namespace (port 5201, all its addresses), the client on the host sends to
+#     127.0.0.1:P, which the peer forwards to the guest's port 5201. veth has no forward: its client
+#     sends straight to the guest's address (the reference). pasta splices a forwarded connection
+#     from the host's loopback to the namespace's loopback (socket to socket, no frames), which is
+#     what a host client on 127.0.0.1 gets from it. A peer whose forward fails gives "–", not an abort.
 #   * RR: one TCP connection, 1-byte request, 1-byte response, for S seconds (bench/peers/tcp_rr.cpp):
 #     transactions per second and the mean round trip.
 #   * CRR: connect, 1-byte request, 1-byte response, close, for S seconds: connections per second.
 #     The server closes first (tcp_rr.cpp says why).
-#   * CPU: user + system CPU seconds of the peer's process (/proc/PID/stat) over each iperf3 run,
-#     per GB (10^9 bytes) received. veth: none (the kernel's work, not one process's).
+#   * CPU: user + system CPU seconds of the peer's process (/proc/PID/stat) over each iperf3 run
+#     (fwd included), per GB (10^9 bytes) received. veth: none (the kernel's work, not one process's).
 # Every cell is run --reps times; the table shows the median, the CSV every run. The repetitions
 # are interleaved (repetition 1: ankanet, pasta, slirp4netns, veth; repetition 2: ...), so drift in
 # a noisy machine's load hits every peer alike. All four peers are set up once per MTU, idle while
 # another is measured.
 #
 # Containment. The servers (iperf3 -s, tcp_rr server) listen on the host's 127.0.0.1, or for the
-# veth on the host end's address (10.211.47.1/30, a pair created here). Each guest is a namespace
-# this script creates (pr<pid>-*), and reaches the host only through its peer's gateway address:
+# veth on the host end's address (10.211.47.1/30, a pair created here); the fwd cell's server
+# listens inside the guest namespace. Each guest is a namespace this script creates (pr<pid>-*),
+# and reaches the host only through its peer's gateway address; the host reaches a guest only
+# through a forward bound to the host's 127.0.0.1 (one port per peer, checked free), or the veth:
 #   * ankanet: ankanetd --netns NS --mtu N --egress 127.0.0.0/8 --dns-upstream 127.0.0.1:9 (a dummy
-#     resolver: nothing queries the machine's); static guest 192.168.64.2/24, gateway 192.168.64.1,
-#     which ankanetd maps to the host's 127.0.0.1.
+#     resolver: nothing queries the machine's) --forward tcp:127.0.0.1:P:5201 (only when the
+#     daemon's --help lists --forward; otherwise its fwd cell is "–"); static guest
+#     192.168.64.2/24, gateway 192.168.64.1, which ankanetd maps to the host's 127.0.0.1.
 #   * pasta: pasta --config-net --netns NS with made-up addresses (-a 10.0.2.15 -n 24 -g 10.0.2.2,
-#     -D none), no port forwarding in either direction (-t/-u/-T/-U none), IPv4 only; its gateway
-#     address is mapped to the host's loopback (the default, i.e. without --no-map-gw).
+#     -D none), one TCP forward host→namespace (-t 127.0.0.1/P:5201, bound to the host's loopback
+#     only), none the other way and no UDP (-u/-T/-U none), IPv4 only; its gateway address is
+#     mapped to the host's loopback (the default, i.e. without --no-map-gw).
 #     --runas 0: pasta otherwise drops to nobody before joining the namespace and fails.
-#   * slirp4netns: slirp4netns --configure --mtu N --netns-type=path --disable-dns; the guest is
-#     10.0.2.100 and reaches the host's loopback at 10.0.2.2 (host loopback left allowed).
+#   * slirp4netns: slirp4netns --configure --mtu N --netns-type=path --disable-dns --api-socket S
+#     (S in the run's temporary directory); the guest is 10.0.2.100 and reaches the host's
+#     loopback at 10.0.2.2 (host loopback left allowed); one forward is added through S with
+#     add_hostfwd (tcp, host_addr 127.0.0.1, host_port P, guest_port 5201), sent with socat.
 #   * veth: guest 10.211.47.2/30, host end 10.211.47.1/30, both ends at the MTU.
 # Nothing is addressed to the machine's own networks or resolvers. Every process runs under
 # timeout(1), every wait is bounded, and an EXIT trap kills what was started (by PID) and deletes
@@ -135,7 +147,7 @@ wait_for() {
 }
 
 # --- Packages and build --------------------------------------------------------------------------
-needed=(passt slirp4netns iperf3 iproute2 procps python3)
+needed=(passt slirp4netns iperf3 socat iproute2 procps python3)
 missing=()
 for package in "${needed[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$package")
@@ -155,12 +167,16 @@ flow_bytes=$build_dir/bench/peers/flow_bytes
 work=$(mktemp -d -t peers.XXXXXX)
 clock_ticks=$(getconf CLK_TCK)
 
-# Ports on the host: one per peer for iperf3, one for tcp_rr; checked free.
+# Ports on the host: one per peer for iperf3, one for tcp_rr, one per peer for its forward (the fwd
+# cell; base + 6 + the peer's index); checked free. In each guest the fwd cell's server is on 5201.
 base_port=$(( 40000 + ($$ % 1000) * 10 ))
-for port in $(seq "$base_port" $(( base_port + 5 ))); do
+for port in $(seq "$base_port" $(( base_port + 9 ))); do
   if [ -n "$(ss -Htan "sport = :$port")" ]; then echo "run.sh: port $port is in use; run again" >&2; exit 1; fi
 done
 rr_port=$(( base_port + 5 ))
+guest_fwd_port=5201
+ankanetd_forward=0
+if "$ankanetd" --help 2>&1 | grep -q -- '--forward'; then ankanetd_forward=1; fi
 veth_host_address=10.211.47.1
 veth_guest_address=10.211.47.2
 if ip -4 -o addr show | grep -q ' 10\.211\.47\.'; then echo "run.sh: 10.211.47.0/30 is in use on this machine" >&2; exit 1; fi
@@ -180,8 +196,9 @@ delete_namespace() {
 }
 
 # The peers' state for the current MTU: namespace, the address the guest connects to, the host
-# address the servers bind, the PID of the process doing the work (empty for veth), the iperf3 port.
-declare -A peer_ns peer_target peer_server peer_pid peer_launcher peer_port
+# address the servers bind, the PID of the process doing the work (empty for veth), the iperf3 port,
+# and the address and port the fwd cell's client on the host sends to (the peer's forward).
+declare -A peer_ns peer_target peer_server peer_pid peer_launcher peer_port peer_fwd_address peer_fwd_port
 
 # main_pid PID: the deepest process below PID (the peer itself, below timeout), or PID.
 main_pid() {
@@ -199,10 +216,18 @@ start_peer() {
   peer_port[$peer]=$(( base_port + index ))
   peer_server[$peer]=127.0.0.1
   peer_pid[$peer]=""
+  peer_fwd_address[$peer]=127.0.0.1
+  peer_fwd_port[$peer]=$(( base_port + 6 + index ))
+  local fwd_spec=${peer_fwd_port[$peer]}:$guest_fwd_port forward=()
   case "$peer" in
     ankanet)
+      if [ "$ankanetd_forward" -eq 1 ]; then
+        forward=(--forward "tcp:127.0.0.1:$fwd_spec")
+      else
+        echo "run.sh: this ankanetd has no --forward: its fwd cell will be empty" >&2
+      fi
       timeout 1200 "$ankanetd" --netns "$ns,ifname=eth0" --mtu "$mtu" --egress 127.0.0.0/8 \
-        --dns-upstream 127.0.0.1:9 > "$log" 2>&1 &
+        --dns-upstream 127.0.0.1:9 "${forward[@]}" > "$log" 2>&1 &
       peer_launcher[$peer]=$!
       pids+=("$!")
       wait_for "ankanetd's TAP in $ns" ip netns exec "$ns" ip link show eth0 || { tail -5 "$log" >&2; return 1; }
@@ -214,7 +239,7 @@ start_peer() {
       ;;
     pasta)
       timeout 1200 pasta --foreground --quiet --runas 0 --config-net --netns "$ns" -I eth0 -m "$mtu" -4 \
-        -a 10.0.2.15 -n 24 -g 10.0.2.2 -D none -t none -u none -T none -U none \
+        -a 10.0.2.15 -n 24 -g 10.0.2.2 -D none -t "127.0.0.1/$fwd_spec" -u none -T none -U none \
         --no-dhcp --no-dhcpv6 --no-ra > "$log" 2>&1 &
       peer_launcher[$peer]=$!
       pids+=("$!")
@@ -224,13 +249,20 @@ start_peer() {
       peer_target[$peer]=10.0.2.2
       ;;
     slirp4netns)
-      timeout 1200 slirp4netns --configure --mtu="$mtu" --netns-type=path --disable-dns \
+      local api=$work/slirp4netns-$mtu.sock reply
+      timeout 1200 slirp4netns --configure --mtu="$mtu" --netns-type=path --disable-dns --api-socket "$api" \
         "/run/netns/$ns" eth0 > "$log" 2>&1 &
       peer_launcher[$peer]=$!
       pids+=("$!")
       wait_for "slirp4netns's address in $ns" sh -c "ip netns exec $ns ip -4 addr show eth0 | grep -q 10.0.2.100" ||
         { tail -5 "$log" >&2; return 1; }
       peer_target[$peer]=10.0.2.2
+      wait_for "slirp4netns's API socket $api" test -S "$api" || true
+      reply=$(printf '{"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_addr": "127.0.0.1", "host_port": %d, "guest_port": %d}}' \
+                "${peer_fwd_port[$peer]}" "$guest_fwd_port" | timeout 5 socat -t 5 - "UNIX-CONNECT:$api" 2>&1 || true)
+      if [[ "$reply" != *'"return"'* ]]; then
+        echo "run.sh: slirp4netns add_hostfwd failed (${reply:-no reply}): its fwd cell will be empty" >&2
+      fi
       ;;
     veth)
       ip link add "$veth_host" mtu "$mtu" type veth peer name eth0 mtu "$mtu" netns "$ns"
@@ -240,6 +272,8 @@ start_peer() {
       ip netns exec "$ns" ip link set eth0 up
       peer_target[$peer]=$veth_host_address
       peer_server[$peer]=$veth_host_address
+      peer_fwd_address[$peer]=$veth_guest_address   # no forward: straight to the guest
+      peer_fwd_port[$peer]=$guest_fwd_port
       peer_launcher[$peer]=""
       ;;
   esac
@@ -266,21 +300,29 @@ cpu_ticks() {
 results=()   # mtu,rep,peer,metric,value
 record() { results+=("$1,$2,$3,$4,$5"); }
 
-# iperf PEER MTU REP DIRECTION(g2h|h2g): one iperf3 run, its throughput and the peer's CPU per GB.
+# iperf PEER MTU REP DIRECTION(g2h|h2g|fwd): one iperf3 run, its throughput and the peer's CPU per GB.
+# g2h, h2g: the server on the host, the client in the guest. fwd: the server in the guest (all its
+# addresses), the client on the host, sending to the peer's forward.
 iperf() {
   local peer=$1 mtu=$2 rep=$3 direction=$4 port=${peer_port[$1]} reverse=()
   local json=$work/iperf-$peer-$mtu-$rep-$direction.json
+  local server_side=() client_side=(ip netns exec "${peer_ns[$peer]}") bind=(-B "${peer_server[$peer]}")
+  local server_port=$port target=${peer_target[$peer]}
   [ "$direction" = h2g ] && reverse=(-R)
-  timeout $(( iperf_seconds + 20 )) iperf3 -s -1 -B "${peer_server[$peer]}" -p "$port" > "$json.server" 2>&1 &
+  if [ "$direction" = fwd ]; then
+    server_side=(ip netns exec "${peer_ns[$peer]}") client_side=() bind=()
+    server_port=$guest_fwd_port port=${peer_fwd_port[$peer]} target=${peer_fwd_address[$peer]}
+  fi
+  timeout $(( iperf_seconds + 20 )) "${server_side[@]}" iperf3 -s -1 "${bind[@]}" -p "$server_port" > "$json.server" 2>&1 &
   local server=$!
   pids+=("$server")
-  if ! wait_for "iperf3 -s on $port" sh -c "ss -Htln 'sport = :$port' | grep -q ."; then
+  if ! wait_for "iperf3 -s on $server_port" sh -c "${server_side[*]} ss -Htln 'sport = :$server_port' | grep -q ."; then
     stop_process "$server"; return 0
   fi
   local before after
   before=$(cpu_ticks "${peer_pid[$peer]}")
-  timeout $(( iperf_seconds + 15 )) ip netns exec "${peer_ns[$peer]}" iperf3 -c "${peer_target[$peer]}" -p "$port" \
-    -t "$iperf_seconds" "${reverse[@]}" -J > "$json" 2> "$json.err" || true
+  timeout $(( iperf_seconds + 15 )) "${client_side[@]}" iperf3 -c "$target" -p "$port" \
+    -t "$iperf_seconds" --connect-timeout 3000 "${reverse[@]}" -J > "$json" 2> "$json.err" || true
   after=$(cpu_ticks "${peer_pid[$peer]}")
   stop_process "$server"
   local bytes bps
@@ -361,6 +403,7 @@ for mtu in "${mtus[@]}"; do
     for peer in "${ready[@]}"; do
       iperf "$peer" "$mtu" "$rep" g2h
       iperf "$peer" "$mtu" "$rep" h2g
+      iperf "$peer" "$mtu" "$rep" fwd
       rr "$peer" "$mtu" "$rep" rr
       rr "$peer" "$mtu" "$rep" crr
     done
@@ -390,11 +433,13 @@ peers = ["ankanet", "pasta", "slirp4netns", "veth"]
 metrics = [  # key, label, higher is better, format
     ("tcp_g2h_gbps", "TCP guest→host, Gbit/s", True, "{:.2f}"),
     ("tcp_h2g_gbps", "TCP host→guest, Gbit/s", True, "{:.2f}"),
+    ("tcp_fwd_gbps", "TCP host→guest through the port forward (veth: direct), Gbit/s", True, "{:.2f}"),
     ("rr_per_s", "RR, transactions/s", True, "{:.0f}"),
     ("rr_mean_us", "RR, mean round trip, µs", False, "{:.0f}"),
     ("crr_per_s", "CRR, connections/s", True, "{:.0f}"),
     ("cpu_g2h_s_per_gb", "peer CPU, guest→host, s/GB", False, "{:.2f}"),
     ("cpu_h2g_s_per_gb", "peer CPU, host→guest, s/GB", False, "{:.2f}"),
+    ("cpu_fwd_s_per_gb", "peer CPU, host→guest through the port forward, s/GB", False, "{:.2f}"),
 ]
 mtus = sorted({int(r["mtu"]) for r in rows})
 def values(mtu, peer, key):
