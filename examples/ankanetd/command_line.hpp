@@ -6,6 +6,8 @@
 //            [--leases FILE] [--mac-secret FILE] [--dhcp-rate N[/BURST]] [--isolate]
 //            [--egress any|host|CIDR[,CIDR...]] [--no-host-loopback] [--max-flows-per-vm N]
 //            [--dns-upstream IP[:PORT]]...
+//            [--forward [tcp:|udp:][HOSTADDR:]HOSTPORT[-END]:GUESTPORT[-END][@VM]]... [--control PATH]
+//   ankanetd ctl PATH [--json] list|vms|forward add SPEC|forward remove ID|SPEC|link VM up|down
 //
 // Kept apart from main.cpp so tests can check every accepted and refused spelling. parse_command_line
 // checks each value on its own; plan_network then checks them together (a range inside the subnet,
@@ -19,6 +21,7 @@
 #include <ankanet/gateway/gateway_network.hpp>
 #include <ankanet/l2/mac_randomizer.hpp>
 #include <ankanet/dns/upstream.hpp>
+#include <ankanet/forward/table.hpp>
 #include <ankanet/nat/egress.hpp>
 #include <ankanet/wire/address.hpp>
 
@@ -79,6 +82,8 @@ struct options {
     bool host_loopback = true;                  ///< --no-host-loopback turns it off
     std::size_t max_flows_per_vm = 1024;        ///< --max-flows-per-vm: per protocol
     std::vector<ankanet::dns::upstream> dns_upstreams; ///< --dns-upstream; none: the host's /etc/resolv.conf
+    std::vector<ankanet::forward::rule> forwards; ///< --forward, with @VM as given (resolve_forward_vm maps it)
+    std::optional<std::string> control;         ///< --control: the control socket's path
 };
 
 inline constexpr std::size_t max_flows_per_vm_limit = 65536;
@@ -108,6 +113,9 @@ inline constexpr std::string_view usage_text =
     "                [--dhcp-rate N[/BURST]] [--isolate]\n"
     "                [--egress any|host|CIDR[,CIDR...]] [--no-host-loopback] [--max-flows-per-vm N]\n"
     "                [--dns-upstream IP[:PORT]]...\n"
+    "                [--forward [tcp:|udp:][HOSTADDR:]HOSTPORT[-END]:GUESTPORT[-END][@VM]]...\n"
+    "                [--control PATH]\n"
+    "       ankanetd ctl PATH [--json] list|vms|forward add SPEC|forward remove ID|SPEC|link VM up|down\n"
     "\n"
     "  --mode MODE          network type (default shared: NAT + DHCP on 192.168.64.0/24;\n"
     "                       host: 192.168.128.0/24, no route beyond the host)\n"
@@ -138,6 +146,12 @@ inline constexpr std::string_view usage_text =
     "  --dns-upstream IP[:PORT]  a resolver the gateway's DNS server relays guests' queries to;\n"
     "                       repeatable, tried in order (default: the host's /etc/resolv.conf, re-read\n"
     "                       when it changes)\n"
+    "  --forward SPEC       shared and host modes: forward host port(s) to a VM's port(s); repeatable.\n"
+    "                       TCP and 127.0.0.1 unless given (0.0.0.0: every address); VM: a --netns\n"
+    "                       name or path, a --qemu-socket or --dgram-socket path, or a MAC (default:\n"
+    "                       the only VM). It follows the VM's address (its lease, or what it announces)\n"
+    "  --control PATH       a unix socket taking JSON requests, one per line: list, add and remove\n"
+    "                       forwards, list VMs, set a VM's link (see README; client: ankanetd ctl)\n"
     "  --help, --version\n";
 
 namespace detail {
@@ -242,6 +256,40 @@ inline std::variant<ankanet::dhcp::service_limits, usage_error> parse_dhcp_rate(
 
 } // namespace detail
 
+/// The name of the port ankanetd gives each VM of the command line.
+inline std::string netns_port_name(const netns_attachment& ns) { return fmt::format("netns:{}:{}", ns.path, ns.ifname); }
+inline std::string qemu_port_name(std::string_view socket) { return fmt::format("qemu:{}", socket); } // + "#N" per connection
+inline std::string dgram_port_name(std::string_view socket) { return fmt::format("dgram:{}", socket); }
+
+/// Maps the VM a forward names, as an operator writes it (a --netns name or path, a socket path, or
+/// a MAC), to the port name the network knows it by. A port name itself is taken as it is, so a
+/// VM listed by `ankanetd ctl vms` can be named too.
+inline std::optional<usage_error> resolve_forward_vm(const options& opts, ankanet::forward::vm_selector& vm) {
+    if (vm.mac || vm.name.empty()) return std::nullopt;
+    const std::string& given = vm.name;
+    if (given.starts_with("netns:") || given.starts_with("qemu:") || given.starts_with("dgram:")) return std::nullopt;
+    for (const auto& ns : opts.netns) {
+        if (ns.path == given || ns.path == "/run/netns/" + given) {
+            vm.name = netns_port_name(ns);
+            return std::nullopt;
+        }
+    }
+    for (const auto& path : opts.qemu_sockets) {
+        if (path == given) {
+            vm.name = qemu_port_name(path);
+            return std::nullopt;
+        }
+    }
+    for (const auto& path : opts.dgram_sockets) {
+        if (path == given) {
+            vm.name = dgram_port_name(path);
+            return std::nullopt;
+        }
+    }
+    return usage_error{fmt::format("--forward: '@{}' names no VM of the command line (give a --netns name or path, a "
+                                   "--qemu-socket or --dgram-socket path, or a MAC)", given)};
+}
+
 /// Parses the arguments after the program name.
 inline command parse_command_line(std::span<const std::string_view> args) {
     options opts;
@@ -269,7 +317,8 @@ inline command parse_command_line(std::span<const std::string_view> args) {
                            name == "--dgram-socket" || name == "--mtu" || name == "--pcap" || name == "--subnet" ||
                            name == "--dhcp-range" || name == "--reserve" || name == "--lease-time" || name == "--leases" ||
                            name == "--mac-secret" || name == "--dhcp-rate" || name == "--egress" ||
-                           name == "--max-flows-per-vm" || name == "--dns-upstream";
+                           name == "--max-flows-per-vm" || name == "--dns-upstream" || name == "--forward" ||
+                           name == "--control";
         if (!known) return usage_error{fmt::format("unknown argument '{}'", arg)};
         if (!value) {
             if (i + 1 >= args.size()) return usage_error{fmt::format("{} needs a value", name)};
@@ -344,6 +393,14 @@ inline command parse_command_line(std::span<const std::string_view> args) {
                 return usage_error{fmt::format("--max-flows-per-vm: '{}' is not a number from 1 to {}", *value, max_flows_per_vm_limit)};
             }
             opts.max_flows_per_vm = *flows;
+        } else if (name == "--forward") {
+            std::string why;
+            auto rule = ankanet::forward::parse_rule(*value, &why);
+            if (!rule) return usage_error{fmt::format("--forward: {}", why)};
+            opts.forwards.push_back(std::move(*rule));
+        } else if (name == "--control") {
+            if (value->empty()) return usage_error{"--control needs a socket path"};
+            opts.control = std::string{*value};
         } else if (name == "--mac-secret") {
             if (value->empty()) return usage_error{"--mac-secret needs a file name"};
             opts.mac_secret = std::string{*value};
@@ -351,6 +408,12 @@ inline command parse_command_line(std::span<const std::string_view> args) {
     }
     if (opts.egress && opts.mode != ankanet::network_mode::shared) {
         return usage_error{fmt::format("--egress is for shared mode; {} mode has its own reach", opts.mode)};
+    }
+    if (!opts.forwards.empty() && opts.mode != ankanet::network_mode::shared && opts.mode != ankanet::network_mode::host) {
+        return usage_error{fmt::format("--forward is for shared and host modes; {} mode has no gateway to forward through", opts.mode)};
+    }
+    for (auto& forward : opts.forwards) {
+        if (auto error = resolve_forward_vm(opts, forward.vm)) return *error;
     }
     for (const auto& ns : opts.netns) {
         if (ns.uuid && !opts.mac_secret) {

@@ -15,6 +15,7 @@
 #include <ankanet/gateway/responder.hpp>
 #include <ankanet/nat/egress.hpp>
 #include <ankanet/dns/gateway_dns.hpp>
+#include <ankanet/forward/service.hpp>
 #include <ankanet/nat/icmp.hpp>
 #include <ankanet/nat/tcp.hpp>
 #include <ankanet/nat/translation.hpp>
@@ -113,6 +114,10 @@ struct log_observer {
         log("{}: {} uses {} without a lease; kept out of the DHCP pool while in use", printable(e.port), e.mac, e.address);
     }
 
+    void on(const ankanet::forward::forward_refused_event& e) {
+        log("forward {}: refused {}:{}: {}{}", printable(e.forward), e.client, e.client_port, e.reason,
+            e.suppressed != 0 ? fmt::format(" ({} more since the last report)", e.suppressed) : std::string{});
+    }
     void on(const ankanet::nat::flow_refused_event& e) {
         log("{}: {} flow to {}:{} refused: {}{}", printable(e.port), protocol_name(e.protocol), e.destination,
             e.destination_port, printable(e.reason, 256),
@@ -210,6 +215,14 @@ std::string summary(const Network& net) {
     tcp(std::type_identity<ankanet::nat::egress_host_only>{});
     nat(std::type_identity<ankanet::nat::runtime_egress>{});
     nat(std::type_identity<ankanet::nat::egress_host_only>{});
+    if constexpr (Network::template has_service<ankanet::forward::service>) {
+        const auto& f = net.template service<ankanet::forward::service>().stats();
+        if (f.accepted + f.datagrams > 0) {
+            line += fmt::format(", forwards {} connections {} datagrams {} carried {} refused", f.accepted, f.datagrams, f.carried,
+                                f.refused_no_vm + f.refused_no_address + f.refused_translator + f.refused_queue_full +
+                                    f.refused_rule_gone);
+        }
+    }
     if (n.dropped_link_down > 0) line += fmt::format(", {} dropped with the link down", n.dropped_link_down);
     return line;
 }

@@ -61,6 +61,7 @@ ankanet::gateway_network_options gateway_options(const ankanetd::options& opts, 
     o.host_loopback = opts.host_loopback;
     o.max_flows_per_vm = opts.max_flows_per_vm;
     o.dns_upstreams.servers = opts.dns_upstreams;
+    o.forwards = opts.forwards;
     return o;
 }
 
@@ -147,7 +148,7 @@ int serve(Network& network, const ankanetd::options& opts, ankanet::l2::mac_memo
           std::optional<backend::pcap_writer>& pcap, boost::asio::io_context& io) {
     for (const auto& ns : opts.netns) {
         // The MAC is chosen (and registered) before the TAP exists: the TAP is created with it.
-        const auto port = add_netns_port(network, ns, fmt::format("netns:{}:{}", ns.path, ns.ifname), macs);
+        const auto port = add_netns_port(network, ns, ankanetd::netns_port_name(ns), macs);
         if (!port) return 1;
         backend::tap_options tap;
         tap.mtu = opts.mtu;
@@ -169,7 +170,7 @@ int serve(Network& network, const ankanetd::options& opts, ankanet::l2::mac_memo
             io.get_executor(), path,
             [&network, path, count = 0](backend::qemu_stream_connection vm) mutable {
                 // QEMU chooses the guest's MAC (-device ...,mac=): the port registers its first frame's.
-                (void)network.attach(fmt::format("qemu:{}#{}", path, ++count), std::move(vm));
+                (void)network.attach(fmt::format("{}#{}", ankanetd::qemu_port_name(path), ++count), std::move(vm));
             },
             stream);
         if (!server) {
@@ -191,7 +192,7 @@ int serve(Network& network, const ankanetd::options& opts, ankanet::l2::mac_memo
             log("--dgram-socket {}: cannot bind: {}", path, endpoint.error().message());
             return 1;
         }
-        (void)network.attach(fmt::format("dgram:{}", path), std::move(*endpoint));
+        (void)network.attach(ankanetd::dgram_port_name(path), std::move(*endpoint));
     }
 
     boost::asio::signal_set signals{io, SIGINT, SIGTERM};
@@ -293,6 +294,9 @@ int run(const ankanetd::options& opts) {
         log("DHCP serving {}-{} on {} (lease {} s, {} reserved, leases {})", plan.range.first, plan.range.last, plan.subnet,
             opts.lease_time, opts.reservations.size(), opts.leases ? *opts.leases : std::string{"in memory"});
         log_translation(*network, opts);
+        for (const auto& f : network->template service<ankanet::forward::service>().table().entries()) {
+            log("forward {}: {}", f.id, ankanet::printable(ankanet::forward::format_rule(f.rule)));
+        }
         return serve(*network, opts, memory, pcap, io);
     };
     if (opts.mode == ankanet::network_mode::host) {

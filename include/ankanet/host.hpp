@@ -19,6 +19,7 @@
 #include <ankanet/dhcp/client_frames.hpp>
 #include <ankanet/dhcp/service.hpp>
 #include <ankanet/dns/gateway_dns.hpp>
+#include <ankanet/forward/service.hpp>
 #include <ankanet/gateway/arp_guard.hpp>
 #include <ankanet/gateway/gateway_network.hpp>
 #include <ankanet/gateway/responder.hpp>
@@ -44,7 +45,8 @@ struct host_traits : Traits {};
 template <class Traits = default_network_traits>
 using basic_host_network =
     basic_network<host_traits<Traits>, gateway::arp_guard, dhcp::service, dns::gateway_dns,
-                  nat::tcp_translator<nat::egress_host_only>, nat::udp_translator<nat::egress_host_only>, gateway::responder>;
+                  nat::tcp_translator<nat::egress_host_only>, nat::udp_translator<nat::egress_host_only>, forward::service,
+                  gateway::responder>;
 
 using host_network = basic_host_network<>;
 
@@ -63,10 +65,16 @@ result<std::unique_ptr<basic_host_network<Traits>>> make_host_network(boost::asi
         dns::gateway_dns resolver{executor, dns_for(gateway, o)};
         nat::tcp_translator<nat::egress_host_only> tcp_nat{executor, config, {}, tcp};
         tcp_nat.map_gateway_port(53, resolver.tcp_endpoint()); // DNS over TCP at the gateway
-        return std::tuple{std::move(resolver), std::move(tcp_nat), nat::udp_translator<nat::egress_host_only>{executor, config, {}, udp}};
+        return std::tuple{std::move(resolver), std::move(tcp_nat), nat::udp_translator<nat::egress_host_only>{executor, config, {}, udp},
+                          forward::service{executor, config, {.table = o.forward_limits}}};
     };
     try {
-        return make_gateway_network<basic_host_network<Traits>>(network_mode::host, std::move(options), why, translators);
+        const auto forwards = options.forwards;
+        auto network = make_gateway_network<basic_host_network<Traits>>(network_mode::host, std::move(options), why, translators);
+        if (network) {
+            if (const auto ec = forward::add_forwards(**network, forwards, why)) return ec;
+        }
+        return network;
     } catch (const boost::system::system_error& e) { // the DNS listener could not listen
         if (why != nullptr) *why = std::string{"the gateway's DNS over TCP: "} + e.what();
         return std::error_code{e.code()};

@@ -319,6 +319,11 @@ concept vm_frame_inspector = requires(S& s, const wire::parsed_frame& f, detail:
 ///   at most `room` of them, answered through `ctx`; called by basic_network::flush().
 /// - `s.bind_wakeup(fn)`: `fn` (callable from any thread) asks the network to flush(); bound by the
 ///   glue when the first backend connects, and unbound (an empty function) when the network goes.
+/// - `s.leased_address(mac, now)` → `std::optional<ipv4_address>`: the address `mac` holds a bound
+///   lease on (the DHCP service); other services ask through `ctx.leased_address(mac)`.
+/// - `s.carry_inbound(request)` → `std::error_code`: carries a flow a host listener started into a
+///   guest (nat/inbound.hpp: the TCP and UDP translators); a port forward asks through
+///   `ctx.carry_inbound(request)`, which the first service with a hook for that request type gets.
 /// - `s.end_burst(ctx)`: the burst of frames the service was handed (by inspect() and handle()) has
 ///   ended; until this call returns, every one of those frames is still valid and unchanged, so the
 ///   service may have kept spans into them and now act on them all at once. It may answer through
@@ -435,8 +440,41 @@ public:
         /// Tells the lease authority that `mac` uses `address` without a lease (a static guest).
         /// errc::unsupported when there is no lease authority.
         std::error_code mark_in_use(ipv4_address address, mac_address mac) { return network_.mark_in_use(address, mac, now_); }
+        /// The address `mac` holds a bound lease on, from the lease authority (none without one).
+        std::optional<ipv4_address> leased_address(mac_address mac) const { return network_.leased_address(mac, now_); }
+        /// Calls `f(port, name, mac, link_up)` for every port of the network, in slot order (a port
+        /// forward looks for the VM it leads into).
+        template <class F>
+        void for_each_port(F&& f) const {
+            for (std::size_t i = 0; i < network_.slots_.size(); ++i) {
+                const auto& slot = network_.slots_[i];
+                if (!slot.active) continue;
+                f(port_handle::make(static_cast<std::uint16_t>(i), slot.generation), std::string_view{slot.name}, slot.mac,
+                  slot.link_up);
+            }
+        }
+        /// Hands `request` (a flow a host listener started: nat::inbound_tcp, nat::inbound_udp) to the
+        /// first service that carries such requests (a `carry_inbound(Request&&)` hook, returning a
+        /// std::error_code); errc::unsupported when no service does.
+        template <class Request>
+        std::error_code carry_inbound(Request&& request) {
+            std::error_code result = errc::unsupported;
+            bool carried = false;
+            std::apply([&](auto&... s) { ((carried = carried || carry_one(s, request, result)), ...); }, network_.services_);
+            return result;
+        }
 
     private:
+        template <class S, class Request>
+        static bool carry_one(S& s, Request& request, std::error_code& result) {
+            if constexpr (requires { { s.carry_inbound(std::move(request)) } -> std::same_as<std::error_code>; }) {
+                result = s.carry_inbound(std::move(request));
+                return true;
+            } else {
+                return false;
+            }
+        }
+
         friend class basic_network;
         service_context(basic_network& n, network_time now, std::optional<port_handle> port, std::string_view name,
                         mac_address mac) noexcept
@@ -736,6 +774,22 @@ private:
     }
 
     std::error_code mark_in_use(ipv4_address address, mac_address mac, network_time now);
+
+    std::optional<ipv4_address> leased_address(mac_address mac, network_time now) const {
+        std::optional<ipv4_address> address;
+        bool asked = false;
+        std::apply([&](const auto&... s) { ((asked = asked || ask_leased(s, mac, now, address)), ...); }, services_);
+        return address;
+    }
+    template <class S>
+    static bool ask_leased(const S& s, mac_address mac, network_time now, std::optional<ipv4_address>& address) {
+        if constexpr (requires { { s.leased_address(mac, now) } -> std::convertible_to<std::optional<ipv4_address>>; }) {
+            address = s.leased_address(mac, now);
+            return true;
+        } else {
+            return false;
+        }
+    }
     template <class S>
     static bool mark_one(S& s, ipv4_address address, mac_address mac, network_time now, std::error_code& result) {
         if constexpr (lease_authority<S>) {

@@ -19,6 +19,7 @@
 #include <ankanet/dhcp/client_frames.hpp>
 #include <ankanet/dhcp/service.hpp>
 #include <ankanet/dns/gateway_dns.hpp>
+#include <ankanet/forward/service.hpp>
 #include <ankanet/gateway/arp_guard.hpp>
 #include <ankanet/gateway/gateway_network.hpp>
 #include <ankanet/gateway/responder.hpp>
@@ -43,7 +44,7 @@ namespace ankanet {
 template <class Traits = default_network_traits, nat::egress_policy Egress = nat::runtime_egress>
 using basic_shared_network =
     basic_network<Traits, gateway::arp_guard, dhcp::service, dns::gateway_dns, nat::tcp_translator<Egress>,
-                  nat::udp_translator<Egress>, nat::icmp_translator<Egress>, gateway::responder>;
+                  nat::udp_translator<Egress>, nat::icmp_translator<Egress>, forward::service, gateway::responder>;
 
 using shared_network = basic_shared_network<>;
 
@@ -71,11 +72,17 @@ result<std::unique_ptr<basic_shared_network<Traits, Egress>>> make_shared_networ
         nat::tcp_translator<Egress> tcp_nat{executor, config, egress, tcp};
         tcp_nat.map_gateway_port(53, resolver.tcp_endpoint()); // DNS over TCP at the gateway
         return std::tuple{std::move(resolver), std::move(tcp_nat), nat::udp_translator<Egress>{executor, config, egress, udp},
-                          nat::icmp_translator<Egress>{executor, config, egress, icmp}};
+                          nat::icmp_translator<Egress>{executor, config, egress, icmp},
+                          forward::service{executor, config, {.table = o.forward_limits}}};
     };
     try {
-        return make_gateway_network<basic_shared_network<Traits, Egress>>(network_mode::shared, std::move(options), why,
-                                                                          translators);
+        const auto forwards = options.forwards;
+        auto network = make_gateway_network<basic_shared_network<Traits, Egress>>(network_mode::shared, std::move(options), why,
+                                                                                  translators);
+        if (network) {
+            if (const auto ec = forward::add_forwards(**network, forwards, why)) return ec;
+        }
+        return network;
     } catch (const boost::system::system_error& e) { // the DNS listener could not listen
         if (why != nullptr) *why = std::string{"the gateway's DNS over TCP: "} + e.what();
         return std::error_code{e.code()};

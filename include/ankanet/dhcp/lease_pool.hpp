@@ -307,6 +307,20 @@ public:
         return it->second.value.mac;
     }
 
+    /// The bound lease of `mac` that has not run out at `now` (of several, the one that runs
+    /// longest), if any: where a VM is, for a port forward and for listings.
+    std::optional<lease> bound_lease(const wire::mac_address& mac, sys_seconds now) const {
+        const auto it = by_mac_.find(mac);
+        if (it == by_mac_.end()) return std::nullopt;
+        const lease* best = nullptr;
+        for (const std::uint32_t i : it->second) {
+            const auto e = entries_.find(i);
+            if (e == entries_.end() || !e->second.value.bound || e->second.value.expiry <= now) continue;
+            if (best == nullptr || e->second.value.expiry > best->expiry) best = &e->second.value;
+        }
+        return best != nullptr ? std::optional<lease>{*best} : std::nullopt;
+    }
+
     std::size_t size() const noexcept { return slots_.size(); }
     std::size_t free_count() const noexcept { return free_count_; }
     std::size_t bound_count() const noexcept { return bound_count_; }

@@ -220,6 +220,15 @@ public:
     std::optional<wire::mac_address> lease_holder(wire::ipv4_address address, network_time now) const {
         return server_.pool().bound_holder(address, now.wall_seconds());
     }
+    /// The address `mac` holds a bound, unexpired lease on (a port forward's VM).
+    std::optional<wire::ipv4_address> leased_address(wire::mac_address mac, network_time now) const {
+        const auto held = server_.pool().bound_lease(mac, now.wall_seconds());
+        return held ? std::optional{held->address} : std::nullopt;
+    }
+    /// The bound, unexpired lease of `mac` (for listings: address, host name, expiry).
+    std::optional<lease> bound_lease(wire::mac_address mac, network_time now) const {
+        return server_.pool().bound_lease(mac, now.wall_seconds());
+    }
     /// `mac` uses `address` without a lease: keep it out of the pool (see lease_pool::mark_in_use).
     std::error_code mark_in_use(wire::ipv4_address address, wire::mac_address mac, network_time now) {
         return server_.pool().mark_in_use(address, mac, now.wall_seconds());

@@ -9,7 +9,8 @@
 // guest's ARP cache is poisoned. An accepted claim on an address of the DHCP range for which the
 // claimant holds no lease — a guest with a static address — is reported to the lease authority
 // (mark_in_use), which keeps the address out of the pool while the guest keeps using it; the first
-// time, a static_address_event says so. When a port goes away, what its MAC claimed is forgotten.
+// time, a static_address_event says so. Every address a VM newly claims is reported
+// (address_claimed_event): it is where the VM now is. When a port goes away, what its MAC claimed is forgotten.
 // A VM claiming more addresses than the table allows one MAC (neighbor_table::config::max_per_mac)
 // has those ARP frames dropped and counted; an arp_limit_event reports it at most once per
 // `report_interval` per VM, so a flooding VM cannot flood the log either.
@@ -32,6 +33,14 @@ namespace ankanet::gateway {
 struct arp_conflict_event {
     std::string_view port;     ///< the claimant's port
     neighbor_conflict conflict;
+};
+
+/// A VM claimed by ARP an address it did not hold (a lease it took up, or a static address it
+/// announced): the address the VM moved to, which a port forward follows.
+struct address_claimed_event {
+    std::string_view port;
+    wire::mac_address mac;
+    wire::ipv4_address address;
 };
 
 /// A VM uses an address of the DHCP range without a lease; the pool keeps it out while in use.
@@ -85,6 +94,9 @@ public:
                 ctx.notify(arp_limit_event{ctx.port_name(), ctx.port_mac(), table_.settings().max_per_mac, vm.dropped});
             }
             return false;
+        }
+        if (seen == neighbor_observation::learned && frame.arp->sender_mac == ctx.port_mac()) { // its own claim only
+            ctx.notify(address_claimed_event{ctx.port_name(), frame.arp->sender_mac, frame.arp->sender_ip});
         }
         if (seen == neighbor_observation::learned || seen == neighbor_observation::refreshed) {
             // Leased, reserved, excluded or outside the range: nothing to keep out; the pool says so.

@@ -14,6 +14,7 @@
 #include <ankanet/dhcp/service.hpp>
 #include <ankanet/dns/forwarder.hpp>
 #include <ankanet/dns/upstream.hpp>
+#include <ankanet/forward/table.hpp>
 #include <ankanet/gateway/arp_guard.hpp>
 #include <ankanet/gateway/responder.hpp>
 #include <ankanet/l2/mac_randomizer.hpp>
@@ -89,6 +90,10 @@ struct gateway_network_options {
     nat::icmp_socket_kind icmp_sockets = nat::icmp_socket_kind::automatic; ///< what carries guests' pings
     // The gateway's DNS server (dns/forwarder.hpp): its own names, the rest relayed upstream.
     dns::upstream_config dns_upstreams{};       ///< configured servers, else the host's resolv.conf
+    // Port forwards (forward/service.hpp): host ports into VMs, listening from the start; more can
+    // be added and removed at run time through the network's forward::service.
+    std::vector<forward::rule> forwards;
+    forward::table_limits forward_limits{};
 };
 
 /// The gateway's interface of a network of `mode` set up by `options`, or why there is none.

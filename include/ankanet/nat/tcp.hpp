@@ -36,6 +36,7 @@
 
 #include <ankanet/inspection.hpp>
 #include <ankanet/nat/egress.hpp>
+#include <ankanet/nat/inbound.hpp>
 #include <ankanet/nat/tcp_engine.hpp>
 #include <ankanet/nat/tcp_sockets.hpp>
 #include <ankanet/nat/translation.hpp>
@@ -192,6 +193,22 @@ public:
     }
     /// A function asked first for every SYN to the gateway: a target, or nullopt for the default.
     void set_gateway_port_map(gateway_port_map map) { state_->port_map = std::move(map); }
+
+    /// Carries a connection a port forward accepted into the guest (nat/inbound.hpp): a new flow
+    /// whose SYN goes to the guest. Refused: the translator is stopped, the tuple has a flow, the
+    /// VM is at its flow limit or the table is full (the socket is then left in `request`).
+    std::error_code carry_inbound(inbound_tcp&& request)
+        requires requires(SocketLayer& l, boost::asio::ip::tcp::socket&& s) { l.adopt(std::uint32_t{}, std::move(s)); }
+    {
+        state& s = *state_;
+        if (s.stopped) return std::make_error_code(std::errc::operation_canceled);
+        const std::error_code ec = s.engine.open_inbound(
+            request.vm, request.vm_mac, request.guest_address, request.guest_port, request.remote_address,
+            request.remote_port, clock_now(),
+            [&](std::uint32_t slot) { return s.engine.sockets().adopt(slot, std::move(request.socket)); });
+        s.after_engine();
+        return ec;
+    }
 
     /// The network is stopping: every flow is reset on the host side and the timer cancelled, so
     /// the io_context runs out of work; later SYNs are dropped.

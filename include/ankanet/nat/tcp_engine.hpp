@@ -58,6 +58,14 @@
 //    (probes back off but never give up); a window that shrinks below what is in flight rewinds
 //    snd_nxt to the window's edge. A zero window never hides the host's end of file: the FIN
 //    needs no window.
+//  - Inbound (a port forward, nat/inbound.hpp). open_inbound() takes a connection a host listener
+//    accepted: the flow is inserted with the socket already connected (the socket layer adopts
+//    it), keyed by the tuple as the guest will see it, and pump() sends the guest a SYN offering
+//    our MSS, window scale, SACK and timestamps. The guest's SYN-ACK sets what it agreed to, our
+//    ACK establishes the flow, and from there it is an ordinary flow. A guest that is not up yet
+//    gets the SYN again on the RTO (1 s, doubled), tcp_limits::inbound_syn_retries times; then, or
+//    when the guest answers with an RST (nothing listens), the client is reset. Inbound flows count
+//    against the VM's flow limit, not its half-open limit (the host, not the guest, opened them).
 //  - Closing. The state is a set of per-direction event bits, not an RFC state enum. A guest FIN
 //    (once every byte before it is in the socket) is shutdown(SHUT_WR). End of file on the socket
 //    becomes a FIN to the guest only when every byte before it is ACKed; it is retransmitted like
@@ -65,12 +73,15 @@
 //    in the window closes the socket with SO_LINGER {1, 0}, so the host peer sees an RST too; an
 //    RST is never answered. A segment for no flow gets an RST (unless it is one).
 //
-// Lifecycle. A flow is inserted by the guest's SYN (syn_from_guest, counted half-open) with its
-// connect timer armed; connected -> SYN-ACK sent (syn_to_guest, RTO armed) -> the guest's ACK
-// (established, no longer half-open; the timer is now the RTO while anything is unACKed, the
-// persist timer at a zero window, else the idle timer). It is erased, its socket closed and its
-// timer cancelled, when: both FINs are ACKed (plain close); the guest resets it (linger 0); the
-// connect fails or times out, the RTO gives up after max_retransmits, the idle timer fires, or the
+// Lifecycle. An outbound flow is inserted by the guest's SYN (syn_from_guest, counted half-open)
+// with its connect timer armed; connected -> SYN-ACK sent (syn_to_guest, RTO armed) -> the guest's
+// ACK (established, no longer half-open). An inbound flow is inserted by open_inbound() (connected,
+// and no syn_from_guest: that is what marks it inbound) -> SYN sent (syn_to_guest, RTO armed) ->
+// the guest's SYN-ACK (established, our ACK sent). Once established, the timer is the RTO while
+// anything is unACKed, the persist timer at a zero window, else the idle timer. A flow is erased,
+// its socket closed and its timer cancelled, when: both FINs are ACKed (plain close); the guest
+// resets it (linger 0); the connect fails or times out, the guest answers an inbound SYN with an
+// RST or not at all, the RTO gives up after max_retransmits, the idle timer fires, or the
 // socket fails (RST to the guest first, linger 0 towards the host); its VM goes away (drop_vm).
 //
 // Output. Frames to the guests come from two places. guest_segment() answers at once (ACKs,
@@ -185,6 +196,9 @@ struct tcp_limits {
     std::chrono::milliseconds rto_initial{1'000};
     std::chrono::milliseconds rto_max{60'000};
     std::uint8_t max_retransmits = 10;  ///< then both sides are reset
+    /// SYNs resent to a guest that does not answer an inbound connection (1+2+4+8+16 s, then 32 s
+    /// more for the last: about a minute, as long as Linux's tcp_syn_retries=5 waits).
+    std::uint8_t inbound_syn_retries = 5;
     std::chrono::seconds idle_timeout{7200};
     std::uint8_t our_window_shift = 7;  ///< window scale we offer (windows up to 8 MiB)
     std::size_t burst_segments = 64;    ///< guest data segments held for end_burst() (a port's burst)
@@ -230,6 +244,11 @@ struct tcp_stats {
     std::uint64_t flows_closed = 0;        ///< flows that ended with both FINs ACKed
     std::uint64_t idle_timeouts = 0;
     std::uint64_t vm_gone_resets = 0;      ///< flows reset because their VM's port went away
+    std::uint64_t inbound_opened = 0;      ///< inbound connections adopted (open_inbound)
+    std::uint64_t inbound_refused = 0;     ///< ... not adopted: the VM's flow limit, a full table, the tuple in use
+    std::uint64_t inbound_established = 0; ///< ... the guest answered our SYN
+    std::uint64_t inbound_reset = 0;       ///< ... the guest answered with an RST (nothing listens)
+    std::uint64_t inbound_timeouts = 0;    ///< ... the guest never answered (inbound_syn_retries)
 };
 
 /// Per-flow state: sequence numbers, windows, timestamps and event bits. 48 bytes.
@@ -280,6 +299,7 @@ struct tcp_flow_state {
         send_rst = 1u << 2,
         send_icmp_host = 1u << 3,
         send_icmp_net = 1u << 4,
+        send_syn = 1u << 5,   ///< an inbound flow's SYN
     };
     enum timer_kind : std::uint8_t { no_timer, connect_timer, rto_timer, persist_timer, idle_timer };
 
@@ -346,6 +366,17 @@ public:
     template <class Resolve, class Out>
     inspection guest_segment(port_handle vm, const wire::parsed_frame& frame, time_point now, Resolve&& resolve,
                              Out&& out);
+
+    /// Adopts a connection the host accepted for VM `vm` (MAC `vm_mac`), as the tuple the guest will
+    /// see: its own `guest`:`guest_port`, and the client as `remote`:`remote_port`. `adopt(slot)`
+    /// hands the connected socket to the socket layer for the flow's slot (-> std::error_code).
+    /// The guest's SYN goes out from pump(). Refused (counted in inbound_refused): the tuple has a
+    /// flow (flow_errc::flow_exists), the VM is at its flow limit or the table is full (the
+    /// flow_table's error), or adopt() failed (its error; the flow is not kept).
+    template <class Adopt>
+    std::error_code open_inbound(port_handle vm, wire::mac_address vm_mac, wire::ipv4_address guest,
+                                 std::uint16_t guest_port, wire::ipv4_address remote, std::uint16_t remote_port,
+                                 time_point now, Adopt&& adopt);
 
     /// The burst of guest frames given to guest_segment() since the last call has ended: each
     /// flow's data segments go to its socket in one gather write, in sequence order, and the flow
@@ -692,6 +723,11 @@ private:
     template <class Out>
     void guest_ack(flow_handle h, tcp_flow_state& f, const wire::tcp::repr& seg, time_point now, Out& out);
 
+    /// The guest's answer to an inbound flow's SYN (its SYN-ACK, or an RST).
+    template <class Out>
+    void inbound_handshake(port_handle vm, const wire::parsed_frame& frame, flow_handle h, tcp_flow_state& f,
+                           const wire::tcp::repr& seg, time_point now, Out& out);
+
     bool take_guest_bytes(flow_handle h, tcp_flow_state& f, std::span<const wire::const_bytes> pieces);
     void grant_dup_acks(tcp_flow_state& f, std::size_t segments) noexcept;
     enum class parking : std::uint8_t { parked, held_already, dropped };
@@ -767,6 +803,10 @@ inspection basic_tcp_engine<SocketLayer>::guest_segment(port_handle vm, const wi
     if (h) {
         tcp_flow_state& f = *table_.get(*h);
         if (f.has(flow_state::closing)) return inspection::taken; // its RST is on the way
+        if (!f.has(flow_state::syn_from_guest) && !f.has(flow_state::established)) {
+            inbound_handshake(vm, frame, *h, f, seg, now, out);
+            return inspection::taken;
+        }
         if (seg.flags.rst() || seg.flags.syn()) {
             (void)deliver_deferred(*h, 0, out); // data the burst held for the flow comes first, as sent
             if (!table_.contains(*h) || f.has(flow_state::closing)) return inspection::taken;
@@ -910,6 +950,80 @@ inspection basic_tcp_engine<SocketLayer>::open_flow(port_handle vm, const wire::
     ++stats_.syn_accepted;
     arm(h.index, f, flow_state::connect_timer, now + limits_.connect_timeout);
     return inspection::taken;
+}
+
+template <tcp_socket_layer SocketLayer>
+template <class Adopt>
+std::error_code basic_tcp_engine<SocketLayer>::open_inbound(port_handle vm, wire::mac_address vm_mac, wire::ipv4_address guest,
+                                                            std::uint16_t guest_port, wire::ipv4_address remote,
+                                                            std::uint16_t remote_port, time_point now, Adopt&& adopt) {
+    auto inserted = table_.insert(make_key(vm.index(), guest, guest_port, remote, remote_port));
+    if (!inserted) {
+        ++stats_.inbound_refused;
+        return inserted.error();
+    }
+    const flow_handle h = *inserted;
+    tcp_flow_state& f = *table_.get(h);
+    f.vm = vm;
+    f.vm_mac = vm_mac;
+    // What our SYN offers; the guest's SYN-ACK says what it takes (inbound_handshake).
+    f.our_shift = limits_.our_window_shift > 14 ? 14 : limits_.our_window_shift;
+    f.set(flow_state::timestamps);
+    if (reorder_.enabled()) f.set(flow_state::sack);
+    f.snd_una = next_isn();
+    f.snd_nxt = f.snd_max = f.snd_una;
+    f.set(flow_state::connected);
+    f.pending = flow_state::send_syn;
+    if (const std::error_code ec = adopt(h.index)) {
+        ++stats_.inbound_refused;
+        sockets_.close(h.index, true);
+        forget(h);
+        return ec;
+    }
+    ++stats_.inbound_opened;
+    tick_clock(now);
+    mark(h.index);
+    return {};
+}
+
+template <tcp_socket_layer SocketLayer>
+template <class Out>
+void basic_tcp_engine<SocketLayer>::inbound_handshake(port_handle vm, const wire::parsed_frame& frame, flow_handle h,
+                                                      tcp_flow_state& f, const wire::tcp::repr& seg, time_point now,
+                                                      Out& out) {
+    if (!f.has(flow_state::syn_to_guest)) return; // our SYN is not out yet: nothing can answer it
+    const bool acks_syn = seg.flags.ack() && seg.ack_number == f.snd_una + 1;
+    if (seg.flags.rst()) {
+        // RFC 9293 3.10.7.3: in SYN-SENT an RST counts when it ACKs our SYN. Nothing listens in
+        // the guest: the client is reset too.
+        if (!acks_syn) return;
+        ++stats_.inbound_reset;
+        sockets_.close(h.index, true);
+        forget(h);
+        return;
+    }
+    if (seg.flags.ack() && !acks_syn) {
+        send_rst_for(vm, frame, seg, out); // an ACK of something we never sent
+        return;
+    }
+    if (!seg.flags.syn() || !seg.flags.ack()) return; // a SYN crossing ours, or a stray segment
+    f.rcv_nxt = seg.seq_number + 1;
+    const std::size_t mss = seg.mss ? std::max<std::size_t>(*seg.mss, 64) : 536;
+    f.guest_mss = static_cast<std::uint16_t>(std::min(mss, max_payload()));
+    if (const auto shift = seg.window_shift()) f.guest_shift = *shift;
+    else f.our_shift = 0; // scaling is used only when both sides offer it (RFC 7323 2.2)
+    if (seg.timestamps) f.ts_recent = seg.timestamps->value;
+    else f.clear(flow_state::timestamps);
+    if (!seg.sack_permitted) f.clear(flow_state::sack);
+    f.snd_una = f.snd_nxt = f.snd_max = seg.ack_number;
+    f.guest_window = seg.window; // a SYN's window is never scaled
+    f.backoff = 0;
+    f.set(flow_state::established);
+    ++stats_.inbound_established;
+    tick_clock(now);
+    send_control(h, f, wire::tcp::flag::ack, out);
+    rearm(h.index, f, now, true);
+    mark(h.index); // the client may have sent already
 }
 
 template <tcp_socket_layer SocketLayer>
@@ -1295,15 +1409,21 @@ void basic_tcp_engine<SocketLayer>::on_timer(std::uint32_t slot, time_point now)
             mark(slot);
             return;
         }
-        if (f.backoff >= limits_.max_retransmits) {
-            reset_flow(*h, f);
-            return;
+        {
+            const bool inbound_syn = !f.has(flow_state::syn_from_guest) && !f.has(flow_state::established);
+            if (f.backoff >= (inbound_syn ? limits_.inbound_syn_retries : limits_.max_retransmits)) {
+                if (inbound_syn) ++stats_.inbound_timeouts;
+                reset_flow(*h, f);
+                return;
+            }
         }
         ++f.backoff;
         ++stats_.retransmits;
         rewind(f, f.snd_una);
         f.dup_acks = 0;
-        if (!f.has(flow_state::established)) f.pending |= flow_state::send_synack;
+        if (!f.has(flow_state::established)) {
+            f.pending |= f.has(flow_state::syn_from_guest) ? flow_state::send_synack : flow_state::send_syn;
+        }
         arm(slot, f, flow_state::rto_timer, now + rto(f));
         mark(slot);
         return;
@@ -1364,6 +1484,15 @@ std::size_t basic_tcp_engine<SocketLayer>::pump_flow(flow_handle h, tcp_flow_sta
                          out);
         forget(h);
         return 1;
+    }
+    if (f.pending & flow_state::send_syn) {
+        f.pending &= static_cast<std::uint8_t>(~flow_state::send_syn);
+        f.set(flow_state::syn_to_guest);
+        send_control(h, f, wire::tcp::flag_set{wire::tcp::flag::syn}, out);
+        f.snd_nxt = f.snd_max = f.snd_una + 1;
+        rearm(h.index, f, now, true);
+        ++sent;
+        if (full()) return sent;
     }
     if (f.pending & flow_state::send_synack) {
         f.pending &= static_cast<std::uint8_t>(~flow_state::send_synack);

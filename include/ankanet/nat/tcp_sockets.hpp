@@ -42,6 +42,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 #include <cerrno>
 #if defined(__linux__)
 #include <linux/sockios.h>
@@ -106,21 +107,28 @@ public:
             if (!state || error == boost::asio::error::operation_aborted) return;
             slot_state& t = state->slots[slot];
             if (t.generation != generation) return;
-            if (!error) {
-                const int zero = 0;
-#if defined(SO_PEEK_OFF)
-                t.peek_offset_supported =
-                    state->use_peek_offset &&
-                    ::setsockopt(t.socket.native_handle(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) == 0;
-#else
-                (void)zero;
-                t.peek_offset_supported = false;
-#endif
-                t.peek_offset = 0;
-                if (!t.peek_offset_supported) state->any_fallback = true;
-            }
+            if (!error) start_peeking(*state, t);
             if (state->handler) state->handler(slot, tcp_socket_event::connected, to_std(error));
         });
+        return {};
+    }
+
+    /// Takes `socket`, a connection the host accepted (an inbound flow, nat/inbound.hpp), for slot
+    /// `slot`: made non-blocking and switched to peeking at an offset, as a connect()ed one is.
+    std::error_code adopt(std::uint32_t slot, boost::asio::ip::tcp::socket&& socket) {
+        slot_state& s = state_->slots[slot];
+        reset_slot(s);
+        boost::system::error_code ec;
+        const auto fd = socket.release(ec); // the slot's socket may run on another executor
+        if (ec) return to_std(ec);
+        s.socket.assign(boost::asio::ip::tcp::v4(), fd, ec);
+        if (ec) {
+            ::close(fd);
+            return to_std(ec);
+        }
+        s.socket.non_blocking(true, ec);
+        if (ec) return to_std(ec);
+        start_peeking(*state_, s);
         return {};
     }
 
@@ -303,6 +311,20 @@ private:
         if (!ec) return {};
         // Asio's errors on POSIX are errno values: the engine compares against the system category.
         return std::error_code{ec.value(), std::system_category()};
+    }
+
+    /// A connected socket starts peeking at offset 0: with SO_PEEK_OFF where the kernel has it.
+    static void start_peeking(shared_state& state, slot_state& s) {
+        const int zero = 0;
+#if defined(SO_PEEK_OFF)
+        s.peek_offset_supported =
+            state.use_peek_offset && ::setsockopt(s.socket.native_handle(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) == 0;
+#else
+        (void)zero;
+        s.peek_offset_supported = false;
+#endif
+        s.peek_offset = 0;
+        if (!s.peek_offset_supported) state.any_fallback = true;
     }
 
     void reset_slot(slot_state& s) {
