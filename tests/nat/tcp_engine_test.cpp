@@ -1308,3 +1308,201 @@ TEST_CASE("per-flow state size") {
     CHECK(sizeof(tcp_flow_state) <= 48);
     CHECK(h.engine.bytes_per_flow() <= 160);
 }
+
+// --- inbound flows (a port forward's accepted connection) --------------------------------------------
+
+namespace {
+
+/// The guest as the server of an inbound flow: it listens on 8080, the client is shown as the
+/// gateway's 50000.
+guest inbound_guest() {
+    guest g;
+    g.port = 8080;
+    g.remote = wire::ipv4_address{192, 168, 64, 1};
+    g.remote_port = 50000;
+    g.seq = 7000; // the guest's ISN
+    return g;
+}
+
+/// Adopts a connection for `g` into a fresh fake socket.
+std::error_code open_inbound(harness& h, const guest& g, std::error_code adopt_error = {}) {
+    return h.engine.open_inbound(h.vm, g.mac, g.address, g.port, g.remote, g.remote_port, h.now, [&](std::uint32_t slot) {
+        if (adopt_error) return adopt_error;
+        h.layer().sockets[slot] = fake_socket{};
+        h.layer().sockets[slot].opened = true;
+        return std::error_code{};
+    });
+}
+
+/// Opens an inbound flow, takes our SYN and answers it with a SYN-ACK; returns our SYN.
+tcp::repr accept_inbound(harness& h, guest& g, std::optional<std::uint8_t> wscale = 5, std::uint16_t mss = 1400) {
+    h.out.clear();
+    REQUIRE_FALSE(open_inbound(h, g));
+    REQUIRE(h.pump() == 1);
+    const auto syn = h.out.segments().at(0);
+    g.ack = syn.seq_number + 1;
+    h.send(g.segment(tcp::flag::syn | tcp::flag::ack, {}, std::nullopt, mss, wscale));
+    g.seq += 1;
+    return syn;
+}
+
+} // namespace
+
+TEST_CASE("inbound: a SYN to the guest with our options, its SYN-ACK establishes the flow, then data both ways") {
+    harness h;
+    guest g = inbound_guest();
+    g.timestamps = tcp::timestamp_values{555, 0};
+    g.sack_permitted = true;
+    const auto syn = accept_inbound(h, g);
+    CHECK(syn.flags == tcp::flag_set{tcp::flag::syn});
+    CHECK(syn.ack_number == 0);
+    CHECK(syn.mss == 1460);
+    CHECK(syn.window_scale == 7);
+    CHECK(syn.sack_permitted);
+    REQUIRE(syn.timestamps);
+    CHECK(syn.timestamps->echo_reply == 0);
+    CHECK(syn.source_port == 50000);
+    CHECK(syn.destination_port == 8080);
+    const auto synframe = h.out.frames.at(0).frame();
+    CHECK(synframe.ip_source == g.remote);
+    CHECK(synframe.ip_destination == g.address);
+    CHECK(synframe.destination == g.mac);
+
+    // Our ACK of its SYN-ACK, at once.
+    REQUIRE(h.out.size() == 2);
+    const auto ack = h.out.segments().at(1);
+    CHECK(ack.flags == tcp::flag_set{tcp::flag::ack});
+    CHECK(ack.seq_number == syn.seq_number + 1);
+    CHECK(ack.ack_number == 7001);
+    REQUIRE(ack.timestamps);
+    CHECK(ack.timestamps->echo_reply == 555);
+    const auto* f = h.flow(g);
+    REQUIRE(f != nullptr);
+    CHECK(f->has(tcp_flow_state::established));
+    CHECK(f->has(tcp_flow_state::sack));
+    CHECK(f->guest_shift == 5);
+    CHECK(f->our_shift == 7);
+    CHECK(f->guest_mss == 1400);
+    CHECK(h.engine.half_open(h.vm.index()) == 0); // the host opened it, not the guest
+    CHECK(h.engine.stats().inbound_opened == 1);
+    CHECK(h.engine.stats().inbound_established == 1);
+
+    // The client's data reaches the guest in segments of its MSS less the timestamps.
+    h.out.clear();
+    const auto request = bytes_of(3000);
+    h.host_sends(g, request);
+    h.pump();
+    REQUIRE(h.out.size() == 3);
+    CHECK(h.out.segments().at(0).payload_len == 1400 - 12);
+    CHECK(concat(h.out) == request);
+
+    // The guest's answer reaches the client's socket.
+    const auto answer = bytes_of(500, 3);
+    h.out.clear();
+    h.send(g.segment(tcp::flag::ack | tcp::flag::psh, answer));
+    CHECK(h.sock(g).to_host == answer);
+}
+
+TEST_CASE("inbound: a guest that offers neither window scaling nor timestamps gets neither") {
+    harness h;
+    guest g = inbound_guest();
+    const auto syn = accept_inbound(h, g, std::nullopt, 1460);
+    CHECK(syn.window_scale == 7); // offered
+    const auto* f = h.flow(g);
+    REQUIRE(f != nullptr);
+    CHECK(f->has(tcp_flow_state::established));
+    CHECK(f->our_shift == 0);
+    CHECK(f->guest_shift == 0);
+    CHECK_FALSE(f->has(tcp_flow_state::timestamps));
+    CHECK_FALSE(f->has(tcp_flow_state::sack));
+    const auto ack = h.out.segments().at(1);
+    CHECK_FALSE(ack.timestamps);
+}
+
+TEST_CASE("inbound: a guest RST (nothing listens) resets the client, an ACK of what we never sent is answered with an RST") {
+    harness h;
+    guest g = inbound_guest();
+    REQUIRE_FALSE(open_inbound(h, g));
+    REQUIRE(h.pump() == 1);
+    const auto syn = h.out.segments().at(0);
+    const auto slot = *h.slot(g);
+
+    // An ACK of a sequence number we never sent: RST, the flow stays.
+    h.out.clear();
+    g.ack = syn.seq_number + 99;
+    h.send(g.segment(tcp::flag::ack));
+    REQUIRE(h.out.size() == 1);
+    CHECK(h.out.segments().at(0).flags.rst());
+    CHECK(h.out.segments().at(0).seq_number == syn.seq_number + 99);
+    REQUIRE(h.flow(g) != nullptr);
+
+    // An RST that does not ACK our SYN is ignored; one that does ends the flow.
+    g.ack = syn.seq_number + 5;
+    h.send(g.segment(tcp::flag::rst | tcp::flag::ack));
+    REQUIRE(h.flow(g) != nullptr);
+    g.ack = syn.seq_number + 1;
+    h.send(g.segment(tcp::flag::rst | tcp::flag::ack, {}, 0));
+    CHECK(h.flow(g) == nullptr);
+    CHECK(h.layer().sockets[slot].closed);
+    CHECK(h.layer().sockets[slot].reset); // the client sees a reset too
+    CHECK(h.engine.stats().inbound_reset == 1);
+    CHECK(h.engine.size() == 0);
+}
+
+TEST_CASE("inbound: the SYN is resent on the RTO while the guest is silent, the client reset after inbound_syn_retries") {
+    tcp_limits l = test_limits();
+    l.inbound_syn_retries = 2;
+    harness h{l};
+    guest g = inbound_guest();
+    REQUIRE_FALSE(open_inbound(h, g));
+    REQUIRE(h.pump() == 1);
+    const auto slot = *h.slot(g);
+    h.tick(1001ms);
+    REQUIRE(h.pump() == 1);
+    CHECK(h.out.segments().at(1).flags == tcp::flag_set{tcp::flag::syn});
+    CHECK(h.out.segments().at(1).seq_number == h.out.segments().at(0).seq_number);
+    h.tick(2001ms);
+    REQUIRE(h.pump() == 1);
+    CHECK(h.out.segments().at(2).flags == tcp::flag_set{tcp::flag::syn});
+    h.tick(4001ms);
+    REQUIRE(h.pump() == 1);
+    CHECK(h.out.segments().at(3).flags.rst());
+    CHECK(h.engine.size() == 0);
+    CHECK(h.layer().sockets[slot].reset);
+    CHECK(h.engine.stats().inbound_timeouts == 1);
+
+    // A guest that answers the second SYN is taken.
+    guest late = inbound_guest();
+    late.remote_port = 50001;
+    h.out.clear();
+    REQUIRE_FALSE(open_inbound(h, late));
+    REQUIRE(h.pump() == 1);
+    h.tick(1001ms);
+    REQUIRE(h.pump() == 1);
+    late.ack = h.out.segments().at(1).seq_number + 1;
+    h.send(late.segment(tcp::flag::syn | tcp::flag::ack, {}, std::nullopt, 1460, 7));
+    REQUIRE(h.flow(late) != nullptr);
+    CHECK(h.flow(late)->has(tcp_flow_state::established));
+}
+
+TEST_CASE("inbound: a tuple in use, a VM at its flow limit and a failed adoption are refused, nothing left behind") {
+    tcp_limits l = test_limits();
+    l.vm_flows = 2;
+    harness h{l};
+    guest g = inbound_guest();
+    REQUIRE_FALSE(open_inbound(h, g));
+    CHECK(open_inbound(h, g) == flow_errc::flow_exists);
+
+    guest other = inbound_guest();
+    other.remote_port = 50001;
+    CHECK(open_inbound(h, other, std::make_error_code(std::errc::bad_file_descriptor)) == std::errc::bad_file_descriptor);
+    CHECK(h.engine.size() == 1);
+
+    REQUIRE_FALSE(open_inbound(h, other));
+    guest third = inbound_guest();
+    third.remote_port = 50002;
+    CHECK(open_inbound(h, third) == flow_errc::vm_limit);
+    CHECK(h.engine.stats().inbound_opened == 2);
+    CHECK(h.engine.stats().inbound_refused == 3);
+    CHECK(h.engine.size() == 2);
+}
