@@ -19,6 +19,11 @@
 // set_gateway_port_map()); a mapped port is the operator's choice and is not put to the egress
 // policy. Everything else must pass the egress policy (Egress::allows), or the guest gets an RST.
 //
+// Inbound flows. A port forward's accepted connection (nat/inbound.hpp) reaches carry_inbound()
+// through the network's context: the socket layer adopts the socket and the engine opens the
+// connection towards the guest (open_inbound), so the guest's own flows and forwarded ones share
+// one engine, one table and the VM's one flow limit.
+//
 // Wakeups. basic_network binds them when its first backend attaches. A program that drives the
 // network's input() itself must call flush() when the translator's wake function is called (give
 // it one with bind_wakeup), or its host-side frames wait. When a VM's port goes, port_removed()
