@@ -6,7 +6,8 @@
 #                                    end-to-end peers (DHCP clients, QEMU, passt, ...) need
 set -euo pipefail
 
-build_packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libfmt-dev iproute2 iputils-ping)
+# nlohmann-json3-dev: ankanetd's control socket speaks JSON (the library itself does not need it).
+build_packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libfmt-dev nlohmann-json3-dev iproute2 iputils-ping)
 # The end-to-end tests boot a real Linux guest in QEMU (TCG) from a busybox initramfs, and run
 # real DHCP clients (busybox udhcpc, ISC dhclient, dhcpcd) in network namespaces; the hostile-guest
 # tests (tests/e2e/ankanetd_hostile_test.cpp) attack from a namespace with scapy, run by
