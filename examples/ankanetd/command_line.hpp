@@ -442,6 +442,7 @@ inline std::optional<usage_error> check_files(const options& opts) {
     };
     std::vector<file> files;
     if (opts.pcap) files.push_back({fmt::format("--pcap {}", *opts.pcap), *opts.pcap, false});
+    if (opts.control) files.push_back({fmt::format("--control {}", *opts.control), *opts.control, false});
     if (opts.leases) files.push_back({fmt::format("--leases {}", *opts.leases), *opts.leases, true});
     if (const auto macs = mac_state_file(opts)) {
         files.push_back({fmt::format("the MAC state file {} (of --leases)", *macs), *macs, true});

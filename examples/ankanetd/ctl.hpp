@@ -305,17 +305,17 @@ inline int run_ctl(std::span<const std::string_view> args, std::FILE* out = stdo
                    std::chrono::milliseconds timeout = std::chrono::seconds{5}) {
     using ctl_detail::json;
     try {
-        auto command = ctl_detail::parse(args);
-        if (command.help) {
+        auto invocation = ctl_detail::parse(args);
+        if (invocation.help) {
             fmt::print(out, "{}", ctl_usage_text);
             return 0;
         }
-        if (!command.usage_error.empty()) {
-            fmt::print(err, "ankanetd ctl: {}\n{}", command.usage_error, ctl_usage_text);
+        if (!invocation.usage_error.empty()) {
+            fmt::print(err, "ankanetd ctl: {}\n{}", invocation.usage_error, ctl_usage_text);
             return 2;
         }
         std::string why;
-        const auto line = ctl_detail::exchange(command.path, command.request.dump(-1, ' ', false, json::error_handler_t::replace),
+        const auto line = ctl_detail::exchange(invocation.path, invocation.request.dump(-1, ' ', false, json::error_handler_t::replace),
                                                timeout, why);
         if (!line) {
             fmt::print(err, "ankanetd ctl: {}\n", ankanet::printable(why, 1024));
@@ -323,10 +323,10 @@ inline int run_ctl(std::span<const std::string_view> args, std::FILE* out = stdo
         }
         const json response = json::parse(*line, nullptr, false);
         if (response.is_discarded() || !response.is_object() || !response.contains("ok") || !response["ok"].is_boolean()) {
-            fmt::print(err, "ankanetd ctl: {}: not an answer: {}\n", ankanet::printable(command.path, 256), ankanet::printable(*line, 256));
+            fmt::print(err, "ankanetd ctl: {}: not an answer: {}\n", ankanet::printable(invocation.path, 256), ankanet::printable(*line, 256));
             return 1;
         }
-        if (command.raw_json) fmt::print(out, "{}\n", *line);
+        if (invocation.raw_json) fmt::print(out, "{}\n", *line);
         if (!response["ok"].get<bool>()) {
             const auto message = response.contains("error") && response["error"].is_string()
                                      ? response["error"].get<std::string>()
@@ -334,8 +334,8 @@ inline int run_ctl(std::span<const std::string_view> args, std::FILE* out = stdo
             fmt::print(err, "ankanetd ctl: {}\n", ankanet::printable(message, 1024));
             return 1;
         }
-        if (command.raw_json) return 0;
-        const auto& name = command.request["command"].get_ref<const std::string&>();
+        if (invocation.raw_json) return 0;
+        const auto& name = invocation.request["command"].get_ref<const std::string&>();
         if (name == "forward.list") {
             fmt::print(out, "{}", ctl_detail::forwards_table(response.contains("forwards") ? response["forwards"] : json::array()));
         } else if (name == "vm.list") {

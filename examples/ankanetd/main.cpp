@@ -11,8 +11,11 @@
 // the VMs (a random MAC is remembered before its VM uses it), and the output files last: the pcap is
 // created only once everything else has succeeded, so a refused start clobbers nothing.
 #include "command_line.hpp"
+#include "control_server.hpp"
+#include "ctl.hpp"
 #include "host_secret_file.hpp"
 #include "log.hpp"
+#include "network_control.hpp"
 
 #include <ankanet/backend/pcap.hpp>
 #include <ankanet/backend/qemu_stream.hpp>
@@ -195,11 +198,14 @@ int serve(Network& network, const ankanetd::options& opts, ankanet::l2::mac_memo
         (void)network.attach(ankanetd::dgram_port_name(path), std::move(*endpoint));
     }
 
+    std::optional<ankanetd::network_control<Network>> control_target;
+    std::optional<ankanetd::control_server> control;
     boost::asio::signal_set signals{io, SIGINT, SIGTERM};
     signals.async_wait([&](const boost::system::error_code& ec, int signal) {
         if (ec) return;
         log("signal {}: shutting down", signal);
         for (auto& server : servers) server.close();
+        if (control) control->close();
         network.stop();
     });
 
@@ -213,6 +219,17 @@ int serve(Network& network, const ankanetd::options& opts, ankanet::l2::mac_memo
         }
         pcap.emplace(std::move(*writer));
         network.set_frame_tap([&pcap](ankanet::wire::const_bytes frame) { pcap->write(frame); });
+    }
+    if (opts.control) {
+        control_target.emplace(network, opts);
+        std::string why;
+        control = ankanetd::control_server::open(io.get_executor(), *opts.control, *control_target, why);
+        if (!control) {
+            log("--control: {}", why);
+            return 1;
+        }
+        log("control socket {} (ankanetd ctl {} list|vms|forward add|forward remove|link)", ankanet::printable(*opts.control),
+            ankanet::printable(*opts.control));
     }
 
     io.run();
@@ -319,6 +336,7 @@ int run(const ankanetd::options& opts) {
 
 int main(int argc, char** argv) {
     const std::vector<std::string_view> args(argv + 1, argv + argc);
+    if (!args.empty() && args.front() == "ctl") return ankanetd::run_ctl(std::span{args}.subspan(1));
     const auto command = ankanetd::parse_command_line(args);
     if (const auto* error = std::get_if<ankanetd::usage_error>(&command)) {
         fmt::print(stderr, "ankanetd: {}\n\n{}", error->message, ankanetd::usage_text);
