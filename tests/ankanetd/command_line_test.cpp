@@ -266,3 +266,43 @@ TEST_CASE("ankanetd files: two options that would write one file are refused, na
     for (const auto& entry : std::filesystem::directory_iterator{dir.path}) names.insert(entry.path().filename().string());
     CHECK(names == std::set<std::string>{"leases", "link", "hard", "sub"});
 }
+
+TEST_CASE("ankanetd command line: --forward names its VM as the operator knows it, mapped to the port's name") {
+    const auto opts = parsed_options({"--netns", "vm1", "--netns", "/var/run/other,ifname=ens3", "--qemu-socket", "/run/q.sock",
+                                      "--dgram-socket", "/run/d.sock", "--forward", "8080:80@vm1", "--forward",
+                                      "udp:0.0.0.0:5353:53@/var/run/other", "--forward=2222:22@/run/q.sock", "--forward",
+                                      "2223:22@/run/d.sock", "--forward", "9000-9001:9000@52:54:00:00:00:09",
+                                      "--forward", "7000:7000", "--control", "/run/ankanet/control.sock"});
+    REQUIRE(opts.forwards.size() == 6);
+    CHECK(opts.forwards[0].vm.name == "netns:/run/netns/vm1:eth0");
+    CHECK(opts.forwards[0].host_address == ankanet::wire::ipv4_address{127, 0, 0, 1});
+    CHECK(opts.forwards[1].vm.name == "netns:/var/run/other:ens3");
+    CHECK(opts.forwards[1].proto == ankanet::forward::protocol::udp);
+    CHECK(opts.forwards[2].vm.name == "qemu:/run/q.sock"); // matches each connection's port, qemu:/run/q.sock#N
+    CHECK(opts.forwards[3].vm.name == "dgram:/run/d.sock");
+    CHECK(opts.forwards[4].vm.mac == ankanet::wire::mac_address::parse("52:54:00:00:00:09").value());
+    CHECK(opts.forwards[4].ports() == 2);
+    CHECK(opts.forwards[5].vm.empty()); // the only VM
+    CHECK(opts.control == "/run/ankanet/control.sock");
+}
+
+TEST_CASE("ankanetd command line: --forward and --control mistakes are one clear sentence each") {
+    CHECK(error_of({"--forward", "80"}) ==
+          "--forward: forward \"80\": expected [tcp:|udp:][HOSTADDR:]HOSTPORT[-END]:GUESTPORT[-END][@VM]");
+    CHECK_THAT(error_of({"--netns", "vm1", "--forward", "8080:80@vm2"}),
+               Catch::Contains("'@vm2' names no VM of the command line"));
+    CHECK_THAT(error_of({"--forward", "8000-8009:80-81"}), Catch::Contains("the host range has 10 ports and the guest range 2"));
+    CHECK(error_of({"--mode", "disconnected", "--forward", "8080:80"}) ==
+          "--forward is for shared and host modes; disconnected mode has no gateway to forward through");
+    CHECK(error_of({"--control", ""}) == "--control needs a socket path");
+    CHECK(error_of({"--forward"}) == "--forward needs a value");
+}
+
+TEST_CASE("ankanetd files: a --control socket path that another option writes is refused") {
+    temp_dir dir;
+    const auto file = dir.path.string() + "/same";
+    CHECK(file_error({"--pcap", file, "--control", file}) ==
+          "--pcap " + file + " and --control " + file + " are the same file; give each a file of its own");
+    CHECK(file_error({"--leases", file, "--control", file + ".macs"}) ==
+          "--control " + file + ".macs and the MAC state file " + file + ".macs (of --leases) are the same file; give each a file of its own");
+}
