@@ -235,6 +235,8 @@ start_peer() {
       ip netns exec "$ns" ip addr add 192.168.64.2/24 dev eth0
       ip netns exec "$ns" ip link set eth0 up
       ip netns exec "$ns" ip route add default via 192.168.64.1
+      # A static guest's address is known to the gateway once it ARPs (the forward follows it).
+      ip netns exec "$ns" ping -c 1 -W 2 192.168.64.1 > /dev/null || true
       peer_target[$peer]=192.168.64.1
       ;;
     pasta)
