@@ -80,6 +80,9 @@ public:
     virtual std::vector<vm_status> vms() = 0;
     /// `vm` is a port name or a MAC, as the request gave it.
     virtual std::error_code set_link(std::string_view vm, bool up, std::string& why) = 0;
+    /// The rule as forwards() would list it (the daemon names VMs by port name where a request may
+    /// give a --netns name): what forward.remove compares a rule's text with. As given by default.
+    virtual ankanet::forward::rule listed_form(ankanet::forward::rule rule) { return rule; }
 };
 
 /// Brackets deeper than this in a request refuse it before it is parsed.
@@ -363,17 +366,18 @@ inline std::optional<refusal> dispatch(const json& request, control_target& targ
                 return refusal{fmt::format("\"forward\" is {} bytes long; a forward's text is at most {}", text->size(), max_forward_text)};
             }
             std::string why;
-            const auto rule = ankanet::forward::parse_rule(*text, &why);
-            if (!rule) return refusal{why.empty() ? fmt::format("forward {}: {}", quote_cut(*text), rule.error().message()) : why};
+            const auto parsed = ankanet::forward::parse_rule(*text, &why);
+            if (!parsed) return refusal{why.empty() ? fmt::format("forward {}: {}", quote_cut(*text), parsed.error().message()) : why};
+            const auto rule = target.listed_form(*parsed);
             std::optional<ankanet::forward::rule_id> found;
             for (const auto& f : target.forwards()) {
-                if (f.rule == *rule) {
+                if (f.rule == rule) {
                     found = f.id;
                     break;
                 }
             }
             if (!found) {
-                return refusal{fmt::format("no forward {} (forward.list shows them)", ankanet::forward::format_rule(*rule))};
+                return refusal{fmt::format("no forward {} (forward.list shows them)", ankanet::forward::format_rule(rule))};
             }
             id = *found;
         }

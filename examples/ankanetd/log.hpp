@@ -220,7 +220,7 @@ std::string summary(const Network& net) {
         if (f.accepted + f.datagrams > 0) {
             line += fmt::format(", forwards {} connections {} datagrams {} carried {} refused", f.accepted, f.datagrams, f.carried,
                                 f.refused_no_vm + f.refused_no_address + f.refused_translator + f.refused_queue_full +
-                                    f.refused_rule_gone);
+                                    f.refused_rule_gone + f.refused_socket);
         }
     }
     if (n.dropped_link_down > 0) line += fmt::format(", {} dropped with the link down", n.dropped_link_down);

@@ -70,6 +70,11 @@ public:
         }
     }
 
+    ankanet::forward::rule listed_form(ankanet::forward::rule rule) override {
+        (void)resolve_forward_vm(opts_, rule.vm); // a name it cannot map is compared as it is
+        return rule;
+    }
+
     std::vector<vm_status> vms() override {
         std::vector<vm_status> all;
         const auto now = network_.clock().now();

@@ -24,8 +24,12 @@
 //    guest here.
 //  - The guest sees the client's real address and port, except a client on the host's loopback (or
 //    one inside the guests' subnet), which it sees as the gateway (nat::remote_as_seen). Two such
-//    clients on one port (127.0.0.1 and 127.0.0.2, say) would share a tuple: the second is shown
-//    another port.
+//    clients on one port (127.0.0.1 and 127.0.0.2, say) would share a tuple: over TCP the second
+//    is shown another port; over UDP (where a datagram of a known tuple is the flow's) the second
+//    one's datagrams go to the first one's flow, so its answers are lost: a limit of this version.
+//    A network run with host_loopback off does not carry the guest's answers to the gateway, so
+//    loopback clients are not forwarded there either (their connections are reset once the SYN
+//    retries run out).
 // Bounds: the table's limits (rules, ports), `pending` connections and datagrams waiting at once
 // (more are refused and counted), a fixed buffer for those datagrams allocated at construction;
 // nothing is allocated per packet. Not thread-safe: add() and remove() run on the network's thread.
@@ -84,6 +88,7 @@ struct service_stats {
     std::uint64_t refused_no_vm = 0;      ///< no VM matched the rule (none attached, or several for a rule naming none)
     std::uint64_t refused_no_address = 0; ///< the VM has no address yet
     std::uint64_t refused_translator = 0; ///< the translator refused (the VM's flow limit, a full table)
+    std::uint64_t refused_socket = 0;     ///< a UDP client's own socket could not be bound to the port or connected
     std::uint64_t refused_queue_full = 0; ///< more than `pending` waiting at once
     std::uint64_t refused_rule_gone = 0;  ///< the rule was removed before the connection's turn
     std::uint64_t dropped_too_long = 0;   ///< UDP datagrams longer than a frame of the MTU carries
@@ -252,20 +257,26 @@ private:
                 if (why != nullptr) *why = "the network is stopping";
                 return std::make_error_code(std::errc::operation_canceled);
             }
-            auto id = rules.add(r, why); // conflicts and limits first: nothing is bound for a refused rule
-            if (!id) return id;
+            // Conflicts and limits first: nothing is bound for a rule the table refuses, and no id is
+            // spent on a rule whose ports turn out to be taken.
+            if (const auto refused = rules.admissible(r, why)) return refused;
             std::vector<std::shared_ptr<listener>> opened;
             for (std::uint32_t port = r.host_port; port <= r.host_port_last; ++port) {
-                auto l = std::make_shared<listener>(executor, *id, r.proto, r.host_address, static_cast<std::uint16_t>(port));
+                auto l = std::make_shared<listener>(executor, rule_id{0}, r.proto, r.host_address, static_cast<std::uint16_t>(port));
                 if (const auto problem = open(*l)) {
                     for (auto& o : opened) close(*o);
-                    (void)rules.remove(*id);
                     if (why != nullptr) *why = fmt::format("forward {}: {}", format_rule(r), *problem);
                     return make_error_code(forward_errc::port_in_use);
                 }
                 opened.push_back(std::move(l));
             }
+            const auto id = rules.add(r, why);
+            if (!id) { // cannot happen after admissible(); close what was opened all the same
+                for (auto& o : opened) close(*o);
+                return id;
+            }
             for (auto& l : opened) {
+                l->id = *id;
                 listen(l);
                 listeners.push_back(std::move(l));
             }
@@ -563,8 +574,14 @@ private:
             if (!ec) ec = reuse_port(socket.native_handle());
             if (!ec) socket.bind(udp::endpoint{listen_address, d.host_port}, ec);
             if (!ec) socket.connect(udp::endpoint{boost::asio::ip::address_v4{d.client.to_u32()}, d.client_port}, ec);
-            std::uint16_t shown_port = d.client_port;
-            if (!ec) {
+            if (ec) {
+                // Without it the guest's answer would leave from another port: better not carried.
+                ++counters.refused_socket;
+                refused(ctx, r, d.client, d.client_port, "the client's socket could not be opened");
+                return false;
+            }
+            const std::uint16_t shown_port = d.client_port;
+            {
                 nat::inbound_udp request{to->port, to->mac, to->address, guest_port, seen, shown_port, std::move(socket)};
                 std::error_code result = ctx.carry_inbound(std::move(request));
                 // A flow with this tuple exists: this client's (a datagram that reached the listener

@@ -262,7 +262,16 @@ public:
     /// Adds `r`; refuses a malformed rule (bad_rule), a conflict (naming the rule that holds the
     /// port) and one past the limits (too_many), with `why`.
     result<rule_id> add(const rule& r, std::string* why = nullptr) {
-        const auto refuse = [&](forward_errc e, std::string reason) -> result<rule_id> {
+        if (const auto refused = admissible(r, why)) return refused;
+        entries_.push_back(entry{next_id_, r});
+        ports_ += r.ports();
+        return next_id_++;
+    }
+
+    /// What add(r) would refuse, with `why`, changing nothing (so a caller can bind the rule's
+    /// ports between the check and the add without spending an id on a rule it then refuses).
+    std::error_code admissible(const rule& r, std::string* why = nullptr) const {
+        const auto refuse = [&](forward_errc e, std::string reason) {
             if (why != nullptr) *why = std::move(reason);
             return make_error_code(e);
         };
@@ -282,9 +291,7 @@ public:
                           fmt::format("forward {}: {} more host ports would pass the limit of {} ({} in use)", format_rule(r),
                                       r.ports(), limits_.max_ports, ports_));
         }
-        entries_.push_back(entry{next_id_, r});
-        ports_ += r.ports();
-        return next_id_++;
+        return {};
     }
 
     /// Removes rule `id`; false when there is none.
