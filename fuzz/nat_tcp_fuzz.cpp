@@ -23,7 +23,10 @@
 //   7        r                              pump(room r % 20)
 //   8        c s                            connection c's send buffer room becomes s * 300
 //   9        b                              open() fails (b odd) or succeeds from now on; b >= 0xf0:
-//                                           VM (b & 1) goes away (drop_vm)
+//                                           VM (b & 1) goes away (drop_vm); 0xe0 <= b < 0xf0: the
+//                                           host accepts connection b % 4 as an inbound flow (a
+//                                           port forward's: the guest is its server), its
+//                                           adoption failing when b & 4
 //   10       r                              end the burst: end_burst(room r % 4)
 //
 // Frames of ops 0 and 1 form a burst (kept alive, since the engine holds spans of guest data
@@ -273,6 +276,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 for (std::size_t c = (b & 1u) * 2; c < (b & 1u) * 2 + 2; ++c) FUZZ_CHECK(w.flow(c) == nullptr);
                 break;
             }
+            if (b >= 0xe0) {
+                const std::size_t c = b % 4;
+                const auto& g = w.guests[c];
+                const bool existed = w.flow(c) != nullptr;
+                const auto ec = w.engine.open_inbound(w.vm_of(c), g.mac, g.address, g.port, g.remote, g.remote_port, w.now,
+                                                      [&](std::uint32_t slot) {
+                                                          if (b & 4) return std::make_error_code(std::errc::bad_file_descriptor);
+                                                          w.engine.sockets().sockets[slot] = test::fake_socket{};
+                                                          w.engine.sockets().sockets[slot].opened = true;
+                                                          return std::error_code{};
+                                                      });
+                if (existed) FUZZ_CHECK(ec == flow_errc::flow_exists); // never replaces a flow
+                if (ec) FUZZ_CHECK(existed == (w.flow(c) != nullptr));  // a refusal leaves nothing behind
+                break;
+            }
             w.engine.sockets().open_error = (b & 1) ? std::make_error_code(std::errc::too_many_files_open)
                                                     : std::error_code{};
             break;
@@ -298,6 +316,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             const tcp_flow_state* f = w.flow(c);
             if (f == nullptr || !f->has(tcp_flow_state::syn_to_guest)) continue;
             auto& g = w.guests[c];
+            if (!f->has(tcp_flow_state::syn_from_guest) && !f->has(tcp_flow_state::established)) {
+                g.ack = f->snd_una + 1; // an inbound flow's SYN: the guest's server answers it
+                w.deliver(c, g.segment(tcp::flag::syn | tcp::flag::ack, {}, g.seq));
+                continue;
+            }
             g.ack = f->snd_max;
             g.window = 0xffff;
             const bool fin = !f->has(tcp_flow_state::fin_from_guest) && f->has(tcp_flow_state::established);
