@@ -43,19 +43,31 @@ std::string fetch(std::uint16_t port) {
     return run_command({"sh", "-c", "timeout 5 socat -T 3 - TCP:127.0.0.1:" + std::to_string(port) + " </dev/null 2>&1"}, 10s).output;
 }
 
+/// A daemon with a control socket and one namespace guest that has taken its lease.
+struct controlled_guest {
+    explicit controlled_guest(const std::string& hostname = {})
+        : socket(dir.path.string() + "/control.sock"), daemon({"--netns", guest.path(), "--control", socket}) {
+        REQUIRE(wait_for_interface(guest, "eth0"));
+        REQUIRE(wait_until_succeeds("test -S " + socket));
+        const auto got = ankanet::test::obtain_lease(guest, "eth0", ankanet::test::dhcp_client_kind::udhcpc, 20s, hostname);
+        INFO(got.output << "\n--- daemon log ---\n" << daemon.log());
+        REQUIRE(got.lease);
+        address = got.lease->address;
+    }
+    temp_dir dir;
+    std::string socket;
+    scoped_netns guest;
+    daemon_process daemon;
+    std::string address;
+};
+
 } // namespace
 
 TEST_CASE("ankanetd control: forwards added and removed at run time take effect at once, live connections outlast their forward") {
     ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
-    temp_dir dir;
-    const std::string socket = dir.path.string() + "/control.sock";
-    scoped_netns guest;
-    daemon_process daemon{{"--netns", guest.path(), "--control", socket}};
-    REQUIRE(wait_for_interface(guest, "eth0"));
-    REQUIRE(wait_until_succeeds("test -S " + socket));
-    const auto got = ankanet::test::obtain_lease(guest, "eth0", ankanet::test::dhcp_client_kind::udhcpc, 20s, "served");
+    controlled_guest vm{"served"};
+    const auto& [dir, socket, guest, daemon, address] = vm;
     INFO("--- daemon log ---\n" << daemon.log());
-    REQUIRE(got.lease);
 
     // A server in the guest that answers each connection with the address it saw, and one on 8081
     // that holds its connection open and echoes.
@@ -81,7 +93,7 @@ TEST_CASE("ankanetd control: forwards added and removed at run time take effect 
     CHECK(list.output.find("\"connections\":1") != std::string::npos);
     const auto vms = ctl(socket, {"vms"});
     REQUIRE(vms.status == 0);
-    CHECK(vms.output.find(got.lease->address) != std::string::npos);
+    CHECK(vms.output.find(address) != std::string::npos);
     CHECK(vms.output.find("served") != std::string::npos); // the DHCP host name
 
     // A second forward on the same port is refused naming the first; a port the host holds is
@@ -136,15 +148,9 @@ TEST_CASE("ankanetd control: forwards added and removed at run time take effect 
 
 TEST_CASE("ankanetd control: a VM's link set down and up through the control socket") {
     ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
-    temp_dir dir;
-    const std::string socket = dir.path.string() + "/control.sock";
-    scoped_netns guest;
-    daemon_process daemon{{"--netns", guest.path(), "--control", socket}};
-    REQUIRE(wait_for_interface(guest, "eth0"));
-    REQUIRE(wait_until_succeeds("test -S " + socket));
-    const auto got = ankanet::test::obtain_lease(guest, "eth0", ankanet::test::dhcp_client_kind::udhcpc, 20s);
+    controlled_guest vm;
+    const auto& [dir, socket, guest, daemon, address] = vm;
     INFO("--- daemon log ---\n" << daemon.log());
-    REQUIRE(got.lease);
     CHECK(run_in(guest, "ping -c 1 -W 2 192.168.64.1").status == 0);
     REQUIRE(ctl(socket, {"link", guest.name(), "down"}).status == 0);
     CHECK(run_in(guest, "ping -c 1 -W 1 192.168.64.1").status != 0);
