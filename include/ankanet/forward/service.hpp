@@ -330,10 +330,7 @@ private:
                 if (!ec) probe.bind(udp::endpoint{address, l.host_port}, ec);
                 if (ec) return in_use(ec);
             }
-            l.socket.open(udp::v4(), ec);
-            if (!ec) l.socket.set_option(udp::socket::reuse_address(true), ec);
-            if (!ec) ec = reuse_port(l.socket.native_handle());
-            if (!ec) l.socket.bind(udp::endpoint{address, l.host_port}, ec);
+            ec = open_shared(l.socket, address, l.host_port);
             if (!ec) l.socket.non_blocking(true, ec);
             if (ec) {
                 const auto problem = in_use(ec);
@@ -343,12 +340,19 @@ private:
             return std::nullopt;
         }
 
-        static boost::system::error_code reuse_port(int fd) {
+        /// Opens `socket` bound to `address`:`port` with SO_REUSEADDR and SO_REUSEPORT: a UDP
+        /// listener and its clients' sockets share the port.
+        static boost::system::error_code open_shared(udp::socket& socket, const boost::asio::ip::address_v4& address,
+                                                     std::uint16_t port) {
+            boost::system::error_code ec;
+            socket.open(udp::v4(), ec);
+            if (!ec) socket.set_option(udp::socket::reuse_address(true), ec);
             const int one = 1;
-            if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-                return boost::system::error_code{errno, boost::system::system_category()};
+            if (!ec && ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+                ec = boost::system::error_code{errno, boost::system::system_category()};
             }
-            return {};
+            if (!ec) socket.bind(udp::endpoint{address, port}, ec);
+            return ec;
         }
 
         static void close(listener& l) {
@@ -444,12 +448,10 @@ private:
         template <class Ctx>
         std::size_t release(Ctx& ctx, std::size_t room) {
             wake_pending = false;
-            // TCP first: the translator sends the SYNs (its own turn), nothing goes out here.
-            std::vector<waiting_connection> batch;
-            batch.swap(tcp_waiting);
-            for (auto& w : batch) carry_connection(ctx, w);
-            batch.clear();
-            tcp_waiting.swap(batch); // keep the reserved storage
+            // TCP first: the translator sends the SYNs (its own turn), nothing goes out here. Only
+            // the listeners' handlers add to the queue, never this loop.
+            for (auto& w : tcp_waiting) carry_connection(ctx, w);
+            tcp_waiting.clear();
             std::size_t sent = 0;
             while (udp_count != 0 && sent < room) {
                 const waiting_datagram d = udp_waiting[udp_head];
@@ -566,13 +568,8 @@ private:
             const std::uint16_t guest_port = r->guest_port_for(d.host_port);
             const wire::ipv4_address seen = nat::remote_as_seen(d.client, config.subnet);
             // The client's own socket: its later datagrams reach it, the guest's answers leave it.
-            boost::system::error_code ec;
             udp::socket socket{executor};
-            const boost::asio::ip::address_v4 listen_address{d.listen_address.to_u32()};
-            socket.open(udp::v4(), ec);
-            if (!ec) socket.set_option(udp::socket::reuse_address(true), ec);
-            if (!ec) ec = reuse_port(socket.native_handle());
-            if (!ec) socket.bind(udp::endpoint{listen_address, d.host_port}, ec);
+            auto ec = open_shared(socket, boost::asio::ip::address_v4{d.listen_address.to_u32()}, d.host_port);
             if (!ec) socket.connect(udp::endpoint{boost::asio::ip::address_v4{d.client.to_u32()}, d.client_port}, ec);
             if (ec) {
                 // Without it the guest's answer would leave from another port: better not carried.

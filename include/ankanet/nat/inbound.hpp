@@ -54,7 +54,7 @@ struct inbound_udp {
 /// for a client the guest could not answer directly (the host's loopback; an address inside the
 /// guests' subnet, which the guest would look for on its own link).
 inline wire::ipv4_address remote_as_seen(wire::ipv4_address real, wire::ipv4_prefix subnet) noexcept {
-    if ((real.to_u32() >> 24) == 127 || subnet.contains(real) || real.to_u32() == 0) return subnet.address();
+    if (real.is_loopback() || real.is_unspecified() || subnet.contains(real)) return subnet.address();
     return real;
 }
 

@@ -486,6 +486,15 @@ private:
         return static_cast<std::uint32_t>(z ^ (z >> 31));
     }
 
+    /// The largest payload towards the guest its SYN or SYN-ACK allows: its MSS option (at least
+    /// 64), 536 without one (RFC 9293 3.7.1), never more than our MTU carries.
+    std::uint16_t guest_mss_of(const wire::tcp::repr& seg) const noexcept {
+        const std::size_t mss = seg.mss ? std::max<std::size_t>(*seg.mss, 64) : 536;
+        return static_cast<std::uint16_t>(std::min(mss, max_payload()));
+    }
+    /// The window shift we offer (RFC 7323 caps it at 14).
+    std::uint8_t offered_shift() const noexcept { return limits_.our_window_shift > 14 ? 14 : limits_.our_window_shift; }
+
     /// Guest data segments held until end_burst() (0: none, each is written as it comes).
     std::size_t burst_capacity() const noexcept { return std::min(limits_.burst_segments, max_burst_segments); }
     std::size_t max_payload() const noexcept {
@@ -923,11 +932,10 @@ inspection basic_tcp_engine<SocketLayer>::open_flow(port_handle vm, const wire::
     tcp_flow_state& f = *table_.get(h);
     f.vm = vm;
     f.vm_mac = frame.source;
-    const std::size_t mss = seg.mss ? std::max<std::size_t>(*seg.mss, 64) : 536;
-    f.guest_mss = static_cast<std::uint16_t>(std::min(mss, max_payload()));
+    f.guest_mss = guest_mss_of(seg);
     if (const auto shift = seg.window_shift()) {
         f.guest_shift = *shift;
-        f.our_shift = limits_.our_window_shift > 14 ? 14 : limits_.our_window_shift;
+        f.our_shift = offered_shift();
     }
     if (seg.timestamps) {
         f.set(flow_state::timestamps);
@@ -967,7 +975,7 @@ std::error_code basic_tcp_engine<SocketLayer>::open_inbound(port_handle vm, wire
     f.vm = vm;
     f.vm_mac = vm_mac;
     // What our SYN offers; the guest's SYN-ACK says what it takes (inbound_handshake).
-    f.our_shift = limits_.our_window_shift > 14 ? 14 : limits_.our_window_shift;
+    f.our_shift = offered_shift();
     f.set(flow_state::timestamps);
     if (reorder_.enabled()) f.set(flow_state::sack);
     f.snd_una = next_isn();
@@ -1008,8 +1016,7 @@ void basic_tcp_engine<SocketLayer>::inbound_handshake(port_handle vm, const wire
     }
     if (!seg.flags.syn() || !seg.flags.ack()) return; // a SYN crossing ours, or a stray segment
     f.rcv_nxt = seg.seq_number + 1;
-    const std::size_t mss = seg.mss ? std::max<std::size_t>(*seg.mss, 64) : 536;
-    f.guest_mss = static_cast<std::uint16_t>(std::min(mss, max_payload()));
+    f.guest_mss = guest_mss_of(seg);
     if (const auto shift = seg.window_shift()) f.guest_shift = *shift;
     else f.our_shift = 0; // scaling is used only when both sides offer it (RFC 7323 2.2)
     if (seg.timestamps) f.ts_recent = seg.timestamps->value;
