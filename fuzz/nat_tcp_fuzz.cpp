@@ -282,10 +282,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 const bool existed = w.flow(c) != nullptr;
                 const auto ec = w.engine.open_inbound(w.vm_of(c), g.mac, g.address, g.port, g.remote, g.remote_port, w.now,
                                                       [&](std::uint32_t slot) {
-                                                          if (b & 4) return std::make_error_code(std::errc::bad_file_descriptor);
-                                                          w.engine.sockets().sockets[slot] = test::fake_socket{};
-                                                          w.engine.sockets().sockets[slot].opened = true;
-                                                          return std::error_code{};
+                                                          return w.engine.sockets().adopt(
+                                                              slot, (b & 4) ? std::make_error_code(std::errc::bad_file_descriptor)
+                                                                            : std::error_code{});
                                                       });
                 if (existed) FUZZ_CHECK(ec == flow_errc::flow_exists); // never replaces a flow
                 if (ec) FUZZ_CHECK(existed == (w.flow(c) != nullptr));  // a refusal leaves nothing behind

@@ -1,6 +1,8 @@
 #include <ankanetd/control_server.hpp>
 #include <ankanetd/ctl.hpp>
 
+#include "../support/temp_dir.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -25,6 +27,7 @@
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 namespace fwd = ankanet::forward;
+using ankanet::test::temp_dir;
 
 namespace {
 
@@ -57,28 +60,36 @@ public:
     }
 };
 
-/// A fresh directory, removed with what is in it.
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::string pattern = (fs::temp_directory_path() / "ankanetd-control-XXXXXX").string();
-        if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-        path = pattern;
-    }
-    ~temp_dir() {
-        std::error_code ignored;
-        fs::remove_all(path, ignored);
-    }
+/// What a server test needs: a directory, the socket's path in it, an io_context, a target.
+struct control_scene {
+    temp_dir dir;
+    fs::path path = dir.path / "control.sock";
+    boost::asio::io_context io;
+    fake_target target;
+    std::string why;
 };
+
+::sockaddr_un unix_address(const fs::path& path) {
+    ::sockaddr_un address{};
+    REQUIRE(ankanet::backend::detail::fill_unix_address(path, address));
+    return address;
+}
 
 /// A connected client socket (blocking connect: the server's backlog takes it before accept).
 int connect_to(const fs::path& path) {
     const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     REQUIRE(fd >= 0);
-    ::sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::memcpy(address.sun_path, path.c_str(), path.native().size());
+    const auto address = unix_address(path);
     REQUIRE(::connect(fd, reinterpret_cast<const ::sockaddr*>(&address), sizeof(address)) == 0);
+    return fd;
+}
+
+/// A unix stream socket bound at `path` (its file stays when it is closed, as a crashed server's).
+int bound_socket(const fs::path& path) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    const auto address = unix_address(path);
+    REQUIRE(::bind(fd, reinterpret_cast<const ::sockaddr*>(&address), sizeof(address)) == 0);
     return fd;
 }
 
@@ -144,11 +155,8 @@ std::string slurp(std::FILE* file) {
 } // namespace
 
 TEST_CASE("requests on one connection are answered in order, and the socket is 0600") {
-    temp_dir dir;
-    const auto path = dir.path / "control.sock";
-    boost::asio::io_context io;
-    fake_target target;
-    std::string why;
+    control_scene scene;
+    auto& [dir, path, io, target, why] = scene;
     auto server = ankanetd::control_server::open(io.get_executor(), path, target, why);
     REQUIRE(server);
     struct ::stat info {};
@@ -193,11 +201,8 @@ TEST_CASE("requests on one connection are answered in order, and the socket is 0
 }
 
 TEST_CASE("a line over 64 KiB is refused and the connection closed") {
-    temp_dir dir;
-    const auto path = dir.path / "control.sock";
-    boost::asio::io_context io;
-    fake_target target;
-    std::string why;
+    control_scene scene;
+    auto& [dir, path, io, target, why] = scene;
     auto server = ankanetd::control_server::open(io.get_executor(), path, target, why);
     REQUIRE(server);
 
@@ -229,11 +234,8 @@ TEST_CASE("a line over 64 KiB is refused and the connection closed") {
 }
 
 TEST_CASE("a second server on a live path is refused, a stale socket file is replaced") {
-    temp_dir dir;
-    const auto path = dir.path / "control.sock";
-    boost::asio::io_context io;
-    fake_target target;
-    std::string why;
+    control_scene scene;
+    auto& [dir, path, io, target, why] = scene;
     {
         auto first = ankanetd::control_server::open(io.get_executor(), path, target, why);
         REQUIRE(first);
@@ -249,14 +251,7 @@ TEST_CASE("a second server on a live path is refused, a stale socket file is rep
     CHECK(!fs::exists(fs::symlink_status(path)));
 
     // A socket file no one listens on: bound, then its socket closed, as a crashed server leaves it.
-    {
-        const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-        ::sockaddr_un address{};
-        address.sun_family = AF_UNIX;
-        std::memcpy(address.sun_path, path.c_str(), path.native().size());
-        REQUIRE(::bind(fd, reinterpret_cast<const ::sockaddr*>(&address), sizeof(address)) == 0);
-        ::close(fd);
-    }
+    ::close(bound_socket(path));
     REQUIRE(fs::is_socket(path));
     auto server = ankanetd::control_server::open(io.get_executor(), path, target, why);
     REQUIRE(server);
@@ -269,12 +264,9 @@ TEST_CASE("a second server on a live path is refused, a stale socket file is rep
 }
 
 TEST_CASE("a file that is not a socket, or a missing directory, is refused and nothing touched") {
-    temp_dir dir;
-    const auto path = dir.path / "control.sock";
+    control_scene scene;
+    auto& [dir, path, io, target, why] = scene;
     { std::ofstream{path} << "precious\n"; }
-    boost::asio::io_context io;
-    fake_target target;
-    std::string why;
     CHECK(!ankanetd::control_server::open(io.get_executor(), path, target, why));
     CHECK(why == fmt::format("control socket {}: a file that is not a socket is there (left as it is)", path.native()));
     std::ifstream in{path};
@@ -291,11 +283,8 @@ TEST_CASE("a file that is not a socket, or a missing directory, is refused and n
 }
 
 TEST_CASE("at most 16 connections are served, one more is closed at once") {
-    temp_dir dir;
-    const auto path = dir.path / "control.sock";
-    boost::asio::io_context io;
-    fake_target target;
-    std::string why;
+    control_scene scene;
+    auto& [dir, path, io, target, why] = scene;
     auto server = ankanetd::control_server::open(io.get_executor(), path, target, why);
     REQUIRE(server);
     std::vector<int> fds;
@@ -325,10 +314,8 @@ TEST_CASE("at most 16 connections are served, one more is closed at once") {
 }
 
 TEST_CASE("ctl prints the answers as tables and lines, --json as they came, refusals on stderr") {
-    temp_dir dir;
-    const auto path = dir.path / "control.sock";
-    boost::asio::io_context io;
-    fake_target target;
+    control_scene scene;
+    auto& [dir, path, io, target, why] = scene;
     ankanetd::vm_status vm;
     vm.name = "netns:/run/netns/vm1:eth0";
     vm.backend = "tap";
@@ -338,7 +325,6 @@ TEST_CASE("ctl prints the answers as tables and lines, --json as they came, refu
     vm.lease_expires = 1'800'000'000;
     vm.frames_in = 12345;
     target.vm_list.push_back(vm);
-    std::string why;
     auto server = ankanetd::control_server::open(io.get_executor(), path, target, why);
     REQUIRE(server);
     auto guard = boost::asio::make_work_guard(io);
@@ -413,11 +399,7 @@ TEST_CASE("ctl gives up after its timeout when the server does not answer") {
     temp_dir dir;
     const auto path = dir.path / "silent.sock";
     // A listener that never accepts: the connect succeeds (backlog), no answer comes.
-    const int listener = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    ::sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::memcpy(address.sun_path, path.c_str(), path.native().size());
-    REQUIRE(::bind(listener, reinterpret_cast<const ::sockaddr*>(&address), sizeof(address)) == 0);
+    const int listener = bound_socket(path);
     REQUIRE(::listen(listener, 4) == 0);
     std::FILE* out = std::tmpfile();
     std::FILE* err = std::tmpfile();

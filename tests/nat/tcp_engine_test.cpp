@@ -1326,12 +1326,8 @@ guest inbound_guest() {
 
 /// Adopts a connection for `g` into a fresh fake socket.
 std::error_code open_inbound(harness& h, const guest& g, std::error_code adopt_error = {}) {
-    return h.engine.open_inbound(h.vm, g.mac, g.address, g.port, g.remote, g.remote_port, h.now, [&](std::uint32_t slot) {
-        if (adopt_error) return adopt_error;
-        h.layer().sockets[slot] = fake_socket{};
-        h.layer().sockets[slot].opened = true;
-        return std::error_code{};
-    });
+    return h.engine.open_inbound(h.vm, g.mac, g.address, g.port, g.remote, g.remote_port, h.now,
+                                 [&](std::uint32_t slot) { return h.layer().adopt(slot, adopt_error); });
 }
 
 /// Opens an inbound flow, takes our SYN and answers it with a SYN-ACK; returns our SYN.

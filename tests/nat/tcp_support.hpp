@@ -50,6 +50,14 @@ public:
         ++opens;
         return {};
     }
+    /// Takes a connection the host accepted for `slot` (an inbound flow), or fails with `error`.
+    std::error_code adopt(std::uint32_t slot, std::error_code error = {}) {
+        if (error) return error;
+        sockets[slot] = fake_socket{};
+        sockets[slot].opened = true;
+        sockets[slot].space = default_space;
+        return {};
+    }
     tcp_send_result send(std::uint32_t slot, std::span<const wire::const_bytes> pieces) {
         fake_socket& s = sockets[slot];
         ++s.sends;
