@@ -556,3 +556,56 @@ TEST_CASE("ankanetd hostile: a guest's SYN flood, UDP flow flood and spoofed sen
     CHECK(attacker_lines.size() < 60);
     CHECK(port_lines_saying(log, port_name(victim), {"refused", "limit"}).empty());
 }
+
+TEST_CASE("ankanetd hostile: a guest's ARP claims in another VM's name do not move that VM's port forward") {
+    ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
+    ANKANET_REQUIRE_SCAPY();
+    scoped_netns attacker;
+    scoped_netns victim;
+    const auto port = std::to_string(free_loopback_port());
+    daemon_process daemon{{"--egress", "127.0.0.0/8", "--dns-upstream", "127.0.0.1:9", "--netns",
+                           attacker.path() + ",mac=52:54:00:b4:00:01", "--netns", victim.path() + ",mac=52:54:00:b4:00:02",
+                           "--forward", "tcp:" + port + ":8080@" + victim.name()}};
+    std::string victim_address;
+    for (const auto* ns : {&attacker, &victim}) {
+        REQUIRE(wait_for_interface(*ns, "eth0"));
+        const auto got = obtain_lease(*ns, "eth0", dhcp_client_kind::udhcpc, 20s);
+        INFO(got.output);
+        REQUIRE(got.lease.has_value());
+        if (ns == &victim) victim_address = got.lease->address;
+    }
+    // Both run a server on 8080 that names its guest, so a stolen connection would show.
+    background_process victim_server{"ip netns exec " + victim.name() +
+                                     " timeout 60 socat TCP-LISTEN:8080,reuseaddr,fork SYSTEM:'echo victim'"};
+    background_process attacker_server{"ip netns exec " + attacker.name() +
+                                       " timeout 60 socat TCP-LISTEN:8080,reuseaddr,fork SYSTEM:'echo attacker'"};
+    REQUIRE(wait_until_succeeds("ip netns exec " + victim.name() + " ss -Hltn | grep -q ':8080'"));
+    REQUIRE(wait_until_succeeds("ip netns exec " + attacker.name() + " ss -Hltn | grep -q ':8080'"));
+    const auto fetch = [&] {
+        return run_command({"sh", "-c", "timeout 5 socat -T 3 - TCP:127.0.0.1:" + port + " </dev/null 2>&1"}, 10s).output;
+    };
+    CHECK(fetch() == "victim\n");
+
+    // The attacker claims two free addresses in the victim's name, and the victim's own address
+    // in its own; it also takes one of them on its interface, so a forward moved there would
+    // reach its server.
+    REQUIRE(run_in(attacker, "ip addr add 192.168.64.200/24 dev eth0").status == 0);
+    const auto steal = run_script(attacker, "forward_steal.py",
+                                  "--iface eth0 --victim-mac 52:54:00:b4:00:02 --victim-ip " + victim_address +
+                                      " --addresses 192.168.64.200,192.168.64.201 --rounds 5",
+                                  40s);
+    INFO("--- forward_steal.py ---\n" << steal.output);
+    REQUIRE(json_int(json_line(steal.output), "sent") == 15);
+
+    // The forward still leads to the victim, every time.
+    for (int i = 0; i < 3; ++i) CHECK(fetch() == "victim\n");
+    CHECK(daemon.stop(SIGTERM) == 0);
+    const auto log = daemon.log();
+    INFO("--- daemon log ---\n" << log);
+    CHECK(log.find("forward 1: refused") == std::string::npos);
+    // The claim of the victim's leased address was refereed as a conflict and dropped.
+    const auto dropped = port_lines_saying(log, port_name(attacker), {"arp dropped"});
+    CHECK(std::any_of(dropped.begin(), dropped.end(), [&](const std::string& line) {
+        return line.find("claims " + victim_address + ", which is leased to 52:54:00:b4:00:02") != std::string::npos;
+    }));
+}
