@@ -31,14 +31,14 @@
 //    the filter attached, and only then bound with ETH_P_ALL to the interface.
 //
 // The data path:
-//  * Receive: the simpler of the two designs the issue names, one recvfrom per frame. An
+//  * Receive: the simpler of the two designs the issue names, one recvmsg per frame. An
 //    async_receive waits for readability (async_wait on the socket), then reads with
 //    MSG_DONTWAIT | MSG_TRUNC: the kernel returns the frame's real length even when it did not fit,
 //    so an oversize frame is known and counted (rx_oversize), as is a runt (rx_runt); neither is
 //    delivered. try_receive() (burst_backend) is the same read, synchronous, to drain a burst.
 //    Nothing is measured yet: recvmmsg or a PACKET_RX_RING (TPACKET_V3) would save system calls per
 //    frame, and is the next step if the bridge's throughput asks for it.
-//  * Send: one send() per frame on the bound socket, MSG_DONTWAIT. A full queue (EAGAIN/ENOBUFS),
+//  * Send: one sendmsg per frame on the bound socket, MSG_DONTWAIT. A full queue (EAGAIN/ENOBUFS),
 //    an interface that is down (ENETDOWN) or any other error drops the frame (tx_dropped).
 //  * The interface going down: the kernel reports ENETDOWN once to a reader. While the interface
 //    still exists a receive swallows it and keeps waiting (frames resume when it comes back up);
@@ -47,24 +47,44 @@
 //    ends promiscuous mode.
 // mac() is the interface's own MAC (SIOCGIFHWADDR at open), mtu() its MTU (SIOCGIFMTU at open).
 //
+// Offloads (af_packet_options::vnet_header, on by default). A packet socket sees frames as the
+// kernel holds them, after the NIC's offloads: GRO merges a TCP stream into super-frames of up to
+// 64 KiB, and a veth peer with checksum/TSO offload (the default) hands over TSO super-frames and
+// frames whose checksum is unfinished (CHECKSUM_PARTIAL). Without metadata those can only be
+// dropped as oversize or passed on with a bad checksum, which breaks TCP from the LAN to the VMs.
+// PACKET_VNET_HDR puts a virtio-net header (wire/offload.hpp) before every frame in both directions:
+//  * Receive reads it into the uplink's state with the same recvmsg (iovecs: header, then the
+//    caller's buffer) and keeps it for last_offload(); recvmsg then counts the header in what it
+//    returns (10 + the frame's real length under MSG_TRUNC). A GSO frame may be up to
+//    wire::offload::max_frame_len bytes, so a receive buffer should hold max_receive_len(). A
+//    header that does not parse, or a frame the kernel cannot describe in one (it fails the read
+//    with EINVAL and drops the frame), is counted in vnet_header_errors().
+//  * Send writes an all-clear header before a frame, or the metadata given to send(frame, meta):
+//    the kernel finishes the checksum and segments a super-frame (in software unless the NIC does
+//    TSO), so a GSO frame is exempt from the MTU up to wire::offload::max_frame_len.
+// Limits of the header: packet sockets write it in host byte order and wire::offload reads
+// little-endian, so a big-endian host would misread it (not handled); it carries no VLAN tag (see
+// below); GSO types the kernel cannot express in it (tunnels, for one) are lost as
+// vnet_header_errors. Segmenting what comes up is the consumer's job (backend::send_offloaded).
+//
 // Limits: Linux only; needs CAP_NET_RAW (open() says so when it is missing). Ethernet interfaces
-// only (ARPHRD_ETHER). The MTU and MAC are read once, at open. Frames are seen as the kernel hands
-// them to packet sockets, after the NIC's offloads: a VLAN tag the NIC stripped is not put back
-// (no PACKET_AUXDATA), a frame the peer sent with an unfinished checksum (a veth peer with
-// checksum offload) arrives unfinished, and GRO may merge frames beyond the MTU, which are dropped
-// as oversize — turn GRO off on the uplink (`ethtool -K IF gro off`) for TCP through the bridge.
-// Replacing the filter does not re-filter frames already queued on the socket. No MAC is accepted
-// beyond af_packet_max_macs.
+// only (ARPHRD_ETHER). The MTU and MAC are read once, at open. A VLAN tag the NIC stripped is not
+// put back (no PACKET_AUXDATA). Without vnet_header, unfinished checksums come up unfinished and
+// super-frames are dropped as oversize. Replacing the filter does not re-filter frames already
+// queued on the socket. No MAC is accepted beyond af_packet_max_macs.
 #pragma once
 
 #if defined(__linux__)
 
 #include <ankanet/backend/backend.hpp>
+#include <ankanet/backend/offload.hpp>
+#include <ankanet/backend/port.hpp>
 #include <ankanet/error.hpp>
 #include <ankanet/result.hpp>
 #include <ankanet/wire/address.hpp>
 #include <ankanet/wire/bytes.hpp>
 #include <ankanet/wire/ethernet.hpp>
+#include <ankanet/wire/offload.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/append.hpp>
@@ -82,8 +102,10 @@
 #include <net/if_arp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -161,6 +183,10 @@ struct af_packet_options {
     /// The destination MACs let up at first, besides broadcast and multicast (set_accepted_macs()
     /// changes them later).
     std::vector<wire::mac_address> accepted_macs;
+    /// Speak a virtio-net header on the socket (PACKET_VNET_HDR): super-frames and unfinished
+    /// checksums come up with their metadata, and send(frame, offload) takes it (see "Offloads" at
+    /// the top of this file).
+    bool vnet_header = true;
 };
 
 /// The classic BPF program that accepts a frame whose destination MAC is in `macs` or has the
@@ -243,6 +269,16 @@ struct uplink_state {
     bool receiving = false;
     std::uint64_t outgoing_skipped = 0;
 
+    // Offloads (see the top of the file).
+    bool vnet = false; ///< PACKET_VNET_HDR is on
+    std::array<std::byte, wire::offload::header_len> vnet_rx{};
+    wire::offload last_offload;
+    std::uint64_t vnet_header_errors = 0;
+
+    /// The longest frame a receive delivers: with the header the kernel may hand over super-frames
+    /// whatever we want (a packet socket has no TUNSETOFFLOAD to refuse them).
+    std::size_t read_limit() const noexcept { return vnet ? wire::offload::max_frame_len : max_frame_len(mtu); }
+
     /// The interface was deleted (ifindex gone or reused under another name).
     bool interface_gone() const noexcept {
         return ::if_nametoindex(name.c_str()) != static_cast<unsigned>(ifindex);
@@ -253,11 +289,17 @@ struct uplink_state {
     result<std::size_t> read_one(wire::mutable_bytes buffer) {
         for (int attempt = 0; attempt < skips_per_pass; ++attempt) {
             ::sockaddr_ll from{};
-            ::socklen_t from_len = sizeof from;
+            // With the header it comes first, into the state; the frame goes to the caller's buffer.
+            std::array<::iovec, 2> pieces{::iovec{vnet_rx.data(), vnet ? vnet_rx.size() : 0},
+                                          ::iovec{buffer.data(), buffer.size()}};
+            ::msghdr message{};
+            message.msg_name = &from;
+            message.msg_namelen = sizeof from;
+            message.msg_iov = pieces.data() + (vnet ? 0 : 1);
+            message.msg_iovlen = vnet ? 2 : 1;
             ::ssize_t got = 0;
             do {
-                got = ::recvfrom(descriptor.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT | MSG_TRUNC,
-                                 reinterpret_cast<::sockaddr*>(&from), &from_len);
+                got = ::recvmsg(descriptor.native_handle(), &message, MSG_DONTWAIT | MSG_TRUNC);
             } while (got < 0 && errno == EINTR);
             if (got < 0) {
                 if (errno == EAGAIN) return std::make_error_code(nothing_queued);
@@ -266,18 +308,43 @@ struct uplink_state {
                     if (interface_gone()) return make_error_code(errc::peer_closed);
                     continue;
                 }
+                if (errno == EINVAL && vnet) {
+                    // The kernel could not describe the frame's offload state in a header (a GSO
+                    // type virtio has no value for) and dropped it.
+                    ++vnet_header_errors;
+                    continue;
+                }
                 return last_system_error();
             }
             if (from.sll_pkttype == PACKET_OUTGOING) { // only on kernels without PACKET_IGNORE_OUTGOING
                 ++outgoing_skipped;
                 continue;
             }
-            const auto size = static_cast<std::size_t>(got); // the real length (MSG_TRUNC)
-            if (auto why = check_frame_size(size, mtu)) {
-                count_bad_rx(stats, why);
+            // The real length (MSG_TRUNC), and with the header on, the header's 10 bytes on top
+            // (packet_recvmsg returns vnet_hdr_len + skb->len).
+            auto size = static_cast<std::size_t>(got);
+            wire::offload meta;
+            if (vnet) {
+                auto parsed = wire::offload::parse(vnet_rx); // the kernel writes it whole before any frame
+                if (size < vnet_rx.size() || !parsed) {
+                    ++vnet_header_errors;
+                    continue;
+                }
+                meta = *parsed;
+                size -= vnet_rx.size();
+                // DATA_VALID only says the kernel verified the checksum (CHECKSUM_UNNECESSARY): it
+                // asks nothing of us. is_plain() ignores it, but == and emit() do not: kept, the
+                // frame would compare unequal to plain metadata, and a send(frame, meta) onward
+                // would write it into the next device's header, vouching for a check made here.
+                meta.data_valid = false;
+            }
+            const std::size_t limit = meta.is_gso() ? wire::offload::max_frame_len : max_frame_len(mtu);
+            if (size < wire::ethernet::header_len || size > limit) {
+                count_bad_rx(stats, size < wire::ethernet::header_len ? errc::truncated : errc::bad_length);
                 continue;
             }
             if (size > buffer.size()) return make_error_code(errc::buffer_too_small);
+            last_offload = meta;
             ++stats.rx_frames;
             stats.rx_bytes += size;
             return size;
@@ -358,7 +425,7 @@ public:
     /// Opens the uplink on interface `interface_name` of the calling thread's network namespace.
     /// @return the uplink, or: af_packet_errc::bad_name, no_such_interface, interface_down,
     /// not_ethernet, unsupported_mtu, too_many_macs, no_permission (EPERM/EACCES from socket():
-    /// no CAP_NET_RAW); or the errno of a setsockopt/bind that failed.
+    /// no CAP_NET_RAW); or the errno of a setsockopt/bind that failed (PACKET_VNET_HDR's included).
     [[nodiscard]] static result<af_packet_uplink> open(executor_type executor, std::string_view interface_name,
                                                       const af_packet_options& options = {}) {
         using namespace detail::af_packet_impl;
@@ -391,6 +458,11 @@ public:
         if (request.ifr_mtu < 0 || mtu < min_mtu || mtu > max_mtu) return make_error_code(af_packet_errc::unsupported_mtu);
 
         if (auto ec = attach_filter(fd.get(), options.accepted_macs)) return ec;
+        if (options.vnet_header) {
+            // Before bind: the header changes what every frame on the socket is.
+            const int on = 1;
+            if (::setsockopt(fd.get(), SOL_PACKET, PACKET_VNET_HDR, &on, sizeof on) != 0) return last_system_error();
+        }
         const int ignore_outgoing = 1;
         // ENOPROTOOPT before Linux 4.20: the receive path checks sll_pkttype instead.
         if (::setsockopt(fd.get(), SOL_PACKET, PACKET_IGNORE_OUTGOING, &ignore_outgoing, sizeof ignore_outgoing) != 0 &&
@@ -414,6 +486,7 @@ public:
 
         auto state = std::make_shared<uplink_state>(std::move(executor), name, static_cast<int>(ifindex), mtu,
                                                     wire::mac_address{octets});
+        state->vnet = options.vnet_header;
         boost::system::error_code ec;
         state->descriptor.assign(fd.get(), ec);
         if (ec) return std::error_code(ec);
@@ -445,6 +518,20 @@ public:
     /// Frames skipped because they were the host's own (only on kernels without PACKET_IGNORE_OUTGOING).
     std::uint64_t outgoing_skipped() const noexcept { return state_->outgoing_skipped; }
 
+    /// The socket speaks a virtio-net header (af_packet_options::vnet_header): send(frame, offload)
+    /// hands the metadata to the kernel (offload_backend, backend/offload.hpp).
+    bool accepts_offload() const noexcept { return state_->vnet; }
+    /// The virtio-net header of the frame a receive just delivered (all clear without vnet_header;
+    /// DATA_VALID never set). NEEDS_CSUM: its checksum is unfinished; GSO: a super-frame
+    /// (wire::complete_checksum and wire::segment finish them in software).
+    const wire::offload& last_offload() const noexcept { return state_->last_offload; }
+    /// The buffer size a receive needs for every frame: wire::offload::max_frame_len with the
+    /// header on, else max_frame_len(mtu()).
+    std::size_t max_receive_len() const noexcept { return state_->read_limit(); }
+    /// Frames dropped on receive because their virtio-net header did not parse, or the kernel
+    /// could not write one for them.
+    std::uint64_t vnet_header_errors() const noexcept { return state_->vnet_header_errors; }
+
     /// Replaces the set of destination MACs let up (besides broadcast and multicast).
     /// @return empty; af_packet_errc::too_many_macs (the filter is unchanged); std::errc::not_connected
     /// after close(); setsockopt's errno.
@@ -453,11 +540,11 @@ public:
         return detail::af_packet_impl::attach_filter(state_->descriptor.native_handle(), macs);
     }
 
-    /// Receives one frame into `buffer`, which should hold max_frame_len(mtu()) bytes.
+    /// Receives one frame into `buffer`, which should hold max_receive_len() bytes.
     ///
     /// Completes with (error_code, size): a frame of a valid size; errc::buffer_too_small (a valid
     /// frame longer than `buffer`, dropped); std::errc::operation_canceled after close();
-    /// errc::peer_closed once the interface is deleted; recvfrom's errno. Never completes inline.
+    /// errc::peer_closed once the interface is deleted; recvmsg's errno. Never completes inline.
     /// One at a time; `buffer` must stay valid until completion.
     template <class CompletionToken>
     auto async_receive(wire::mutable_bytes buffer, CompletionToken&& token) {
@@ -476,34 +563,50 @@ public:
     }
 
     /// Puts one Ethernet frame on the interface's wire; the kernel copies it before this returns.
+    /// With the virtio-net header on, an all-clear one goes before it.
     /// @return empty on success; errc::truncated / errc::bad_length for a bad size (tx_invalid);
     /// otherwise a drop counted in tx_dropped: std::errc::not_connected after close(),
-    /// errc::peer_closed once the interface is deleted, send's errno (EAGAIN/ENOBUFS on a full
+    /// errc::peer_closed once the interface is deleted, sendmsg's errno (EAGAIN/ENOBUFS on a full
     /// queue, ENETDOWN while the interface is down, ...).
     std::error_code send(wire::const_bytes frame) {
         auto& s = *state_;
+        if (s.vnet) return send(frame, wire::offload{});
         if (auto why = check_frame_size(frame.size(), s.mtu)) {
             ++s.stats.tx_invalid;
             return why;
         }
-        if (!s.descriptor.is_open()) {
-            ++s.stats.tx_dropped;
-            return std::make_error_code(std::errc::not_connected);
+        // The const_cast is iovec's: sendmsg does not write through it.
+        const std::array<::iovec, 1> pieces{::iovec{const_cast<std::byte*>(frame.data()), frame.size()}};
+        return write_frame(pieces, frame.size());
+    }
+
+    /// Puts one frame on the wire with its offload metadata, written as its virtio-net header: the
+    /// kernel finishes a NEEDS_CSUM checksum and segments a GSO super-frame (in software when the
+    /// NIC cannot). A GSO frame may be up to wire::offload::max_frame_len bytes, whatever the MTU.
+    /// @return as send(frame), and (tx_invalid): errc::unsupported for metadata other than
+    /// all-clear without vnet_header (backend::send_offloaded does the work in software then);
+    /// offload::emit's error for metadata validate() refuses. The kernel refuses metadata that does
+    /// not match the frame with EINVAL (tx_dropped).
+    std::error_code send(wire::const_bytes frame, const wire::offload& meta) {
+        auto& s = *state_;
+        if (!s.vnet) {
+            if (meta.is_plain()) return send(frame);
+            ++s.stats.tx_invalid;
+            return make_error_code(errc::unsupported);
         }
-        ::ssize_t sent = 0;
-        do {
-            sent = ::send(s.descriptor.native_handle(), frame.data(), frame.size(), MSG_DONTWAIT);
-        } while (sent < 0 && errno == EINTR);
-        if (sent < 0) {
-            ++s.stats.tx_dropped;
-            if ((errno == ENXIO || errno == ENODEV || errno == ENETDOWN) && s.interface_gone()) {
-                return make_error_code(errc::peer_closed);
-            }
-            return detail::af_packet_impl::last_system_error();
+        const std::size_t limit = meta.is_gso() ? wire::offload::max_frame_len : max_frame_len(s.mtu);
+        if (frame.size() < wire::ethernet::header_len || frame.size() > limit) {
+            ++s.stats.tx_invalid;
+            return make_error_code(frame.size() < wire::ethernet::header_len ? errc::truncated : errc::bad_length);
         }
-        ++s.stats.tx_frames;
-        s.stats.tx_bytes += frame.size();
-        return {};
+        std::array<std::byte, wire::offload::header_len> header{};
+        if (auto ec = meta.emit(header)) {
+            ++s.stats.tx_invalid;
+            return ec;
+        }
+        const std::array<::iovec, 2> pieces{::iovec{header.data(), header.size()},
+                                            ::iovec{const_cast<std::byte*>(frame.data()), frame.size()}};
+        return write_frame(pieces, frame.size());
     }
 
     /// Closes the socket (ending promiscuous mode): a pending receive completes with
@@ -517,10 +620,41 @@ public:
 private:
     explicit af_packet_uplink(std::shared_ptr<detail::af_packet_impl::uplink_state> state) noexcept : state_(std::move(state)) {}
 
+    /// One sendmsg of `pieces` (the frame, after its header when there is one), counting the
+    /// `frame_len`-byte frame sent or dropped.
+    template <std::size_t N>
+    std::error_code write_frame(const std::array<::iovec, N>& pieces, std::size_t frame_len) {
+        auto& s = *state_;
+        if (!s.descriptor.is_open()) {
+            ++s.stats.tx_dropped;
+            return std::make_error_code(std::errc::not_connected);
+        }
+        ::msghdr message{};
+        message.msg_iov = const_cast<::iovec*>(pieces.data()); // msghdr's: sendmsg does not write it
+        message.msg_iovlen = N;
+        ::ssize_t sent = 0;
+        do {
+            sent = ::sendmsg(s.descriptor.native_handle(), &message, MSG_DONTWAIT);
+        } while (sent < 0 && errno == EINTR);
+        if (sent < 0) {
+            const int error = errno; // before interface_gone(), which may change it
+            ++s.stats.tx_dropped;
+            if ((error == ENXIO || error == ENODEV || error == ENETDOWN) && s.interface_gone()) {
+                return make_error_code(errc::peer_closed);
+            }
+            return {error, std::system_category()};
+        }
+        ++s.stats.tx_frames;
+        s.stats.tx_bytes += frame_len;
+        return {};
+    }
+
     std::shared_ptr<detail::af_packet_impl::uplink_state> state_;
 };
 
 static_assert(burst_backend<af_packet_uplink>);
+static_assert(offload_backend<af_packet_uplink>);
+static_assert(offload_receiver<af_packet_uplink>);
 
 } // namespace ankanet::backend
 
