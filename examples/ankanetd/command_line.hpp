@@ -7,6 +7,7 @@
 //            [--egress any|host|CIDR[,CIDR...]] [--no-host-loopback] [--max-flows-per-vm N]
 //            [--dns-upstream IP[:PORT]]...
 //            [--forward [tcp:|udp:][HOSTADDR:]HOSTPORT[-END]:GUESTPORT[-END][@VM]]... [--control PATH]
+//            [--bridge-interface IF] [--direct-mac]
 //   ankanetd ctl PATH [--json] list|vms|forward add SPEC|forward remove ID|SPEC|link VM up|down
 //
 // Kept apart from main.cpp so tests can check every accepted and refused spelling. parse_command_line
@@ -27,6 +28,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
@@ -84,6 +86,10 @@ struct options {
     std::vector<ankanet::dns::upstream> dns_upstreams; ///< --dns-upstream; none: the host's /etc/resolv.conf
     std::vector<ankanet::forward::rule> forwards; ///< --forward, with @VM as given (resolve_forward_vm maps it)
     std::optional<std::string> control;         ///< --control: the control socket's path
+    std::optional<std::string> bridge_interface; ///< --bridge-interface; bridge mode falls back to $ANKA_BRIDGE_NAME
+    bool direct_mac = false;                    ///< --direct-mac: bridge mode puts VMs' own MACs on the LAN
+    bool mtu_given = false;                     ///< --mtu was given (bridge mode otherwise takes the interface's)
+    std::vector<std::string> given;             ///< the value options given, by name (to refuse those a mode has no use for)
 };
 
 inline constexpr std::size_t max_flows_per_vm_limit = 65536;
@@ -114,18 +120,19 @@ inline constexpr std::string_view usage_text =
     "                [--egress any|host|CIDR[,CIDR...]] [--no-host-loopback] [--max-flows-per-vm N]\n"
     "                [--dns-upstream IP[:PORT]]...\n"
     "                [--forward [tcp:|udp:][HOSTADDR:]HOSTPORT[-END]:GUESTPORT[-END][@VM]]...\n"
-    "                [--control PATH]\n"
+    "                [--control PATH] [--bridge-interface IF] [--direct-mac]\n"
     "       ankanetd ctl PATH [--json] list|vms|forward add SPEC|forward remove ID|SPEC|link VM up|down\n"
     "\n"
     "  --mode MODE          network type (default shared: NAT + DHCP on 192.168.64.0/24;\n"
-    "                       host: 192.168.128.0/24, no route beyond the host)\n"
+    "                       host: 192.168.128.0/24, no route beyond the host; bridge: each VM is a\n"
+    "                       device of the LAN behind --bridge-interface, served by the LAN's DHCP)\n"
     "  --netns PATH,...     create a TAP (default eth0) inside the network namespace PATH\n"
     "                       (or /run/netns/NAME) and attach it as a VM; repeatable. mac= sets its MAC;\n"
     "                       uuid= names the VM, whose MAC is then derived from it and --mac-secret\n"
     "                       (the same after every restart); neither: a random MAC\n"
     "  --qemu-socket PATH   listen on a unix socket for QEMU -netdev stream; each connection is a VM\n"
     "  --dgram-socket PATH  bind a unix datagram socket (vfkit, QEMU -netdev dgram) as a VM\n"
-    "  --mtu N              MTU offered to guests (576..65520, default 1500)\n"
+    "  --mtu N              MTU offered to guests (576..65520, default 1500; bridge: the interface's)\n"
     "  --pcap FILE          record every frame of every VM to FILE (pcap, Wireshark/tcpdump)\n"
     "  --subnet CIDR        the guests' subnet, /16 to /30 (default: the mode's); the gateway is the\n"
     "                       address given, or the first host address when a network address is given\n"
@@ -152,6 +159,10 @@ inline constexpr std::string_view usage_text =
     "                       the only VM). It follows the VM's address (its lease, or what it announces)\n"
     "  --control PATH       a unix socket taking JSON requests, one per line: list, add and remove\n"
     "                       forwards, list VMs, set a VM's link (see README; client: ankanetd ctl)\n"
+    "  --bridge-interface IF  bridge mode: the host interface the VMs join the LAN through\n"
+    "                       (default: $ANKA_BRIDGE_NAME); needs CAP_NET_RAW\n"
+    "  --direct-mac         bridge mode: VMs' own MACs go on the LAN, and the interface is made\n"
+    "                       promiscuous (default: every VM appears behind the interface's MAC)\n"
     "  --help, --version\n";
 
 namespace detail {
@@ -303,6 +314,11 @@ inline command parse_command_line(std::span<const std::string_view> args) {
         }
         if (arg == "--no-host-loopback") {
             opts.host_loopback = false;
+            opts.given.emplace_back(arg);
+            continue;
+        }
+        if (arg == "--direct-mac") {
+            opts.direct_mac = true;
             continue;
         }
 
@@ -318,12 +334,13 @@ inline command parse_command_line(std::span<const std::string_view> args) {
                            name == "--dhcp-range" || name == "--reserve" || name == "--lease-time" || name == "--leases" ||
                            name == "--mac-secret" || name == "--dhcp-rate" || name == "--egress" ||
                            name == "--max-flows-per-vm" || name == "--dns-upstream" || name == "--forward" ||
-                           name == "--control";
+                           name == "--control" || name == "--bridge-interface";
         if (!known) return usage_error{fmt::format("unknown argument '{}'", arg)};
         if (!value) {
             if (i + 1 >= args.size()) return usage_error{fmt::format("{} needs a value", name)};
             value = args[++i];
         }
+        opts.given.emplace_back(name);
 
         if (name == "--mode") {
             const auto mode = ankanet::parse_network_mode(*value);
@@ -343,6 +360,7 @@ inline command parse_command_line(std::span<const std::string_view> args) {
                                                ankanet::backend::min_mtu, ankanet::backend::max_mtu)};
             }
             opts.mtu = *mtu;
+            opts.mtu_given = true;
         } else if (name == "--pcap") {
             if (value->empty()) return usage_error{"--pcap needs a file name"};
             opts.pcap = std::string{*value};
@@ -401,10 +419,30 @@ inline command parse_command_line(std::span<const std::string_view> args) {
         } else if (name == "--control") {
             if (value->empty()) return usage_error{"--control needs a socket path"};
             opts.control = std::string{*value};
+        } else if (name == "--bridge-interface") {
+            if (value->empty() || value->size() >= 16 || value->find_first_of("/: \t") != std::string_view::npos) {
+                return usage_error{fmt::format("--bridge-interface: '{}' is not an interface name (1-15 characters, no '/', ':' or space)",
+                                               *value)};
+            }
+            opts.bridge_interface = std::string{*value};
         } else if (name == "--mac-secret") {
             if (value->empty()) return usage_error{"--mac-secret needs a file name"};
             opts.mac_secret = std::string{*value};
         }
+    }
+    if (opts.mode == ankanet::network_mode::bridge) {
+        // The LAN's DHCP server, router and DNS serve bridged VMs: what configures ankanet's own has no use.
+        for (const std::string_view gateway_only : {"--subnet", "--dhcp-range", "--reserve", "--lease-time", "--leases",
+                                                    "--dhcp-rate", "--no-host-loopback", "--max-flows-per-vm",
+                                                    "--dns-upstream"}) {
+            if (std::find(opts.given.begin(), opts.given.end(), gateway_only) != opts.given.end()) {
+                return usage_error{fmt::format("{} is for shared and host modes; in bridge mode the LAN's DHCP server, "
+                                               "router and DNS serve the VMs", gateway_only)};
+            }
+        }
+    } else {
+        if (opts.bridge_interface) return usage_error{"--bridge-interface is for bridge mode (--mode bridge)"};
+        if (opts.direct_mac) return usage_error{"--direct-mac is for bridge mode (--mode bridge)"};
     }
     if (opts.egress && opts.mode != ankanet::network_mode::shared) {
         return usage_error{fmt::format("--egress is for shared mode; {} mode has its own reach", opts.mode)};

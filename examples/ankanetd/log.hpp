@@ -76,6 +76,18 @@ struct log_observer {
     }
     void on(const ankanet::port_refused_event& e) { log("{}: refused: {}", printable(e.port), printable(e.reason, 1024)); }
     void on(const ankanet::link_changed_event& e) { log("{}: link {}", printable(e.port), e.up ? "up" : "down"); }
+    void on(const ankanet::uplink_attached_event& e) {
+        log("{}: attached (mtu {}, mac {})", printable(e.name), e.mtu, e.mac ? fmt::format("{}", *e.mac) : "none");
+    }
+    void on(const ankanet::uplink_detached_event& e) {
+        const bool stopping = e.reason == std::errc::operation_canceled;
+        log("{}: closed ({}): rx {} frames, tx {} frames, {} dropped{}", printable(e.name), e.reason.message(),
+            e.counters.rx_frames, e.counters.tx_frames, e.counters.tx_dropped,
+            stopping ? "" : "; the VMs are cut off from the LAN");
+    }
+    void on(const ankanet::mac_collision_event& e) {
+        log("{}: MAC {} is in use on the LAN; drawing another", printable(e.port), e.mac);
+    }
     void on(const ankanet::port_detached_event& e) {
         const auto s = e.backend.value_or(ankanet::backend::counters{});
         log("detached {} ({}): rx {} frames, tx {} frames, dropped rx {} runt {} oversize, tx {} dropped", printable(e.port),
@@ -222,6 +234,9 @@ std::string summary(const Network& net) {
                                 f.refused_no_vm + f.refused_no_address + f.refused_translator + f.refused_queue_full +
                                     f.refused_rule_gone + f.refused_socket);
         }
+    }
+    if (n.uplink_frames_in + n.uplink_frames_out > 0) {
+        line += fmt::format(", uplink {} in {} out ({} for no VM)", n.uplink_frames_in, n.uplink_frames_out, n.uplink_not_for_vm);
     }
     if (n.dropped_link_down > 0) line += fmt::format(", {} dropped with the link down", n.dropped_link_down);
     return line;

@@ -1,6 +1,6 @@
 // ankanetd — serves VMs the network of their network-card type, the way the product's own network
 // daemon does. A command line over the library: it parses the options, builds the network of the
-// mode (ankanet::shared_network, host_network or disconnected_network), attaches the VMs' backends
+// mode (ankanet::shared_network, host_network, bridge_network or disconnected_network), attaches the VMs' backends
 // — TAPs inside network namespaces, QEMU stream sockets, unix datagram sockets — and logs what the
 // network reports. It runs in the foreground, logs to stderr and exits cleanly on SIGINT or SIGTERM.
 //
@@ -21,6 +21,7 @@
 #include <ankanet/backend/qemu_stream.hpp>
 #include <ankanet/backend/tap.hpp>
 #include <ankanet/backend/unix_dgram.hpp>
+#include <ankanet/bridge.hpp>
 #include <ankanet/dhcp/lease_store.hpp>
 #include <ankanet/disconnected.hpp>
 #include <ankanet/host.hpp>
@@ -238,11 +239,33 @@ int serve(Network& network, const ankanetd::options& opts, ankanet::l2::mac_memo
     return 0;
 }
 
-int run(const ankanetd::options& opts) {
-    if (opts.mode == ankanet::network_mode::bridge) {
-        log("bridge mode is not available in this release: it needs the uplink backend that comes with it");
-        return 2;
+/// Bridge mode: opens the uplink, gives the LAN time to answer the direct-MAC probe, and serves.
+int run_bridge(ankanetd::options opts, const std::optional<ankanet::l2::host_secret>& secret,
+               std::optional<backend::pcap_writer>& pcap, boost::asio::io_context& io) {
+    ankanet::bridge_options bridge;
+    bridge.interface = opts.bridge_interface.value_or("");
+    bridge.mac_mode = opts.direct_mac ? ankanet::bridge::mac_mode::direct : ankanet::bridge::mac_mode::translate;
+    bridge.mtu = opts.mtu_given ? opts.mtu : 0;
+    bridge.isolate = opts.isolate;
+    bridge.mac_secret = secret;
+    std::string why;
+    auto network = ankanet::open_bridge_network<ankanetd::traits>(io.get_executor(), bridge, &why);
+    if (!network) {
+        log("{}", why);
+        return 1;
     }
+    opts.mtu = (*network)->config().mtu; // the VMs' links take the interface's MTU
+    log("bridging onto {} with {}, MTU {}", *ankanet::bridge_interface(bridge),
+        opts.direct_mac ? "the VMs' own MACs (promiscuous)" : "the interface's MAC (translated)", opts.mtu);
+    if (opts.direct_mac) {
+        // The LAN answers the probe (bridge/lan_probe.hpp) before any MAC is drawn.
+        io.run_for(ankanet::bridge_probe_time);
+        io.restart();
+    }
+    return serve(**network, opts, nullptr, pcap, io);
+}
+
+int run(const ankanetd::options& opts) {
     // Disconnected VMs still get a port (the NIC exists; its cable is out); the plan then only
     // names the gateway, which answers nobody.
     const auto planned = ankanetd::plan_network(opts);
@@ -284,8 +307,12 @@ int run(const ankanetd::options& opts) {
         log("cannot load the remembered MACs: {}", why);
         return 1;
     }
-    log("ankanet {} serving mode {} with gateway {}{}", ankanet::version_string, opts.mode, plan.subnet,
-        opts.isolate ? ", VMs isolated from each other" : "");
+    if (opts.mode == ankanet::network_mode::bridge) {
+        log("ankanet {} serving mode bridge{}", ankanet::version_string, opts.isolate ? ", VMs isolated from each other" : "");
+    } else {
+        log("ankanet {} serving mode {} with gateway {}{}", ankanet::version_string, opts.mode, plan.subnet,
+            opts.isolate ? ", VMs isolated from each other" : "");
+    }
     std::optional<ankanet::l2::host_secret> secret;
     if (opts.mac_secret) {
         secret = ankanetd::load_or_create_host_secret(*opts.mac_secret, why);
@@ -298,6 +325,7 @@ int run(const ankanetd::options& opts) {
     std::optional<backend::pcap_writer> pcap; // opened by serve(), once everything else has succeeded
     boost::asio::io_context io;
     auto* memory = macs ? &*macs : nullptr;
+    if (opts.mode == ankanet::network_mode::bridge) return run_bridge(opts, secret, pcap, io);
     if (opts.mode == ankanet::network_mode::disconnected) {
         ankanet::network_config config;
         config.subnet = plan.subnet;

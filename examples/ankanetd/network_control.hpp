@@ -53,7 +53,7 @@ public:
             if (added) log("forward {} added (control socket): {}", *added, ankanet::printable(ankanet::forward::format_rule(mapped)));
             return added;
         } else {
-            why = "this network has no port forwarding (disconnected mode)";
+            why = "this network has no port forwarding (its mode has no gateway)";
             return std::make_error_code(std::errc::operation_not_supported);
         }
     }
@@ -65,7 +65,7 @@ public:
             else log("forward {} removed (control socket); its connections go on", id);
             return ec;
         } else {
-            why = "this network has no port forwarding (disconnected mode)";
+            why = "this network has no port forwarding (its mode has no gateway)";
             return std::make_error_code(std::errc::operation_not_supported);
         }
     }

@@ -77,6 +77,19 @@
 // hooks (lease authority, port removal, polling, event binding) that the network finds at compile
 // time. A service the pack does not name is not compiled into the program.
 //
+// Uplink (bridge mode: Traits::uplink). The gateway port may lead to a LAN: frames the switch sends
+// to the gateway port that no service takes leave through emit(uplink_port(), frame), and the LAN's
+// frames enter with uplink_input(), switched from the gateway port — their sources learned there,
+// never over a VM's own MAC (sticky entries) — to the VMs. A unicast frame from the LAN for a MAC no
+// port holds is dropped and counted (uplink_not_for_vm), never flooded: a VM sees the LAN's
+// broadcasts and its own traffic, not the host's or another VM's. The LAN's frames may carry offload
+// metadata (a packet socket's GRO or TSO super-frame), which travels with them to the VM's backend
+// (natively to a TAP with a virtio-net header, cut in software for any other), as replies' does.
+// The glue binds a backend with connect_uplink(). MACs the LAN is known to use can be held with
+// reserve_mac(): drawn MACs avoid them and a port asking for one is refused. A drawn MAC (random
+// or stable) the switch has learned on the uplink is such a MAC: add_port holds it for the LAN,
+// reports a mac_collision_event and draws another, so a VM never takes a LAN device's address.
+//
 // Events (ports attached, refused, detached, links changed, and whatever the services report) go to
 // the Traits' observer, which the default traits make a no-op the compiler removes.
 //
@@ -179,6 +192,10 @@ struct network_counters {
     std::uint64_t dropped_bad_offload = 0;  ///< frames in with offload metadata that could not be applied in software
     std::uint64_t offload_segmented = 0;    ///< frames with metadata the network finished or cut in software (in or out)
     std::uint64_t offload_errors = 0;       ///< frames going out whose metadata wire::segment refused (not emitted)
+    std::uint64_t uplink_frames_in = 0;     ///< frames the uplink brought in (bridge mode)
+    std::uint64_t uplink_frames_out = 0;    ///< frames sent to the uplink
+    std::uint64_t uplink_not_for_vm = 0;    ///< uplink unicast frames for a MAC no port holds: not flooded to VMs
+    std::uint64_t uplink_dropped_bad_size = 0; ///< uplink frames shorter than an Ethernet header
 };
 
 // --- events ----------------------------------------------------------------------------------------
@@ -213,6 +230,24 @@ struct port_detached_event {
     l2::port_counters switch_counters;
     network_port_counters counters;
 };
+/// An uplink was connected (connect_uplink(): bridge mode's host interface).
+struct uplink_attached_event {
+    std::string_view name;
+    std::size_t mtu = 0;
+    std::optional<mac_address> mac; ///< the uplink's own (the host interface's)
+};
+/// The uplink closed (its interface went away, or stop()); the VMs stay, cut off from the LAN.
+struct uplink_detached_event {
+    std::string_view name;
+    std::error_code reason;
+    backend::counters counters;
+};
+/// A MAC drawn for a port (random or stable) was found in use on the LAN behind the uplink (the
+/// switch had learned it there): it is held for the LAN (reserve_mac) and another is drawn.
+struct mac_collision_event {
+    std::string_view port;
+    mac_address mac;
+};
 /// A port's link (its cable) went up or down.
 struct link_changed_event {
     std::string_view port;
@@ -243,7 +278,19 @@ struct default_network_traits {
     static constexpr std::size_t mac_capacity = 4096;    ///< the switch's MAC table
     static constexpr std::size_t reply_queue_depth = 16; ///< gateway replies one input() may queue
     static constexpr bool unplugged = false;             ///< true: the network passes nothing
+    /// true: the gateway port is an uplink to a LAN (bridge mode), see "Uplink" at the top of the file.
+    static constexpr bool uplink = false;
 };
+
+namespace detail {
+/// Whether a traits class asks for an uplink (traits not derived from default_network_traits may
+/// leave `uplink` out).
+template <class T>
+consteval bool traits_uplink() {
+    if constexpr (requires { { T::uplink } -> std::convertible_to<bool>; }) return T::uplink;
+    else return false;
+}
+} // namespace detail
 
 /// @par NetworkTraits requirements
 /// `clock_type` models network_clock, `observer_type` models network_observer, both default
@@ -500,6 +547,7 @@ public:
         for (auto& slot : slots_) {
             if (slot.link) slot.link->close();
         }
+        if (uplink_) uplink_->close();
     }
 
     // --- ports (the pure core) ------------------------------------------------------------------
@@ -606,6 +654,28 @@ public:
         requires std::invocable<Emit&, port_handle, wire::const_bytes>
     void end_burst(network_time now, Emit&& emit);
 
+    /// The handle emit is called with for a frame that leaves through the uplink (Traits::uplink);
+    /// no port ever has it.
+    static constexpr port_handle uplink_port() noexcept { return port_handle::make(0xffff, 0); }
+
+    /// Handles one frame the uplink received from the LAN, at `now`, with the offload metadata the
+    /// uplink reported for it (see "Uplink" at the top of the file). Frames for VMs go out through
+    /// emit as input()'s do; `frame` need live only during the call.
+    template <class Emit>
+        requires std::invocable<Emit&, port_handle, wire::const_bytes>
+    void uplink_input(wire::const_bytes frame, const wire::offload& meta, network_time now, Emit&& emit);
+    template <class Emit>
+        requires std::invocable<Emit&, port_handle, wire::const_bytes>
+    void uplink_input(wire::const_bytes frame, network_time now, Emit&& emit) {
+        uplink_input(frame, wire::offload{}, now, emit);
+    }
+
+    /// Holds `mac` for `holder`, someone outside the network (a device seen on the LAN): no port
+    /// may take it, and drawn and stable MACs avoid it. Refused like a port's MAC (a group or zero
+    /// address, or one held already). release_mac() gives it back.
+    l2::registry_error reserve_mac(mac_address mac, std::string_view holder) { return registry_.add(mac, holder); }
+    std::error_code release_mac(mac_address mac) { return registry_.remove(mac); }
+
     /// Runs the services' timers (lease expiry, ...) at `now`. Call it now and then (every few
     /// seconds); nothing on the data path depends on it.
     void poll(network_time now) {
@@ -642,7 +712,20 @@ public:
     /// runs out of work.
     void stop() {
         for (const auto& handle : ports()) detach(handle);
+        if (uplink_ && uplink_->running()) uplink_->close();
         std::apply([](auto&... s) { (stop_one(s), ...); }, services_);
+    }
+
+    /// Binds `link` to the gateway port as the network's uplink (Traits::uplink) and starts its
+    /// receive loop: its frames are uplink_input() with one clock reading per burst, frames for the
+    /// LAN are sent to it. When it closes, an uplink_detached_event reports it and the VMs stay, cut
+    /// off. errc::unsupported when an uplink is connected already.
+    template <backend::frame_backend Backend>
+    std::error_code connect_uplink(std::string name, Backend link);
+
+    /// The uplink backend's counters, while one is connected.
+    std::optional<backend::counters> uplink_stats() const {
+        return uplink_ ? std::optional{uplink_->stats()} : std::nullopt;
     }
 
     /// Sees every frame a VM sends (at ingress, before any check) and every reply the gateway's
@@ -734,7 +817,23 @@ private:
         }
     }
 
-    void to_gateway(const wire::parsed_frame& frame, service_context& ctx);
+    /// Offers a frame the switch sent to the gateway port to the services; false when none took it.
+    bool to_gateway(const wire::parsed_frame& frame, service_context& ctx);
+
+    static void notify_detached_uplink(basic_network& self, backend::port& from, std::error_code why);
+
+    /// A frame for the gateway port no service took: to the LAN where there is an uplink.
+    template <class Emit>
+    void to_uplink(wire::const_bytes frame, Emit& emit) {
+        if constexpr (detail::traits_uplink<Traits>()) {
+            ++stats_.uplink_frames_out;
+            emit(uplink_port(), frame);
+        } else {
+            (void)frame;
+            (void)emit;
+            ++stats_.gateway_unclaimed;
+        }
+    }
 
     template <class S>
     static bool offer(S& s, const wire::parsed_frame& frame, service_context& ctx) {
@@ -855,10 +954,18 @@ private:
     struct port_sender {
         basic_network* self;
         void operator()(port_handle to, wire::const_bytes frame) const {
+            if (to == uplink_port()) {
+                if (self->uplink_) (void)self->uplink_->send(frame); // a drop is counted by the backend
+                return;
+            }
             port_slot* slot = self->find(to);
             if (slot != nullptr && slot->link) (void)slot->link->send(frame); // a drop is counted by the backend
         }
         void operator()(port_handle to, wire::const_bytes frame, const wire::offload& meta) const {
+            if (to == uplink_port()) {
+                if (self->uplink_) (void)self->uplink_->send(frame, meta);
+                return;
+            }
             port_slot* slot = self->find(to);
             if (slot != nullptr && slot->link) (void)slot->link->send(frame, meta); // natively or cut in software
         }
@@ -897,6 +1004,7 @@ private:
     std::shared_ptr<basic_network*> anchor_ = std::make_shared<basic_network*>(this);
     std::unique_ptr<std::byte[]> ingress_scratch_; // offload_scratch(): frames coming in
     std::unique_ptr<std::byte[]> egress_scratch_;  // offload_scratch(): frames going out
+    std::shared_ptr<backend::port> uplink_;        // the glue's uplink backend (Traits::uplink)
 };
 
 } // namespace ankanet

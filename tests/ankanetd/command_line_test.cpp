@@ -306,3 +306,35 @@ TEST_CASE("ankanetd files: a --control socket path that another option writes is
     CHECK(file_error({"--leases", file, "--control", file + ".macs"}) ==
           "--control " + file + ".macs and the MAC state file " + file + ".macs (of --leases) are the same file; give each a file of its own");
 }
+
+TEST_CASE("ankanetd command line: bridge mode takes its interface and MAC mode, and refuses what configures a gateway") {
+    auto opts = parsed_options({"--mode", "bridge", "--bridge-interface", "eth1", "--direct-mac", "--netns", "vm1", "--isolate"});
+    CHECK(opts.mode == ankanet::network_mode::bridge);
+    CHECK(opts.bridge_interface == "eth1");
+    CHECK(opts.direct_mac);
+    CHECK_FALSE(opts.mtu_given);
+    opts = parsed_options({"--mode=bridge", "--mtu", "1400"}); // the interface from ANKA_BRIDGE_NAME, later
+    CHECK_FALSE(opts.bridge_interface);
+    CHECK_FALSE(opts.direct_mac);
+    CHECK(opts.mtu_given);
+
+    for (const auto* option : {"--subnet", "--dhcp-range", "--lease-time", "--leases", "--dns-upstream", "--max-flows-per-vm"}) {
+        const auto value = std::string_view{option} == "--subnet"       ? "10.0.0.0/24"
+                           : std::string_view{option} == "--dhcp-range" ? "10.0.0.5-10.0.0.9"
+                           : std::string_view{option} == "--leases"     ? "/tmp/leases"
+                           : std::string_view{option} == "--dns-upstream" ? "127.0.0.1"
+                                                                           : "60";
+        CHECK(error_of({"--mode", "bridge", option, value}) ==
+              fmt::format("{} is for shared and host modes; in bridge mode the LAN's DHCP server, router and DNS serve the VMs", option));
+    }
+    CHECK(error_of({"--mode", "bridge", "--no-host-loopback"}) ==
+          "--no-host-loopback is for shared and host modes; in bridge mode the LAN's DHCP server, router and DNS serve the VMs");
+    CHECK(error_of({"--mode", "bridge", "--forward", "8080:80"}) ==
+          "--forward is for shared and host modes; bridge mode has no gateway to forward through");
+    CHECK(error_of({"--direct-mac"}) == "--direct-mac is for bridge mode (--mode bridge)");
+    CHECK(error_of({"--mode", "host", "--bridge-interface", "eth0"}) == "--bridge-interface is for bridge mode (--mode bridge)");
+    CHECK(error_of({"--mode", "bridge", "--bridge-interface", "a/b"}) ==
+          "--bridge-interface: 'a/b' is not an interface name (1-15 characters, no '/', ':' or space)");
+    CHECK(error_of({"--mode", "bridge", "--bridge-interface", "sixteen-chars-xx"}) ==
+          "--bridge-interface: 'sixteen-chars-xx' is not an interface name (1-15 characters, no '/', ':' or space)");
+}

@@ -328,6 +328,20 @@ TEST_CASE("mac_translator: two VMs behind one outside MAC each get their own rep
         CHECK(arp == arp_frame(vm, gateway_mac, wire::arp::operation::reply, gateway_mac, gateway_ip, vm, ip));
     }
 
+    SECTION("a VM claiming another's address by ARP or DHCP does not draw its traffic, and the server's ACK moves it") {
+        // (The golden REQUESTs above both ask for .107 in option 50: vm_a's was refused already.)
+        const auto refused = xlate.counters().claims_refused;
+        bytes claim = arp_frame(mac_address::broadcast(), vm_b, wire::arp::operation::request, vm_b, ip_a, {}, gateway_ip);
+        REQUIRE(xlate.translate_outbound(span(claim)).verdict == translate_verdict::forward); // it still goes out
+        CHECK(xlate.owner_of(ip_a) == vm_a);
+        CHECK(xlate.counters().claims_refused == refused + 1);
+        bytes in = udp_frame(outside, gateway_mac, gateway_ip, ip_a, 53, 5000, payload);
+        CHECK(xlate.translate_inbound(span(in)).vm == vm_a);
+        // The server itself gives ip_a to vm_b (vm_a's lease is over): then it is vm_b's.
+        exchange(xlate, vm_b, dhclient_request, dhclient_ack, ip_a);
+        CHECK(xlate.owner_of(ip_a) == vm_b);
+    }
+
     SECTION("removing a VM forgets its addresses") {
         CHECK(xlate.remove_vm(vm_b));
         CHECK_FALSE(xlate.remove_vm(vm_b));

@@ -132,7 +132,7 @@ void basic_network<Traits, Services...>::burst_input(port_handle port, wire::con
         }
         switch_.handle(*slot->switch_port, frame, now.steady, [&](l2::port_id out, wire::const_bytes out_frame) {
             if (out == gateway_port_) {
-                to_gateway(parsed, ctx);
+                if (!to_gateway(parsed, ctx)) to_uplink(out_frame, emit);
             } else {
                 deliver(out, out_frame, wire::offload{}, emit);
             }
@@ -228,6 +228,36 @@ std::error_code basic_network<Traits, Services...>::connect(port_handle port, Ba
 }
 
 template <class Traits, class... Services>
+template <backend::frame_backend Backend>
+std::error_code basic_network<Traits, Services...>::connect_uplink(std::string name, Backend link) {
+    static_assert(detail::traits_uplink<Traits>(), "ankanet::basic_network::connect_uplink: the network's Traits have no uplink");
+    if (uplink_) return errc::unsupported;
+    bind_wakeups(link.get_executor());
+    uplink_ = backend::make_port(std::move(name), std::move(link));
+    notify(uplink_attached_event{uplink_->name(), uplink_->mtu(), uplink_->mac()});
+    uplink_->start(
+        [anchor = anchor_](backend::port& from, wire::const_bytes frame) {
+            if (basic_network* self = *anchor) self->uplink_input(frame, from.received_offload(), self->burst_now(), self->sender());
+        },
+        [anchor = anchor_](backend::port& from, std::error_code why) {
+            basic_network* self = *anchor;
+            if (self == nullptr) return;
+            notify_detached_uplink(*self, from, why ? why : make_error_code(errc::peer_closed));
+        },
+        [anchor = anchor_](backend::port&) {
+            if (basic_network* self = *anchor) self->burst_clock_read_ = false; // no service kept a frame of the LAN's
+        });
+    return {};
+}
+
+template <class Traits, class... Services>
+void basic_network<Traits, Services...>::notify_detached_uplink(basic_network& self, backend::port& from, std::error_code why) {
+    self.notify(uplink_detached_event{from.name(), why, from.stats()});
+    // The port outlives this call: its loop holds a reference to itself until the handler returns.
+    if (self.uplink_.get() == &from) self.uplink_.reset();
+}
+
+template <class Traits, class... Services>
 void basic_network<Traits, Services...>::detach(port_handle port) {
     port_slot* slot = find(port);
     if (slot == nullptr) return;
@@ -246,9 +276,22 @@ result<port_handle> basic_network<Traits, Services...>::refuse(std::string_view 
 
 template <class Traits, class... Services>
 result<mac_address> basic_network<Traits, Services...>::pick_mac(std::string_view name, const port_mac& mac) {
-    if (const auto* custom = mac.custom_mac()) return *custom;
-    if (const auto* uuid = mac.uuid()) return randomizer_.stable(*uuid, registry_, name);
-    return randomizer_.draw(registry_);
+    if (const auto* custom = mac.custom_mac()) return *custom; // the operator's choice, used as given
+    const auto draw = [&] { return mac.uuid() ? randomizer_.stable(*mac.uuid(), registry_, name) : randomizer_.draw(registry_); };
+    if constexpr (!detail::traits_uplink<Traits>()) {
+        return draw();
+    } else {
+        // A device on the LAN answers for it: hold it for the LAN and draw again (a stable MAC then
+        // moves to its next candidate). Bounded: each round holds one more MAC.
+        const auto now = clock_.now().steady;
+        for (int round = 0; round < 8; ++round) {
+            auto candidate = draw();
+            if (!candidate || switch_.lookup(*candidate, now) != std::optional{gateway_port_}) return candidate;
+            notify(mac_collision_event{name, *candidate});
+            (void)registry_.add(*candidate, "a device on the LAN");
+        }
+        return make_error_code(l2::mac_errc::space_exhausted);
+    }
 }
 
 template <class Traits, class... Services>
@@ -324,11 +367,37 @@ bool basic_network<Traits, Services...>::adopt_first_source(port_slot& slot, std
 }
 
 template <class Traits, class... Services>
-void basic_network<Traits, Services...>::to_gateway(const wire::parsed_frame& frame, service_context& ctx) {
+bool basic_network<Traits, Services...>::to_gateway(const wire::parsed_frame& frame, service_context& ctx) {
     ++stats_.frames_to_gateway;
     bool taken = false;
     std::apply([&](auto&... s) { ((taken = taken || offer(s, frame, ctx)), ...); }, services_);
-    if (!taken) ++stats_.gateway_unclaimed;
+    return taken;
+}
+
+template <class Traits, class... Services>
+template <class Emit>
+    requires std::invocable<Emit&, port_handle, wire::const_bytes>
+void basic_network<Traits, Services...>::uplink_input(wire::const_bytes frame, const wire::offload& meta, network_time now,
+                                                      Emit&& emit) {
+    static_assert(detail::traits_uplink<Traits>(), "ankanet::basic_network::uplink_input: the network's Traits have no uplink");
+    ++stats_.uplink_frames_in;
+    if (frame_tap_) frame_tap_(frame);
+    if (frame.size() < wire::ethernet::header_len) {
+        ++stats_.uplink_dropped_bad_size;
+        return;
+    }
+    const auto destination = wire::ethernet::packet<wire::const_bytes>{frame}.destination();
+    // The switch floods a unicast destination it has not learned: the host's own traffic (a
+    // translated uplink lets the host's MAC up) or a neighbour's must not reach the VMs.
+    const bool unicast = !destination.is_multicast();
+    bool for_a_vm = !unicast;
+    switch_.handle(gateway_port_, frame, now.steady, [&](l2::port_id out, wire::const_bytes out_frame) {
+        if (out == gateway_port_) return; // a second gateway port: none in a network
+        if (unicast && slots_[by_switch_index_[out.index()]].mac != destination) return;
+        for_a_vm = true;
+        deliver(out, out_frame, meta, emit);
+    });
+    if (!for_a_vm) ++stats_.uplink_not_for_vm;
 }
 
 template <class Traits, class... Services>

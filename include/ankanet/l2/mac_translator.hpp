@@ -43,8 +43,11 @@
 // each; relearning moves an address; a full table evicts the least recently learned address,
 // counted in ip_evictions), MaxTransactions outstanding DHCP transactions (the least recent is
 // replaced, counted in transaction_evictions). Nothing ages with time: entries leave when a VM is
-// removed or when evicted. Learned IPs are trusted as reported by the VM (a VM may claim another's
-// address; anti-spoofing is the switch's business, not this engine's).
+// removed or when evicted. Who owns an address: a VM's own claims (ARP sender, DHCP ciaddr and
+// requested address) only take an address no other VM owns — a claim on another VM's address is
+// refused (claims_refused), so a VM cannot draw another's traffic to itself by announcing its
+// address; only the DHCP server's ACK (yiaddr) moves an address from one VM to another, as the
+// server has then taken it back from the first.
 // Limits: IPv4 only; one 802.1Q tag is looked through; IP fragments after the first are routed by
 // destination only; DHCP option 61 (client id) is left untouched, since it identifies, not
 // addresses, the client.
@@ -114,6 +117,7 @@ struct mac_translator_counters {
     std::uint64_t dhcp_rewritten = 0; ///< DHCP messages whose chaddr changed, both ways
     std::uint64_t ip_evictions = 0;
     std::uint64_t transaction_evictions = 0;
+    std::uint64_t claims_refused = 0; ///< a VM's claims on an address another VM owns (not learned)
 };
 
 /// The translator for VMs behind one outside MAC.
@@ -323,7 +327,7 @@ private:
             changed = true;
         }
         if (changed) ++counters_.arp_rewritten;
-        learn(arp.sender_ip(), vm);
+        claim(arp.sender_ip(), vm);
     }
 
     void outbound_ipv4(wire::mutable_bytes payload, mac_address vm_mac, std::uint16_t vm) noexcept {
@@ -344,8 +348,8 @@ private:
         write_word(udp, datagram, flags_at, static_cast<std::uint16_t>(dhcp.flags() | wire::dhcp::broadcast_flag));
         ++counters_.dhcp_rewritten;
 
-        learn(dhcp.ciaddr(), vm);
-        if (const auto requested = dhcp.requested_ip(); requested && *requested) learn(**requested, vm);
+        claim(dhcp.ciaddr(), vm);
+        if (const auto requested = dhcp.requested_ip(); requested && *requested) claim(**requested, vm);
     }
 
     /// A DHCP reply for one of our transactions: puts chaddr and the flag back; returns its VM.
@@ -433,6 +437,15 @@ private:
     std::optional<std::uint16_t> lookup_ip(ipv4_address ip) const noexcept {
         if (const auto* slot = find_ip(ip)) return slot->vm;
         return std::nullopt;
+    }
+
+    /// A VM says it has `ip`: learned unless another VM owns it (only the DHCP server moves that).
+    void claim(ipv4_address ip, std::uint16_t vm) noexcept {
+        if (const auto* owner = find_ip(ip); owner != nullptr && owner->vm != vm) {
+            ++counters_.claims_refused;
+            return;
+        }
+        learn(ip, vm);
     }
 
     void learn(ipv4_address ip, std::uint16_t vm) noexcept {
