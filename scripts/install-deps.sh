@@ -17,7 +17,7 @@ build_packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libfmt-dev nlo
 test_packages=(catch2 libbenchmark-dev clang libclang-rt-14-dev tcpdump
                qemu-system-x86 linux-image-amd64 busybox-static cpio
                udhcpc isc-dhcp-client dhcpcd-base python3-scapy
-               socat iperf3 curl bind9-dnsutils dnsmasq-base passt slirp4netns)
+               socat iperf3 curl bind9-dnsutils dnsmasq-base passt slirp4netns ethtool)
 
 packages=("${build_packages[@]}")
 case "${1:-}" in
