@@ -10,6 +10,7 @@
 // one line per event, always. MACs, addresses and numbers are formatted types and need nothing.
 #pragma once
 
+#include <ankanet/bridge/address_guard.hpp>
 #include <ankanet/dhcp/server.hpp>
 #include <ankanet/gateway/arp_guard.hpp>
 #include <ankanet/gateway/responder.hpp>
@@ -84,6 +85,10 @@ struct log_observer {
         log("{}: closed ({}): rx {} frames, tx {} frames, {} dropped{}", printable(e.name), e.reason.message(),
             e.counters.rx_frames, e.counters.tx_frames, e.counters.tx_dropped,
             stopping ? "" : "; the VMs are cut off from the LAN");
+    }
+    void on(const ankanet::bridge::address_claim_refused_event& e) {
+        log("{}: claimed {}, which the LAN's DHCP server gave to {}; dropped{}", printable(e.port), e.address, e.holder,
+            e.arp ? " (ARP)" : " (IPv4 source)");
     }
     void on(const ankanet::mac_collision_event& e) {
         log("{}: MAC {} is in use on the LAN; drawing another", printable(e.port), e.mac);
@@ -237,6 +242,11 @@ std::string summary(const Network& net) {
     }
     if (n.uplink_frames_in + n.uplink_frames_out > 0) {
         line += fmt::format(", uplink {} in {} out ({} for no VM)", n.uplink_frames_in, n.uplink_frames_out, n.uplink_not_for_vm);
+    }
+    if constexpr (Network::template has_service<ankanet::bridge::address_guard>) {
+        const auto& g = net.template service<ankanet::bridge::address_guard>().stats();
+        line += fmt::format(", {} leases seen, {} claims on another VM's address dropped", g.bindings_learned,
+                            g.arp_refused + g.ip_refused);
     }
     if (n.dropped_link_down > 0) line += fmt::format(", {} dropped with the link down", n.dropped_link_down);
     return line;

@@ -13,7 +13,10 @@
 //  * direct: frames leave with the VM's own MAC and the LAN's DHCP server sees each VM as itself;
 //    the interface is put in promiscuous mode for as long as the bridge runs (the kernel ends it
 //    when the socket closes, however the process ends).
-// The uplink is the interface the options name, else the one $ANKA_BRIDGE_NAME names.
+// The uplink is the interface the options name, else the one $ANKA_BRIDGE_NAME names. One VM cannot
+// take another's address: bridge::address_guard binds each address the LAN's DHCP server
+// acknowledges to its VM and drops another VM's ARP or IPv4 claims on it (DHCP snooping and dynamic
+// ARP inspection, as a managed switch does).
 // A MAC drawn for a VM (random, or stable from its UUID) is never one the LAN uses: the switch
 // learns the sources it sees on the uplink, and the network draws again past any of them
 // (mac_collision_event). With direct MACs, open_bridge_network() also probes the LAN when it starts
@@ -34,6 +37,7 @@
 #pragma once
 
 #include <ankanet/backend/memory.hpp>
+#include <ankanet/bridge/address_guard.hpp>
 #include <ankanet/bridge/lan_probe.hpp>
 #include <ankanet/bridge/lan_uplink.hpp>
 #include <ankanet/network.hpp>
@@ -66,7 +70,7 @@ struct bridge_traits : Traits {
 
 /// A bridge network with policies of your own (a clock, an observer).
 template <class Traits = default_network_traits>
-using basic_bridge_network = basic_network<bridge_traits<Traits>, bridge::port_tracker>;
+using basic_bridge_network = basic_network<bridge_traits<Traits>, bridge::port_tracker, bridge::address_guard>;
 
 using bridge_network = basic_bridge_network<>;
 
@@ -112,7 +116,7 @@ result<std::unique_ptr<basic_bridge_network<Traits>>> make_bridge_network(std::s
         state->translator.emplace(*own);
     }
     config.gateway_mac = mac_address{}; // no gateway of its own: the LAN's router serves the VMs
-    auto network = std::make_unique<basic_bridge_network<Traits>>(std::move(config), bridge::port_tracker{state});
+    auto network = std::make_unique<basic_bridge_network<Traits>>(std::move(config), bridge::port_tracker{state}, bridge::address_guard{});
     if (const auto ec = network->connect_uplink(std::move(uplink_name), bridge::lan_uplink<Backend>{std::move(uplink), state})) {
         return ec;
     }

@@ -371,6 +371,9 @@ concept vm_frame_inspector = requires(S& s, const wire::parsed_frame& f, detail:
 /// - `s.carry_inbound(request)` → `std::error_code`: carries a flow a host listener started into a
 ///   guest (nat/inbound.hpp: the TCP and UDP translators); a port forward asks through
 ///   `ctx.carry_inbound(request)`, which the first service with a hook for that request type gets.
+/// - `s.watch_uplink(frame, ctx)`: sees every frame the uplink brings in (Traits::uplink), parsed,
+///   before it is switched; it cannot change or stop it (the LAN is a trusted port) and `ctx` has no
+///   port. Parsed only when a service has this hook (bridge::address_guard learns DHCP leases here).
 /// - `s.end_burst(ctx)`: the burst of frames the service was handed (by inspect() and handle()) has
 ///   ended; until this call returns, every one of those frames is still valid and unchanged, so the
 ///   service may have kept spans into them and now act on them all at once. It may answer through
@@ -898,6 +901,15 @@ private:
             return false;
         }
     }
+
+    template <class S>
+    static void watch_uplink_one(S& s, const wire::parsed_frame& frame, service_context& ctx) {
+        if constexpr (requires { s.watch_uplink(frame, ctx); }) s.watch_uplink(frame, ctx);
+    }
+    template <class S>
+    static constexpr bool has_watch_uplink =
+        requires(S& s, const wire::parsed_frame& f, service_context& c) { s.watch_uplink(f, c); };
+    static constexpr bool watches_uplink = (has_watch_uplink<Services> || ...);
 
     template <class S>
     static void port_removed(S& s, mac_address mac) {

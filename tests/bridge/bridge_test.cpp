@@ -10,6 +10,8 @@
 #include <ankanet/wire/arp.hpp>
 #include <ankanet/wire/checksum.hpp>
 #include <ankanet/wire/ethernet.hpp>
+#include <ankanet/wire/ipv4.hpp>
+#include <ankanet/wire/udp.hpp>
 
 #include <boost/asio/io_context.hpp>
 
@@ -56,6 +58,40 @@ bytes plain_frame(mac_address destination, mac_address source, std::uint8_t tag)
     return frame;
 }
 
+/// A UDP datagram in IPv4 in Ethernet, checksums filled.
+bytes udp_frame(mac_address eth_destination, mac_address eth_source, ipv4_address source, ipv4_address destination,
+                std::uint16_t source_port, std::uint16_t destination_port, const bytes& payload) {
+    bytes frame(wire::ethernet::header_len + wire::ipv4::header_len + wire::udp::header_len + payload.size());
+    wire::ethernet::repr{eth_source, eth_destination, wire::ethernet::ethertype::ipv4, std::nullopt}.emit(span(frame));
+    auto ip = span(frame).subspan(wire::ethernet::header_len);
+    std::copy(payload.begin(), payload.end(), ip.begin() + wire::ipv4::header_len + wire::udp::header_len);
+    REQUIRE_FALSE(wire::udp::repr{source_port, destination_port, payload.size()}.emit(ip.subspan(wire::ipv4::header_len), source,
+                                                                                     destination));
+    wire::ipv4::repr header;
+    header.source = source;
+    header.destination = destination;
+    header.protocol = wire::ipv4::protocol::udp;
+    header.payload_len = wire::udp::header_len + payload.size();
+    REQUIRE_FALSE(header.emit(ip));
+    return frame;
+}
+
+/// The LAN's DHCP server acknowledging `address` to `client` (broadcast, as to a client without one).
+bytes dhcp_ack(mac_address client, ipv4_address address, std::uint32_t lease_seconds) {
+    bytes m(300);
+    const auto put = [&](std::size_t at, std::uint8_t v) { m[at] = std::byte{v}; };
+    put(0, 2); // BOOTREPLY
+    put(1, 1);
+    put(2, 6);
+    for (std::size_t i = 0; i < 4; ++i) put(16 + i, address.octets()[i]);
+    for (std::size_t i = 0; i < 6; ++i) put(28 + i, client.octets()[i]);
+    const std::uint8_t options[] = {0x63, 0x82, 0x53, 0x63, 53, 1, 5, 51, 4,
+                                    static_cast<std::uint8_t>(lease_seconds >> 24), static_cast<std::uint8_t>(lease_seconds >> 16),
+                                    static_cast<std::uint8_t>(lease_seconds >> 8), static_cast<std::uint8_t>(lease_seconds), 255};
+    for (std::size_t i = 0; i < sizeof options; ++i) put(236 + i, options[i]);
+    return udp_frame(mac_address::broadcast(), router_mac, router_ip, ipv4_address::broadcast(), 67, 68, m);
+}
+
 mac_address destination_of(wire::const_bytes frame) { return wire::ethernet::packet<wire::const_bytes>{frame}.destination(); }
 mac_address source_of(wire::const_bytes frame) { return wire::ethernet::packet<wire::const_bytes>{frame}.source(); }
 
@@ -65,6 +101,11 @@ struct collision_seen {
 };
 struct recorder {
     std::vector<collision_seen> collisions;
+    std::vector<bridge::address_claim_refused_event> claims; // (port views not kept)
+    void on(const bridge::address_claim_refused_event& e) {
+        claims.push_back(e);
+        claims.back().port = {};
+    }
     std::vector<std::string> uplinks_detached;
     void on(const mac_collision_event& e) { collisions.push_back({std::string(e.port), e.mac}); }
     void on(const uplink_detached_event& e) { uplinks_detached.emplace_back(e.name); }
@@ -93,7 +134,7 @@ struct collector {
 /// A bridge network driven by hand (no uplink backend: frames for the LAN come out of emit).
 struct core_scene {
     std::shared_ptr<bridge::uplink_state> state = std::make_shared<bridge::uplink_state>();
-    test_bridge net{network_config{}, bridge::port_tracker{state}};
+    test_bridge net{network_config{}, bridge::port_tracker{state}, bridge::address_guard{}};
     port_handle a = *net.add_port("vm-a", port_mac::custom(vm_a));
     port_handle b = *net.add_port("vm-b", port_mac::custom(vm_b));
     std::vector<sent> out;
@@ -190,7 +231,7 @@ TEST_CASE("bridge: a drawn MAC a device on the LAN uses is held for the LAN and 
     config.mac_secret = *l2::host_secret::parse("000102030405060708090a0b0c0d0e0f");
     const auto uuid = *l2::vm_uuid::parse("6f1c2a3b-4d5e-4f60-8172-839495a6b7c8");
     const auto state = std::make_shared<bridge::uplink_state>();
-    test_bridge net{config, bridge::port_tracker{state}};
+    test_bridge net{config, bridge::port_tracker{state}, bridge::address_guard{}};
     const mac_address first_choice = *l2::mac_randomizer{{}, config.mac_secret}.stable(uuid, l2::mac_registry{});
 
     std::vector<sent> out;
@@ -208,14 +249,14 @@ TEST_CASE("bridge: a drawn MAC a device on the LAN uses is held for the LAN and 
     CHECK(why.find("a device on the LAN") != std::string::npos);
 
     // Without the LAN using it, the same VM gets its first choice.
-    test_bridge quiet{config, bridge::port_tracker{std::make_shared<bridge::uplink_state>()}};
+    test_bridge quiet{config, bridge::port_tracker{std::make_shared<bridge::uplink_state>()}, bridge::address_guard{}};
     CHECK(*quiet.mac(*quiet.add_port("vm-stable", port_mac::stable(uuid))) == first_choice);
 }
 
 TEST_CASE("bridge: the port tracker follows the VMs for the direct-MAC filter and the translator") {
     const auto state = std::make_shared<bridge::uplink_state>();
     state->translator.emplace(uplink_mac);
-    test_bridge net{network_config{}, bridge::port_tracker{state}};
+    test_bridge net{network_config{}, bridge::port_tracker{state}, bridge::address_guard{}};
     const auto a = net.add_port("vm-a", port_mac::custom(vm_a));
     const auto later = net.add_port("vm-later", port_mac::from_first_frame());
     REQUIRE(a);
@@ -370,4 +411,46 @@ TEST_CASE("bridge: the LAN probe is an ICMPv6 echo to all nodes from the probe M
     wire::checksum::accumulator sum;
     sum.add(f.subspan(22, 32)).add32(16).add32(58).add(f.subspan(54, 16));
     CHECK(sum.finish() == 0);
+}
+
+TEST_CASE("bridge: a VM cannot take an address the LAN's DHCP server gave another VM, by ARP or as its IPv4 source") {
+    core_scene s;
+    s.from_lan(dhcp_ack(vm_a, ip_a, 600));
+    CHECK(s.net.service<bridge::address_guard>().stats().bindings_learned == 1);
+    CHECK(s.net.service<bridge::address_guard>().holder(ip_a, s.now().steady) == vm_a);
+    // An ACK for a MAC no VM holds (the host's, a neighbour's) binds nothing.
+    s.from_lan(dhcp_ack(router_mac, ip_b, 600));
+    CHECK(s.net.service<bridge::address_guard>().binding_count() == 1);
+
+    // vm_b announces ip_a (a gratuitous ARP reply): dropped, nothing leaves, reported once.
+    s.out.clear();
+    const auto claim = arp_frame(mac_address::broadcast(), vm_b, wire::arp::operation::reply, vm_b, ip_a, mac_address::broadcast(), ip_a);
+    s.from_vm(s.b, claim);
+    s.from_vm(s.b, claim);
+    CHECK(s.out.empty());
+    CHECK(s.net.service<bridge::address_guard>().stats().arp_refused == 2);
+    REQUIRE(s.net.observer().claims.size() == 1); // at most one report a second
+    CHECK(s.net.observer().claims.front().address == ip_a);
+    CHECK(s.net.observer().claims.front().holder == vm_a);
+    // ... nor may it send as ip_a.
+    s.from_vm(s.b, udp_frame(router_mac, vm_b, ip_a, router_ip, 5000, 53, bytes(8)));
+    CHECK(s.out.empty());
+    CHECK(s.net.service<bridge::address_guard>().stats().ip_refused == 1);
+
+    // vm_a itself, and vm_b with an address nobody was given, pass.
+    s.from_vm(s.a, arp_frame(mac_address::broadcast(), vm_a, wire::arp::operation::request, vm_a, ip_a, {}, router_ip));
+    s.from_vm(s.b, arp_frame(mac_address::broadcast(), vm_b, wire::arp::operation::request, vm_b, ip_b, {}, router_ip));
+    CHECK(s.count_to(test_bridge::uplink_port()) == 2);
+
+    // The server moves ip_a to vm_b: now vm_b may use it. And a VM that leaves frees what it held.
+    s.from_lan(dhcp_ack(vm_b, ip_a, 600));
+    s.out.clear();
+    s.from_vm(s.b, claim);
+    CHECK(s.count_to(test_bridge::uplink_port()) == 1);
+    REQUIRE_FALSE(s.net.remove_port(s.b));
+    CHECK(s.net.service<bridge::address_guard>().binding_count() == 0);
+    // A binding ends with its lease.
+    s.from_lan(dhcp_ack(vm_a, ip_a, 600));
+    s.net.clock().advance(601s);
+    CHECK_FALSE(s.net.service<bridge::address_guard>().holder(ip_a, s.now().steady));
 }

@@ -229,3 +229,40 @@ TEST_CASE("ankanetd bridge: a missing, down or unnamed uplink is one clear line,
     CHECK(status == 1);
     CHECK(log.find("bridge uplink " + down + ": the network interface is down (ip link set IF up)\n") != std::string::npos);
 }
+
+TEST_CASE("ankanetd bridge: a guest announcing another guest's leased address cannot draw its traffic on the LAN") {
+    ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
+    const bool scapy = run_command({"/usr/bin/python3", "-B", "-c", "import scapy.all"}, 30s).status == 0;
+    ANKANET_REQUIRE_ENVIRONMENT(scapy, "the hostile guest needs scapy for /usr/bin/python3 (Debian package python3-scapy)");
+    test_lan lan;
+    guest a, hostile;
+    daemon_process daemon{bridge_args(lan, {"--direct-mac", "--netns", a.ns.path(), "--netns", hostile.ns.path()})};
+    INFO("--- daemon log ---\n" << daemon.log());
+    a.lease(lan);
+    hostile.lease(lan);
+    REQUIRE(run_in(lan.ns, "ping -c 1 -W 2 " + a.address).status == 0);
+    REQUIRE(lan.neighbour(a.address) == a.mac());
+    std::this_thread::sleep_for(1200ms); // past the LAN's neighbour locktime (1 s): an update would be taken
+
+    // ARP requests to the LAN's server in a's name, and (the control) in the name of an address
+    // nobody was given: the server answers both and updates its neighbour table — unless dropped.
+    const std::string unclaimed = lan.subnet + ".200";
+    const auto claim = [&](const std::string& address) {
+        return fmt::format("sendp(Ether(src='{0}', dst='ff:ff:ff:ff:ff:ff')/ARP(op=1, hwsrc='{0}', psrc='{1}', pdst='{2}'), "
+                           "iface='eth0', count=3, inter=0.1, verbose=0)",
+                           hostile.mac(), address, lan.server);
+    };
+    const auto sent = run_in(hostile.ns, "/usr/bin/python3 -B -c \"from scapy.all import *; " + claim(a.address) + "; " +
+                                             claim(unclaimed) + "\"", 30s);
+    REQUIRE(sent.status == 0);
+    std::this_thread::sleep_for(300ms);
+    CHECK(lan.neighbour(unclaimed) == hostile.mac()); // the attack frame works where it is allowed...
+    CHECK(lan.neighbour(a.address) == a.mac());        // ...and a's address stays a's
+    CHECK(run_in(lan.ns, "ping -c 1 -W 2 " + a.address).status == 0);
+    a.reaches(lan);
+    const auto log = daemon.log();
+    CHECK(log.find("claimed " + a.address + ", which the LAN's DHCP server gave to " + a.mac() + "; dropped (ARP)") !=
+          std::string::npos);
+    CHECK(daemon.stop() == 0);
+    CHECK(daemon.log().find("claims on another VM's address dropped") != std::string::npos);
+}

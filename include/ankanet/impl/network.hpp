@@ -386,6 +386,11 @@ void basic_network<Traits, Services...>::uplink_input(wire::const_bytes frame, c
         ++stats_.uplink_dropped_bad_size;
         return;
     }
+    if constexpr (watches_uplink) {
+        const auto parsed = wire::parsed_frame::parse(frame);
+        service_context ctx{*this, now, std::nullopt, "the LAN", mac_address{}};
+        std::apply([&](auto&... s) { (watch_uplink_one(s, parsed, ctx), ...); }, services_);
+    }
     const auto destination = wire::ethernet::packet<wire::const_bytes>{frame}.destination();
     // The switch floods a unicast destination it has not learned: the host's own traffic (a
     // translated uplink lets the host's MAC up) or a neighbour's must not reach the VMs.
