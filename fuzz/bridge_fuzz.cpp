@@ -73,8 +73,8 @@
 //  * in translate mode a frame for the uplink that translate_outbound forwards does not have the
 //    uplink's MAC as its Ethernet source; a frame translate_inbound delivers to one VM does not
 //    have that VM's MAC as its destination (a group frame, a broadcast DHCP reply for a VM that
-//    asked for one, keeps its group destination: lan_uplink does not pass the verdict's VM on, so
-//    the network floods it to every VM, as a LAN would); the translator's VM table or the uplink
+//    asked for one, keeps its group destination, which lan_uplink then sets to the VM's MAC, as
+//    the harness does); the translator's VM table or the uplink
 //    state's VM list differ from the ports' MACs;
 //  * a counter differs from the model: frames in, unknown-port drops, uplink frames in and out,
 //    undersized uplink frames, frames to the gateway (each one to the uplink: a bridge has no
@@ -714,11 +714,12 @@ private:
             if (result.verdict == l2::translate_verdict::drop) return;
             if (result.verdict == l2::translate_verdict::deliver) {
                 // For that VM: addressed to it — or, a group frame (a broadcast DHCP reply for the VM's
-                // transaction, the VM having asked for a broadcast), left as it was. lan_uplink does
-                // not pass the verdict's VM on: the network floods such a reply to every VM.
+                // transaction, the VM having asked for a broadcast), left as it was, which lan_uplink
+                // then addresses to the VM, so that the switch does not flood it to the others.
                 REQUIRE(result.vm.has_value());
                 REQUIRE(destination_of(const_bytes{frame}) == *result.vm ||
                         (group && destination_of(const_bytes{frame}) == before));
+                wire::ethernet::packet<wire::mutable_bytes>{span(frame)}.set_destination(*result.vm);
             }
         }
         ++lan_in_;
@@ -734,6 +735,13 @@ private:
             REQUIRE(out_.empty() && not_for_vm == 0);
             return;
         }
+        // Sourced from a VM's MAC: a LAN device using or forging it; dropped, counted, nothing learned.
+        const auto source_vm_drops = after.uplink_source_is_vm - before.uplink_source_is_vm;
+        if (holder_slot(source_of(const_bytes{frame}))) {
+            REQUIRE(out_.empty() && not_for_vm == 0 && source_vm_drops == 1);
+            return;
+        }
+        REQUIRE(source_vm_drops == 0);
         const mac_address destination = destination_of(const_bytes{frame});
         for (const auto& e : out_) {
             REQUIRE(equal(const_bytes{e.frame}, const_bytes{frame}) && e.meta == meta);

@@ -116,7 +116,10 @@ result<std::unique_ptr<basic_bridge_network<Traits>>> make_bridge_network(std::s
         state->translator.emplace(*own);
     }
     config.gateway_mac = mac_address{}; // no gateway of its own: the LAN's router serves the VMs
+    const auto own = uplink.mac();
     auto network = std::make_unique<basic_bridge_network<Traits>>(std::move(config), bridge::port_tracker{state}, bridge::address_guard{});
+    // No VM may take the host interface's MAC: it would get the host's frames, or clash with the translation.
+    if (own && own->is_unicast()) (void)network->reserve_mac(*own, basic_bridge_network<Traits>::uplink_holder);
     if (const auto ec = network->connect_uplink(std::move(uplink_name), bridge::lan_uplink<Backend>{std::move(uplink), state})) {
         return ec;
     }

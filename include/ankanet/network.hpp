@@ -82,7 +82,9 @@
 // frames enter with uplink_input(), switched from the gateway port — their sources learned there,
 // never over a VM's own MAC (sticky entries) — to the VMs. A unicast frame from the LAN for a MAC no
 // port holds is dropped and counted (uplink_not_for_vm), never flooded: a VM sees the LAN's
-// broadcasts and its own traffic, not the host's or another VM's. The LAN's frames may carry offload
+// broadcasts and its own traffic, not the host's or another VM's. A LAN frame sourced from a VM's
+// MAC is dropped (uplink_source_is_vm): on this network the MAC is the VM's, however long it has
+// been quiet. A plain frame longer than the network's MTU allows is dropped as a VM port's would be. The LAN's frames may carry offload
 // metadata (a packet socket's GRO or TSO super-frame), which travels with them to the VM's backend
 // (natively to a TAP with a virtio-net header, cut in software for any other), as replies' does.
 // The glue binds a backend with connect_uplink(). MACs the LAN is known to use can be held with
@@ -195,7 +197,8 @@ struct network_counters {
     std::uint64_t uplink_frames_in = 0;     ///< frames the uplink brought in (bridge mode)
     std::uint64_t uplink_frames_out = 0;    ///< frames sent to the uplink
     std::uint64_t uplink_not_for_vm = 0;    ///< uplink unicast frames for a MAC no port holds: not flooded to VMs
-    std::uint64_t uplink_dropped_bad_size = 0; ///< uplink frames shorter than an Ethernet header
+    std::uint64_t uplink_dropped_bad_size = 0; ///< uplink frames shorter than an Ethernet header, or longer than the MTU allows
+    std::uint64_t uplink_source_is_vm = 0;  ///< uplink frames sourced from a VM's MAC (a LAN device using or forging it)
 };
 
 // --- events ----------------------------------------------------------------------------------------
@@ -677,6 +680,10 @@ public:
     /// may take it, and drawn and stable MACs avoid it. Refused like a port's MAC (a group or zero
     /// address, or one held already). release_mac() gives it back.
     l2::registry_error reserve_mac(mac_address mac, std::string_view holder) { return registry_.add(mac, holder); }
+    /// The holders the network itself names: a MAC drawn for a port but found on the LAN, and the
+    /// uplink's own (reserve it so that no VM takes the host's MAC).
+    static constexpr std::string_view lan_holder = "a device on the LAN";
+    static constexpr std::string_view uplink_holder = "the uplink";
     std::error_code release_mac(mac_address mac) { return registry_.remove(mac); }
 
     /// Runs the services' timers (lease expiry, ...) at `now`. Call it now and then (every few

@@ -207,21 +207,60 @@ TEST_CASE("bridge: VMs reach each other through the switch without the uplink, a
     CHECK(s.out.front().to == s.b);
 }
 
-TEST_CASE("bridge: offload metadata of a LAN super-frame travels with it to the VM's emit") {
+TEST_CASE("bridge: offload metadata of a LAN frame travels with it to the VM's emit, and a plain frame past the MTU is dropped") {
     core_scene s;
-    bytes big(9000);
-    wire::ethernet::repr{router_mac, vm_a, wire::ethernet::ethertype::ipv4, std::nullopt}.emit(span(big));
+    // An unfinished checksum (a veth peer's), within the MTU.
+    bytes frame(1400);
+    wire::ethernet::repr{router_mac, vm_a, wire::ethernet::ethertype::ipv4, std::nullopt}.emit(span(frame));
     wire::offload meta;
     meta.needs_csum = true;
     meta.csum_start = 34;
     meta.csum_offset = 16;
-    s.from_lan(big, meta);
+    s.from_lan(frame, meta);
     REQUIRE(s.out.size() == 1);
     CHECK(s.out.front().to == s.a);
-    CHECK(s.out.front().frame.size() == 9000);
+    CHECK(s.out.front().frame.size() == 1400);
     CHECK(s.out.front().meta.needs_csum);
     CHECK(s.out.front().meta.csum_start == 34);
     CHECK(s.out.front().meta.csum_offset == 16);
+
+    // A TCP super-frame (GRO or TSO) passes whole, beyond the MTU.
+    bytes big(9000);
+    wire::ethernet::repr{router_mac, vm_a, wire::ethernet::ethertype::ipv4, std::nullopt}.emit(span(big));
+    s.out.clear();
+    s.from_lan(big, wire::offload::tcpv4_gso(34, 66, 1448));
+    REQUIRE(s.out.size() == 1);
+    CHECK(s.out.front().frame.size() == 9000);
+    CHECK(s.out.front().meta.is_gso());
+    // The same bytes without GSO cannot reach a VM whose MTU is 1500.
+    s.out.clear();
+    s.from_lan(big);
+    CHECK(s.out.empty());
+    CHECK(s.net.stats().uplink_dropped_bad_size == 1);
+}
+
+TEST_CASE("bridge: a LAN frame from a VM's MAC is dropped, and no VM may take the uplink's MAC") {
+    core_scene s;
+    s.from_lan(plain_frame(mac_address::broadcast(), vm_a, 1)); // vm_a has not spoken yet
+    CHECK(s.out.empty());
+    CHECK(s.net.stats().uplink_source_is_vm == 1);
+    s.from_vm(s.b, plain_frame(vm_a, vm_b, 2));
+    REQUIRE(s.out.size() == 2); // vm_a is unknown to the switch: flooded, to vm_a and the uplink
+    CHECK(s.count_to(s.a) == 1);
+
+    boost::asio::io_context io;
+    auto [lan, interface] = backend::make_memory_link(io.get_executor());
+    struct with_mac : backend::memory_endpoint {
+        std::optional<mac_address> mac() const { return uplink_mac; }
+    };
+    auto net = make_bridge_network<test_traits>("uplink x", with_mac{std::move(interface)}, bridge::mac_mode::direct, network_config{});
+    REQUIRE(net);
+    std::string why;
+    CHECK_FALSE((*net)->add_port("vm-thief", port_mac::custom(uplink_mac), &why));
+    CHECK(why.find("the uplink") != std::string::npos);
+    (*net)->stop();
+    lan.close();
+    io.run_for(20ms);
 }
 
 TEST_CASE("bridge: a drawn MAC a device on the LAN uses is held for the LAN and another is drawn") {

@@ -195,9 +195,16 @@ private:
                 received_ = {};
             }
         }
-        if (state_->translator->translate_inbound(frame).verdict == l2::translate_verdict::drop) {
+        const auto verdict = state_->translator->translate_inbound(frame);
+        if (verdict.verdict == l2::translate_verdict::drop) {
             ++state_->dropped_by_translation;
             return false;
+        }
+        // For one VM only (a DHCP reply the VM asked to have broadcast, with its chaddr put back):
+        // addressed to that VM's MAC, so the switch does not flood it to the others.
+        if (verdict.verdict == l2::translate_verdict::deliver && verdict.vm) {
+            wire::ethernet::packet<wire::mutable_bytes> eth{frame};
+            if (eth.destination().is_multicast()) eth.set_destination(*verdict.vm);
         }
         return true;
     }

@@ -288,7 +288,7 @@ result<mac_address> basic_network<Traits, Services...>::pick_mac(std::string_vie
             auto candidate = draw();
             if (!candidate || switch_.lookup(*candidate, now) != std::optional{gateway_port_}) return candidate;
             notify(mac_collision_event{name, *candidate});
-            (void)registry_.add(*candidate, "a device on the LAN");
+            (void)registry_.add(*candidate, lan_holder);
         }
         return make_error_code(l2::mac_errc::space_exhausted);
     }
@@ -382,9 +382,19 @@ void basic_network<Traits, Services...>::uplink_input(wire::const_bytes frame, c
     static_assert(detail::traits_uplink<Traits>(), "ankanet::basic_network::uplink_input: the network's Traits have no uplink");
     ++stats_.uplink_frames_in;
     if (frame_tap_) frame_tap_(frame);
-    if (frame.size() < wire::ethernet::header_len) {
+    // As a VM port's frames: a frame the VMs' MTU cannot carry is not theirs (a super-frame is cut
+    // to its segment size, which the VM's MSS chose).
+    if (frame.size() < wire::ethernet::header_len || (!meta.is_gso() && frame.size() > backend::max_frame_len(config_.mtu))) {
         ++stats_.uplink_dropped_bad_size;
         return;
+    }
+    // A VM's MAC as the source is a LAN device using it, or forging it: it is the VM's here. (The
+    // switch would not move a VM's live entry, but a quiet VM's entry may have aged out.)
+    if (const auto source = wire::ethernet::packet<wire::const_bytes>{frame}.source(); registry_.contains(source)) {
+        if (const auto holder = registry_.lookup(source); holder && *holder != lan_holder && *holder != uplink_holder) {
+            ++stats_.uplink_source_is_vm;
+            return;
+        }
     }
     if constexpr (watches_uplink) {
         const auto parsed = wire::parsed_frame::parse(frame);
