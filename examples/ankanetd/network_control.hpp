@@ -7,6 +7,7 @@
 #include "control_protocol.hpp"
 #include "log.hpp"
 
+#include <ankanet/bridge/address_guard.hpp>
 #include <ankanet/dhcp/service.hpp>
 #include <ankanet/forward/service.hpp>
 #include <ankanet/network.hpp>
@@ -92,6 +93,10 @@ public:
             }
             if (vm.mac) {
                 if constexpr (has_forwards) vm.address = network_.template service<ankanet::forward::service>().last_address(*vm.mac);
+                if constexpr (Network::template has_service<ankanet::bridge::address_guard>) {
+                    // Bridge mode: the address the LAN's DHCP server acknowledged to it.
+                    vm.address = network_.template service<ankanet::bridge::address_guard>().address_of(*vm.mac, std::chrono::steady_clock::now());
+                }
                 if constexpr (Network::template has_service<ankanet::dhcp::service>) {
                     if (const auto lease = network_.template service<ankanet::dhcp::service>().bound_lease(*vm.mac, now)) {
                         if (!vm.address) vm.address = lease->address;

@@ -131,11 +131,16 @@ TEST_CASE("ankanetd bridge: with MAC translation, two guests behind the uplink's
     ANKANET_REQUIRE_NETNS_AND_DHCP_CLIENTS();
     test_lan lan;
     guest a, b;
-    daemon_process daemon{bridge_args(lan, {"--netns", a.ns.path(), "--netns", b.ns.path()})};
+    const auto control = (lan.dir.path / "control.sock").string();
+    daemon_process daemon{bridge_args(lan, {"--netns", a.ns.path(), "--netns", b.ns.path(), "--control", control})};
     INFO("--- daemon log ---\n" << daemon.log());
     a.lease(lan);
     b.lease(lan);
     CHECK(a.address != b.address); // dnsmasq tells them apart by client identifier (udhcpc sends its MAC)
+    // The daemon lists each VM with the address the LAN's DHCP server gave it.
+    const auto vms = run_command({ANKANETD_PATH, "ctl", control, "vms"}).output;
+    CHECK(vms.find(a.address) != std::string::npos);
+    CHECK(vms.find(b.address) != std::string::npos);
     a.reaches(lan);
     b.reaches(lan);
     // Both at once: the LAN sees one device, the uplink's MAC, at two addresses.

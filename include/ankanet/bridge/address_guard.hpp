@@ -68,6 +68,20 @@ public:
         return at->second.vm;
     }
 
+    /// The address the LAN's DHCP server last acknowledged to `vm`, while that lease is live (a scan:
+    /// for listing VMs, not for the data path).
+    std::optional<ipv4_address> address_of(mac_address vm, std::chrono::steady_clock::time_point now) const {
+        std::optional<ipv4_address> found;
+        auto latest = now;
+        for (const auto& [address, b] : bindings_) {
+            if (b.vm == vm && b.expires > latest) {
+                latest = b.expires;
+                found = ipv4_address{address};
+            }
+        }
+        return found;
+    }
+
     /// A frame from the LAN: learns DHCPACKs for VMs.
     template <class Context>
     void watch_uplink(const wire::parsed_frame& frame, Context& ctx) {
