@@ -20,7 +20,8 @@
 //   9 IPv4 multicast, 10 IPv6 multicast, 11 zero, 12-15 six more input bytes.
 //
 // Every translation is checked against a reference model written from the header's theory of
-// operation: the VM, learned-address and transaction tables (least recently learned evicted),
+// operation: the VM, learned-address and transaction tables (least recently learned evicted; a
+// VM's claim on another VM's address refused, a server's ACK moving it),
 // and for each frame the verdict, the reason, the VM, every counter, and the bytes the frame must
 // hold afterwards: exactly the documented rewrites and nothing else. Where a rewrite patches an
 // IPv4 header or UDP checksum incrementally, the checksum must verify afterwards exactly when it
@@ -246,6 +247,14 @@ private:
         *std::min_element(ips_.begin(), ips_.end(), [](const auto& a, const auto& b) { return a.stamp < b.stamp; }) =
             ip_entry{ip, vm, ++clock_};
     }
+    /// A VM's own claim: learned unless another VM owns the address (only a server's ACK moves it).
+    void claim(ipv4_address ip, const mac_address& vm) {
+        if (const auto holder = owner(ip); holder && *holder != vm) {
+            ++counters_.claims_refused;
+            return;
+        }
+        learn(ip, vm);
+    }
     void remember(std::uint32_t xid, const mac_address& vm, bool client_broadcast) {
         for (auto& t : transactions_) {
             if (t.xid == xid) {
@@ -336,7 +345,7 @@ private:
                 changed = true;
             }
             if (changed) ++counters_.arp_rewritten;
-            learn(arp.sender_ip(), source);
+            claim(arp.sender_ip(), source);
         } else if (l.dhcp_at != 0) {
             const auto udp = udp_of(frame, l);
             const auto message = dhcp_of(frame, l);
@@ -348,8 +357,8 @@ private:
                                  static_cast<std::uint16_t>(message.flags() | dhcp::broadcast_flag));
                 x.udp_checksum_patched = true;
                 ++counters_.dhcp_rewritten;
-                learn(message.ciaddr(), source);
-                if (const auto requested = message.requested_ip(); requested && *requested) learn(**requested, source);
+                claim(message.ciaddr(), source);
+                if (const auto requested = message.requested_ip(); requested && *requested) claim(**requested, source);
             }
         }
         return x;
@@ -662,7 +671,7 @@ private:
                 c.inbound_dropped_unsupported == m.inbound_dropped_unsupported &&
                 c.inbound_dropped_not_for_us == m.inbound_dropped_not_for_us && c.arp_rewritten == m.arp_rewritten &&
                 c.dhcp_rewritten == m.dhcp_rewritten && c.ip_evictions == m.ip_evictions &&
-                c.transaction_evictions == m.transaction_evictions);
+                c.transaction_evictions == m.transaction_evictions && c.claims_refused == m.claims_refused);
     }
 
     translator xlate_{outside};
