@@ -90,7 +90,8 @@ concept mac_filtering = requires(Backend& b, std::span<const mac_address> macs) 
 } // namespace detail
 
 /// The decorator; see the top of the file. A frame_backend (and a burst_backend, offload_receiver
-/// and offload_backend where `Backend` is one).
+/// and offload_backend where `Backend` is one). A pending receive refers to this object: do not
+/// move it while one is outstanding (a network's port holds it in place).
 template <backend::frame_backend Backend>
 class lan_uplink {
 public:
