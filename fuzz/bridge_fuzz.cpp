@@ -99,6 +99,7 @@
 #include <ankanet/wire/tcp.hpp>
 #include <ankanet/wire/udp.hpp>
 
+#include "support/checksum_repair.hpp"
 #include "support/input_reader.hpp"
 
 #include <algorithm>
@@ -212,35 +213,8 @@ bytes bootp(std::uint8_t op, std::uint32_t xid, ipv4_address ciaddr, ipv4_addres
     return m;
 }
 
-/// Makes the IPv4 header checksum and the UDP, TCP or ICMP checksum right, where lengths allow.
-void repair(bytes& frame) {
-    const wire::mutable_bytes all{frame};
-    wire::ethernet::packet<wire::mutable_bytes> eth{all};
-    if (eth.check_len() || eth.has_vlan_tag() || eth.ethertype() != wire::ethernet::ethertype::ipv4) return;
-    wire::ipv4::packet<wire::mutable_bytes> ip{eth.payload()};
-    if (ip.check_len()) return;
-    ip.fill_checksum();
-    if (ip.is_fragment()) return;
-    const auto payload = ip.payload();
-    switch (ip.protocol()) {
-    case wire::ipv4::protocol::udp: {
-        wire::udp::packet<wire::mutable_bytes> datagram{payload};
-        if (!datagram.check_len()) datagram.fill_checksum(ip.source(), ip.destination());
-        break;
-    }
-    case wire::ipv4::protocol::tcp: {
-        wire::tcp::packet<wire::mutable_bytes> segment{payload};
-        if (!segment.check_len()) segment.fill_checksum(ip.source(), ip.destination());
-        break;
-    }
-    case wire::ipv4::protocol::icmp: {
-        wire::icmp::packet<wire::mutable_bytes> message{payload};
-        if (!message.check_len()) message.fill_checksum();
-        break;
-    }
-    default: break;
-    }
-}
+/// Makes the frame's checksums right (fuzz/support/checksum_repair.hpp).
+void repair(bytes& frame) { ankanet::fuzz::repair_checksums(frame); }
 
 /// Puts `address` where a frame claims or seeks one: the ARP sender (claim) or target IP, else
 /// the IPv4 source (claim) or destination. Untagged frames only.
