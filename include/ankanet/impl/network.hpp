@@ -390,11 +390,10 @@ void basic_network<Traits, Services...>::uplink_input(wire::const_bytes frame, c
     }
     // A VM's MAC as the source is a LAN device using it, or forging it: it is the VM's here. (The
     // switch would not move a VM's live entry, but a quiet VM's entry may have aged out.)
-    if (const auto source = wire::ethernet::packet<wire::const_bytes>{frame}.source(); registry_.contains(source)) {
-        if (const auto holder = registry_.lookup(source); holder && *holder != lan_holder && *holder != uplink_holder) {
-            ++stats_.uplink_source_is_vm;
-            return;
-        }
+    const auto holder = registry_.lookup(wire::ethernet::packet<wire::const_bytes>{frame}.source());
+    if (holder && *holder != lan_holder && *holder != uplink_holder) {
+        ++stats_.uplink_source_is_vm;
+        return;
     }
     if constexpr (watches_uplink) {
         const auto parsed = wire::parsed_frame::parse(frame);
