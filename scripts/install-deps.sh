@@ -13,11 +13,13 @@ build_packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libfmt-dev nlo
 # tests (tests/e2e/ankanetd_hostile_test.cpp) attack from a namespace with scapy, run by
 # /usr/bin/python3, Debian's interpreter. The NAT tests reach servers the test starts on host
 # loopback (socat, iperf3, busybox httpd) from guests (curl, dig), with dnsmasq as the upstream
-# resolver; the peer benchmark runs passt (pasta) and slirp4netns beside ankanet.
+# resolver; the peer benchmark runs passt (pasta) and slirp4netns beside ankanet, and draws its
+# chart with gnuplot (gnuplot-nox: no X11).
 test_packages=(catch2 libbenchmark-dev clang libclang-rt-14-dev tcpdump
                qemu-system-x86 linux-image-amd64 busybox-static cpio
                udhcpc isc-dhcp-client dhcpcd-base python3-scapy
-               socat iperf3 curl bind9-dnsutils dnsmasq-base passt slirp4netns ethtool)
+               socat iperf3 curl bind9-dnsutils dnsmasq-base passt slirp4netns ethtool
+               gnuplot-nox)
 
 packages=("${build_packages[@]}")
 case "${1:-}" in
