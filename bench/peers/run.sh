@@ -11,10 +11,11 @@
 # Needs root (network namespaces, TAP, veth, bridge) on Debian 12; installs what it lacks with
 # scripts/install-deps.sh --test (passt, slirp4netns, iperf3, socat, gnuplot-nox). Prints one
 # Markdown table and writes it, with a CSV of every run and a chart of the throughput cells, into DIR
-# (default bench/peers/results/) as peers-<time>.{md,csv,png}. Takes about eight and a half minutes
-# with the defaults on 2 cores (iperf3 2 s, RR/CRR 1 s, 3 repetitions, two MTUs: 46 iperf3 and 16
-# RR/CRR runs per repetition; the build not counted). The chart's title names the commit, with "+"
-# when include/ or examples/ have uncommitted changes.
+# (default bench/peers/results/) as peers-<time>.{md,csv,png}. Takes about nine minutes with the
+# defaults on a busy 2-core machine (518 s and 544 s at load averages 2.4 and 5.3; iperf3 2 s,
+# RR/CRR 1 s, 3 repetitions, two MTUs: 46 iperf3 and 16 RR/CRR runs per repetition; the build not
+# counted). The chart's title names the commit, with "+" when include/ or examples/ have
+# uncommitted changes.
 #
 # Peers: ankanet, ankanet-plain (ankanetd --no-offload: its TAPs without the virtio-net header, so
 # no TSO and no checksum offload: the lever's worth, side by side; skipped with a message when the
@@ -202,8 +203,19 @@ clock_ticks=$(getconf CLK_TCK)
 
 # Ports on the host: one per peer for iperf3 (TCP and UDP: base + the peer's index), one per peer
 # for its forward (the fwd cell; base + 10 + the index), one for tcp_rr (base + 19); checked free.
-# In each guest the fwd and VM→VM cells' server is on 5201.
-base_port=$(( 40000 + ($$ % 1000) * 20 ))
+# In each guest the fwd and VM→VM cells' server is on 5201. The block lies outside the kernel's
+# ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by default), above it where there is
+# room: an ephemeral port a NAT's (or anyone's) outgoing connection took, and its TIME_WAIT, would
+# otherwise make a forward's bind fail for the next MTU (it did, at 45430, with the CRR cell's
+# thousands of connections a second).
+read -r ephemeral_low ephemeral_high < /proc/sys/net/ipv4/ip_local_port_range
+if [ $(( 65535 - ephemeral_high )) -ge 400 ]; then
+  base_port=$(( ephemeral_high + 1 + ($$ % ((65535 - ephemeral_high) / 20 - 1)) * 20 ))
+elif [ $(( ephemeral_low - 1024 )) -ge 400 ]; then
+  base_port=$(( 1024 + ($$ % ((ephemeral_low - 1024) / 20 - 1)) * 20 ))
+else
+  base_port=$(( 40000 + ($$ % 1000) * 20 ))   # no room outside it: checked free below, as ever
+fi
 for port in $(seq "$base_port" $(( base_port + 19 ))); do
   if [ -n "$(ss -Htuan "sport = :$port")" ]; then echo "run.sh: port $port is in use; run again" >&2; exit 1; fi
 done
