@@ -2,7 +2,8 @@
 // TCPv4 super-frame with its virtio-net header; an emit that takes metadata gets it whole, one
 // that takes bytes only gets the segments a NIC would have sent, and the glue hands it to the
 // port's backend (segmented in software for a memory link, natively to a TAP with a virtio-net
-// header). A frame that comes in with metadata is made plain before the switch and the services.
+// header). A guest's TCPv4 super-frame crosses the switch and the services whole; any other frame
+// that comes in with metadata is made plain before them, or dropped.
 #include <ankanet/network.hpp>
 
 #include <ankanet/backend/memory.hpp>
@@ -17,6 +18,7 @@
 #include <ankanet/wire/ipv4.hpp>
 #include <ankanet/wire/offload.hpp>
 #include <ankanet/wire/tcp.hpp>
+#include <ankanet/wire/udp.hpp>
 
 #include "support/netns.hpp"
 #include "support/skip.hpp"
@@ -123,7 +125,7 @@ enum class reply_way { answer, switched, send_to };
 struct offload_log {
     std::size_t triggers = 0;
     std::vector<byte_vector> inspected; // every IPv4 frame a VM sent, as the services saw it
-    std::size_t largest_inspected = 0;
+    std::vector<wire::offload> offloads; // and the metadata the context gave with each
 };
 
 /// Answers a frame of trigger_ethertype for the gateway with `count` copies of a 64 KiB TCPv4
@@ -136,10 +138,10 @@ struct offload_service {
     std::shared_ptr<offload_log> log = std::make_shared<offload_log>();
 
     template <class Ctx>
-    inspection inspect(const wire::parsed_frame& frame, Ctx&) {
+    inspection inspect(const wire::parsed_frame& frame, Ctx& ctx) {
         if (frame.is_ipv4()) {
             log->inspected.emplace_back(frame.bytes.begin(), frame.bytes.end());
-            log->largest_inspected = std::max(log->largest_inspected, frame.bytes.size());
+            log->offloads.push_back(ctx.offload());
         }
         return inspection::pass;
     }
@@ -306,49 +308,131 @@ TEST_CASE("network offload: a memory backend's port gets the super-frame as segm
     CHECK(net.port_count() == 0);
 }
 
-TEST_CASE("network offload: a frame that comes in with metadata is made plain before the switch and the services") {
+/// The other VM, known to the switch once it has spoken (so a frame for it is not flooded).
+void announce_other(offload_network& net, port_handle other) {
+    std::vector<offload_recorder::sent> ignored;
+    byte_vector hello(wire::ethernet::min_frame_len);
+    REQUIRE_FALSE(wire::ethernet::repr{other_mac, vm_mac, hello_ethertype, {}}.emit(hello));
+    net.input(other, hello, net.clock().now(), offload_recorder{&ignored});
+}
+
+/// Collects what a bytes-only emit is given.
+struct byte_recorder {
+    std::vector<byte_vector>* frames;
+    void operator()(port_handle, wire::const_bytes frame) const { frames->emplace_back(frame.begin(), frame.end()); }
+};
+
+TEST_CASE("network offload: a guest's TCPv4 super-frame crosses the switch and the services whole") {
     offload_network net{network_config{}, make_service()};
     const auto log = net.service<offload_service>().log;
     const auto vm = net.add_port("vm", port_mac::custom(vm_mac));
     const auto other = net.add_port("other", port_mac::custom(other_mac));
     REQUIRE(vm);
     REQUIRE(other);
-    // A guest's super-frame to the other VM, as a TAP with TSO4 hands it over (destination known
-    // to the switch once the other VM has spoken).
-    std::vector<offload_recorder::sent> out;
-    byte_vector hello(wire::ethernet::min_frame_len);
-    REQUIRE_FALSE(wire::ethernet::repr{other_mac, vm_mac, hello_ethertype, {}}.emit(hello));
-    net.input(*other, hello, net.clock().now(), offload_recorder{&out});
-    out.clear();
+    announce_other(net, *other);
 
+    // As a TAP with TSO4 hands it over: 65 000 bytes of payload, the TCP checksum left to the NIC.
     const super_frame sent = make_super_frame(vm_mac, other_mac, payload_len, mss);
+    std::vector<offload_recorder::sent> out;
     net.input(*vm, sent.bytes, sent.meta, net.clock().now(), offload_recorder{&out});
+    REQUIRE(out.size() == 1); // one frame, one call: the other VM's TAP cuts it, or its guest takes it whole
+    CHECK(out[0].to == *other);
+    REQUIRE(out[0].meta);
+    CHECK(*out[0].meta == sent.meta);
+    CHECK(out[0].bytes == sent.bytes);
+    // The services saw it once, as it is, and were told its checksum is the NIC's to finish.
+    REQUIRE(log->inspected.size() == 1);
+    CHECK(log->inspected[0] == sent.bytes);
+    REQUIRE(log->offloads.size() == 1);
+    CHECK(log->offloads[0] == sent.meta);
+    CHECK(net.stats().offload_whole == 1);
+    CHECK(net.stats().offload_segmented == 0);
+    CHECK(net.stats(*vm)->frames_in == 1);
 
+    // An emit that takes bytes only gets the segments a NIC would have sent.
     std::vector<byte_vector> frames;
-    for (const auto& o : out) {
-        CHECK(o.to == *other);
-        CHECK_FALSE(o.meta); // plain: every frame that crosses the switch is
-        frames.push_back(o.bytes);
-    }
+    net.input(*vm, sent.bytes, sent.meta, net.clock().now(), byte_recorder{&frames});
     check_segments(frames, sent);
-    // The service saw the same segments, none longer than the MTU allows.
-    CHECK(log->inspected.size() == frames.size());
-    CHECK(log->largest_inspected <= backend::max_frame_len(backend::default_mtu));
-    CHECK(net.stats(*vm)->frames_in == frames.size());
+    CHECK(net.stats().offload_whole == 2);
     CHECK(net.stats().offload_segmented == 1);
+}
 
-    // Metadata the network cannot apply (GSO on a frame that is not TCP) drops the frame.
-    out.clear();
-    super_frame bad = sent;
-    bad.bytes[wire::ethernet::header_len + wire::ipv4::field::protocol] = std::byte{17};
-    net.input(*vm, bad.bytes, bad.meta, net.clock().now(), offload_recorder{&out});
-    CHECK(out.empty());
-    CHECK(net.stats(*vm)->dropped_bad_offload == 1);
-    CHECK(net.stats().dropped_bad_offload == 1);
+TEST_CASE("network offload: other frames with metadata are made plain before the switch and the services, or dropped") {
+    offload_network net{network_config{}, make_service()};
+    const auto log = net.service<offload_service>().log;
+    const auto vm = net.add_port("vm", port_mac::custom(vm_mac));
+    const auto other = net.add_port("other", port_mac::custom(other_mac));
+    REQUIRE(vm);
+    REQUIRE(other);
+    announce_other(net, *other);
+    std::vector<offload_recorder::sent> out;
 
-    // All-clear metadata is the plain path.
-    net.input(*vm, hello, wire::offload{}, net.clock().now(), offload_recorder{&out});
-    CHECK(net.stats().offload_segmented == 1);
+    SECTION("a UDP datagram whose checksum the guest left to its NIC") {
+        const wire::ethernet::repr eth{vm_mac, other_mac, wire::ethernet::ethertype::ipv4, std::nullopt};
+        wire::udp::repr udp;
+        udp.source_port = 5353;
+        udp.destination_port = 9;
+        udp.payload_len = 100;
+        wire::ipv4::repr ip;
+        ip.source = guest_ip;
+        ip.destination = ipv4_address{192, 168, 64, 3};
+        ip.protocol = wire::ipv4::protocol::udp;
+        ip.payload_len = udp.buffer_len() + udp.payload_len;
+        const std::size_t l4 = eth.buffer_len() + ip.buffer_len();
+        byte_vector frame(l4 + ip.payload_len, std::byte{0x5a});
+        REQUIRE_FALSE(eth.emit(frame));
+        REQUIRE_FALSE(ip.emit(wire::mutable_bytes{frame}.subspan(eth.buffer_len())));
+        REQUIRE_FALSE(udp.emit(wire::mutable_bytes{frame}.subspan(l4), ip.source, ip.destination));
+        wire::store_be16(frame, l4 + wire::udp::field::checksum,
+                         wire::checksum::ipv4_pseudo_header(ip.source, ip.destination, wire::ipv4::protocol::udp,
+                                                            static_cast<std::uint16_t>(ip.payload_len))
+                             .sum());
+        wire::offload meta;
+        meta.needs_csum = true;
+        meta.csum_start = static_cast<std::uint16_t>(l4);
+        meta.csum_offset = wire::udp::field::checksum;
+
+        net.input(*vm, frame, meta, net.clock().now(), offload_recorder{&out});
+        REQUIRE(out.size() == 1);
+        CHECK_FALSE(out[0].meta);
+        REQUIRE(log->inspected.size() == 1);
+        CHECK(log->offloads[0].is_plain());
+        const wire::ipv4::packet<wire::const_bytes> seen{wire::const_bytes{out[0].bytes}.subspan(wire::ethernet::header_len)};
+        REQUIRE_FALSE(seen.check_len());
+        CHECK(wire::udp::packet<wire::const_bytes>{seen.payload()}.verify_checksum(ip.source, ip.destination));
+        CHECK(net.stats().offload_segmented == 1);
+        CHECK(net.stats().offload_whole == 0);
+    }
+
+    SECTION("a super-frame whose segments the MTU could not carry") {
+        // 9000-byte segments on a 1500 network: cut in software, and each piece is then too long.
+        const super_frame sent = make_super_frame(vm_mac, other_mac, payload_len, 9000);
+        net.input(*vm, sent.bytes, sent.meta, net.clock().now(), offload_recorder{&out});
+        CHECK(out.empty());
+        CHECK(log->inspected.empty());
+        CHECK(net.stats().offload_whole == 0);
+        CHECK(net.stats(*vm)->dropped_bad_size == (payload_len + 8999) / 9000);
+    }
+
+    SECTION("metadata the network cannot apply") {
+        // GSO on a frame that is not TCP.
+        super_frame bad = make_super_frame(vm_mac, other_mac, payload_len, mss);
+        bad.bytes[wire::ethernet::header_len + wire::ipv4::field::protocol] = std::byte{17};
+        net.input(*vm, bad.bytes, bad.meta, net.clock().now(), offload_recorder{&out});
+        CHECK(out.empty());
+        CHECK(log->inspected.empty());
+        CHECK(net.stats(*vm)->dropped_bad_offload == 1);
+        CHECK(net.stats().dropped_bad_offload == 1);
+    }
+
+    SECTION("all-clear metadata is the plain path") {
+        byte_vector hello(wire::ethernet::min_frame_len);
+        REQUIRE_FALSE(wire::ethernet::repr{vm_mac, other_mac, hello_ethertype, {}}.emit(hello));
+        net.input(*vm, hello, wire::offload{}, net.clock().now(), offload_recorder{&out});
+        CHECK(out.size() == 1);
+        CHECK(net.stats().offload_segmented == 0);
+        CHECK(net.stats().offload_whole == 0);
+    }
 }
 
 #if defined(__linux__)

@@ -177,7 +177,8 @@ struct traits : ankanet::default_network_traits {
 template <class Network>
 std::string summary(const Network& net) {
     const auto& n = net.stats();
-    std::string line = fmt::format("{} frames in, {} to the gateway", n.frames_in, n.frames_to_gateway);
+    std::string line = fmt::format("{} frames in, {} to the gateway, offloads {} in whole {} cut in software",
+                                   n.frames_in, n.frames_to_gateway, n.offload_whole, n.offload_segmented);
     if constexpr (Network::template has_service<ankanet::gateway::responder>) {
         const auto& r = net.template service<ankanet::gateway::responder>().stats();
         line += fmt::format(" ({} ARP replies, {} echo replies)", r.arp_replies, r.echo_replies);
@@ -219,13 +220,13 @@ std::string summary(const Network& net) {
             const auto t = net.template service<ankanet::nat::tcp_translator<Egress>>().stats();
             line += fmt::format(", TCP {} flows {} blocked ({} SYNs held over the half-open limit, {} from spoofed senders, "
                                 "{} short sends, {} dup ACKs, {} segments parked beyond a hole, {} not parked over a "
-                                "VM's budget, {} retransmits)",
+                                "VM's budget, {} retransmits, {} super-frames to guests)",
                                 t.engine.syn_accepted,
                                 t.engine.refused_egress + t.engine.refused_vm_limit + t.engine.refused_table_full +
                                     t.engine.refused_open,
                                 t.engine.dropped_half_open, t.foreign_sources, t.engine.short_sends, t.engine.dup_acks_sent,
                                 t.engine.segments_parked, t.engine.park_refused_vm + t.engine.park_refused_pool,
-                                t.engine.retransmits + t.engine.fast_retransmits);
+                                t.engine.retransmits + t.engine.fast_retransmits, t.engine.super_frames_to_guest);
         }
     };
     tcp(std::type_identity<ankanet::nat::runtime_egress>{});

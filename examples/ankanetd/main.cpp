@@ -158,6 +158,11 @@ int serve(Network& network, const ankanetd::options& opts, ankanet::l2::mac_memo
         tap.mtu = opts.mtu;
         tap.set_interface_mtu = true;
         tap.mac = *network.mac(*port);
+        // The guest's kernel then hands over, and takes, 64 KiB TCP segments with their checksums
+        // left to "the NIC": one system call where there were 44 at MTU 1500.
+        tap.vnet_header = opts.offload;
+        tap.checksum_offload = opts.offload;
+        tap.tso4 = opts.offload;
         auto device = backend::tap_device::open_in_netns(io.get_executor(), ns.path, ns.ifname, tap);
         if (!device) {
             log("--netns {}: cannot create TAP {}: {}", ns.path, ns.ifname, device.error().message());

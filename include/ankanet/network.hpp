@@ -52,16 +52,27 @@
 //     backend::send_offloaded: natively to a TAP opened with a virtio-net header, cut in software
 //     for any other backend). The capture tap (set_frame_tap) sees a reply as it was queued.
 //     Entering the network, a frame with metadata (burst_input(port, frame, offload, ...); the glue
-//     passes what the port's backend reported for it, backend::port::received_offload()) is made
-//     plain before anything sees it: its checksum finished and a super-frame cut into segments in
-//     software, each segment a burst of its own (burst_input, then end_burst: the segments are built
-//     one at a time in one buffer, which the burst lifetime contract would not allow to be reused
-//     within a burst), so the earlier frames of the caller's burst are acted on at the first
-//     segment's end_burst. VM-to-VM switching and every service therefore only ever see plain
-//     frames of at most the MTU; metadata the network cannot apply (a malformed super-frame) drops
-//     the frame, counted in dropped_bad_offload. Passing a guest's super-frame through the switch
-//     to another VM as it is ("offloads on end to end") is not done yet: it is the performance
-//     issue's, together with the NAT emitting GSO segments itself.
+//     passes what the port's backend reported for it, backend::port::received_offload()) takes
+//     one of two ways:
+//      * A guest's TCPv4 segment or super-frame whose only pending work is its TCP checksum, cut
+//        into segments that each fit the MTU (wire::is_tcpv4_offload) travels whole: the services
+//        see it as it is, with the metadata in ctx.offload() (the TCP translator then takes its
+//        payload in one write and skips the unfinished checksum), the switch passes it to another
+//        VM with its metadata (one write to a TAP with a virtio-net header, cut in software for
+//        any other backend), and the uplink sends it so. This is the guest kernel's TSO end to
+//        end: one system call per 64 KiB instead of one per MTU-sized frame. Counted in
+//        offload_whole. Other services only read headers of TCP frames, which are the same.
+//      * Anything else (a UDP checksum left to the NIC, segments longer than the MTU, a VLAN tag)
+//        is made plain before anything sees it: its checksum finished and a super-frame cut into
+//        segments in software, each segment a burst of its own (burst_input, then end_burst: the
+//        segments are built one at a time in one buffer, which the burst lifetime contract would
+//        not allow to be reused within a burst), so the earlier frames of the caller's burst are
+//        acted on at the first segment's end_burst. A piece longer than the MTU is then dropped as
+//        any plain frame would be; metadata the network cannot apply (a malformed super-frame)
+//        drops the frame, counted in dropped_bad_offload.
+//     Leaving towards a guest, services may build super-frames themselves for ports that take
+//     them (service_context::takes_offload: the TCP translator sends host data in 64 KiB GSO
+//     frames so).
 //     Cost when unused: one "is it plain" test per frame; the fallback's two segment buffers
 //     (wire::offload::max_frame_len bytes each) are allocated on first use, and the reply queue's
 //     storage grows (once, to what the largest burst of super-frames needs, never past
@@ -193,6 +204,7 @@ struct network_counters {
     std::uint64_t ports_refused = 0;        ///< add_port() refusals and first-frame MACs refused (see port_refused_event)
     std::uint64_t dropped_bad_offload = 0;  ///< frames in with offload metadata that could not be applied in software
     std::uint64_t offload_segmented = 0;    ///< frames with metadata the network finished or cut in software (in or out)
+    std::uint64_t offload_whole = 0;        ///< frames in with metadata that travelled on as they were (TCPv4, theory of operation 9)
     std::uint64_t offload_errors = 0;       ///< frames going out whose metadata wire::segment refused (not emitted)
     std::uint64_t uplink_frames_in = 0;     ///< frames the uplink brought in (bridge mode)
     std::uint64_t uplink_frames_out = 0;    ///< frames sent to the uplink
@@ -474,10 +486,22 @@ public:
         void operator()(wire::const_bytes frame, const wire::offload& meta) { network_.queue_reply(frame, std::nullopt, meta); }
         void answer(wire::const_bytes frame, const wire::offload& meta) { network_.queue_reply(frame, port_, meta); }
         void send_to(port_handle to, wire::const_bytes frame, const wire::offload& meta) { network_.queue_reply(frame, to, meta); }
+        /// Whether frames with offload metadata reach `to` as they are (its backend is a TAP opened
+        /// with a virtio-net header): a service then sends it super-frames (GSO) rather than
+        /// MTU-sized frames. False for a gone port, or one without a backend (the pure core: the
+        /// caller's emit decides, and gets super-frames cut when it is no offload_emitter).
+        bool takes_offload(port_handle to) const {
+            const port_slot* slot = network_.find(to);
+            return slot != nullptr && slot->link && slot->link->accepts_offload();
+        }
         /// Replies that can still be queued before the queue is drained (more are dropped).
         std::size_t reply_room() const noexcept { return Traits::reply_queue_depth - network_.reply_count_; }
         /// The port the frame came from (none in flush()).
         std::optional<port_handle> port() const noexcept { return port_; }
+        /// The offload metadata the frame came with: all clear, except for a TCPv4 segment or
+        /// super-frame that travels whole (theory of operation 9), whose TCP checksum is then
+        /// unfinished (the sender's NIC work, not a corruption) and whose payload may exceed the MSS.
+        const wire::offload& offload() const noexcept { return offload_; }
         network_time now() const noexcept { return now_; }
         /// The name of the port the frame came from.
         std::string_view port_name() const noexcept { return port_name_; }
@@ -530,13 +554,14 @@ public:
 
         friend class basic_network;
         service_context(basic_network& n, network_time now, std::optional<port_handle> port, std::string_view name,
-                        mac_address mac) noexcept
-            : network_(n), now_(now), port_(port), port_name_(name), port_mac_(mac) {}
+                        mac_address mac, const wire::offload& meta = {}) noexcept
+            : network_(n), now_(now), port_(port), port_name_(name), port_mac_(mac), offload_(meta) {}
         basic_network& network_;
         network_time now_;
         std::optional<port_handle> port_;
         std::string_view port_name_;
         mac_address port_mac_;
+        wire::offload offload_;
     };
 
     /// A network with the given configuration and services (moved in, kept in pack order).
@@ -624,8 +649,9 @@ public:
         burst_input(port, frame, now, emit);
         end_burst(now, emit);
     }
-    /// As above, for a frame that came with offload metadata (a TAP's last_offload()): made plain
-    /// in software before anything sees it (theory of operation 9).
+    /// As above, for a frame that came with offload metadata (a TAP's last_offload()): a guest's
+    /// TCPv4 super-frame travels whole, anything else is made plain in software before anything
+    /// sees it (theory of operation 9).
     template <class Emit>
         requires std::invocable<Emit&, port_handle, wire::const_bytes>
     void input(port_handle port, wire::const_bytes frame, const wire::offload& meta, network_time now, Emit&& emit) {
@@ -644,10 +670,12 @@ public:
     void burst_input(port_handle port, wire::const_bytes frame, network_time now, Emit&& emit);
 
     /// As above, for a frame that came with offload metadata. All-clear metadata: exactly the
-    /// above. Otherwise the frame's checksum is finished and a super-frame cut in software, and each
-    /// resulting frame is a burst of its own (burst_input, then end_burst), which ends the caller's
-    /// burst early (its frames must still stay valid until the caller's end_burst, as above).
-    /// Metadata that cannot be applied drops the frame (dropped_bad_offload).
+    /// above. A TCPv4 segment or super-frame that wire::is_tcpv4_offload() takes: the same, the frame
+    /// whole with its metadata (ctx.offload() tells the services). Otherwise the frame's checksum is
+    /// finished and a super-frame cut in software, and each resulting frame is a burst of its own
+    /// (burst_input, then end_burst), which ends the caller's burst early (its frames must still
+    /// stay valid until the caller's end_burst, as above). Metadata that cannot be applied drops
+    /// the frame (dropped_bad_offload).
     template <class Emit>
         requires std::invocable<Emit&, port_handle, wire::const_bytes>
     void burst_input(port_handle port, wire::const_bytes frame, const wire::offload& meta, network_time now, Emit&& emit);
@@ -834,12 +862,13 @@ private:
 
     /// A frame for the gateway port no service took: to the LAN where there is an uplink.
     template <class Emit>
-    void to_uplink(wire::const_bytes frame, Emit& emit) {
+    void to_uplink(wire::const_bytes frame, const wire::offload& meta, Emit& emit) {
         if constexpr (detail::traits_uplink<Traits>()) {
             ++stats_.uplink_frames_out;
-            emit(uplink_port(), frame);
+            emit_frame(uplink_port(), frame, meta, emit);
         } else {
             (void)frame;
+            (void)meta;
             (void)emit;
             ++stats_.gateway_unclaimed;
         }
@@ -853,6 +882,16 @@ private:
 
     template <class Emit>
     void deliver(l2::port_id out, wire::const_bytes frame, const wire::offload& meta, Emit& emit);
+
+    /// burst_input's body, for a plain frame or one that travels whole with `meta`.
+    template <class Emit>
+    void switch_in(port_handle port, wire::const_bytes frame, const wire::offload& meta, network_time now, Emit& emit);
+
+    /// Whether a frame with metadata enters as it is (theory of operation 9): a TCPv4 segment or
+    /// super-frame whose segments fit the MTU.
+    bool travels_whole(wire::const_bytes frame, const wire::offload& meta) const noexcept {
+        return wire::is_tcpv4_offload(frame, meta, config_.mtu);
+    }
 
     /// Where every frame leaves the network (theory of operation 9).
     template <class Emit>

@@ -48,6 +48,12 @@ TEST_CASE("ankanetd command line: defaults") {
     CHECK(opts.qemu_sockets.empty());
     CHECK(opts.dgram_sockets.empty());
     CHECK_FALSE(opts.pcap);
+    CHECK(opts.offload); // --netns TAPs with a virtio-net header, TSO and checksum offload
+}
+
+TEST_CASE("ankanetd command line: --no-offload opens the TAPs plain, and takes no value") {
+    CHECK_FALSE(parsed_options({"--no-offload", "--netns", "vm1"}).offload);
+    CHECK(error_of({"--no-offload=yes"}) == "unknown argument '--no-offload=yes'");
 }
 
 TEST_CASE("ankanetd command line: every option, repeated ones kept in order, --opt=value spelling") {

@@ -1502,3 +1502,123 @@ TEST_CASE("inbound: a tuple in use, a VM at its flow limit and a failed adoption
     CHECK(h.engine.stats().inbound_refused == 3);
     CHECK(h.engine.size() == 2);
 }
+
+namespace {
+
+/// An `out` for a VM whose port takes offload metadata: records each frame with its metadata.
+struct gso_sink {
+    struct frame_with_meta {
+        std::vector<std::byte> bytes;
+        std::optional<wire::offload> meta;
+    };
+    std::vector<frame_with_meta> frames;
+    bool takes = true;
+    void operator()(port_handle, wire::const_bytes bytes) { frames.push_back({{bytes.begin(), bytes.end()}, std::nullopt}); }
+    void operator()(port_handle, wire::const_bytes bytes, const wire::offload& meta) {
+        frames.push_back({{bytes.begin(), bytes.end()}, meta});
+    }
+    bool takes_offload(port_handle) const { return takes; }
+};
+
+/// A guest segment whose TCP checksum is left to the NIC, as a TAP with TSO4 hands it over.
+std::vector<std::byte> with_partial_checksum(std::vector<std::byte> frame, const guest& g) {
+    const std::size_t l4 = guest_headers_len;
+    const auto length = static_cast<std::uint16_t>(frame.size() - l4);
+    wire::store_be16(frame, l4 + tcp::field::checksum,
+                     wire::checksum::ipv4_pseudo_header(g.address, g.remote, tcp::protocol_number, length).sum());
+    return frame;
+}
+
+} // namespace
+
+TEST_CASE("offload: a guest super-frame with its checksum left to the NIC goes to the socket whole, ACKed once") {
+    harness h;
+    guest g;
+    h.establish(g);
+    const auto data = bytes_of(60000, 3);
+    const auto frame = with_partial_checksum(g.segment(tcp::flag::ack, data), g);
+
+    // Without the word that the checksum is pending, it is a bad segment.
+    const auto parsed = wire::parsed_frame::parse(frame);
+    (void)h.engine.guest_segment(h.vm, parsed, h.now, [&] { return h.target; }, h.out);
+    h.engine.end_burst(h.now, 1000, h.out);
+    CHECK(h.engine.stats().bad_segments == 1);
+    CHECK(h.sock(g).to_host.empty());
+
+    // With it, one segment of 60 000 bytes: one write, one ACK for all of it.
+    h.out.clear();
+    (void)h.engine.guest_segment(h.vm, parsed, h.now, [&] { return h.target; }, h.out, true);
+    h.engine.end_burst(h.now, 1000, h.out);
+    CHECK(h.sock(g).to_host == data);
+    CHECK(h.sock(g).sends == 1);
+    const auto acks = h.out.segments();
+    REQUIRE(acks.size() == 1);
+    CHECK(acks[0].ack_number == g.seq + 60000);
+    CHECK(h.engine.stats().bad_segments == 1);
+}
+
+TEST_CASE("offload: host data goes to a guest whose port takes offloads as super-frames the kernel can cut") {
+    harness h;
+    guest g;
+    g.timestamps = wire::tcp::timestamp_values{1, 0};
+    h.establish(g, 7, 1460);
+    const auto data = bytes_of(200000, 9);
+    h.host_sends(g, data);
+
+    gso_sink out;
+    const std::size_t sent = h.engine.pump(h.now, 1000, out);
+    REQUIRE(sent >= 1);
+    // The guest's window (65535 << 7) holds everything: 200 000 bytes in frames of whole MSS-sized
+    // segments (1448 with timestamps), each frame at most one IPv4 datagram.
+    std::vector<std::byte> joined;
+    std::uint32_t seq = 0;
+    std::size_t supers = 0;
+    for (std::size_t i = 0; i < out.frames.size(); ++i) {
+        const auto& f = out.frames[i];
+        CHECK(f.bytes.size() <= wire::offload::max_frame_len);
+        const wire::ipv4::packet<wire::const_bytes> ip{wire::const_bytes{f.bytes}.subspan(wire::ethernet::header_len)};
+        REQUIRE_FALSE(ip.check_len());
+        const tcp::packet<wire::const_bytes> seg{ip.payload()};
+        if (i == 0) seq = seg.seq_number();
+        CHECK(seg.seq_number() == seq);
+        if (f.meta) {
+            ++supers;
+            CHECK(f.meta->gso_type == wire::offload::gso::tcpv4);
+            CHECK(f.meta->gso_size == 1448);
+            CHECK(f.meta->needs_csum);
+            CHECK(f.meta->csum_start == guest_headers_len);
+            CHECK(seg.payload().size() > 1448);
+            // What the guest's kernel makes of it: valid segments, checksums and all.
+            std::vector<std::byte> scratch(wire::offload::max_frame_len);
+            std::size_t pieces = 0;
+            REQUIRE_FALSE(wire::segment(f.bytes, *f.meta, scratch, [&](wire::mutable_bytes piece) {
+                ++pieces;
+                CHECK(piece.size() <= h.config.mtu + wire::ethernet::header_len);
+                const wire::ipv4::packet<wire::const_bytes> pip{wire::const_bytes{piece}.subspan(wire::ethernet::header_len)};
+                REQUIRE_FALSE(pip.check_len());
+                CHECK(tcp::repr::parse(pip.payload(), g.remote, g.address));
+            }));
+            CHECK(pieces == (seg.payload().size() + 1447) / 1448);
+        } else {
+            CHECK(seg.payload().size() <= 1448);
+            CHECK(tcp::repr::parse(ip.payload(), g.remote, g.address)); // a plain frame's checksum is finished
+        }
+        joined.insert(joined.end(), seg.payload().begin(), seg.payload().end());
+        seq += static_cast<std::uint32_t>(seg.payload().size());
+    }
+    CHECK(joined == data);
+    CHECK(supers >= 3); // 200 000 bytes need at least four frames of at most 45 segments
+    CHECK(out.frames.size() <= 5);
+    CHECK(h.engine.stats().super_frames_to_guest == supers);
+
+    // A port that does not take them gets MSS-sized frames.
+    guest g2;
+    g2.port = 40001;
+    h.establish(g2, 7, 1460);
+    h.host_sends(g2, bytes_of(10000, 1));
+    gso_sink plain;
+    plain.takes = false;
+    (void)h.engine.pump(h.now, 1000, plain);
+    REQUIRE(plain.frames.size() == 7); // 10 000 / 1460
+    for (const auto& f : plain.frames) CHECK_FALSE(f.meta);
+}

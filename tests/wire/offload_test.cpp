@@ -420,3 +420,69 @@ TEST_CASE("offload: an error from emit stops segmentation and is returned") {
     CHECK(ec == std::errc::no_buffer_space);
     CHECK(calls == 2);
 }
+
+TEST_CASE("offload: is_tcpv4_offload takes a TCPv4 frame whose one pending work is its checksum and segments that fit") {
+    frame_spec spec;
+    spec.payload = 65000;
+    auto frame = make_frame(spec);
+    make_partial(frame);
+    const auto meta = offload::tcpv4_gso(frame.l4_offset, frame.headers, 1448);
+    CHECK(is_tcpv4_offload(frame.bytes, meta, 1500));
+    // A segment is its IPv4 datagram: headers (20 + 32 with timestamps) plus gso_size, no more than the MTU.
+    CHECK(is_tcpv4_offload(frame.bytes, meta, 1448 + 52));
+    CHECK_FALSE(is_tcpv4_offload(frame.bytes, meta, 1448 + 51));
+
+    // Checksum only (no GSO): any size the frame has.
+    offload csum = meta;
+    csum.gso_type = offload::gso::none;
+    csum.gso_size = 0;
+    csum.hdr_len = 0;
+    CHECK(is_tcpv4_offload(frame.bytes, csum, 1500));
+
+    // Nothing pending, or the checksum somewhere else, or a GSO type other than TCPv4.
+    CHECK_FALSE(is_tcpv4_offload(frame.bytes, offload{}, 1500));
+    offload elsewhere = meta;
+    elsewhere.csum_offset = 6;
+    CHECK_FALSE(is_tcpv4_offload(frame.bytes, elsewhere, 1500));
+    elsewhere = meta;
+    elsewhere.csum_start = static_cast<std::uint16_t>(frame.l4_offset - 20);
+    CHECK_FALSE(is_tcpv4_offload(frame.bytes, elsewhere, 1500));
+    offload udp = meta;
+    udp.gso_type = offload::gso::udp;
+    CHECK_FALSE(is_tcpv4_offload(frame.bytes, udp, 1500));
+    offload invalid = meta;
+    invalid.data_valid = true;
+    CHECK_FALSE(is_tcpv4_offload(frame.bytes, invalid, 1500));
+
+    // Not TCP, a fragment, a VLAN tag, a truncated frame.
+    auto not_tcp = frame;
+    not_tcp.bytes[ethernet::header_len + ipv4::field::protocol] = std::byte{17};
+    CHECK_FALSE(is_tcpv4_offload(not_tcp.bytes, meta, 1500));
+    auto fragment = frame;
+    fragment.bytes[ethernet::header_len + ipv4::field::flags_fragment] = std::byte{0x20}; // more fragments
+    CHECK_FALSE(is_tcpv4_offload(fragment.bytes, meta, 1500));
+    frame_spec tagged_spec = spec;
+    tagged_spec.vlan = true;
+    auto tagged = make_frame(tagged_spec);
+    make_partial(tagged);
+    CHECK_FALSE(is_tcpv4_offload(tagged.bytes, offload::tcpv4_gso(tagged.l4_offset, tagged.headers, 1448), 1500));
+    CHECK_FALSE(is_tcpv4_offload(const_bytes{frame.bytes}.first(frame.l4_offset + 10), meta, 1500));
+}
+
+TEST_CASE("offload: a TCP header emitted with emit_partial is finished by complete_checksum into emit's") {
+    frame_spec spec;
+    spec.payload = 30000;
+    auto whole = make_frame(spec); // emit(): the checksum finished in software
+    auto partial = whole;
+    tcp::repr seg = *tcp::repr::parse(tcp::packet<const_bytes>{const_bytes{whole.bytes}.subspan(whole.l4_offset)}, guest_ip, peer_ip);
+    REQUIRE_FALSE(seg.emit_partial(mutable_bytes{partial.bytes}.subspan(partial.l4_offset), guest_ip, peer_ip));
+    CHECK(partial.bytes != whole.bytes); // the field holds the pseudo-header sum only
+    auto expected_partial = whole;
+    make_partial(expected_partial);
+    CHECK(partial.bytes == expected_partial.bytes);
+    offload meta = offload::tcpv4_gso(partial.l4_offset, partial.headers, 1448);
+    meta.gso_type = offload::gso::none;
+    meta.gso_size = 0;
+    REQUIRE_FALSE(complete_checksum(partial.bytes, meta));
+    CHECK(partial.bytes == whole.bytes);
+}

@@ -122,6 +122,9 @@ public:
     /// Sends a frame with its offload metadata: natively where the backend takes it, else cut and
     /// finished in software into frames for send(frame) (backend::send_offloaded).
     virtual std::error_code send(wire::const_bytes frame, const wire::offload& meta) = 0;
+    /// Whether send(frame, meta) passes the metadata on as it is now (a TAP opened with a virtio-net
+    /// header), rather than cutting the frame in software: a sender then builds super-frames.
+    virtual bool accepts_offload() const { return false; }
     /// The offload metadata of the frame on_frame is handed now (all clear where the backend
     /// reports none); valid during on_frame.
     virtual wire::offload received_offload() const { return {}; }
@@ -194,6 +197,10 @@ public:
     std::error_code send(wire::const_bytes frame) override { return backend_.send(frame); }
     std::error_code send(wire::const_bytes frame, const wire::offload& meta) override {
         return send_offloaded(backend_, frame, meta);
+    }
+    bool accepts_offload() const override {
+        if constexpr (offload_backend<Backend>) return backend_.accepts_offload();
+        else return false;
     }
     wire::offload received_offload() const override {
         if constexpr (offload_receiver<Backend>) return backend_.last_offload();

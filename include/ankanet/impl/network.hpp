@@ -87,6 +87,13 @@ template <class Traits, class... Services>
 template <class Emit>
     requires std::invocable<Emit&, port_handle, wire::const_bytes>
 void basic_network<Traits, Services...>::burst_input(port_handle port, wire::const_bytes frame, network_time now, Emit&& emit) {
+    switch_in(port, frame, wire::offload{}, now, emit);
+}
+
+template <class Traits, class... Services>
+template <class Emit>
+void basic_network<Traits, Services...>::switch_in(port_handle port, wire::const_bytes frame, const wire::offload& meta,
+                                                   network_time now, Emit& emit) {
     burst_open_ = true;
     port_slot* slot = find(port);
     if (slot == nullptr) [[unlikely]] {
@@ -108,7 +115,11 @@ void basic_network<Traits, Services...>::burst_input(port_handle port, wire::con
         }
         // Backends apply this rule; a hypervisor calling input() itself might not, and the switch
         // would otherwise pass a frame on to VMs that could not take it.
-        if (backend::check_frame_size(frame.size(), config_.mtu)) {
+        // A super-frame is bounded by its own limit (64 KiB of IPv4), not the MTU: the segments it
+        // stands for are what must fit.
+        const bool bad_size = meta.is_gso() ? frame.size() > wire::offload::max_frame_len
+                                            : static_cast<bool>(backend::check_frame_size(frame.size(), config_.mtu));
+        if (bad_size) {
             ++slot->counters.dropped_bad_size;
             ++stats_.dropped_bad_size;
             return;
@@ -116,7 +127,7 @@ void basic_network<Traits, Services...>::burst_input(port_handle port, wire::con
         const auto parsed = wire::parsed_frame::parse(frame);
         if (!slot->switch_port && !adopt_first_source(*slot, port.index(), parsed)) return;
 
-        service_context ctx{*this, now, port, slot->name, *slot->mac};
+        service_context ctx{*this, now, port, slot->name, *slot->mac, meta};
         inspection verdict = inspection::pass;
         std::apply([&](auto&... s) { ((verdict = verdict == inspection::pass ? inspect(s, parsed, ctx) : verdict), ...); },
                    services_);
@@ -132,9 +143,9 @@ void basic_network<Traits, Services...>::burst_input(port_handle port, wire::con
         }
         switch_.handle(*slot->switch_port, frame, now.steady, [&](l2::port_id out, wire::const_bytes out_frame) {
             if (out == gateway_port_) {
-                if (!to_gateway(parsed, ctx)) to_uplink(out_frame, emit);
+                if (!to_gateway(parsed, ctx)) to_uplink(out_frame, meta, emit);
             } else {
-                deliver(out, out_frame, wire::offload{}, emit);
+                deliver(out, out_frame, meta, emit);
             }
         });
         drain_replies(now, emit);
@@ -147,7 +158,12 @@ template <class Emit>
 void basic_network<Traits, Services...>::burst_input(port_handle port, wire::const_bytes frame, const wire::offload& meta,
                                                      network_time now, Emit&& emit) {
     if (meta.is_plain()) [[likely]] {
-        burst_input(port, frame, now, emit);
+        switch_in(port, frame, meta, now, emit);
+        return;
+    }
+    if (travels_whole(frame, meta)) {
+        ++stats_.offload_whole;
+        switch_in(port, frame, meta, now, emit);
         return;
     }
     // Made plain before anything sees it; each piece is a burst of its own, since the next piece

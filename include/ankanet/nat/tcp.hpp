@@ -33,8 +33,10 @@
 // Time. The host side reads std::chrono::steady_clock itself (its events come from the
 // io_context, with no network time at hand); the network's clock is not used for TCP timers.
 //
-// Frames towards a VM are built by the engine in one place (emit_segment): where virtio-net
-// offload metadata (GSO type and size, checksum needed) would be added to emit 64 KiB segments.
+// Offloads. A guest's super-frame that travelled whole (ctx.offload() has NEEDS_CSUM) is one
+// segment to the engine, its checksum unchecked. Towards a VM whose port takes offload metadata
+// (ctx.takes_offload), the engine sends host data as 64 KiB GSO super-frames (to_guests passes
+// the metadata on with ctx.send_to).
 //
 // Not thread-safe: the executor must be the network's (one thread at a time).
 #pragma once
@@ -143,12 +145,37 @@ public:
         const auto refusals_before = refusals(s.engine.stats());
         const inspection verdict = s.engine.guest_segment(
             *port, frame, clock_now(), resolve,
-            [&ctx](port_handle vm, wire::const_bytes bytes) { ctx.send_to(vm, bytes); });
+            [&ctx](port_handle vm, wire::const_bytes bytes) { ctx.send_to(vm, bytes); }, checksum_pending(ctx));
         if (const auto after = refusals(s.engine.stats()); after.total != refusals_before.total) {
             report_refusal(ctx, frame, after.reason(refusals_before));
         }
         s.after_engine();
         return verdict;
+    }
+
+    /// The engine's output: frames to a VM's port through the network's context, with offload
+    /// metadata (super-frames) for ports whose backend takes it as it is.
+    template <class Ctx>
+    struct to_guests {
+        Ctx& ctx;
+        void operator()(port_handle vm, wire::const_bytes frame) const { ctx.send_to(vm, frame); }
+        void operator()(port_handle vm, wire::const_bytes frame, const wire::offload& meta) const
+            requires requires { ctx.send_to(vm, frame, meta); }
+        {
+            ctx.send_to(vm, frame, meta);
+        }
+        bool takes_offload(port_handle vm) const {
+            if constexpr (requires { { ctx.takes_offload(vm) } -> std::convertible_to<bool>; }) return ctx.takes_offload(vm);
+            else return false;
+        }
+    };
+
+    /// Whether the frame's TCP checksum was left to the NIC (a segment that travelled whole with
+    /// its virtio-net metadata; a context without offload() never has one).
+    template <class Ctx>
+    static bool checksum_pending(const Ctx& ctx) noexcept {
+        if constexpr (requires { ctx.offload(); }) return ctx.offload().needs_csum;
+        else return false;
     }
 
     /// The network's burst of frames has ended: the guest data segments inspect() held (spans into
@@ -159,7 +186,7 @@ public:
         state& s = *state_;
         std::size_t room = 0;
         if constexpr (requires { { ctx.reply_room() } -> std::convertible_to<std::size_t>; }) room = ctx.reply_room();
-        (void)s.engine.end_burst(clock_now(), room, [&ctx](port_handle vm, wire::const_bytes bytes) { ctx.send_to(vm, bytes); });
+        (void)s.engine.end_burst(clock_now(), room, to_guests<Ctx>{ctx});
         s.after_engine();
     }
 
@@ -168,8 +195,7 @@ public:
     std::size_t release_held(Ctx& ctx, std::size_t room) {
         state& s = *state_;
         s.wake_pending = false;
-        const std::size_t sent = s.engine.pump(clock_now(), room,
-                                               [&ctx](port_handle vm, wire::const_bytes bytes) { ctx.send_to(vm, bytes); });
+        const std::size_t sent = s.engine.pump(clock_now(), room, to_guests<Ctx>{ctx});
         s.after_engine(false);
         return sent;
     }

@@ -51,7 +51,11 @@
 //    blocks (about our data) are not used: towards the guest we retransmit by rewinding.
 //  - Host -> guest. Data is peeked at offset snd_nxt - snd_una (SO_PEEK_OFF in the Asio layer)
 //    straight into the payload area of the frame being built, at most one MSS per frame and no
-//    further than the guest's window (scaled by its shift). When the guest ACKs, the ACKed bytes
+//    further than the guest's window (scaled by its shift). Where the VM's port takes offload
+//    metadata (a TAP with a virtio-net header; the `out` callback's takes_offload(vm)) and
+//    tcp_limits::gso_to_guest is on, one peek fills a TCPv4 super-frame of up to 64 KiB of whole
+//    MSS-sized segments instead, sent with its GSO metadata and the checksum left to the kernel
+//    (emit_partial), which cuts it for the guest: one system call each way per 64 KiB. When the guest ACKs, the ACKed bytes
 //    are dropped from the socket (MSG_TRUNC). Retransmitting is rewinding snd_nxt to snd_una: on
 //    the retransmission timer (1 s, doubled per expiry, RFC 6298 5.5, up to rto_max) or after three
 //    duplicate ACKs. A zero window stops sending and arms the same timer to send a one-byte probe
@@ -89,8 +93,7 @@
 // results, readable data, writability, timers) only marks the flow: socket_event() and advance()
 // put it on a FIFO of flows with work, and pump(now, room, out) emits up to `room` frames from
 // that FIFO. The translator calls pump() from the network's release_held(). Frames are built in
-// one buffer by one function (emit_segment), the seam where a later change adds a virtio-net
-// header and emits 64 KiB GSO segments instead of MTU-sized ones.
+// one buffer by one function (emit_segment), 64 KiB long when super-frames may be sent.
 //
 // State and memory. Flows live in a flow_table<tcp_flow_state> (fixed capacity, SipHash index,
 // per-VM limits); their timers on one timer_wheel with the flow's slot index as timer id; the
@@ -101,8 +104,9 @@
 // Limits. IPv4 only; SACK blocks from the guest are ignored; no ECN negotiation (a SYN carrying ECE/CWR is
 // accepted and answered without ECE); no RTT estimate (the RTO starts at rto_initial); no delayed
 // ACKs (every guest data segment is ACKed at once) and no keepalives of our own; urgent data is
-// sent as ordinary data; no virtio-net offloads yet (one MTU-sized frame per segment). Not
-// thread-safe: one engine, one thread.
+// sent as ordinary data. Guest segments whose checksum the guest left to its NIC (a super-frame that
+// travelled whole, see network.hpp) are taken unchecked, as a NIC's host would. Not thread-safe:
+// one engine, one thread.
 #pragma once
 
 #include <ankanet/inspection.hpp>
@@ -116,6 +120,7 @@
 #include <ankanet/wire/frame.hpp>
 #include <ankanet/wire/icmp.hpp>
 #include <ankanet/wire/ipv4.hpp>
+#include <ankanet/wire/offload.hpp>
 #include <ankanet/wire/tcp.hpp>
 
 #include <algorithm>
@@ -202,6 +207,9 @@ struct tcp_limits {
     std::chrono::seconds idle_timeout{7200};
     std::uint8_t our_window_shift = 7;  ///< window scale we offer (windows up to 8 MiB)
     std::size_t burst_segments = 64;    ///< guest data segments held for end_burst() (a port's burst)
+    /// Host data goes to a guest whose port takes offload metadata (the engine's `out` says so) in
+    /// TCPv4 super-frames of up to 64 KiB, cut into MSS-sized segments by the guest's kernel (GSO).
+    bool gso_to_guest = true;
     /// Pool for guest data beyond a hole (tcp_reorder_store). 0: every VM's budget at once, so that
     /// no VM's parking ever waits on another's; pages no loss used are never touched.
     std::size_t reorder_bytes = 0;
@@ -228,6 +236,7 @@ struct tcp_stats {
     std::uint64_t dup_acks_sent = 0;       ///< out-of-order guest data
     std::uint64_t dup_acks_withheld = 0;   ///< out-of-order guest data past tcp_dup_acks_per_hole
     std::uint64_t segments_parked = 0;     ///< guest segments beyond a hole, held until it filled
+    std::uint64_t super_frames_to_guest = 0; ///< data frames sent as GSO super-frames (gso_to_guest)
     std::uint64_t park_refused_vm = 0;     ///< ... dropped instead: the VM's reorder budget was spent
     std::uint64_t park_refused_pool = 0;   ///< ... dropped instead: the pool was empty
     std::uint64_t parked_bytes_taken = 0;  ///< parked bytes the host socket took once the hole filled
@@ -349,7 +358,8 @@ public:
           reorder_(table_.capacity(), table_.max_vms(),
                    limits.reorder_bytes != 0 ? limits.reorder_bytes : limits.vm_reorder_bytes * table_.max_vms(),
                    limits.vm_reorder_bytes),
-          frame_(config.mtu + wire::ethernet::header_len),
+          // A super-frame (gso_to_guest) is built in the same buffer: 64 KiB of IPv4 then.
+          frame_(limits.gso_to_guest ? wire::offload::max_frame_len : config.mtu + wire::ethernet::header_len),
           isn_state_(limits.isn_seed ? *limits.isn_seed : std::random_device{}() * 0x9e3779b97f4a7c15ull),
           ts_offset_(next_isn()) {
         table_.set_vm_limits(limits.vm_flows);
@@ -363,9 +373,12 @@ public:
     /// `vm` with MAC `vm_mac`. Immediate answers go to `out(port_handle, const_bytes)`. `resolve()`
     /// is asked only for a SYN that would open a flow: the host target, or nullopt when the
     /// egress policy refuses it. Returns taken (the frame was the translator's, even if dropped).
+    /// `checksum_pending`: the guest left the TCP checksum to its NIC (virtio-net NEEDS_CSUM, see
+    /// wire::is_tcpv4_offload), so it is not checked; the payload may then also be a super-frame's,
+    /// longer than any MSS, which is taken as one segment.
     template <class Resolve, class Out>
     inspection guest_segment(port_handle vm, const wire::parsed_frame& frame, time_point now, Resolve&& resolve,
-                             Out&& out);
+                             Out&& out, bool checksum_pending = false);
 
     /// Adopts a connection the host accepted for VM `vm` (MAC `vm_mac`), as the tuple the guest will
     /// see: its own `guest`:`guest_port`, and the client as `remote`:`remote_port`. `adopt(slot)`
@@ -508,6 +521,23 @@ private:
     std::size_t segment_payload(const tcp_flow_state& f) const noexcept {
         return std::min<std::size_t>(f.guest_mss, max_payload()) - options_len(f);
     }
+    /// Payload of one super-frame towards the guest: whole segments, as many as one IPv4 datagram
+    /// holds (64 KiB less the headers) and the frame buffer has room for.
+    std::size_t gso_payload(const tcp_flow_state& f) const noexcept {
+        const std::size_t segment = segment_payload(f);
+        const std::size_t headers = wire::ipv4::header_len + wire::tcp::header_len + options_len(f);
+        const std::size_t most = std::min(wire::ipv4::max_packet_len - headers, frame_.size() - guest_headers_len - (headers - wire::ipv4::header_len));
+        return std::max(segment, most / segment * segment);
+    }
+    /// Whether `out` takes offload metadata, and frames for `vm` may carry it (see gso_to_guest).
+    template <class Out>
+    bool gso_for(Out& out, port_handle vm) const {
+        if constexpr (requires { { out.takes_offload(vm) } -> std::convertible_to<bool>; }) {
+            return limits_.gso_to_guest && out.takes_offload(vm);
+        } else {
+            return false;
+        }
+    }
     /// TSval: a millisecond clock (RFC 7323 §5.4 asks for 1 ms to 1 s per tick) from a random origin.
     void tick_clock(time_point now) noexcept {
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
@@ -617,7 +647,8 @@ private:
     /// `sack_slot`: the flow's slot, for an ACK that names what it has parked (SACK blocks).
     std::size_t emit_segment(const flow_key& k, const tcp_flow_state& f, wire::tcp::flag_set flags, std::uint32_t seq,
                              std::uint32_t ack, std::uint16_t window, std::size_t payload_len,
-                             bool syn_options = false, std::optional<std::uint32_t> sack_slot = std::nullopt) {
+                             bool syn_options = false, std::optional<std::uint32_t> sack_slot = std::nullopt,
+                             bool partial_checksum = false) {
         wire::tcp::repr t;
         t.source_port = k.remote_port;
         t.destination_port = k.guest_port;
@@ -644,7 +675,11 @@ private:
         const std::size_t len = write_guest_headers(frame_, config_.gateway_mac, f.vm_mac, k.remote_address,
                                                     k.guest_address, wire::tcp::protocol_number, l4, ip_id_++);
         if (len == 0) return 0;
-        if (t.emit(wire::mutable_bytes{frame_}.subspan(guest_headers_len), k.remote_address, k.guest_address)) return 0;
+        const wire::mutable_bytes l4_bytes = wire::mutable_bytes{frame_}.subspan(guest_headers_len);
+        if (partial_checksum ? t.emit_partial(l4_bytes, k.remote_address, k.guest_address)
+                             : t.emit(l4_bytes, k.remote_address, k.guest_address)) {
+            return 0;
+        }
         return len;
     }
 
@@ -791,14 +826,16 @@ private:
 template <tcp_socket_layer SocketLayer>
 template <class Resolve, class Out>
 inspection basic_tcp_engine<SocketLayer>::guest_segment(port_handle vm, const wire::parsed_frame& frame, time_point now,
-                                                        Resolve&& resolve, Out&& out) {
+                                                        Resolve&& resolve, Out&& out, bool checksum_pending) {
     auto datagram = wire::ipv4::packet<wire::const_bytes>::checked(frame.ip);
     if (!datagram || datagram->protocol() != wire::tcp::protocol_number) {
         ++stats_.bad_segments;
         return inspection::taken;
     }
     const wire::const_bytes segment = datagram->payload();
-    auto parsed = wire::tcp::repr::parse(segment, frame.ip_source, frame.ip_destination);
+    auto parsed = checksum_pending
+                      ? wire::tcp::repr::parse_ignoring_checksum(wire::tcp::packet<wire::const_bytes>{segment})
+                      : wire::tcp::repr::parse(segment, frame.ip_source, frame.ip_destination);
     if (!parsed) {
         ++stats_.bad_segments;
         return inspection::taken;
@@ -1202,9 +1239,14 @@ std::size_t basic_tcp_engine<SocketLayer>::end_burst(time_point now, std::size_t
     tick_clock(now);
     std::size_t sent = 0;
     // Each flow's segments side by side (in arrival order), so each flow's turn looks at its own.
-    std::stable_sort(deferred_.begin(), deferred_.end(), [](const deferred_data& a, const deferred_data& b) {
-        return a.flow.to_u64() < b.flow.to_u64();
-    });
+    // An insertion sort: stable, in place (std::stable_sort allocates a buffer on every call), and
+    // linear for the usual burst, which holds one flow or a few in runs.
+    for (std::size_t i = 1; i < deferred_.size(); ++i) {
+        deferred_data moving = deferred_[i];
+        std::size_t at = i;
+        for (; at > 0 && moving.flow.to_u64() < deferred_[at - 1].flow.to_u64(); --at) deferred_[at] = deferred_[at - 1];
+        deferred_[at] = moving;
+    }
     for (std::size_t i = 0, next = 0; i < deferred_.size(); i = next) {
         const flow_handle h = deferred_[i].flow;
         for (next = i + 1; next < deferred_.size() && deferred_[next].flow == h;) ++next;
@@ -1522,6 +1564,7 @@ std::size_t basic_tcp_engine<SocketLayer>::pump_flow(flow_handle h, tcp_flow_sta
     // still to be sent again, and a FIN at snd_una would truncate the stream.
     bool at_eof = false;
     std::optional<std::uint16_t> window;
+    const bool gso = gso_for(out, f.vm);
     while (!f.has(flow_state::fin_to_guest)) {
         const std::uint32_t offset = f.snd_nxt - f.snd_una;
         std::uint32_t room_bytes = 0;
@@ -1553,7 +1596,8 @@ std::size_t basic_tcp_engine<SocketLayer>::pump_flow(flow_handle h, tcp_flow_sta
             break;
         }
         if (room_bytes == 0 || offset >= sockets_.max_peek_offset()) break;
-        std::size_t len = std::min<std::size_t>({segment_payload(f), room_bytes, sockets_.max_peek_offset() - offset});
+        std::size_t len = std::min<std::size_t>({gso ? gso_payload(f) : segment_payload(f), room_bytes,
+                                                 sockets_.max_peek_offset() - offset});
         const tcp_peek_result got = sockets_.peek(h.index, offset, payload_area(f, len));
         if (got.error) {
             reset_flow(h, f);
@@ -1582,9 +1626,24 @@ std::size_t basic_tcp_engine<SocketLayer>::pump_flow(flow_handle h, tcp_flow_sta
         const auto flags = got.bytes < len ? wire::tcp::flag::psh | wire::tcp::flag::ack
                                            : wire::tcp::flag_set{wire::tcp::flag::ack};
         if (!window) window = window_field(h.index, f);
-        const std::size_t flen = emit_segment(*table_.key(h), f, flags, f.snd_nxt, f.rcv_nxt, *window, got.bytes);
+        // More than one segment's worth goes as a super-frame, its checksum left to the kernel.
+        const std::size_t mss = segment_payload(f);
+        const bool super = gso && got.bytes > mss;
+        const std::size_t flen = emit_segment(*table_.key(h), f, flags, f.snd_nxt, f.rcv_nxt, *window, got.bytes,
+                                              false, std::nullopt, super);
         if (flen == 0) break;
-        out(f.vm, wire::const_bytes{frame_.data(), flen});
+        if constexpr (std::invocable<Out&, port_handle, wire::const_bytes, const wire::offload&>) {
+            if (super) {
+                const std::size_t tcp_header = wire::tcp::header_len + options_len(f);
+                out(f.vm, wire::const_bytes{frame_.data(), flen},
+                    wire::offload::tcpv4_gso(guest_headers_len, guest_headers_len + tcp_header, static_cast<std::uint16_t>(mss)));
+                ++stats_.super_frames_to_guest;
+            } else {
+                out(f.vm, wire::const_bytes{frame_.data(), flen});
+            }
+        } else {
+            out(f.vm, wire::const_bytes{frame_.data(), flen});
+        }
         stats_.bytes_to_guest += got.bytes;
         f.snd_nxt += static_cast<std::uint32_t>(got.bytes);
         if (detail::seq_gt(f.snd_nxt, f.snd_max)) f.snd_max = f.snd_nxt;

@@ -174,6 +174,29 @@ inline std::error_code complete_checksum(mutable_bytes frame, const offload& met
     return {};
 }
 
+/// Whether `frame` may travel on as it is, metadata and all, to a consumer that knows TCP: an
+/// unfragmented IPv4 TCP segment (untagged Ethernet) whose one unfinished piece of work is its TCP
+/// checksum (NEEDS_CSUM pointing at exactly that field) and, for a TCPv4 super-frame, cutting it
+/// into segments whose IPv4 datagrams (headers plus gso_size) each fit `mtu`. Anything else — UDP,
+/// a checksum elsewhere, a VLAN tag, segments the MTU could not carry, metadata validate() refuses
+/// — is false: it is for segment() to make plain, or to refuse.
+inline bool is_tcpv4_offload(const_bytes frame, const offload& meta, std::size_t mtu) noexcept {
+    if (meta.validate() || !meta.needs_csum) return false;
+    if (meta.is_gso() && meta.gso_type != offload::gso::tcpv4) return false;
+    const ethernet::packet<const_bytes> eth{frame};
+    if (eth.check_len() || eth.ethertype() != ethernet::ethertype::ipv4 || eth.header_length() != ethernet::header_len) {
+        return false;
+    }
+    const ipv4::packet<const_bytes> ip{eth.payload()};
+    if (ip.check_len() || ip.protocol() != ipv4::protocol::tcp || ip.is_fragment()) return false;
+    const tcp::packet<const_bytes> segment{ip.payload()};
+    if (segment.check_len()) return false;
+    const std::size_t l4 = ethernet::header_len + ip.header_length();
+    if (meta.csum_start != l4 || meta.csum_offset != tcp::field::checksum) return false;
+    if (!meta.is_gso()) return true;
+    return ip.header_length() + segment.header_length() + meta.gso_size <= mtu;
+}
+
 namespace detail {
 
 /// Hands one segment to `emit`, which may return void or a std::error_code that stops segment().
