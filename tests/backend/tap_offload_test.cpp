@@ -4,6 +4,7 @@
 
 #include <ankanet/backend/netns.hpp>
 #include <ankanet/backend/offload.hpp>
+#include <ankanet/backend/pcap.hpp>
 #include <ankanet/wire/ethernet.hpp>
 #include <ankanet/wire/frame.hpp>
 #include <ankanet/wire/icmp.hpp>
@@ -13,6 +14,7 @@
 
 #include "../support/netns.hpp"
 #include "../support/skip.hpp"
+#include "../support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -76,8 +78,25 @@ struct received_frame {
     wire::offload meta;
 };
 
-/// Polls try_receive until a frame arrives or `limit` passes.
-std::optional<received_frame> next_frame(tap_device& tap, std::chrono::milliseconds limit) {
+/// An echo request from the gateway to the guest.
+std::vector<std::byte> echo_request_from_gateway() {
+    const wire::icmp::repr icmp{wire::icmp::echo_request{0x4242, 1, wire::as_bytes("offload")}};
+    wire::ipv4::repr ip;
+    ip.source = gateway_ip;
+    ip.destination = guest_ip;
+    ip.protocol = wire::ipv4::protocol::icmp;
+    ip.payload_len = icmp.buffer_len();
+    const wire::ethernet::repr eth{gateway_mac, guest_mac, wire::ethernet::ethertype::ipv4, std::nullopt};
+    std::vector<std::byte> frame(eth.buffer_len() + ip.buffer_len() + icmp.buffer_len());
+    REQUIRE_FALSE(eth.emit(frame));
+    REQUIRE_FALSE(ip.emit(wire::mutable_bytes{frame}.subspan(eth.buffer_len())));
+    REQUIRE_FALSE(icmp.emit(wire::mutable_bytes{frame}.subspan(eth.buffer_len() + ip.buffer_len())));
+    return frame;
+}
+
+/// Polls try_receive until a frame arrives or `limit` passes (a TAP, or a decorator over one).
+template <class Tap>
+std::optional<received_frame> next_frame(Tap& tap, std::chrono::milliseconds limit) {
     std::vector<std::byte> buffer(tap.max_receive_len());
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < deadline) {
@@ -243,17 +262,7 @@ TEST_CASE("tap offload: with a virtio-net header and no offloads, plain frames p
     CHECK(tap.max_receive_len() == max_frame_len(default_mtu));
 
     // An echo request from the gateway, sent with an all-clear header; the guest answers.
-    const wire::icmp::repr icmp{wire::icmp::echo_request{0x4242, 1, wire::as_bytes("offload")}};
-    wire::ipv4::repr ip;
-    ip.source = gateway_ip;
-    ip.destination = guest_ip;
-    ip.protocol = wire::ipv4::protocol::icmp;
-    ip.payload_len = icmp.buffer_len();
-    const wire::ethernet::repr eth{gateway_mac, guest_mac, wire::ethernet::ethertype::ipv4, std::nullopt};
-    std::vector<std::byte> frame(eth.buffer_len() + ip.buffer_len() + icmp.buffer_len());
-    REQUIRE_FALSE(eth.emit(frame));
-    REQUIRE_FALSE(ip.emit(wire::mutable_bytes{frame}.subspan(eth.buffer_len())));
-    REQUIRE_FALSE(icmp.emit(wire::mutable_bytes{frame}.subspan(eth.buffer_len() + ip.buffer_len())));
+    const auto frame = echo_request_from_gateway();
     REQUIRE_FALSE(tap.send(frame));
 
     bool answered = false;
@@ -267,6 +276,40 @@ TEST_CASE("tap offload: with a virtio-net header and no offloads, plain frames p
     }
     CHECK(answered);
     CHECK(tap.vnet_header_errors() == 0);
+}
+
+TEST_CASE("tap offload: a pcap recorder over a virtio-net TAP passes its offloads on and records what crosses") {
+    static_assert(offload_receiver<pcap_recorder<tap_device>> && offload_backend<pcap_recorder<tap_device>>);
+    static_assert(!offload_backend<pcap_recorder<memory_endpoint>>);
+    REQUIRE_NETNS_ENVIRONMENT();
+    test::scoped_netns ns;
+    test::temp_dir dir;
+    boost::asio::io_context io;
+    tap_options options;
+    options.vnet_header = true;
+    options.checksum_offload = true;
+    options.tso4 = true;
+    auto opened = pcap_recorder<tap_device>::open(make_guest(io, ns, options), dir.path / "guest.pcap");
+    REQUIRE(opened);
+    auto& recorder = *opened;
+    CHECK(recorder.accepts_offload());
+    CHECK(recorder.max_receive_len() == wire::offload::max_frame_len);
+
+    // Sent with (all-clear) metadata through the recorder; the answer comes back with the TAP's.
+    const auto frame = echo_request_from_gateway();
+    REQUIRE_FALSE(recorder.send(frame, wire::offload{}));
+    std::optional<received_frame> answer;
+    while (auto got = next_frame(recorder, 3s)) {
+        const auto parsed = wire::parsed_frame::parse(got->bytes);
+        if (parsed.is_ipv4() && parsed.protocol == wire::ipv4::protocol::icmp && parsed.ip_source == guest_ip) {
+            answer = std::move(got);
+            break;
+        }
+    }
+    REQUIRE(answer);
+    CHECK(answer->meta == recorder.next_layer().last_offload());
+    REQUIRE_FALSE(recorder.writer()->flush());
+    CHECK(recorder.writer()->stats().records >= 2); // the request sent, the answer received (and what the guest said first)
 }
 
 TEST_CASE("tap offload: the kernel takes a 64 KiB TCP super-frame from us and sends us TSO frames") {

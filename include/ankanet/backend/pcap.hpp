@@ -22,7 +22,10 @@
 // handed over successfully (what actually crossed the link; refused and dropped frames are not
 // in the file, they are in the counters). When the wrapped backend drains bursts (burst_backend),
 // so does the recorder: try_receive forwards and records each frame it delivers, so a port's
-// burst path leaves the same capture as its one-frame-per-completion path. Several recorders may share one writer — the daemon's
+// burst path leaves the same capture as its one-frame-per-completion path. So are offloads (a TAP
+// opened with a virtio-net header): last_offload(), max_receive_len(), accepts_offload() and
+// send(frame, offload) are the wrapped backend's, and a super-frame is recorded whole, as tcpdump
+// on a TSO interface shows it (a record longer than the snaplen is cut, and counted). Several recorders may share one writer — the daemon's
 // `--pcap FILE` records every port into one file — as long as they all run on one thread, like
 // the backends themselves. Classic pcap has no direction field; tell directions apart by MAC.
 //
@@ -34,6 +37,8 @@
 
 #include <ankanet/backend/backend.hpp>
 #include <ankanet/backend/memory.hpp>
+#include <ankanet/backend/offload.hpp>
+#include <ankanet/backend/port.hpp>
 #include <ankanet/result.hpp>
 
 #include <boost/asio/associator.hpp>
@@ -414,6 +419,30 @@ public:
     /// Sends through the wrapped backend; records the frame when it was handed over.
     std::error_code send(wire::const_bytes frame) {
         const std::error_code ec = next_.send(frame);
+        if (!ec && writer_) writer_->write(frame);
+        return ec;
+    }
+
+    /// The wrapped backend's offloads, passed through (see the top of the file).
+    const wire::offload& last_offload() const
+        requires offload_receiver<Backend>
+    {
+        return next_.last_offload();
+    }
+    std::size_t max_receive_len() const
+        requires offload_receiver<Backend>
+    {
+        return next_.max_receive_len();
+    }
+    bool accepts_offload() const
+        requires offload_backend<Backend>
+    {
+        return next_.accepts_offload();
+    }
+    std::error_code send(wire::const_bytes frame, const wire::offload& meta)
+        requires offload_backend<Backend>
+    {
+        const std::error_code ec = next_.send(frame, meta);
         if (!ec && writer_) writer_->write(frame);
         return ec;
     }
