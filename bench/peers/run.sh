@@ -221,11 +221,15 @@ for port in $(seq "$base_port" $(( base_port + 19 ))); do
 done
 rr_port=$(( base_port + 19 ))
 guest_fwd_port=5201
+# What this ankanetd offers, from its --help, read whole first: `ankanetd --help | grep -q` fails
+# under pipefail whenever grep's early exit kills ankanetd with SIGPIPE mid-text (it did: a run
+# lost both ankanet fwd cells, "no --forward").
+ankanetd_help=$("$ankanetd" --help 2>&1 || true)
 ankanetd_forward=0
-if "$ankanetd" --help 2>&1 | grep -q -- '--forward'; then ankanetd_forward=1; fi
+if grep -q -- '--forward' <<< "$ankanetd_help"; then ankanetd_forward=1; fi
 # ankanet-plain needs --no-offload; an ankanetd without it has no such peer (the column stays "–").
 ankanetd_no_offload=0
-if "$ankanetd" --help 2>&1 | grep -q -- '--no-offload'; then ankanetd_no_offload=1; fi
+if grep -q -- '--no-offload' <<< "$ankanetd_help"; then ankanetd_no_offload=1; fi
 plain_note=""
 if [ "$ankanetd_no_offload" -eq 0 ] && [[ " ${peers[*]} " == *" ankanet-plain "* ]]; then
   echo "run.sh: this ankanetd has no --no-offload: skipping the peer ankanet-plain" >&2
@@ -242,7 +246,7 @@ vm_address_a=192.168.64.2
 vm_address_b=192.168.64.3
 veth_host_address=10.211.47.1
 veth_guest_address=10.211.47.2
-if ip -4 -o addr show | grep -q ' 10\.211\.47\.'; then echo "run.sh: 10.211.47.0/30 is in use on this machine" >&2; exit 1; fi
+if grep -q ' 10\.211\.47\.' <<< "$(ip -4 -o addr show)"; then echo "run.sh: 10.211.47.0/30 is in use on this machine" >&2; exit 1; fi
 
 new_namespace() {
   ip netns add "$1"
