@@ -20,7 +20,10 @@
 //                                      bit 4: the IPv4 header checksum and the UDP / TCP / ICMP
 //                                      checksum are repaired, so mutated frames get deep into DHCP,
 //                                      ARP and ICMP; bit 5: an ARP payload's sender MAC := the
-//                                      Ethernet source.
+//                                      Ethernet source; bit 6: the frame comes with offload
+//                                      metadata (a virtio-net header), read after its bytes (below),
+//                                      through input(port, frame, offload, now, emit) with an emit
+//                                      that is an offload_emitter.
 //   2        v                         the clock moves on by v s (v < 128), else (v - 127) min
 //   3        b                         set_link(slot (b & 0x7f) % 5, b & 0x80): up when set
 //   4        k                         remove_port(slot k % 5); of a removed slot: a stale handle,
@@ -28,6 +31,20 @@
 //   5        k                         a removed slot k % 5 is added again (same MAC policy)
 //   6        -                         poll()
 //   7        k                         remove and re-add slot k % 5 at once
+//
+// A frame's offload operands (flags bit 6), after its bytes: a byte m, then by m % 4
+//   0  -                 NEEDS_CSUM at the frame's UDP (offset 6), ICMP (2) or other (TCP: 16)
+//                        checksum, csum_start = 14 + the IPv4 header's length (34 for a non-IPv4 frame)
+//   1  g16 n             TCPv4 GSO (NEEDS_CSUM at the TCP checksum) with gso_size g16 (big-endian; 0 is
+//                        invalid), ECN when m & 8; the frame grown by n·256 bytes of payload (capped 64
+//                        bytes past wire::offload::max_frame_len), its IPv4 total length following, so a
+//                        few input bytes make a 64 KiB super-frame
+//   2  f t h16 g16 s16 o16 b16   the fields as they come (little-endian), unchecked: any flags, GSO
+//                        type (t & 0x7f, ECN t & 0x80) and offsets, metadata validate() may refuse
+//   3  10 bytes (12 when m & 8)  a virtio-net header through wire::offload::parse; refused: the
+//                        frame goes in with all-clear metadata
+// and when m & 4 the checksum field the metadata points at gets the pseudo-header sum, as a driver
+// leaves it for its NIC (after bit 4's repair).
 //
 // A model of the ports (handles, MACs, links, counters) and of the switch's MAC table (which port
 // each MAC is learned on, sticky or not, until when; the gateway's own MAC always on the gateway
@@ -37,7 +54,20 @@
 // says which invariant failed, with its line) when, whatever the input:
 //  * emit is called with a handle of no current port, of a port whose link is down or not yet on
 //    the switch, or from the disconnected network at all; or hands the ingress port its own frame;
-//  * an emitted frame is shorter than an Ethernet header or longer than max_frame_len(mtu);
+//  * an emitted frame is shorter than an Ethernet header or longer than max_frame_len(mtu), unless
+//    it carries GSO metadata (then at most wire::offload::max_frame_len); a frame carries metadata
+//    that is all clear or that validate() refuses; a reply carries any;
+//  * a frame with offload metadata goes another way than the model's rule, written out from the
+//    bytes (and checked against wire::is_tcpv4_offload), gives: all clear, exactly as a plain frame;
+//    an untagged unfragmented IPv4 TCP segment, NEEDS_CSUM at its TCP checksum, no GSO or TCPv4 GSO
+//    whose segments (IPv4 and TCP headers plus gso_size) fit the MTU, "whole": switched and
+//    served exactly as a plain frame of the same bytes (same ports, bytes unchanged, the size
+//    limit a super-frame's own), each delivery carrying the same metadata, counted in offload_whole;
+//    anything else made plain: the pieces wire::segment makes of it, each entering in order as a
+//    plain frame of its own (the per-piece predictions above, from the counters at each piece's
+//    tap), each delivery plain, counted once in offload_segmented; or, where wire::segment refuses
+//    it, dropped before anything sees it: frames_in and dropped_bad_offload (network and port) up
+//    by one, nothing tapped or emitted (the disconnected network alike, with its own MTU);
 //  * a frame reaches a port other than as the ingress bytes unchanged (to exactly the ports the
 //    switch's forwarding rules give, once each) or as a gateway reply (source: the gateway MAC,
 //    reaching exactly the ports its destination gives — a DHCP reply, exactly the asking port);
@@ -53,12 +83,14 @@
 //    client's message to the gateway's server (from the port's own MAC) is switched, rather than
 //    taken by the DHCP service for the gateway alone;
 //  * a counter (network-wide and per port: frames in and out, link-down, unknown-port and no-MAC
-//    drops, frames to the gateway, replies, refused ports; the disconnected network's unplugged
-//    drops) or the switch's learned addresses differ from the model.
+//    drops, frames to the gateway, replies, refused ports, bad-size and bad-offload drops, offload
+//    whole and segmented; the disconnected network's unplugged and bad-offload drops) or the
+//    switch's learned addresses differ from the model.
 //
 // fuzz/corpus/network holds real frames (tests/support/dhcp_captures.hpp's udhcpc messages, ARP
-// and ping) as programs, written by fuzz/support/make_frame_corpora.py, and regression-* inputs
-// for violations the target found.
+// and ping) as programs, written by fuzz/support/make_frame_corpora.py, offload-* programs (TCPv4
+// super-frames VM to VM and to the NAT, NEEDS_CSUM segments and UDP datagrams, hostile and parsed
+// virtio-net headers; written by hand), and regression-* inputs for violations the target found.
 
 #include <ankanet/clock.hpp>
 #include <ankanet/config.hpp>
@@ -76,6 +108,7 @@
 #include <ankanet/wire/frame.hpp>
 #include <ankanet/wire/icmp.hpp>
 #include <ankanet/wire/ipv4.hpp>
+#include <ankanet/wire/offload.hpp>
 #include <ankanet/wire/tcp.hpp>
 #include <ankanet/wire/udp.hpp>
 
@@ -91,6 +124,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -157,9 +191,11 @@ struct slot_model {
     std::vector<port_handle> stale;           // its earlier ports, all removed
     std::optional<mac_address> mac;           // known once added (or adopted)
     bool up = true;
-    network_port_counters expect{};           // frames_in, frames_out, dropped_link_down, dropped_no_mac
+    network_port_counters expect{};           // frames_in, frames_out, dropped_link_down, dropped_no_mac, ...
     std::optional<port_handle> mirror;        // the disconnected network's port
     std::uint64_t mirror_in = 0;
+    std::uint64_t mirror_unplugged = 0;       // of mirror_in: dropped as unplugged
+    std::uint64_t mirror_bad_offload = 0;     // of mirror_in: metadata that could not be applied
     unsigned adds = 0;                        // for unique port names
 };
 
@@ -197,15 +233,28 @@ public:
         auto built = make_gateway_network<shared_net>(
             network_mode::shared, std::move(options), &why, [&](ipv4_prefix gateway, const gateway_network_options& o) {
                 const auto config = translation_for(gateway, o);
+                // A small flow table and reorder pool: the defaults (4096 flows, 1 MiB of parking
+                // for each of 256 VMs) cost ASan a quarter of a second a network to allocate and
+                // free, for room no run uses.
+                nat::tcp_limits limits;
+                limits.capacity = 64;
+                limits.max_vms = 16;
+                limits.vm_reorder_bytes = 64 * 1024;
                 return std::tuple{dns::forwarder{executor, dns_for(gateway, o)},
-                                  nat::tcp_translator<fuzz_egress>{executor, config, fuzz_egress{}},
+                                  nat::tcp_translator<fuzz_egress>{executor, config, fuzz_egress{}, limits},
                                   nat::udp_translator<fuzz_egress>{executor, config, fuzz_egress{}},
                                   nat::icmp_translator<fuzz_egress>{executor, config, fuzz_egress{}}};
             });
         REQUIRE(built.has_value());
         net_ = std::move(*built);
         REQUIRE(net_->config().gateway_mac == gateway_mac && net_->config().mtu == mtu_);
-        net_->set_frame_tap([this](const_bytes frame) { tapped_.emplace_back(frame.begin(), frame.end()); });
+        // Each tapped frame, with the counters as they were then: a segment of a super-frame made
+        // plain is a frame of its own, and the counters at its tap tell where its work starts.
+        net_->set_frame_tap([this](const_bytes frame) {
+            tapped_.emplace_back(frame.begin(), frame.end());
+            tap_stats_.push_back(net_->stats());
+            tap_port_.push_back(tap_handle_ ? net_->stats(*tap_handle_) : std::nullopt);
+        });
 
         network_config unplugged;
         unplugged.mac_secret = secret();
@@ -367,6 +416,8 @@ private:
             if (s.policy == mac_policy::custom) REQUIRE(off_->mac(*twin) == s.custom);
             s.mirror = *twin;
             s.mirror_in = 0;
+            s.mirror_unplugged = 0;
+            s.mirror_bad_offload = 0;
         }
     }
 
@@ -449,7 +500,11 @@ private:
             wire::load_be16(const_bytes{frame}, wire::ethernet::field::ethertype) == wire::ethernet::ethertype::arp) {
             std::memmove(frame.data() + arp_sender_mac, frame.data() + wire::ethernet::field::source, 6);
         }
+        std::optional<wire::offload> meta;
+        bool partial = false;
+        if (flags & 0x40u) meta = offload_operands(in, frame, partial);
         if (flags & 0x10u) repair(frame);
+        if (meta && partial) leave_checksum(frame, *meta);
 
         std::optional<port_handle> handle = slots_[k].handle;
         std::optional<port_handle> twin = slots_[k].mirror;
@@ -457,15 +512,180 @@ private:
             handle = slots_[k].stale.empty() ? never_issued(k) : slots_[k].stale.back();
             twin = never_issued(k);
         }
-        input(k, *handle, const_bytes{frame});
-        input_unplugged(k, *twin, const_bytes{frame});
+        input(k, *handle, const_bytes{frame}, meta);
+        input_unplugged(k, *twin, const_bytes{frame}, meta);
+    }
+
+    /// Where the frame's TCP, UDP or ICMP header starts: after its IPv4 header (34 when the frame
+    /// is no IPv4 one).
+    static std::size_t l4_of(const_bytes frame) {
+        constexpr std::size_t eth = wire::ethernet::header_len;
+        if (frame.size() < eth + wire::ipv4::header_len ||
+            wire::load_be16(frame, wire::ethernet::field::ethertype) != wire::ethernet::ethertype::ipv4) {
+            return eth + wire::ipv4::header_len;
+        }
+        return eth + (wire::load_u8(frame, eth) & 0x0fu) * 4u;
+    }
+
+    static std::uint16_t le16(input_reader& in) {
+        const unsigned low = in.byte();
+        return static_cast<std::uint16_t>(low | unsigned{in.byte()} << 8);
+    }
+
+    /// The offload operands of a frame (flags bit 6; see the top of this file). May grow `frame`.
+    static wire::offload offload_operands(input_reader& in, std::vector<std::byte>& frame, bool& partial) {
+        const std::uint8_t m = in.byte();
+        partial = (m & 0x04u) != 0;
+        const std::size_t l4 = l4_of(frame);
+        wire::offload meta;
+        switch (m % 4u) {
+        case 0: {
+            meta.needs_csum = true;
+            meta.csum_start = static_cast<std::uint16_t>(l4);
+            const std::uint8_t protocol =
+                frame.size() > wire::ethernet::header_len + wire::ipv4::field::protocol
+                    ? wire::load_u8(const_bytes{frame}, wire::ethernet::header_len + wire::ipv4::field::protocol)
+                    : 0;
+            meta.csum_offset = protocol == wire::ipv4::protocol::udp    ? wire::udp::field::checksum
+                               : protocol == wire::ipv4::protocol::icmp ? wire::icmp::field::checksum
+                                                                        : wire::tcp::field::checksum;
+            break;
+        }
+        case 1: {
+            const unsigned high = in.byte();
+            const auto mss = static_cast<std::uint16_t>(high << 8 | in.byte());
+            meta = wire::offload::tcpv4_gso(l4, l4 + wire::tcp::header_len, mss);
+            meta.ecn = (m & 0x08u) != 0;
+            // Grown by n·256 bytes of payload, the IPv4 total length following: a super-frame of
+            // up to 64 KiB from a few input bytes (and, capped past the longest, one too long).
+            const std::size_t grow = std::size_t{in.byte()} * 256;
+            const std::size_t size = std::min(frame.size() + grow, wire::offload::max_frame_len + 64);
+            for (std::size_t i = frame.size(); i < size; ++i) frame.push_back(std::byte{static_cast<unsigned char>(i * 7)});
+            if (grow != 0 && frame.size() >= wire::ethernet::header_len + wire::ipv4::header_len &&
+                wire::load_be16(const_bytes{frame}, wire::ethernet::field::ethertype) == wire::ethernet::ethertype::ipv4) {
+                const std::size_t ip_len = frame.size() - wire::ethernet::header_len;
+                wire::store_be16(frame, wire::ethernet::header_len + wire::ipv4::field::total_length,
+                                 static_cast<std::uint16_t>(std::min<std::size_t>(ip_len, 0xffff)));
+            }
+            break;
+        }
+        case 2: { // the fields as they come, unchecked: any flags, GSO type and offsets
+            const std::uint8_t f = in.byte();
+            const std::uint8_t type = in.byte();
+            meta.needs_csum = (f & wire::offload::flag_needs_csum) != 0;
+            meta.data_valid = (f & wire::offload::flag_data_valid) != 0;
+            meta.gso_type = static_cast<wire::offload::gso>(type & ~wire::offload::gso_ecn_bit);
+            meta.ecn = (type & wire::offload::gso_ecn_bit) != 0;
+            meta.hdr_len = le16(in);
+            meta.gso_size = le16(in);
+            meta.csum_start = le16(in);
+            meta.csum_offset = le16(in);
+            meta.num_buffers = le16(in);
+            break;
+        }
+        default: { // a virtio-net header on the wire; refused: the frame goes in with none
+            std::array<std::byte, wire::offload::header_len_v1> raw{};
+            const std::size_t len = (m & 0x08u) ? wire::offload::header_len_v1 : wire::offload::header_len;
+            for (std::size_t i = 0; i < len; ++i) raw[i] = std::byte{in.byte()};
+            const auto parsed = wire::offload::parse(const_bytes{raw}.first(len));
+            if (parsed) meta = *parsed;
+            break;
+        }
+        }
+        return meta;
+    }
+
+    /// Leaves the checksum `meta` points at as a driver does for its NIC: the pseudo-header sum.
+    static void leave_checksum(std::vector<std::byte>& frame, const wire::offload& meta) {
+        const std::size_t field = std::size_t{meta.csum_start} + meta.csum_offset;
+        if (!meta.needs_csum || field + 2 > frame.size() || frame.size() < wire::ethernet::header_len) return;
+        if (wire::load_be16(const_bytes{frame}, wire::ethernet::field::ethertype) != wire::ethernet::ethertype::ipv4) return;
+        const wire::ipv4::packet<const_bytes> ip{const_bytes{frame}.subspan(wire::ethernet::header_len)};
+        if (ip.check_len()) return;
+        const auto length = static_cast<std::uint16_t>(ip.total_length() - ip.header_length());
+        wire::store_be16(frame, field, wire::checksum::ipv4_pseudo_header(ip.source(), ip.destination(), ip.protocol(), length).sum());
+    }
+
+    /// The model's rule for a frame with metadata travelling whole (network.hpp, theory of
+    /// operation 9), written out from the bytes: an untagged, unfragmented IPv4 TCP segment whose
+    /// metadata is valid NEEDS_CSUM at its TCP checksum, with no GSO or TCPv4 GSO whose segments
+    /// (IPv4 and TCP headers plus gso_size) fit the MTU.
+    static bool travels_whole(const_bytes frame, const wire::offload& meta, std::size_t mtu) {
+        if (meta.validate() || !meta.needs_csum) return false;
+        if (meta.is_gso() && meta.gso_type != wire::offload::gso::tcpv4) return false;
+        constexpr std::size_t eth = wire::ethernet::header_len;
+        if (frame.size() < eth + wire::ipv4::header_len ||
+            wire::load_be16(frame, wire::ethernet::field::ethertype) != wire::ethernet::ethertype::ipv4) {
+            return false;
+        }
+        const const_bytes ip = frame.subspan(eth);
+        const std::size_t ihl = (wire::load_u8(ip, 0) & 0x0fu) * 4u;
+        if ((wire::load_u8(ip, 0) >> 4) != 4 || ihl < wire::ipv4::header_len || ihl > ip.size()) return false;
+        const std::size_t total = wire::load_be16(ip, 2);
+        if (total < ihl || total > ip.size()) return false;
+        if (wire::load_u8(ip, 9) != wire::ipv4::protocol::tcp) return false;
+        if ((wire::load_be16(ip, 6) & 0x3fffu) != 0) return false; // MF or a fragment offset
+        const const_bytes segment = ip.subspan(ihl, total - ihl);
+        if (segment.size() < wire::tcp::header_len) return false;
+        const std::size_t thl = (wire::load_u8(segment, 12) >> 4) * 4u;
+        if (thl < wire::tcp::header_len || thl > segment.size()) return false;
+        if (meta.csum_start != eth + ihl || meta.csum_offset != 16) return false;
+        return !meta.is_gso() || ihl + thl + meta.gso_size <= mtu;
+    }
+
+    /// What the network's software path makes of a frame whose metadata does not travel whole.
+    struct cut_result {
+        bool refused = false;
+        std::vector<std::vector<std::byte>> pieces;
+    };
+    static cut_result cut(const_bytes frame, const wire::offload& meta) {
+        cut_result r;
+        std::vector<std::byte> scratch(wire::offload::max_frame_len); // as big as the network's
+        r.refused = static_cast<bool>(wire::segment(frame, meta, wire::mutable_bytes{scratch}, [&](wire::mutable_bytes piece) {
+            r.pieces.emplace_back(piece.begin(), piece.end());
+        }));
+        if (r.refused) REQUIRE(r.pieces.empty()); // all or nothing
+        return r;
     }
 
     struct emitted {
         port_handle to;
-        std::size_t replies_before; // replies tapped when it was emitted: 0 for the frame itself
+        std::size_t taps; // frames tapped when it was emitted
+        std::optional<wire::offload> meta; // none: the two-argument call
         std::vector<std::byte> bytes;
+        std::size_t replies_before = 0; // of its own frame's taps, before it: 0 for the frame itself
     };
+
+    /// The emit: `Offload` makes it an offload_emitter.
+    template <bool Offload>
+    struct recorder {
+        harness* h;
+        void operator()(port_handle to, const_bytes bytes) const { h->emitted_frame(to, bytes, std::nullopt); }
+        void operator()(port_handle to, const_bytes bytes, const wire::offload& meta) const
+            requires Offload
+        {
+            h->emitted_frame(to, bytes, meta);
+        }
+    };
+    static_assert(offload_emitter<recorder<true>> && !offload_emitter<recorder<false>>);
+
+    void emitted_frame(port_handle to, const_bytes bytes, const std::optional<wire::offload>& meta) {
+        const auto target = slot_of(to);
+        REQUIRE(target.has_value() && net_->name(to).has_value()); // a current port
+        REQUIRE(slots_[*target].up && net_->link_up(to));           // never a link that is down
+        REQUIRE(net_->mac(to).has_value()); // on the switch (the ingress may have just joined it)
+        REQUIRE(!tapped_.empty());
+        REQUIRE(bytes.size() >= wire::ethernet::header_len);
+        if (meta) {
+            // Only what has work left carries metadata; past the MTU, only a super-frame.
+            REQUIRE(!meta->is_plain() && !meta->validate());
+            REQUIRE(bytes.size() <= wire::offload::max_frame_len);
+            REQUIRE(bytes.size() <= backend::max_frame_len(mtu_) || meta->is_gso());
+        } else {
+            REQUIRE(bytes.size() <= backend::max_frame_len(mtu_));
+        }
+        out_.push_back(emitted{to, tapped_.size(), meta, std::vector<std::byte>(bytes.begin(), bytes.end())});
+    }
 
     std::optional<std::size_t> slot_of(port_handle h) const {
         for (std::size_t k = 0; k < slot_count; ++k) {
@@ -505,40 +725,128 @@ private:
         REQUIRE(got == want);
     }
 
-    void input(std::size_t k, port_handle handle, const_bytes frame) {
+    /// One frame into the shared network (with `meta`, through the offload overload, whose emit
+    /// is an offload_emitter), and the model's prediction of what became of it.
+    void input(std::size_t k, port_handle handle, const_bytes frame, const std::optional<wire::offload>& meta) {
         const network_counters before = net_->stats();
         const std::optional<network_port_counters> port_before = net_->stats(handle);
         tapped_.clear();
-        std::vector<emitted> out;
-        const std::size_t max_len = backend::max_frame_len(mtu_);
+        tap_stats_.clear();
+        tap_port_.clear();
+        out_.clear();
+        tap_handle_ = handle;
+        if (meta) net_->input(handle, frame, *meta, now(), recorder<true>{this});
+        else net_->input(handle, frame, now(), recorder<false>{this});
+        tap_handle_.reset();
+        const network_counters after = net_->stats();
+        REQUIRE(after.offload_errors == before.offload_errors);
 
-        net_->input(handle, frame, now(), [&](port_handle to, const_bytes bytes) {
-            const auto target = slot_of(to);
-            REQUIRE(target.has_value() && net_->name(to).has_value()); // a current port
-            REQUIRE(slots_[*target].up && net_->link_up(to));           // never a link that is down
-            REQUIRE(net_->mac(to).has_value()); // on the switch (the ingress may have just joined it)
-            REQUIRE(bytes.size() >= wire::ethernet::header_len && bytes.size() <= max_len);
-            const std::size_t replies = tapped_.empty() ? 0 : tapped_.size() - 1;
-            if (replies == 0) {
-                // The frame itself: the ingress bytes, never from one VM to another when isolated,
-                // never when it is for the gateway.
-                REQUIRE(to != handle); // never back where it came from (a reply may go there)
-                REQUIRE(equal(bytes, frame));
+        if (!meta || meta->is_plain()) { // exactly a plain frame
+            REQUIRE(after.offload_whole == before.offload_whole && after.offload_segmented == before.offload_segmented);
+            REQUIRE(after.dropped_bad_offload == before.dropped_bad_offload);
+            one_frame(k, handle, frame, std::nullopt, backend::max_frame_len(mtu_), before, port_before, after, 0, tapped_.size());
+            return;
+        }
+        const bool whole = travels_whole(frame, *meta, mtu_);
+        REQUIRE(wire::is_tcpv4_offload(frame, *meta, mtu_) == whole);
+        REQUIRE(after.dropped_bad_offload >= before.dropped_bad_offload);
+        if (whole) {
+            // As a plain frame of the same bytes would go, each delivery with the metadata; a
+            // super-frame bounded by its own limit rather than the MTU.
+            ++offload_whole_;
+            REQUIRE(after.offload_whole == before.offload_whole + 1 && after.offload_segmented == before.offload_segmented);
+            REQUIRE(after.dropped_bad_offload == before.dropped_bad_offload);
+            const std::size_t limit = meta->is_gso() ? wire::offload::max_frame_len : backend::max_frame_len(mtu_);
+            one_frame(k, handle, frame, meta, limit, before, port_before, after, 0, tapped_.size());
+            return;
+        }
+        REQUIRE(after.offload_whole == before.offload_whole);
+        const cut_result made = cut(frame, *meta);
+        if (made.refused) {
+            // Dropped whole, before anything saw it: counted in, and as bad offload.
+            REQUIRE(tapped_.empty() && out_.empty());
+            REQUIRE(after.offload_segmented == before.offload_segmented);
+            if (!slot_of(handle)) {
+                REQUIRE(after.dropped_unknown_port == before.dropped_unknown_port + 1 && after.frames_in == before.frames_in);
+                REQUIRE(after.dropped_bad_offload == before.dropped_bad_offload);
+                ++dropped_unknown_;
+                return;
+            }
+            REQUIRE(after.frames_in == before.frames_in + 1 && after.dropped_bad_offload == before.dropped_bad_offload + 1);
+            REQUIRE(after.dropped_unknown_port == before.dropped_unknown_port);
+            ++frames_in_;
+            ++dropped_bad_offload_;
+            ++slots_[k].expect.frames_in;
+            ++slots_[k].expect.dropped_bad_offload;
+            return;
+        }
+        // Made plain: each piece a frame of its own (a burst each), in order.
+        ++offload_segmented_;
+        REQUIRE(after.offload_segmented == before.offload_segmented + 1);
+        REQUIRE(after.dropped_bad_offload == before.dropped_bad_offload);
+        REQUIRE(after.frames_in - before.frames_in + after.dropped_unknown_port - before.dropped_unknown_port == made.pieces.size());
+        std::size_t at = 0; // the tap of the piece's ingress
+        for (std::size_t i = 0; i < made.pieces.size(); ++i) {
+            const const_bytes piece{made.pieces[i]};
+            if (!slot_of(handle)) { // a stale handle, or the port was refused at an earlier piece
+                ++dropped_unknown_;
+                continue;
+            }
+            REQUIRE(at < tapped_.size());
+            // The next piece's ingress is the next tap at which frames_in moved.
+            std::size_t next = at + 1;
+            while (next < tapped_.size() && tap_stats_[next].frames_in == tap_stats_[at].frames_in) ++next;
+            network_counters piece_before = tap_stats_[at];
+            --piece_before.frames_in;
+            std::optional<network_port_counters> piece_port = tap_port_[at];
+            if (piece_port) --piece_port->frames_in;
+            network_counters piece_after = after;
+            if (next < tapped_.size()) {
+                piece_after = tap_stats_[next];
+                --piece_after.frames_in;
+            } else {
+                piece_after.dropped_unknown_port -= made.pieces.size() - i - 1; // the pieces after it
+            }
+            one_frame(k, handle, piece, std::nullopt, backend::max_frame_len(mtu_), piece_before, piece_port, piece_after, at, next);
+            at = next;
+        }
+        REQUIRE(at == tapped_.size());
+    }
+
+    /// Checks what became of one frame the network took in (a frame as it came, or one piece of
+    /// a frame made plain): its taps are tapped_[t0, t1), the first its ingress; `before`,
+    /// `port_before` and `after` are the counters around it; `meta`, what its deliveries carry.
+    void one_frame(std::size_t k, port_handle handle, const_bytes frame, const std::optional<wire::offload>& meta,
+                   std::size_t frame_limit, const network_counters& before,
+                   const std::optional<network_port_counters>& port_before, const network_counters& after, std::size_t t0,
+                   std::size_t t1) {
+        const std::span<const std::vector<std::byte>> taps{tapped_.data() + t0, t1 - t0};
+        std::vector<emitted> out;
+        for (const auto& e : out_) {
+            if (e.taps <= t0 || e.taps > t1) continue;
+            out.push_back(e);
+            out.back().replies_before = e.taps - t0 - 1;
+            if (e.taps - t0 - 1 == 0) {
+                // The frame itself: the ingress bytes (deliver checks them) with the ingress
+                // metadata, never from one VM to another when isolated, never when it is for the
+                // gateway, never back where it came from (a reply may go there).
+                REQUIRE(e.to != handle);
+                REQUIRE(e.meta == meta);
                 REQUIRE(!isolated_);
                 REQUIRE(mac_address::from_bytes(frame.subspan(wire::ethernet::field::destination)) != gateway_mac);
             } else {
-                // A gateway reply: from the gateway MAC.
-                REQUIRE(mac_address::from_bytes(bytes.subspan(wire::ethernet::field::source)) == gateway_mac);
+                // A gateway reply: from the gateway MAC, plain (no port here takes offloads).
+                REQUIRE(!e.meta);
+                REQUIRE(mac_address::from_bytes(const_bytes{e.bytes}.subspan(wire::ethernet::field::source)) == gateway_mac);
             }
-            out.push_back(emitted{to, replies, std::vector<std::byte>(bytes.begin(), bytes.end())});
-        });
-        const network_counters& after = net_->stats();
+        }
+        const std::size_t max_len = backend::max_frame_len(mtu_);
 
         slot_model* s = slot_of(handle) ? &slots_[k] : nullptr;
         if (s == nullptr) {
             REQUIRE(!port_before.has_value());
             REQUIRE(after.dropped_unknown_port == before.dropped_unknown_port + 1);
-            REQUIRE(after.frames_in == before.frames_in && tapped_.empty() && out.empty());
+            REQUIRE(after.frames_in == before.frames_in && taps.empty() && out.empty());
             ++dropped_unknown_;
             return;
         }
@@ -546,10 +854,10 @@ private:
         ++frames_in_;
         ++s->expect.frames_in;
         REQUIRE(after.frames_in == before.frames_in + 1);
-        REQUIRE(!tapped_.empty() && equal(const_bytes{tapped_.front()}, frame)); // the tap sees it at ingress
+        REQUIRE(!taps.empty() && equal(const_bytes{taps.front()}, frame)); // the tap sees it at ingress
 
         const auto done_without_switch = [&] {
-            REQUIRE(out.empty() && tapped_.size() == 1);
+            REQUIRE(out.empty() && taps.size() == 1);
             REQUIRE(after.frames_to_gateway == before.frames_to_gateway && after.replies == before.replies);
         };
         if (!s->up) {
@@ -558,7 +866,7 @@ private:
             done_without_switch();
             return;
         }
-        if (frame.size() < wire::ethernet::header_len || frame.size() > backend::max_frame_len(mtu_)) {
+        if (frame.size() < wire::ethernet::header_len || frame.size() > frame_limit) {
             ++s->expect.dropped_bad_size; // what backends refuse, input() refuses too
             ++dropped_bad_size_;
             done_without_switch();
@@ -639,11 +947,11 @@ private:
         REQUIRE(after.frames_to_gateway == before.frames_to_gateway + (expected.gateway ? 1u : 0u));
 
         // Step 6: the replies, from the gateway port.
-        const std::size_t replies = tapped_.size() - 1;
+        const std::size_t replies = taps.size() - 1;
         REQUIRE(after.replies == before.replies + replies);
         REQUIRE(replies + (after.replies_dropped - before.replies_dropped) <= (expected.gateway ? 1u : 0u));
-        for (std::size_t i = 1; i < tapped_.size(); ++i) {
-            const const_bytes reply{tapped_[i]};
+        for (std::size_t i = 1; i < taps.size(); ++i) {
+            const const_bytes reply{taps[i]};
             REQUIRE(reply.size() >= wire::ethernet::header_len && reply.size() <= max_len);
             const auto src = mac_address::from_bytes(reply.subspan(wire::ethernet::field::source));
             const auto dst = mac_address::from_bytes(reply.subspan(wire::ethernet::field::destination));
@@ -666,7 +974,7 @@ private:
         if (accepted && expected.gateway && parsed.arp && parsed.arp->operation == wire::arp::operation::request &&
             parsed.arp->target_ip == gateway_ip && !parsed.arp->is_gratuitous()) {
             REQUIRE(replies == 1);
-            const const_bytes reply{tapped_[1]};
+            const const_bytes reply{taps[1]};
             const auto eth = wire::ethernet::repr::parse(reply);
             REQUIRE(eth && eth->ethertype == wire::ethernet::ethertype::arp && !eth->vlan_tci);
             REQUIRE(eth->destination == parsed.source);
@@ -677,15 +985,40 @@ private:
         }
     }
 
-    void input_unplugged(std::size_t k, port_handle handle, const_bytes frame) {
+    void input_unplugged(std::size_t k, port_handle handle, const_bytes frame, const std::optional<wire::offload>& meta) {
         const network_counters before = off_->stats();
-        off_->input(handle, frame, now(), [](port_handle, const_bytes) { REQUIRE(false); });
+        struct refuse {
+            void operator()(port_handle, const_bytes) const { REQUIRE(false); }
+            void operator()(port_handle, const_bytes, const wire::offload&) const { REQUIRE(false); }
+        };
+        if (meta) off_->input(handle, frame, *meta, now(), refuse{});
+        else off_->input(handle, frame, now(), refuse{});
         const network_counters& after = off_->stats();
+        // As the shared network: whole, made plain (each piece dropped unplugged) or refused.
+        std::size_t frames = 1;
+        bool bad = false;
+        const bool whole = meta && !meta->is_plain() && travels_whole(frame, *meta, off_->config().mtu);
+        REQUIRE(after.offload_whole == before.offload_whole + (whole ? 1u : 0u));
+        if (meta && !meta->is_plain() && !whole) {
+            const cut_result made = cut(frame, *meta);
+            bad = made.refused;
+            frames = made.pieces.size();
+            REQUIRE(after.offload_segmented == before.offload_segmented + (bad ? 0u : 1u));
+        }
         if (slots_[k].mirror == handle) {
-            ++slots_[k].mirror_in;
-            REQUIRE(after.frames_in == before.frames_in + 1 && after.dropped_unplugged == before.dropped_unplugged + 1);
+            if (bad) {
+                ++slots_[k].mirror_in;
+                ++slots_[k].mirror_bad_offload;
+                REQUIRE(after.frames_in == before.frames_in + 1 && after.dropped_bad_offload == before.dropped_bad_offload + 1);
+                REQUIRE(after.dropped_unplugged == before.dropped_unplugged);
+            } else {
+                slots_[k].mirror_in += frames;
+                slots_[k].mirror_unplugged += frames;
+                REQUIRE(after.frames_in == before.frames_in + frames && after.dropped_unplugged == before.dropped_unplugged + frames);
+            }
         } else {
-            REQUIRE(after.dropped_unknown_port == before.dropped_unknown_port + 1 && after.frames_in == before.frames_in);
+            const std::size_t dropped = bad ? 1 : frames;
+            REQUIRE(after.dropped_unknown_port == before.dropped_unknown_port + dropped && after.frames_in == before.frames_in);
         }
     }
 
@@ -699,6 +1032,8 @@ private:
         REQUIRE(n.dropped_bad_size == dropped_bad_size_);
         REQUIRE(n.ports_refused == ports_refused_);
         REQUIRE(n.dropped_unplugged == 0);
+        REQUIRE(n.dropped_bad_offload == dropped_bad_offload_);
+        REQUIRE(n.offload_whole == offload_whole_ && n.offload_segmented == offload_segmented_ && n.offload_errors == 0);
         REQUIRE(n.gateway_unclaimed <= n.frames_to_gateway);
         std::size_t ports = 0;
         for (std::size_t k = 0; k < slot_count; ++k) {
@@ -706,7 +1041,8 @@ private:
             for (const auto& old : s.stale) REQUIRE(!net_->stats(old) && !net_->mac(old) && !net_->link_up(old));
             if (s.mirror) {
                 const auto c = off_->stats(*s.mirror);
-                REQUIRE(c && c->frames_in == s.mirror_in && c->dropped_unplugged == s.mirror_in && c->frames_out == 0);
+                REQUIRE(c && c->frames_in == s.mirror_in && c->dropped_unplugged == s.mirror_unplugged && c->frames_out == 0);
+                REQUIRE(c->dropped_bad_offload == s.mirror_bad_offload);
             }
             if (!s.handle) continue;
             ++ports;
@@ -715,6 +1051,7 @@ private:
             REQUIRE(c->frames_in == s.expect.frames_in && c->frames_out == s.expect.frames_out);
             REQUIRE(c->dropped_link_down == s.expect.dropped_link_down && c->dropped_no_mac == s.expect.dropped_no_mac);
             REQUIRE(c->dropped_bad_size == s.expect.dropped_bad_size);
+            REQUIRE(c->dropped_bad_offload == s.expect.dropped_bad_offload);
             REQUIRE(c->dropped_unplugged == 0);
             REQUIRE(net_->mac(*s.handle) == s.mac && net_->link_up(*s.handle) == s.up);
         }
@@ -746,11 +1083,18 @@ private:
     std::array<slot_model, slot_count> slots_{};
     std::vector<learned> table_;
     std::vector<std::vector<std::byte>> tapped_; // this input's: the frame at ingress, then each reply
+    std::vector<network_counters> tap_stats_;    // the network's counters at each tap
+    std::vector<std::optional<network_port_counters>> tap_port_; // the ingress port's, at each tap
+    std::optional<port_handle> tap_handle_;      // the ingress port, during input()
+    std::vector<emitted> out_;                   // this input's emits
     std::uint64_t frames_in_ = 0;
     std::uint64_t dropped_unknown_ = 0;
     std::uint64_t dropped_link_down_ = 0;
     std::uint64_t dropped_bad_size_ = 0;
     std::uint64_t ports_refused_ = 0;
+    std::uint64_t dropped_bad_offload_ = 0;
+    std::uint64_t offload_whole_ = 0;
+    std::uint64_t offload_segmented_ = 0;
 };
 
 } // namespace
