@@ -11,10 +11,10 @@
 # Needs root (network namespaces, TAP, veth, bridge) on Debian 12; installs what it lacks with
 # scripts/install-deps.sh --test (passt, slirp4netns, iperf3, socat, gnuplot-nox). Prints one
 # Markdown table and writes it, with a CSV of every run and a chart of the throughput cells, into DIR
-# (default bench/peers/results/) as peers-<time>.{md,csv,png}. Takes about nine minutes with the
-# defaults on a busy 2-core machine (518 s and 544 s at load averages 2.4 and 5.3; iperf3 2 s,
-# RR/CRR 1 s, 3 repetitions, two MTUs: 46 iperf3 and 16 RR/CRR runs per repetition; the build not
-# counted). The chart's title names the commit, with "+" when include/ or examples/ have
+# (default bench/peers/results/) as peers-<time>.{md,csv,png}. Takes about six and a half minutes
+# with the defaults on a busy 2-core machine (391 s and 394 s at load averages 3.3 and 2.1; iperf3
+# 2 s, RR/CRR 1 s, 3 repetitions, two MTUs: 46 iperf3 and 16 RR/CRR runs per repetition; the build
+# not counted). The chart's title names the commit, with "+" when include/ or examples/ have
 # uncommitted changes.
 #
 # Peers: ankanet, ankanet-plain (ankanetd --no-offload: its TAPs without the virtio-net header, so
