@@ -70,6 +70,37 @@ std::string sha256(const std::string& file) {
     return sum.output.substr(0, 64);
 }
 
+/// Sends `source` (of `size` bytes) from the guest to a sink on host loopback, then from a server
+/// on host loopback back to the guest, through the gateway, and checks both copies byte for byte.
+void round_trip(const leased_guest& guest, const daemon_process& daemon, const temp_dir& files, const std::string& source,
+                std::uintmax_t size, std::chrono::seconds limit) {
+    const auto source_sum = sha256(source);
+    REQUIRE(source_sum.size() == 64);
+    const auto up_port = free_loopback_port();
+    const auto uploaded = (files.path / "uploaded").string();
+    {
+        background_process sink{tcp_sink_command(up_port, uploaded)};
+        REQUIRE(wait_until_succeeds(listening(up_port)));
+        const auto up = run_in(guest.ns, "socat -u FILE:" + source + " TCP:192.168.64.1:" + std::to_string(up_port), limit);
+        INFO(up.output << "\n--- daemon log ---\n" << daemon.log());
+        REQUIRE(up.status == 0);
+        // The sink has the whole file once its listener is gone and the size is right.
+        REQUIRE(wait_until_succeeds("! " + listening(up_port) + " && test \"$(stat -c %s " + uploaded + ")\" = " +
+                                        std::to_string(size),
+                                    30s));
+    }
+    CHECK(sha256(uploaded) == source_sum);
+
+    const auto down_port = free_loopback_port();
+    background_process feeder{tcp_source_command(down_port, source)};
+    REQUIRE(wait_until_succeeds(listening(down_port)));
+    const auto downloaded = (files.path / "downloaded").string();
+    const auto down = run_in(guest.ns, "socat -u TCP:192.168.64.1:" + std::to_string(down_port) + " CREATE:" + downloaded, limit);
+    INFO(down.output << "\n--- daemon log ---\n" << daemon.log());
+    REQUIRE(down.status == 0);
+    CHECK(sha256(downloaded) == source_sum);
+}
+
 } // namespace
 
 TEST_CASE("ankanetd nat: a guest's UDP reaches a server on host loopback at the gateway address, and a closed port is refused") {
@@ -200,29 +231,7 @@ TEST_CASE("ankanetd nat: TCP to host loopback through the gateway — an HTTP do
     SECTION("256 MiB guest to host, and host to guest") {
         const std::string source = (files.path / "source").string();
         REQUIRE(run_command({"sh", "-c", "head -c 256M /dev/urandom > " + source}, 60s).status == 0);
-        const auto source_sum = sha256(source);
-        REQUIRE(source_sum.size() == 64);
-        const auto up_port = free_loopback_port();
-        const auto uploaded = (files.path / "uploaded").string();
-        {
-            background_process sink{tcp_sink_command(up_port, uploaded)};
-            REQUIRE(wait_until_succeeds(listening(up_port)));
-            const auto up = run_in(guest.ns, "socat -u FILE:" + source + " TCP:192.168.64.1:" + std::to_string(up_port), 200s);
-            INFO(up.output << "\n--- daemon log ---\n" << daemon.log());
-            REQUIRE(up.status == 0);
-            // The sink has the whole file once its listener is gone and the size is right.
-            REQUIRE(wait_until_succeeds("! " + listening(up_port) + " && test \"$(stat -c %s " + uploaded + ")\" = 268435456", 30s));
-        }
-        CHECK(sha256(uploaded) == source_sum);
-
-        const auto down_port = free_loopback_port();
-        background_process feeder{tcp_source_command(down_port, source)};
-        REQUIRE(wait_until_succeeds(listening(down_port)));
-        const auto downloaded = (files.path / "downloaded").string();
-        const auto down = run_in(guest.ns, "socat -u TCP:192.168.64.1:" + std::to_string(down_port) + " CREATE:" + downloaded, 200s);
-        INFO(down.output << "\n--- daemon log ---\n" << daemon.log());
-        REQUIRE(down.status == 0);
-        CHECK(sha256(downloaded) == source_sum);
+        round_trip(guest, daemon, files, source, 256u << 20, 200s);
     }
     SECTION("a port nobody listens on is refused at once") {
         const auto closed = free_loopback_port();
@@ -383,7 +392,6 @@ TEST_CASE("ankanetd nat: offloads — 64 KiB TCP segments cross whole both ways,
     temp_dir files{"ankanet-nat-offload"};
     const std::string source = (files.path / "source").string();
     REQUIRE(run_command({"sh", "-c", "head -c 48M /dev/urandom > " + source}, 60s).status == 0);
-    const auto source_sum = sha256(source);
     const bool offload = GENERATE(true, false);
     INFO((offload ? "offloads on (the default)" : "--no-offload"));
 
@@ -398,25 +406,7 @@ TEST_CASE("ankanetd nat: offloads — 64 KiB TCP segments cross whole both ways,
     CHECK(features.output.find(offload ? "tcp-segmentation-offload: on" : "tcp-segmentation-offload: off") != std::string::npos);
 
     // 48 MiB up and down through the NAT, checked byte for byte.
-    const auto up_port = free_loopback_port();
-    const auto uploaded = (files.path / "uploaded").string();
-    {
-        background_process sink{tcp_sink_command(up_port, uploaded)};
-        REQUIRE(wait_until_succeeds(listening(up_port)));
-        const auto up = run_in(guest.ns, "socat -u FILE:" + source + " TCP:192.168.64.1:" + std::to_string(up_port), 100s);
-        INFO(up.output << "\n--- daemon log ---\n" << daemon.log());
-        REQUIRE(up.status == 0);
-        REQUIRE(wait_until_succeeds("! " + listening(up_port) + " && test \"$(stat -c %s " + uploaded + ")\" = 50331648", 30s));
-    }
-    CHECK(sha256(uploaded) == source_sum);
-    const auto down_port = free_loopback_port();
-    background_process feeder{tcp_source_command(down_port, source)};
-    REQUIRE(wait_until_succeeds(listening(down_port)));
-    const auto downloaded = (files.path / "downloaded").string();
-    const auto down = run_in(guest.ns, "socat -u TCP:192.168.64.1:" + std::to_string(down_port) + " CREATE:" + downloaded, 100s);
-    INFO(down.output << "\n--- daemon log ---\n" << daemon.log());
-    REQUIRE(down.status == 0);
-    CHECK(sha256(downloaded) == source_sum);
+    round_trip(guest, daemon, files, source, 48u << 20, 100s);
 
     // The exit line counts what crossed whole: guest super-frames in, GSO super-frames out.
     REQUIRE(daemon.stop() == 0);
