@@ -62,8 +62,12 @@
 //        any other backend), and the uplink sends it so. This is the guest kernel's TSO end to
 //        end: one system call per 64 KiB instead of one per MTU-sized frame. Counted in
 //        offload_whole. Other services only read headers of TCP frames, which are the same.
-//      * Anything else (a UDP checksum left to the NIC, segments longer than the MTU, a VLAN tag)
-//        is made plain before anything sees it: its checksum finished and a super-frame cut into
+//      * Any other frame whose one pending work is a checksum (a guest's UDP datagram) is
+//        finished in a copy that lives until the burst ends (an arena of a burst's worth of
+//        MTU-sized frames, at most 1 MiB, made on first use), so it keeps its place in the
+//        caller's burst and the UDP translator still sends a burst's datagrams in one sendmmsg.
+//      * Anything else (segments longer than the MTU, a VLAN tag, a full arena) is made plain
+//        before anything sees it: its checksum finished and a super-frame cut into
 //        segments in software, each segment a burst of its own (burst_input, then end_burst: the
 //        segments are built one at a time in one buffer, which the burst lifetime contract would
 //        not allow to be reused within a burst), so the earlier frames of the caller's burst are
@@ -902,6 +906,20 @@ private:
     /// A segment buffer of wire::offload::max_frame_len bytes, made on first use: one for frames
     /// coming in, one for frames going out (a reply cut on its way out must not overwrite the
     /// segment a service is still handling).
+    /// Room for a copy of `len` bytes that stays valid until the burst ends: a frame whose
+    /// checksum the network finishes keeps its place in the caller's burst. The arena (a burst's
+    /// worth of MTU-sized frames, at most 1 MiB) is made on first use; empty when it is full.
+    wire::mutable_bytes burst_copy(std::size_t len) {
+        if (burst_copies_.empty()) {
+            const std::size_t frame = backend::max_frame_len(config_.mtu);
+            burst_copies_.resize(std::max(frame, std::min(std::size_t{64} * frame, std::size_t{1} << 20)));
+        }
+        if (burst_copy_used_ + len > burst_copies_.size()) return {};
+        const wire::mutable_bytes room{burst_copies_.data() + burst_copy_used_, len};
+        burst_copy_used_ += len;
+        return room;
+    }
+
     wire::mutable_bytes offload_scratch(std::unique_ptr<std::byte[]>& buffer) {
         if (!buffer) buffer.reset(new std::byte[wire::offload::max_frame_len]);
         return {buffer.get(), wire::offload::max_frame_len};
@@ -1062,6 +1080,8 @@ private:
     std::shared_ptr<basic_network*> anchor_ = std::make_shared<basic_network*>(this);
     std::unique_ptr<std::byte[]> ingress_scratch_; // offload_scratch(): frames coming in
     std::unique_ptr<std::byte[]> egress_scratch_;  // offload_scratch(): frames going out
+    std::vector<std::byte> burst_copies_;          // burst_copy(): finished copies, until end_burst
+    std::size_t burst_copy_used_ = 0;
     std::shared_ptr<backend::port> uplink_;        // the glue's uplink backend (Traits::uplink)
 };
 

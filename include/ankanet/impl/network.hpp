@@ -166,6 +166,19 @@ void basic_network<Traits, Services...>::burst_input(port_handle port, wire::con
         switch_in(port, frame, meta, now, emit);
         return;
     }
+    // A checksum left to the NIC (a UDP datagram's, say) is finished in a copy that lives until
+    // the burst ends, so the frame stays in the caller's burst (one sendmmsg per UDP flow).
+    if (!meta.is_gso() && !meta.validate()) {
+        if (const wire::mutable_bytes copy = burst_copy(frame.size()); !copy.empty()) {
+            std::memcpy(copy.data(), frame.data(), frame.size());
+            if (!wire::complete_checksum(copy, meta)) {
+                ++stats_.offload_segmented;
+                switch_in(port, wire::const_bytes{copy}, wire::offload{}, now, emit);
+                return;
+            }
+            burst_copy_used_ -= frame.size(); // refused below, as segment() refuses it
+        }
+    }
     // Made plain before anything sees it; each piece is a burst of its own, since the next piece
     // overwrites it in the one buffer (theory of operation 9).
     const std::error_code refused =
@@ -196,6 +209,7 @@ void basic_network<Traits, Services...>::end_burst(network_time now, Emit&& emit
     burst_open_ = false;
     service_context ctx{*this, now, std::nullopt, "the gateway", config_.gateway_mac};
     std::apply([&](auto&... s) { (end_burst_one(s, ctx, now, emit), ...); }, services_);
+    burst_copy_used_ = 0; // the services are done with the burst's frames
 }
 
 template <class Traits, class... Services>
