@@ -522,17 +522,21 @@ private:
         return std::min<std::size_t>(f.guest_mss, max_payload()) - options_len(f);
     }
     /// Payload of one super-frame towards the guest: whole segments, as many as one IPv4 datagram
-    /// holds (64 KiB less the headers) and the frame buffer has room for.
+    /// holds (64 KiB less the headers; frame_ is sized for that whenever gso_to_guest is on).
     std::size_t gso_payload(const tcp_flow_state& f) const noexcept {
         const std::size_t segment = segment_payload(f);
-        const std::size_t headers = wire::ipv4::header_len + wire::tcp::header_len + options_len(f);
-        const std::size_t most = std::min(wire::ipv4::max_packet_len - headers, frame_.size() - guest_headers_len - (headers - wire::ipv4::header_len));
+        const std::size_t most = wire::ipv4::max_packet_len - wire::ipv4::header_len - wire::tcp::header_len - options_len(f);
         return std::max(segment, most / segment * segment);
     }
-    /// Whether `out` takes offload metadata, and frames for `vm` may carry it (see gso_to_guest).
+    /// An `out` that can be handed a frame's offload metadata.
+    template <class Out>
+    static constexpr bool out_takes_metadata = std::invocable<Out&, port_handle, wire::const_bytes, const wire::offload&>;
+    /// Whether frames for `vm` may be super-frames: gso_to_guest is on, and `out` both passes
+    /// metadata on and says `vm`'s port takes it (a super-frame without its metadata would reach
+    /// the guest with an unfinished checksum).
     template <class Out>
     bool gso_for(Out& out, port_handle vm) const {
-        if constexpr (requires { { out.takes_offload(vm) } -> std::convertible_to<bool>; }) {
+        if constexpr (out_takes_metadata<Out> && requires { { out.takes_offload(vm) } -> std::convertible_to<bool>; }) {
             return limits_.gso_to_guest && out.takes_offload(vm);
         } else {
             return false;
@@ -1632,17 +1636,14 @@ std::size_t basic_tcp_engine<SocketLayer>::pump_flow(flow_handle h, tcp_flow_sta
         const std::size_t flen = emit_segment(*table_.key(h), f, flags, f.snd_nxt, f.rcv_nxt, *window, got.bytes,
                                               false, std::nullopt, super);
         if (flen == 0) break;
-        if constexpr (std::invocable<Out&, port_handle, wire::const_bytes, const wire::offload&>) {
-            if (super) {
-                const std::size_t tcp_header = wire::tcp::header_len + options_len(f);
-                out(f.vm, wire::const_bytes{frame_.data(), flen},
-                    wire::offload::tcpv4_gso(guest_headers_len, guest_headers_len + tcp_header, static_cast<std::uint16_t>(mss)));
-                ++stats_.super_frames_to_guest;
-            } else {
-                out(f.vm, wire::const_bytes{frame_.data(), flen});
-            }
-        } else {
-            out(f.vm, wire::const_bytes{frame_.data(), flen});
+        const wire::const_bytes bytes{frame_.data(), flen};
+        if (!super) {
+            out(f.vm, bytes);
+        } else if constexpr (out_takes_metadata<Out>) { // gso_for() said so
+            const std::size_t tcp_header = wire::tcp::header_len + options_len(f);
+            out(f.vm, bytes,
+                wire::offload::tcpv4_gso(guest_headers_len, guest_headers_len + tcp_header, static_cast<std::uint16_t>(mss)));
+            ++stats_.super_frames_to_guest;
         }
         stats_.bytes_to_guest += got.bytes;
         f.snd_nxt += static_cast<std::uint32_t>(got.bytes);
