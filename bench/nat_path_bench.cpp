@@ -25,9 +25,8 @@
 //  * bm_nat_tcp_10k_flows: the same, with 10 000 connections from VM 1 (source ports 20000 to
 //    29999) open at once, all accepted by the server (its 10 000 sockets are its own process's;
 //    RLIMIT_NOFILE is raised with setrlimit for the NAT's 10 000, and the case is skipped when it
-//    cannot be). make_shared_network's options raise the VM's flow limit
-//    (max_flows_per_vm) but not the TCP table's capacity (4096), so the network is composed as
-//    make_shared_network composes it, with tcp_limits::capacity = 10 000. The handshakes go 48 at a
+//    cannot be). make_shared_network's options raise the VM's flow limit (max_flows_per_vm) and
+//    the TCP translator's table (max_tcp_flows, 4096 by default) to 10 000. The handshakes go 48 at a
 //    time (the translator's half-open limit per VM is 64). Timed: one data segment per flow,
 //    round-robin over all 10 000, 64 flows a burst. `bytes_per_flow` is the translator's
 //    bytes_per_flow() (engine state + socket slot at this capacity, as bench/peers/flow_bytes.cpp
@@ -332,37 +331,10 @@ struct memory_fixture {
     }
 };
 
-/// make_shared_network with an egress policy that allows the host's loopback only. With
-/// `tcp_capacity` set, the same composition as make_shared_network's (shared.hpp) with the TCP
-/// translator's table capacity raised: gateway_network_options has no field for it.
+/// make_shared_network with an egress policy that allows the host's loopback only.
 result<std::unique_ptr<loopback_network>> make_loopback_network(boost::asio::any_io_executor executor,
-                                                                gateway_network_options options, std::string* why,
-                                                                std::optional<std::size_t> tcp_capacity = std::nullopt) {
-    if (!tcp_capacity) return make_shared_network<default_network_traits, loopback_egress>(executor, std::move(options), why);
-    const auto translators = [&](ipv4_prefix gateway, const gateway_network_options& o) {
-        const auto config = translation_for(gateway, o);
-        nat::udp_limits udp;
-        udp.max_flows_per_vm = o.max_flows_per_vm;
-        nat::icmp_limits icmp;
-        icmp.sockets = o.icmp_sockets;
-        icmp.max_flows_per_vm = std::min<std::size_t>(o.max_flows_per_vm, icmp.max_flows_per_vm);
-        nat::tcp_limits limits;
-        limits.capacity = *tcp_capacity;
-        limits.vm_flows = o.max_flows_per_vm == 0 ? limits.capacity : o.max_flows_per_vm;
-        dns::gateway_dns resolver{executor, dns_for(gateway, o)};
-        tcp_nat tcp_translator{executor, config, loopback_egress{}, limits};
-        tcp_translator.map_gateway_port(53, resolver.tcp_endpoint());
-        return std::tuple{std::move(resolver), std::move(tcp_translator),
-                          nat::udp_translator<loopback_egress>{executor, config, loopback_egress{}, udp},
-                          nat::icmp_translator<loopback_egress>{executor, config, loopback_egress{}, icmp},
-                          forward::service{executor, config, {.table = o.forward_limits}}};
-    };
-    try {
-        return make_gateway_network<loopback_network>(network_mode::shared, std::move(options), why, translators);
-    } catch (const boost::system::system_error& e) {
-        if (why != nullptr) *why = e.what();
-        return std::error_code{e.code()};
-    }
+                                                                gateway_network_options options, std::string* why) {
+    return make_shared_network<default_network_traits, loopback_egress>(executor, std::move(options), why);
 }
 
 // --- the server on 127.0.0.1 ----------------------------------------------------------------------
@@ -763,7 +735,8 @@ void bm_nat_tcp_10k_flows(benchmark::State& state) {
     memory_fixture<loopback_network> f{[&](boost::asio::any_io_executor executor, std::string* why) {
         gateway_network_options options;
         options.max_flows_per_vm = flow_count; // the VM's flow limit (per protocol)
-        return make_loopback_network(executor, std::move(options), why, flow_count);
+        options.max_tcp_flows = flow_count;    // and the TCP translator's table
+        return make_loopback_network(executor, std::move(options), why);
     }};
     const tcp_path path{vm_macs[0], gateway_mac, f.ips[0], gateway_ip, sink.port()};
     std::vector<guest_flow> flows(flow_count);

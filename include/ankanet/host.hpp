@@ -60,6 +60,7 @@ result<std::unique_ptr<basic_host_network<Traits>>> make_host_network(boost::asi
         nat::udp_limits udp;
         udp.max_flows_per_vm = o.max_flows_per_vm;
         nat::tcp_limits tcp;
+        tcp.capacity = o.max_tcp_flows;
         tcp.vm_flows = o.max_flows_per_vm == 0 ? tcp.capacity : o.max_flows_per_vm;
         const auto config = translation_for(gateway, o);
         dns::gateway_dns resolver{executor, dns_for(gateway, o)};

@@ -67,6 +67,7 @@ result<std::unique_ptr<basic_shared_network<Traits, Egress>>> make_shared_networ
         icmp.sockets = o.icmp_sockets;
         icmp.max_flows_per_vm = std::min<std::size_t>(o.max_flows_per_vm, icmp.max_flows_per_vm);
         nat::tcp_limits tcp;
+        tcp.capacity = o.max_tcp_flows;
         tcp.vm_flows = o.max_flows_per_vm == 0 ? tcp.capacity : o.max_flows_per_vm;
         dns::gateway_dns resolver{executor, dns_for(gateway, o)};
         nat::tcp_translator<Egress> tcp_nat{executor, config, egress, tcp};

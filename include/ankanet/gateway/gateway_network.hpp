@@ -87,6 +87,7 @@ struct gateway_network_options {
     nat::runtime_egress egress{};               ///< shared mode: where guests' flows may go (host mode: the host only, always)
     bool host_loopback = true;                  ///< the gateway's address stands for the host's 127.0.0.1
     std::size_t max_flows_per_vm = 1024;        ///< flows one VM may hold per protocol; 0: no limit
+    std::size_t max_tcp_flows = 4096;           ///< TCP flows of all VMs at once (the translator's table)
     nat::icmp_socket_kind icmp_sockets = nat::icmp_socket_kind::automatic; ///< what carries guests' pings
     // The gateway's DNS server (dns/forwarder.hpp): its own names, the rest relayed upstream.
     dns::upstream_config dns_upstreams{};       ///< configured servers, else the host's resolv.conf
