@@ -308,13 +308,26 @@ TEST_CASE("network offload: a memory backend's port gets the super-frame as segm
     CHECK(net.port_count() == 0);
 }
 
-/// The other VM, known to the switch once it has spoken (so a frame for it is not flooded).
-void announce_other(offload_network& net, port_handle other) {
-    std::vector<offload_recorder::sent> ignored;
-    byte_vector hello(wire::ethernet::min_frame_len);
-    REQUIRE_FALSE(wire::ethernet::repr{other_mac, vm_mac, hello_ethertype, {}}.emit(hello));
-    net.input(other, hello, net.clock().now(), offload_recorder{&ignored});
-}
+/// A network with two VMs, "vm" and "other"; the other one has spoken, so the switch knows it and a
+/// frame for it is not flooded.
+struct two_vms {
+    offload_network net{network_config{}, make_service()};
+    std::shared_ptr<offload_log> log = net.service<offload_service>().log;
+    port_handle vm = added("vm", vm_mac);
+    port_handle other = added("other", other_mac);
+
+    two_vms() {
+        std::vector<offload_recorder::sent> ignored;
+        byte_vector hello(wire::ethernet::min_frame_len);
+        REQUIRE_FALSE(wire::ethernet::repr{other_mac, vm_mac, hello_ethertype, {}}.emit(hello));
+        net.input(other, hello, net.clock().now(), offload_recorder{&ignored});
+    }
+    port_handle added(const char* name, mac_address mac) {
+        const auto port = net.add_port(name, port_mac::custom(mac));
+        REQUIRE(port);
+        return *port;
+    }
+};
 
 /// Collects what a bytes-only emit is given.
 struct byte_recorder {
@@ -322,21 +335,14 @@ struct byte_recorder {
     void operator()(port_handle, wire::const_bytes frame) const { frames->emplace_back(frame.begin(), frame.end()); }
 };
 
-TEST_CASE("network offload: a guest's TCPv4 super-frame crosses the switch and the services whole") {
-    offload_network net{network_config{}, make_service()};
-    const auto log = net.service<offload_service>().log;
-    const auto vm = net.add_port("vm", port_mac::custom(vm_mac));
-    const auto other = net.add_port("other", port_mac::custom(other_mac));
-    REQUIRE(vm);
-    REQUIRE(other);
-    announce_other(net, *other);
+TEST_CASE_METHOD(two_vms, "network offload: a guest's TCPv4 super-frame crosses the switch and the services whole") {
 
     // As a TAP with TSO4 hands it over: 65 000 bytes of payload, the TCP checksum left to the NIC.
     const super_frame sent = make_super_frame(vm_mac, other_mac, payload_len, mss);
     std::vector<offload_recorder::sent> out;
-    net.input(*vm, sent.bytes, sent.meta, net.clock().now(), offload_recorder{&out});
+    net.input(vm, sent.bytes, sent.meta, net.clock().now(), offload_recorder{&out});
     REQUIRE(out.size() == 1); // one frame, one call: the other VM's TAP cuts it, or its guest takes it whole
-    CHECK(out[0].to == *other);
+    CHECK(out[0].to == other);
     REQUIRE(out[0].meta);
     CHECK(*out[0].meta == sent.meta);
     CHECK(out[0].bytes == sent.bytes);
@@ -347,24 +353,17 @@ TEST_CASE("network offload: a guest's TCPv4 super-frame crosses the switch and t
     CHECK(log->offloads[0] == sent.meta);
     CHECK(net.stats().offload_whole == 1);
     CHECK(net.stats().offload_segmented == 0);
-    CHECK(net.stats(*vm)->frames_in == 1);
+    CHECK(net.stats(vm)->frames_in == 1);
 
     // An emit that takes bytes only gets the segments a NIC would have sent.
     std::vector<byte_vector> frames;
-    net.input(*vm, sent.bytes, sent.meta, net.clock().now(), byte_recorder{&frames});
+    net.input(vm, sent.bytes, sent.meta, net.clock().now(), byte_recorder{&frames});
     check_segments(frames, sent);
     CHECK(net.stats().offload_whole == 2);
     CHECK(net.stats().offload_segmented == 1);
 }
 
-TEST_CASE("network offload: other frames with metadata are made plain before the switch and the services, or dropped") {
-    offload_network net{network_config{}, make_service()};
-    const auto log = net.service<offload_service>().log;
-    const auto vm = net.add_port("vm", port_mac::custom(vm_mac));
-    const auto other = net.add_port("other", port_mac::custom(other_mac));
-    REQUIRE(vm);
-    REQUIRE(other);
-    announce_other(net, *other);
+TEST_CASE_METHOD(two_vms, "network offload: other frames with metadata are made plain before the switch and the services, or dropped") {
     std::vector<offload_recorder::sent> out;
 
     SECTION("a UDP datagram whose checksum the guest left to its NIC") {
@@ -392,7 +391,7 @@ TEST_CASE("network offload: other frames with metadata are made plain before the
         meta.csum_start = static_cast<std::uint16_t>(l4);
         meta.csum_offset = wire::udp::field::checksum;
 
-        net.input(*vm, frame, meta, net.clock().now(), offload_recorder{&out});
+        net.input(vm, frame, meta, net.clock().now(), offload_recorder{&out});
         REQUIRE(out.size() == 1);
         CHECK_FALSE(out[0].meta);
         REQUIRE(log->inspected.size() == 1);
@@ -407,28 +406,28 @@ TEST_CASE("network offload: other frames with metadata are made plain before the
     SECTION("a super-frame whose segments the MTU could not carry") {
         // 9000-byte segments on a 1500 network: cut in software, and each piece is then too long.
         const super_frame sent = make_super_frame(vm_mac, other_mac, payload_len, 9000);
-        net.input(*vm, sent.bytes, sent.meta, net.clock().now(), offload_recorder{&out});
+        net.input(vm, sent.bytes, sent.meta, net.clock().now(), offload_recorder{&out});
         CHECK(out.empty());
         CHECK(log->inspected.empty());
         CHECK(net.stats().offload_whole == 0);
-        CHECK(net.stats(*vm)->dropped_bad_size == (payload_len + 8999) / 9000);
+        CHECK(net.stats(vm)->dropped_bad_size == (payload_len + 8999) / 9000);
     }
 
     SECTION("metadata the network cannot apply") {
         // GSO on a frame that is not TCP.
         super_frame bad = make_super_frame(vm_mac, other_mac, payload_len, mss);
         bad.bytes[wire::ethernet::header_len + wire::ipv4::field::protocol] = std::byte{17};
-        net.input(*vm, bad.bytes, bad.meta, net.clock().now(), offload_recorder{&out});
+        net.input(vm, bad.bytes, bad.meta, net.clock().now(), offload_recorder{&out});
         CHECK(out.empty());
         CHECK(log->inspected.empty());
-        CHECK(net.stats(*vm)->dropped_bad_offload == 1);
+        CHECK(net.stats(vm)->dropped_bad_offload == 1);
         CHECK(net.stats().dropped_bad_offload == 1);
     }
 
     SECTION("all-clear metadata is the plain path") {
         byte_vector hello(wire::ethernet::min_frame_len);
         REQUIRE_FALSE(wire::ethernet::repr{vm_mac, other_mac, hello_ethertype, {}}.emit(hello));
-        net.input(*vm, hello, wire::offload{}, net.clock().now(), offload_recorder{&out});
+        net.input(vm, hello, wire::offload{}, net.clock().now(), offload_recorder{&out});
         CHECK(out.size() == 1);
         CHECK(net.stats().offload_segmented == 0);
         CHECK(net.stats().offload_whole == 0);
