@@ -35,11 +35,13 @@
 #     MTU 8028: one frame each, with room for IP options or a tunnel), 8000 bytes from MTU 8028 up
 #     (65520 too): one frame each that would still cross a 9000-byte jumbo-frame LAN unfragmented,
 #     so the cell keeps the per-datagram cost a user-space path pays instead of hiding it in rare
-#     64 KB datagrams. --pacing-timer 100 (µs, iperf3's default is 1000): the host's receive buffer
-#     (net.core.rmem_max, left alone) holds about 90 datagrams of 1400 bytes, which is one default
-#     1 ms burst at 1 Gbit/s, so bursts would measure the server's wake-up, not the peer. On a busy
-#     2-core machine the host's iperf3 server itself drops datagrams at 1400 bytes (veth's loss
-#     shows how many): read a peer's loss beside veth's.
+#     64 KB datagrams. --pacing-timer 100 (µs, iperf3's default is 1000) and -w 2M: the host's
+#     iperf3 server is a user-space receiver on a 2-core machine, and with the default 208 KiB
+#     socket buffer (about 150 datagrams of 1400 bytes) it overflowed while a peer was delivering
+#     every datagram: the host's UdpRcvbufErrors equalled iperf3's lost count exactly, 0.6-14 % per
+#     run, and -w 2M took it to 0 in the same hand runs. The buffer is asked for by the client for
+#     both ends (iperf3 passes it on); the kernel caps it at net.core.rmem_max, which the script
+#     raises to 4 MiB for the run when it is lower and puts back on exit. Loss is then the peer's.
 #   * VM→VM TCP, iperf3 -t S from one guest (192.168.64.2) to another (192.168.64.3), both attached
 #     to ONE ankanetd (two --netns, a TAP each, its switch between them) for ankanet and
 #     ankanet-plain, and for veth a kernel bridge (two veth pairs into the same kind of namespaces);
@@ -132,11 +134,13 @@ prefix=pr$$
 veth_host=prv$$h
 namespaces=()
 pids=()
+saved_rmem_max="" # net.core.rmem_max before the run, when the UDP cell had to raise it
 cleanup() {
   local status=$?
   for pid in "${pids[@]}"; do stop_process "$pid"; done
   for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
   ip link del "$veth_host" 2>/dev/null || true
+  if [ -n "$saved_rmem_max" ]; then sysctl -q -w net.core.rmem_max="$saved_rmem_max" || true; fi
   if [ -n "$work" ]; then
     if [ "$keep_temp" -eq 1 ] || [ "$status" -ne 0 ]; then
       echo "run.sh: logs kept in $work" >&2
@@ -240,6 +244,11 @@ if [ "$ankanetd_no_offload" -eq 0 ] && [[ " ${peers[*]} " == *" ankanet-plain "*
 fi
 # UDP cell: offered load, and the datagram size for an MTU (the header says why these).
 udp_rate=1G
+udp_buffer=2M
+if [ "$(sysctl -n net.core.rmem_max)" -lt 4194304 ]; then
+  saved_rmem_max=$(sysctl -n net.core.rmem_max)
+  sysctl -q -w net.core.rmem_max=4194304
+fi
 udp_length() { if [ "$1" -ge 8028 ]; then echo 8000; else echo $(( $1 - 100 )); fi; }
 # VM→VM cell: the two guests' addresses (inside the script's own namespaces only).
 vm_address_a=192.168.64.2
@@ -444,7 +453,7 @@ iperf() {
   case "$direction" in
     g2h) metric=tcp_g2h ;;
     h2g) metric=tcp_h2g extra=(-R) ;;
-    udp) metric=udp_g2h extra=(-u -b "$udp_rate" -l "$(udp_length "$mtu")" --pacing-timer 100) ;;
+    udp) metric=udp_g2h extra=(-u -b "$udp_rate" -l "$(udp_length "$mtu")" --pacing-timer 100 -w "$udp_buffer") ;;
     fwd)
       metric=tcp_fwd
       server_side=(ip netns exec "${peer_ns[$peer]}") client_side=() bind=()
@@ -596,7 +605,7 @@ header="NAT throughput side by side; median of $reps runs (iperf3 ${iperf_second
  ankanet $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- include examples || echo ' with uncommitted changes');\
  pasta (passt) $(dpkg-query -W -f='${Version}' passt), slirp4netns $(dpkg-query -W -f='${Version}' slirp4netns),\
  iperf3 $(dpkg-query -W -f='${Version}' iperf3); kernel $(uname -r).\
- UDP: iperf3 -u -b $udp_rate, datagrams of$(for mtu in "${mtus[@]}"; do printf ' %s (MTU %s)' "$(udp_length "$mtu")" "$mtu"; done).\
+ UDP: iperf3 -u -b $udp_rate -w $udp_buffer, datagrams of$(for mtu in "${mtus[@]}"; do printf ' %s (MTU %s)' "$(udp_length "$mtu")" "$mtu"; done).\
  ankanet-plain: ankanetd --no-offload${plain_note:+ ($plain_note)}.\
  VM→VM: two guests on one ankanetd; the veth (kernel) column is a kernel bridge between the same namespaces."
 # The table, and for the chart one data file per MTU (rows: throughput cells; columns: peers).
