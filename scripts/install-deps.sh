@@ -2,6 +2,7 @@
 # Installs, on Debian 12, the packages ankanet needs that are not installed yet; idempotent.
 #
 #   scripts/install-deps.sh          what building the library and running the examples needs
+#   scripts/install-deps.sh --demo   plus what scripts/demo.sh's guest and servers run
 #   scripts/install-deps.sh --test   plus what the test suite, fuzzers, benchmarks and the
 #                                    end-to-end peers (DHCP clients, QEMU, passt, ...) need
 set -euo pipefail
@@ -23,11 +24,15 @@ test_packages=(catch2 libbenchmark-dev clang libclang-rt-14-dev tcpdump
                socat iperf3 curl bind9-dnsutils dnsmasq-base passt slirp4netns ethtool
                gnuplot-nox doxygen)
 
+# scripts/demo.sh: busybox (udhcpc in the guest, httpd on both sides) and curl.
+demo_packages=(busybox-static curl)
+
 packages=("${build_packages[@]}")
 case "${1:-}" in
   --test) packages+=("${test_packages[@]}") ;;
+  --demo) packages+=("${demo_packages[@]}") ;;
   "") ;;
-  *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--test|--demo]" >&2; exit 2 ;;
 esac
 
 missing=()
