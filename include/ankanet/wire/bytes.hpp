@@ -1,8 +1,9 @@
-// ankanet::wire — byte spans and big-endian field access, the ground every packet view stands on.
-//
-// Packet views are templated on their buffer type: `const_bytes` for reading, `mutable_bytes` for
-// writing. Field helpers take an offset that the *caller* has already proven in range (views do
-// so once, in check_len()); in debug builds they assert it again.
+/// @file
+/// ankanet::wire — byte spans and big-endian field access, the ground every packet view stands on.
+///
+/// Packet views are templated on their buffer type: `const_bytes` for reading, `mutable_bytes` for
+/// writing. Field helpers take an offset that the *caller* has already proven in range (views do
+/// so once, in check_len()); in debug builds they assert it again.
 #pragma once
 
 #include <boost/endian/conversion.hpp>
@@ -18,8 +19,8 @@
 
 namespace ankanet::wire {
 
-using const_bytes = std::span<const std::byte>;
-using mutable_bytes = std::span<std::byte>;
+using const_bytes = std::span<const std::byte>; ///< a read-only view of bytes
+using mutable_bytes = std::span<std::byte>; ///< a writable view of bytes
 
 /// A buffer type a packet view may stand on: a span of (possibly const) bytes.
 template <class Bytes>
@@ -29,26 +30,32 @@ concept byte_buffer = std::is_same_v<Bytes, const_bytes> || std::is_same_v<Bytes
 template <class Bytes>
 concept writable_byte_buffer = std::is_same_v<Bytes, mutable_bytes>;
 
+/// ARP operations (RFC 826).
 inline std::uint8_t load_u8(const_bytes bytes, std::size_t offset) noexcept {
     assert(offset < bytes.size());
     return static_cast<std::uint8_t>(bytes[offset]);
 }
+/// Reads the byte at `offset`. The caller has checked the bounds.
 inline std::uint16_t load_be16(const_bytes bytes, std::size_t offset) noexcept {
     assert(offset + 2 <= bytes.size());
     return boost::endian::load_big_u16(reinterpret_cast<const unsigned char*>(bytes.data() + offset));
 }
+/// Reads a big-endian 16-bit value at `offset`. The caller has checked the bounds.
 inline std::uint32_t load_be32(const_bytes bytes, std::size_t offset) noexcept {
     assert(offset + 4 <= bytes.size());
     return boost::endian::load_big_u32(reinterpret_cast<const unsigned char*>(bytes.data() + offset));
 }
+/// Reads a big-endian 32-bit value at `offset`. The caller has checked the bounds.
 inline void store_u8(mutable_bytes bytes, std::size_t offset, std::uint8_t value) noexcept {
     assert(offset < bytes.size());
     bytes[offset] = std::byte{value};
 }
+/// Writes a byte at `offset`. The caller has checked the bounds.
 inline void store_be16(mutable_bytes bytes, std::size_t offset, std::uint16_t value) noexcept {
     assert(offset + 2 <= bytes.size());
     boost::endian::store_big_u16(reinterpret_cast<unsigned char*>(bytes.data() + offset), value);
 }
+/// Writes `value` big-endian at `offset`. The caller has checked the bounds.
 inline void store_be32(mutable_bytes bytes, std::size_t offset, std::uint32_t value) noexcept {
     assert(offset + 4 <= bytes.size());
     boost::endian::store_big_u32(reinterpret_cast<unsigned char*>(bytes.data() + offset), value);

@@ -1,16 +1,17 @@
-// ankanet::wire — the Internet checksum (RFC 1071), pseudo-header sums and incremental update.
-//
-// Theory of operation. The one's-complement sum does not care about byte order (RFC 1071 §2(B)):
-// summing native-endian words and swapping the folded result equals summing big-endian words. So
-// the hot loop loads 8 bytes at a time in native order and adds their two 32-bit halves into two
-// 64-bit accumulators — no carries are lost before 2^32 iterations, far beyond any packet — and
-// the compiler is free to vectorise it. Folding and the final byte swap happen once at the end.
-//
-// All 16-bit values here (field values, partial sums, results) are *numbers* as read with
-// load_be16 from the wire, so they can be compared with and stored into header fields directly.
-//
-// Pieces may be added in any split: an accumulator remembers whether the bytes so far were odd in
-// number and swaps the next piece's sum to keep every byte in its true position.
+/// @file
+/// ankanet::wire — the Internet checksum (RFC 1071), pseudo-header sums and incremental update.
+///
+/// Theory of operation. The one's-complement sum does not care about byte order (RFC 1071 §2(B)):
+/// summing native-endian words and swapping the folded result equals summing big-endian words. So
+/// the hot loop loads 8 bytes at a time in native order and adds their two 32-bit halves into two
+/// 64-bit accumulators — no carries are lost before 2^32 iterations, far beyond any packet — and
+/// the compiler is free to vectorise it. Folding and the final byte swap happen once at the end.
+///
+/// All 16-bit values here (field values, partial sums, results) are *numbers* as read with
+/// load_be16 from the wire, so they can be compared with and stored into header fields directly.
+///
+/// Pieces may be added in any split: an accumulator remembers whether the bytes so far were odd in
+/// number and swaps the next piece's sum to keep every byte in its true position.
 #pragma once
 
 #include <ankanet/wire/address.hpp>
@@ -89,7 +90,9 @@ public:
     }
     /// Adds a 16-bit field value (as if its two bytes were added at an even position).
     constexpr accumulator& add16(std::uint16_t value) noexcept { sum_ += value; return *this; }
+    /// Adds a 32-bit value as two 16-bit words.
     constexpr accumulator& add32(std::uint32_t value) noexcept { sum_ += (value >> 16) + (value & 0xffffu); return *this; }
+    /// Adds an address (as in a pseudo-header).
     constexpr accumulator& add(ipv4_address address) noexcept { return add32(address.to_u32()); }
 
     /// The folded sum, not inverted.

@@ -1,50 +1,51 @@
-// ankanet::wire::dhcp — DHCPv4 / BOOTP messages (RFC 951, 2131, 2132), the UDP payload on ports 67/68.
-//
-// Theory of operation
-//
-// A message is the fixed 236-byte BOOTP header, the magic cookie 99.130.83.99 and a TLV options
-// area running to the end of the UDP payload. `packet<Bytes>` is a view over it; `check_len()`
-// proves the header and cookie are there (truncated), `op` is 1 or 2 and the cookie is right
-// (bad_field) and `hlen` is at most 16 (bad_length), after which no header accessor can read
-// outside the buffer. `check_options()` walks every option; `checked()` does both.
-//
-// Options are read through `option_iterator`, the only code that turns an option length byte into
-// a span, and it proves each length against the end of the area it stands in before making the
-// span: an option that runs past its area is errc::bad_option, never a read past it (libslirp's
-// CVE-2021-3592 was a DHCP parser that trusted such a length). Pad (0) is skipped and end (255)
-// closes an area. Option overload (52) in the options field makes the `file` field (value 1), the
-// `sname` field (2) or both (3) further option areas, read in RFC 2131 §4.1 order: options, then
-// file, then sname, each closed by its own end option and bounded by its own field, so an option
-// in `file` can never spill into the cookie. Option 52 elsewhere, repeated, of a length other than 1
-// or with a value other than 1..3 is bad_option.
-//
-// Decisions where the RFCs leave room:
-//  * A missing end option is accepted: an area without one ends where its space ends. RFC 2131
-//    requires the end option, but sloppy clients exist and the bound is the same either way. The
-//    cost: a message cut exactly between two options still parses; the UDP length, checked a layer
-//    down, is what guards against truncation in transit.
-//  * Options may have length zero (rapid commit, 80, does); the typed accessors enforce the RFC 2132
-//    minimum for their own options.
-//  * RFC 3396 long options (one option split into several that must be concatenated) are not
-//    supported: a typed option that appears more than once is refused with errc::unsupported, so no
-//    two readers can disagree about which copy counts. Other codes may repeat; the iterator shows
-//    every copy in order.
-//
-// Typed accessors return result<std::optional<T>>: an empty optional when the option is absent, an
-// error when it is there but wrong (bad_option for a length the RFC does not allow, bad_field for a
-// forbidden value such as a maximum message size below 576, unsupported for a message type outside
-// 1..8). A malformed option anywhere makes every accessor fail: the message does not hold together.
-//
-// `repr` is what a server needs from a message: the header fields, the typed options and spans
-// into the packet for variable data (no allocation), plus the raw option areas so that emit keeps
-// every other option in its original order. Emit writes the typed fields where their options stood
-// (appending those that were not in the raw areas), copies the rest, and flattens overloaded
-// `file`/`sname` options into the options field (never overloading itself), so a real client
-// message round-trips byte for byte (unless it overloads, or carries something other than zero
-// padding after its end option). `option_writer` builds options for replies into a fixed
-// buffer: cookie, TLVs checked against the buffer and an optional size limit (buffer_too_small),
-// end option, zero padding to the BOOTP minimum of 300 bytes (RFC 951's 64-byte vendor field).
-// Options longer than 255 bytes are refused (bad_length), since the writer does not split them.
+/// @file
+/// ankanet::wire::dhcp — DHCPv4 / BOOTP messages (RFC 951, 2131, 2132), the UDP payload on ports 67/68.
+///
+/// Theory of operation
+///
+/// A message is the fixed 236-byte BOOTP header, the magic cookie 99.130.83.99 and a TLV options
+/// area running to the end of the UDP payload. `packet<Bytes>` is a view over it; `check_len()`
+/// proves the header and cookie are there (truncated), `op` is 1 or 2 and the cookie is right
+/// (bad_field) and `hlen` is at most 16 (bad_length), after which no header accessor can read
+/// outside the buffer. `check_options()` walks every option; `checked()` does both.
+///
+/// Options are read through `option_iterator`, the only code that turns an option length byte into
+/// a span, and it proves each length against the end of the area it stands in before making the
+/// span: an option that runs past its area is errc::bad_option, never a read past it (libslirp's
+/// CVE-2021-3592 was a DHCP parser that trusted such a length). Pad (0) is skipped and end (255)
+/// closes an area. Option overload (52) in the options field makes the `file` field (value 1), the
+/// `sname` field (2) or both (3) further option areas, read in RFC 2131 §4.1 order: options, then
+/// file, then sname, each closed by its own end option and bounded by its own field, so an option
+/// in `file` can never spill into the cookie. Option 52 elsewhere, repeated, of a length other than 1
+/// or with a value other than 1..3 is bad_option.
+///
+/// Decisions where the RFCs leave room:
+///  * A missing end option is accepted: an area without one ends where its space ends. RFC 2131
+///    requires the end option, but sloppy clients exist and the bound is the same either way. The
+///    cost: a message cut exactly between two options still parses; the UDP length, checked a layer
+///    down, is what guards against truncation in transit.
+///  * Options may have length zero (rapid commit, 80, does); the typed accessors enforce the RFC 2132
+///    minimum for their own options.
+///  * RFC 3396 long options (one option split into several that must be concatenated) are not
+///    supported: a typed option that appears more than once is refused with errc::unsupported, so no
+///    two readers can disagree about which copy counts. Other codes may repeat; the iterator shows
+///    every copy in order.
+///
+/// Typed accessors return result<std::optional<T>>: an empty optional when the option is absent, an
+/// error when it is there but wrong (bad_option for a length the RFC does not allow, bad_field for a
+/// forbidden value such as a maximum message size below 576, unsupported for a message type outside
+/// 1..8). A malformed option anywhere makes every accessor fail: the message does not hold together.
+///
+/// `repr` is what a server needs from a message: the header fields, the typed options and spans
+/// into the packet for variable data (no allocation), plus the raw option areas so that emit keeps
+/// every other option in its original order. Emit writes the typed fields where their options stood
+/// (appending those that were not in the raw areas), copies the rest, and flattens overloaded
+/// `file`/`sname` options into the options field (never overloading itself), so a real client
+/// message round-trips byte for byte (unless it overloads, or carries something other than zero
+/// padding after its end option). `option_writer` builds options for replies into a fixed
+/// buffer: cookie, TLVs checked against the buffer and an optional size limit (buffer_too_small),
+/// end option, zero padding to the BOOTP minimum of 300 bytes (RFC 951's 64-byte vendor field).
+/// Options longer than 255 bytes are refused (bad_length), since the writer does not split them.
 #pragma once
 
 #include <ankanet/result.hpp>
@@ -66,18 +67,18 @@
 
 namespace ankanet::wire::dhcp {
 
-inline constexpr std::uint16_t server_port = 67;
-inline constexpr std::uint16_t client_port = 68;
+inline constexpr std::uint16_t server_port = 67; ///< server port
+inline constexpr std::uint16_t client_port = 68; ///< client port
 
 inline constexpr std::size_t header_len = 236; ///< the fixed BOOTP header, up to the cookie
-inline constexpr std::size_t cookie_len = 4;
-inline constexpr std::size_t options_offset = header_len + cookie_len;
+inline constexpr std::size_t cookie_len = 4; ///< cookie length
+inline constexpr std::size_t options_offset = header_len + cookie_len; ///< options offset
 inline constexpr std::size_t min_len = options_offset; ///< header and cookie; options may be empty
 inline constexpr std::size_t bootp_min_len = 300;      ///< 236 + RFC 951's 64-byte vendor field
-inline constexpr std::size_t chaddr_len = 16;
-inline constexpr std::size_t sname_len = 64;
-inline constexpr std::size_t file_len = 128;
-inline constexpr std::size_t max_option_len = 255;
+inline constexpr std::size_t chaddr_len = 16; ///< chaddr length
+inline constexpr std::size_t sname_len = 64; ///< sname length
+inline constexpr std::size_t file_len = 128; ///< file length
+inline constexpr std::size_t max_option_len = 255; ///< max option length
 inline constexpr std::uint32_t magic_cookie = 0x63825363; ///< 99.130.83.99
 
 /// Smallest value option 57 may carry (RFC 2132 §9.10).
@@ -90,6 +91,7 @@ inline constexpr std::size_t default_max_reply_len = min_max_message_size - ip_u
 
 /// `op`
 inline constexpr std::uint8_t boot_request = 1;
+/// boot reply
 inline constexpr std::uint8_t boot_reply = 2;
 /// `htype` for Ethernet (ARP hardware type 1), with `hlen` 6.
 inline constexpr std::uint8_t htype_ethernet = 1;
@@ -97,10 +99,12 @@ inline constexpr std::uint8_t htype_ethernet = 1;
 inline constexpr std::uint16_t broadcast_flag = 0x8000;
 /// Values of option 52: which header fields carry options.
 inline constexpr std::uint8_t overload_file = 1;
-inline constexpr std::uint8_t overload_sname = 2;
-inline constexpr std::uint8_t overload_both = 3;
+inline constexpr std::uint8_t overload_sname = 2; ///< overload sname
+inline constexpr std::uint8_t overload_both = 3; ///< overload both
 
 namespace field {
+/// Byte offset of a field from the start of the DHCP message.
+/// @{
 inline constexpr std::size_t op = 0;
 inline constexpr std::size_t htype = 1;
 inline constexpr std::size_t hlen = 2;
@@ -117,9 +121,12 @@ inline constexpr std::size_t sname = 44;
 inline constexpr std::size_t file = 108;
 inline constexpr std::size_t cookie = 236;
 inline constexpr std::size_t options = 240;
+/// @}
 } // namespace field
 
 namespace option_code {
+/// A DHCP option code (RFC 2132 and later).
+/// @{
 inline constexpr std::uint8_t pad = 0;
 inline constexpr std::uint8_t subnet_mask = 1;
 inline constexpr std::uint8_t router = 3;
@@ -144,6 +151,7 @@ inline constexpr std::uint8_t rapid_commit = 80;
 inline constexpr std::uint8_t domain_search = 119;
 inline constexpr std::uint8_t classless_static_routes = 121;
 inline constexpr std::uint8_t end = 255;
+/// @}
 } // namespace option_code
 
 /// DHCP message type, option 53 (RFC 2132 §9.6).
@@ -176,9 +184,9 @@ enum class option_area : std::uint8_t { options, file, sname };
 
 /// One option: its code and a span over its value, inside the area it was found in.
 struct option {
-    std::uint8_t code = 0;
-    const_bytes data;
-    option_area area = option_area::options;
+    std::uint8_t code = 0; ///< code
+    const_bytes data; ///< data
+    option_area area = option_area::options; ///< area
 };
 
 /// Walks the options of a message, area by area; the end is std::default_sentinel.
@@ -187,9 +195,9 @@ struct option {
 /// end cleanly has no error. Whatever the input, it never reads outside the areas it was given.
 class option_iterator {
 public:
-    using iterator_concept = std::input_iterator_tag;
-    using value_type = option;
-    using difference_type = std::ptrdiff_t;
+    using iterator_concept = std::input_iterator_tag; ///< the iterator concept type
+    using value_type = option; ///< the value type
+    using difference_type = std::ptrdiff_t; ///< the difference type
 
     /// An exhausted iterator.
     option_iterator() noexcept = default;
@@ -212,12 +220,16 @@ public:
         return it;
     }
 
+    /// The current option.
     const option& operator*() const noexcept { return current_; }
+    /// The current option.
     const option* operator->() const noexcept { return &current_; }
+    /// Moves to the next option.
     option_iterator& operator++() noexcept {
         advance();
         return *this;
     }
+    /// Moves to the next option.
     void operator++(int) noexcept { advance(); }
     friend bool operator==(const option_iterator& it, std::default_sentinel_t) noexcept { return it.done_; }
 
@@ -308,17 +320,21 @@ static_assert(std::sentinel_for<std::default_sentinel_t, option_iterator>);
 /// The options of a message, for range-for. error() walks them all and says whether they hold.
 class option_range {
 public:
+    /// The options in `options`, then in `file` and `sname` when `follow_overload` and option 52 say so.
     option_range(const_bytes options, const_bytes file, const_bytes sname, bool follow_overload) noexcept
         : options_(options), file_(file), sname_(sname), follow_overload_(follow_overload) {}
     /// A range with no options that reports `error` (e.g. a buffer too short to have options).
     explicit option_range(std::error_code error) noexcept : error_(error) {}
 
+    /// The first option.
     option_iterator begin() const noexcept {
         if (error_) return option_iterator::failed(error_);
         return option_iterator{options_, file_, sname_, follow_overload_};
     }
+    /// The end of the options.
     std::default_sentinel_t end() const noexcept { return {}; }
 
+    /// The error.
     std::error_code error() const noexcept {
         auto it = begin();
         while (it != std::default_sentinel) ++it;
@@ -445,6 +461,7 @@ inline std::size_t encode_name(mutable_bytes out, std::size_t at, std::string_vi
 template <byte_buffer Bytes>
 class packet {
 public:
+    /// Views `buffer` without checking it; check_len() (or checked()) validates it before the accessors are used.
     explicit packet(Bytes buffer) noexcept : buffer_(buffer) {}
 
     /// Wraps `buffer` and validates the header, the cookie and every option.
@@ -468,17 +485,29 @@ public:
     /// Every option, in every area option 52 opens, lies within its area.
     std::error_code check_options() const noexcept { return options().error(); }
 
+    /// The op.
     std::uint8_t op() const noexcept { return load_u8(buffer_, field::op); }
+    /// The htype.
     std::uint8_t htype() const noexcept { return load_u8(buffer_, field::htype); }
+    /// The hlen.
     std::uint8_t hlen() const noexcept { return load_u8(buffer_, field::hlen); }
+    /// The hops.
     std::uint8_t hops() const noexcept { return load_u8(buffer_, field::hops); }
+    /// The XID.
     std::uint32_t xid() const noexcept { return load_be32(buffer_, field::xid); }
+    /// The secs.
     std::uint16_t secs() const noexcept { return load_be16(buffer_, field::secs); }
+    /// The flags.
     std::uint16_t flags() const noexcept { return load_be16(buffer_, field::flags); }
+    /// Whether broadcast.
     bool broadcast() const noexcept { return (flags() & broadcast_flag) != 0; }
+    /// The ciaddr.
     ipv4_address ciaddr() const noexcept { return ipv4_address::from_bytes(buffer_.subspan(field::ciaddr)); }
+    /// The yiaddr.
     ipv4_address yiaddr() const noexcept { return ipv4_address::from_bytes(buffer_.subspan(field::yiaddr)); }
+    /// The siaddr.
     ipv4_address siaddr() const noexcept { return ipv4_address::from_bytes(buffer_.subspan(field::siaddr)); }
+    /// The giaddr.
     ipv4_address giaddr() const noexcept { return ipv4_address::from_bytes(buffer_.subspan(field::giaddr)); }
     /// All 16 bytes of the client hardware address field.
     Bytes chaddr() const noexcept { return buffer_.subspan(field::chaddr, chaddr_len); }
@@ -495,11 +524,13 @@ public:
     Bytes sname() const noexcept { return buffer_.subspan(field::sname, sname_len); }
     /// The raw 128-byte boot file field (options when overload() says so).
     Bytes file() const noexcept { return buffer_.subspan(field::file, file_len); }
+    /// The magic cookie field (99.130.83.99 in a DHCP message).
     std::uint32_t cookie() const noexcept { return load_be32(buffer_, field::cookie); }
     /// Everything after the cookie (the end option and any padding included).
     Bytes options_area() const noexcept {
         return buffer_.size() < options_offset ? Bytes{} : buffer_.subspan(options_offset);
     }
+    /// The buffer.
     Bytes buffer() const noexcept { return buffer_; }
 
     /// The options of every area, in RFC 2131 §4.1 order; see option_iterator.
@@ -567,20 +598,33 @@ public:
         return typed<std::string_view>(option_code::vendor_class, detail::decode_text);
     }
 
+    /// Writes the op field.
     void set_op(std::uint8_t value) noexcept requires writable_byte_buffer<Bytes> { store_u8(buffer_, field::op, value); }
+    /// Writes the htype field.
     void set_htype(std::uint8_t value) noexcept requires writable_byte_buffer<Bytes> { store_u8(buffer_, field::htype, value); }
+    /// Writes the hlen field.
     void set_hlen(std::uint8_t value) noexcept requires writable_byte_buffer<Bytes> { store_u8(buffer_, field::hlen, value); }
+    /// Writes the hops field.
     void set_hops(std::uint8_t value) noexcept requires writable_byte_buffer<Bytes> { store_u8(buffer_, field::hops, value); }
+    /// Writes the XID field.
     void set_xid(std::uint32_t value) noexcept requires writable_byte_buffer<Bytes> { store_be32(buffer_, field::xid, value); }
+    /// Writes the secs field.
     void set_secs(std::uint16_t value) noexcept requires writable_byte_buffer<Bytes> { store_be16(buffer_, field::secs, value); }
+    /// Writes the flags field.
     void set_flags(std::uint16_t value) noexcept requires writable_byte_buffer<Bytes> { store_be16(buffer_, field::flags, value); }
+    /// Writes the broadcast field.
     void set_broadcast(bool on) noexcept requires writable_byte_buffer<Bytes> {
         set_flags(static_cast<std::uint16_t>(on ? flags() | broadcast_flag : flags() & ~broadcast_flag));
     }
+    /// Writes the ciaddr field.
     void set_ciaddr(ipv4_address a) noexcept requires writable_byte_buffer<Bytes> { a.store(buffer_, field::ciaddr); }
+    /// Writes the yiaddr field.
     void set_yiaddr(ipv4_address a) noexcept requires writable_byte_buffer<Bytes> { a.store(buffer_, field::yiaddr); }
+    /// Writes the siaddr field.
     void set_siaddr(ipv4_address a) noexcept requires writable_byte_buffer<Bytes> { a.store(buffer_, field::siaddr); }
+    /// Writes the giaddr field.
     void set_giaddr(ipv4_address a) noexcept requires writable_byte_buffer<Bytes> { a.store(buffer_, field::giaddr); }
+    /// Writes the chaddr field.
     void set_chaddr(const std::array<std::uint8_t, chaddr_len>& value) noexcept requires writable_byte_buffer<Bytes> {
         store_bytes(buffer_, field::chaddr, std::as_bytes(std::span{value}));
     }
@@ -592,6 +636,7 @@ public:
         set_hlen(mac_address::size);
         set_chaddr(value);
     }
+    /// Writes the magic cookie field.
     void set_cookie() noexcept requires writable_byte_buffer<Bytes> { store_be32(buffer_, field::cookie, magic_cookie); }
 
 private:
@@ -612,8 +657,8 @@ private:
 
 /// A route for option 121: traffic to `destination` goes through `router`.
 struct classless_route {
-    ipv4_prefix destination;
-    ipv4_address router;
+    ipv4_prefix destination; ///< destination
+    ipv4_address router; ///< router
 };
 
 /// Appends options to a message being built in a fixed buffer.
@@ -665,28 +710,37 @@ public:
         return {};
     }
 
+    /// Writes option 1, the subnet mask.
     std::error_code subnet_mask(ipv4_address mask) noexcept { return address(option_code::subnet_mask, mask); }
     /// Option 3, one or more routers in order of preference.
     std::error_code routers(std::span<const ipv4_address> list) noexcept { return addresses(option_code::router, list); }
+    /// Writes option 3 with one router.
     std::error_code router(ipv4_address a) noexcept { return routers(std::span{&a, 1}); }
     /// Option 6, one or more DNS servers in order of preference.
     std::error_code dns_servers(std::span<const ipv4_address> list) noexcept {
         return addresses(option_code::dns_servers, list);
     }
+    /// Writes option 12, the host name.
     std::error_code host_name(std::string_view name) noexcept { return text(option_code::host_name, name); }
+    /// Writes option 15, the domain name.
     std::error_code domain_name(std::string_view name) noexcept { return text(option_code::domain_name, name); }
     /// Option 26; RFC 2132 §5.1 sets the minimum at 68.
     std::error_code interface_mtu(std::uint16_t mtu) noexcept {
         if (mtu < 68) return fail(errc::bad_field);
         return u16(option_code::interface_mtu, mtu);
     }
+    /// Writes option 28, the broadcast address.
     std::error_code broadcast_address(ipv4_address a) noexcept { return address(option_code::broadcast_address, a); }
+    /// Writes option 50, the requested address.
     std::error_code requested_ip(ipv4_address a) noexcept { return address(option_code::requested_ip, a); }
+    /// Writes option 51, the lease time in seconds.
     std::error_code lease_time(std::uint32_t seconds) noexcept { return u32(option_code::lease_time, seconds); }
+    /// Writes option 53, the message type.
     std::error_code message_type(dhcp::message_type type) noexcept {
         const auto value = static_cast<std::uint8_t>(type);
         return put(option_code::message_type, 1, [&](std::size_t at) { write_u8(at, value); });
     }
+    /// Writes option 54, the server identifier.
     std::error_code server_id(ipv4_address a) noexcept { return address(option_code::server_id, a); }
     /// Option 55, at least one code.
     std::error_code parameter_request_list(const_bytes codes) noexcept {
@@ -701,6 +755,7 @@ public:
     std::error_code renewal_time(std::uint32_t seconds) noexcept { return u32(option_code::renewal_time, seconds); }
     /// Option 59, T2.
     std::error_code rebinding_time(std::uint32_t seconds) noexcept { return u32(option_code::rebinding_time, seconds); }
+    /// Writes option 60, the vendor class identifier.
     std::error_code vendor_class(std::string_view id) noexcept { return text(option_code::vendor_class, id); }
     /// Option 61, at least 2 bytes (a type and an identifier).
     std::error_code client_id(const_bytes id) noexcept { return bytes_at_least(option_code::client_id, id, 2); }
@@ -849,17 +904,19 @@ private:
 /// Spans and string_views point into the parsed buffer, which must outlive the repr. A span left
 /// empty means the option is absent (every one of them has a minimum length of at least 1).
 struct repr {
-    std::uint8_t op = boot_request;
-    std::uint8_t htype = htype_ethernet;
-    std::uint8_t hlen = mac_address::size;
-    std::uint8_t hops = 0;
-    std::uint32_t xid = 0;
-    std::uint16_t secs = 0;
-    std::uint16_t flags = 0;
-    ipv4_address ciaddr;
-    ipv4_address yiaddr;
-    ipv4_address siaddr;
-    ipv4_address giaddr;
+    std::uint8_t op = boot_request; ///< op
+    std::uint8_t htype = htype_ethernet; ///< htype
+    std::uint8_t hlen = mac_address::size; ///< hlen
+    std::uint8_t hops = 0; ///< hops
+    std::uint32_t xid = 0; ///< XID
+    std::uint16_t secs = 0; ///< secs
+    std::uint16_t flags = 0; ///< flags
+    ipv4_address ciaddr; ///< ciaddr
+    ipv4_address yiaddr; ///< yiaddr
+    ipv4_address siaddr; ///< siaddr
+    ipv4_address giaddr; ///< giaddr
+
+    /// chaddr
     std::array<std::uint8_t, chaddr_len> chaddr{};
     /// At most 64 bytes, zero-padded on emit; empty when the field carried options.
     const_bytes sname;
@@ -883,8 +940,9 @@ struct repr {
     /// The file and sname fields when option 52 made them option areas; emit moves their options
     /// into the options field, after those of `options`.
     const_bytes file_options;
-    const_bytes sname_options;
+    const_bytes sname_options; ///< sname options
 
+    /// Parses a view.
     static result<repr> parse(const packet<const_bytes>& message) noexcept {
         if (auto ec = message.check_len()) return ec;
         repr r;
@@ -920,6 +978,7 @@ struct repr {
         else r.sname = message.sname();
         return r;
     }
+    /// Parses bytes.
     static result<repr> parse(const_bytes message) noexcept { return parse(packet<const_bytes>{message}); }
     /// The repr points into the message, so parsing a temporary container would leave it dangling.
     template <class Container>
@@ -932,6 +991,7 @@ struct repr {
         if (htype != htype_ethernet || hlen != mac_address::size) return std::nullopt;
         return mac_address{{chaddr[0], chaddr[1], chaddr[2], chaddr[3], chaddr[4], chaddr[5]}};
     }
+    /// Whether broadcast.
     bool broadcast() const noexcept { return (flags & broadcast_flag) != 0; }
 
     /// The message length emit() writes (meaningful when emit would succeed).

@@ -1,43 +1,44 @@
-// ankanet::wire::dns — DNS messages (RFC 1035), as much as a forwarder and a small local responder
-// need: header view and in-place edits, compressed names, sections, and building simple replies.
-//
-// Theory of operation.
-//  * A message is the UDP payload, or a TCP payload after its 2-byte length prefix (see `tcp::`).
-//    `packet<Bytes>` views the 12-byte header; after check_len() its accessors cannot read outside
-//    the buffer, and on a writable view the forwarder rewrites IDs and flags in place.
-//  * Names are read by one walker that every other name operation goes through. Everything it
-//    follows comes from the packet, so it trusts nothing:
-//      - a compression pointer must land strictly before the start of the stretch of labels it was
-//        reached from (the name's own start, or the previous pointer's target) and after the
-//        header. Targets therefore strictly decrease, so a loop is impossible by construction: a
-//        self-pointer, a two-pointer cycle, a forward pointer and a pointer past the end are all the
-//        same refusal (errc::bad_pointer). Real compressors only ever point at an earlier copy of a
-//        suffix, which satisfies this rule;
-//      - at most max_pointer_hops pointers per name (a legal name has at most 127 labels; longer
-//        chains of pointer-to-pointer are refused), so the work per name is bounded;
-//      - the uncompressed name, length octets and root included, is at most 255 bytes
-//        (errc::bad_length); labels are at most 63 bytes because label types 0b01 (the withdrawn
-//        EDNS extended label) and 0b10 (reserved) are refused (errc::bad_field);
-//      - running out of bytes anywhere is errc::truncated.
-//  * Sections: read_question / read_record advance a cursor and check each fixed part and RDLENGTH
-//    against the buffer before anything is read. message::parse walks all four sections once, so
-//    counts that promise more than the bytes hold are errc::truncated; afterwards its ranges
-//    iterate entries that are known good. Bytes after the last record are ignored (message::size()
-//    says where the message ends). A forwarder relaying a truncated (TC) reply whose counts lie can
-//    still match it with the header and first_question(), which reads the question section only.
-//  * Names are views (`name_view`, into the message) or values (`name`: the uncompressed wire form
-//    in a fixed 255-byte array). Text is dotted, without the final dot, with '.', '\' and bytes
-//    outside '!'..'~' escaped as \. \\ \DDD so it parses back to the same name. Comparison the DNS
-//    way (ASCII case-insensitive, RFC 4343) is iequals()/matches(); operator== is byte-exact.
-//  * `repr` covers the messages ankanet writes itself: one question, A answers (at most
-//    max_answers, owner written as a pointer to the question name), an optional EDNS OPT record
-//    without options, and any header flags/rcode — a query, an answer, or NXDOMAIN / SERVFAIL /
-//    REFUSED echoing the question. repr::parse accepts exactly that shape and says
-//    errc::unsupported for anything else, which the general views still read.
-//  * Limits: views (name_view, question_view, record_view, message) refer to the caller's bytes,
-//    which must outlive them unchanged. A repr may be longer than 512 bytes (16 answers and a long
-//    name); keeping a UDP reply within the client's size, or setting TC, is the caller's choice.
-//  * No allocation, no exceptions: errors are std::error_code (ankanet::errc).
+/// @file
+/// ankanet::wire::dns — DNS messages (RFC 1035), as much as a forwarder and a small local responder
+/// need: header view and in-place edits, compressed names, sections, and building simple replies.
+///
+/// Theory of operation.
+///  * A message is the UDP payload, or a TCP payload after its 2-byte length prefix (see `tcp::`).
+///    `packet<Bytes>` views the 12-byte header; after check_len() its accessors cannot read outside
+///    the buffer, and on a writable view the forwarder rewrites IDs and flags in place.
+///  * Names are read by one walker that every other name operation goes through. Everything it
+///    follows comes from the packet, so it trusts nothing:
+///      - a compression pointer must land strictly before the start of the stretch of labels it was
+///        reached from (the name's own start, or the previous pointer's target) and after the
+///        header. Targets therefore strictly decrease, so a loop is impossible by construction: a
+///        self-pointer, a two-pointer cycle, a forward pointer and a pointer past the end are all the
+///        same refusal (errc::bad_pointer). Real compressors only ever point at an earlier copy of a
+///        suffix, which satisfies this rule;
+///      - at most max_pointer_hops pointers per name (a legal name has at most 127 labels; longer
+///        chains of pointer-to-pointer are refused), so the work per name is bounded;
+///      - the uncompressed name, length octets and root included, is at most 255 bytes
+///        (errc::bad_length); labels are at most 63 bytes because label types 0b01 (the withdrawn
+///        EDNS extended label) and 0b10 (reserved) are refused (errc::bad_field);
+///      - running out of bytes anywhere is errc::truncated.
+///  * Sections: read_question / read_record advance a cursor and check each fixed part and RDLENGTH
+///    against the buffer before anything is read. message::parse walks all four sections once, so
+///    counts that promise more than the bytes hold are errc::truncated; afterwards its ranges
+///    iterate entries that are known good. Bytes after the last record are ignored (message::size()
+///    says where the message ends). A forwarder relaying a truncated (TC) reply whose counts lie can
+///    still match it with the header and first_question(), which reads the question section only.
+///  * Names are views (`name_view`, into the message) or values (`name`: the uncompressed wire form
+///    in a fixed 255-byte array). Text is dotted, without the final dot, with '.', '\' and bytes
+///    outside '!'..'~' escaped as `\.` `\\` `\DDD` so it parses back to the same name. Comparison the DNS
+///    way (ASCII case-insensitive, RFC 4343) is iequals()/matches(); operator== is byte-exact.
+///  * `repr` covers the messages ankanet writes itself: one question, A answers (at most
+///    max_answers, owner written as a pointer to the question name), an optional EDNS OPT record
+///    without options, and any header flags/rcode — a query, an answer, or NXDOMAIN / SERVFAIL /
+///    REFUSED echoing the question. repr::parse accepts exactly that shape and says
+///    errc::unsupported for anything else, which the general views still read.
+///  * Limits: views (name_view, question_view, record_view, message) refer to the caller's bytes,
+///    which must outlive them unchanged. A repr may be longer than 512 bytes (16 answers and a long
+///    name); keeping a UDP reply within the client's size, or setting TC, is the caller's choice.
+///  * No allocation, no exceptions: errors are std::error_code (ankanet::errc).
 #pragma once
 
 #include <ankanet/result.hpp>
@@ -57,14 +58,16 @@
 
 namespace ankanet::wire::dns {
 
+/// header length
 inline constexpr std::size_t header_len = 12;
 /// The longest name in wire form, length octets and the root label included (RFC 1035 §2.3.4).
 inline constexpr std::size_t max_name_len = 255;
+/// max label length
 inline constexpr std::size_t max_label_len = 63;
 /// Most labels a name of max_name_len can have; also the most pointers a name may follow.
 inline constexpr std::size_t max_pointer_hops = 127;
 /// The longest text form of a name: four labels of 63+63+63+61 bytes, every byte written as
-/// \DDD, and three dots (a longer name text cannot fit in 255 wire bytes).
+/// `\DDD`, and three dots (a longer name text cannot fit in 255 wire bytes).
 inline constexpr std::size_t max_name_text_len = 4 * 250 + 3;
 /// The classic UDP limit without EDNS (RFC 1035 §4.2.1).
 inline constexpr std::size_t max_udp_len = 512;
@@ -76,6 +79,8 @@ inline constexpr std::size_t record_fixed_len = 10;
 inline constexpr std::uint16_t question_name_pointer = static_cast<std::uint16_t>(0xc000 | header_len);
 
 namespace type {
+/// A resource record TYPE (RFC 1035 and later).
+/// @{
 inline constexpr std::uint16_t a = 1;
 inline constexpr std::uint16_t ns = 2;
 inline constexpr std::uint16_t cname = 5;
@@ -87,22 +92,31 @@ inline constexpr std::uint16_t aaaa = 28;
 inline constexpr std::uint16_t srv = 33;
 inline constexpr std::uint16_t opt = 41; ///< EDNS pseudo-record (RFC 6891)
 inline constexpr std::uint16_t any = 255;
+/// @}
 } // namespace type
 
 namespace rr_class {
+/// A resource record CLASS (RFC 1035).
+/// @{
 inline constexpr std::uint16_t in = 1;
 inline constexpr std::uint16_t chaos = 3;
 inline constexpr std::uint16_t any = 255;
+/// @}
 } // namespace rr_class
 
 namespace opcode {
+/// A header OPCODE (RFC 1035, RFC 2136).
+/// @{
 inline constexpr std::uint8_t query = 0;
 inline constexpr std::uint8_t status = 2;
 inline constexpr std::uint8_t notify = 4;
 inline constexpr std::uint8_t update = 5;
+/// @}
 } // namespace opcode
 
 namespace rcode {
+/// A header RCODE (RFC 1035, RFC 2136).
+/// @{
 inline constexpr std::uint8_t no_error = 0;
 inline constexpr std::uint8_t format_error = 1;   ///< FORMERR
 inline constexpr std::uint8_t server_failure = 2; ///< SERVFAIL
@@ -111,10 +125,13 @@ inline constexpr std::uint8_t not_implemented = 4;
 inline constexpr std::uint8_t refused = 5;
 inline constexpr std::uint8_t servfail = server_failure;
 inline constexpr std::uint8_t nxdomain = name_error;
+/// @}
 } // namespace rcode
 
 /// Bits of the 16-bit flags word (header bytes 2-3).
 namespace flag {
+/// A bit of the 16-bit flags word (header bytes 2-3).
+/// @{
 inline constexpr std::uint16_t qr = 0x8000; ///< a response
 inline constexpr std::uint16_t aa = 0x0400; ///< authoritative answer
 inline constexpr std::uint16_t tc = 0x0200; ///< truncated: retry over TCP
@@ -126,27 +143,34 @@ inline constexpr std::uint16_t cd = 0x0010; ///< checking disabled (RFC 4035)
 inline constexpr std::uint16_t opcode_mask = 0x7800;
 inline constexpr std::uint16_t rcode_mask = 0x000f;
 inline constexpr unsigned opcode_shift = 11;
+/// @}
 } // namespace flag
 
 /// EDNS option codes (IANA "DNS EDNS0 Option Codes").
 namespace edns_code {
+/// An EDNS option code (IANA "DNS EDNS0 Option Codes").
+/// @{
 inline constexpr std::uint16_t nsid = 3;
 inline constexpr std::uint16_t client_subnet = 8;
 inline constexpr std::uint16_t cookie = 10;
 inline constexpr std::uint16_t tcp_keepalive = 11;
 inline constexpr std::uint16_t padding = 12;
+/// @}
 } // namespace edns_code
 
 /// The DO ("DNSSEC OK") bit of the EDNS flags.
 inline constexpr std::uint16_t edns_dnssec_ok = 0x8000;
 
 namespace field {
+/// Byte offset of a field from the start of the DNS header.
+/// @{
 inline constexpr std::size_t id = 0;
 inline constexpr std::size_t flags = 2;
 inline constexpr std::size_t qdcount = 4;
 inline constexpr std::size_t ancount = 6;
 inline constexpr std::size_t nscount = 8;
 inline constexpr std::size_t arcount = 10;
+/// @}
 } // namespace field
 
 // --- header --------------------------------------------------------------------------------------
@@ -155,6 +179,7 @@ inline constexpr std::size_t arcount = 10;
 template <byte_buffer Bytes>
 class packet {
 public:
+    /// Views `buffer` without checking it; check_len() (or checked()) validates it before the accessors are used.
     explicit packet(Bytes buffer) noexcept : buffer_(buffer) {}
 
     /// Wraps and validates `buffer`.
@@ -170,32 +195,51 @@ public:
         return {};
     }
 
+    /// The ID.
     std::uint16_t id() const noexcept { return load_be16(buffer_, field::id); }
+    /// The flags.
     std::uint16_t flags() const noexcept { return load_be16(buffer_, field::flags); }
+    /// Whether it has flags.
     bool has_flags(std::uint16_t mask) const noexcept { return (flags() & mask) == mask; }
+    /// Whether QR.
     bool qr() const noexcept { return has_flags(flag::qr); }
+    /// Whether it is response.
     bool is_response() const noexcept { return qr(); }
+    /// The opcode.
     std::uint8_t opcode() const noexcept {
         return static_cast<std::uint8_t>((flags() & flag::opcode_mask) >> flag::opcode_shift);
     }
+    /// Whether AA.
     bool aa() const noexcept { return has_flags(flag::aa); }
+    /// Whether TC.
     bool tc() const noexcept { return has_flags(flag::tc); }
     /// The sender cut the message short; a client retries over TCP.
     bool is_truncated() const noexcept { return tc(); }
+    /// Whether RD.
     bool rd() const noexcept { return has_flags(flag::rd); }
+    /// Whether RA.
     bool ra() const noexcept { return has_flags(flag::ra); }
+    /// Whether AD.
     bool ad() const noexcept { return has_flags(flag::ad); }
+    /// Whether CD.
     bool cd() const noexcept { return has_flags(flag::cd); }
     /// The header's 4-bit RCODE (EDNS extends it with 8 more bits in the OPT record).
     std::uint8_t rcode() const noexcept { return static_cast<std::uint8_t>(flags() & flag::rcode_mask); }
+    /// The qdcount.
     std::uint16_t qdcount() const noexcept { return load_be16(buffer_, field::qdcount); }
+    /// The ancount.
     std::uint16_t ancount() const noexcept { return load_be16(buffer_, field::ancount); }
+    /// The nscount.
     std::uint16_t nscount() const noexcept { return load_be16(buffer_, field::nscount); }
+    /// The arcount.
     std::uint16_t arcount() const noexcept { return load_be16(buffer_, field::arcount); }
 
+    /// The buffer.
     Bytes buffer() const noexcept { return buffer_; }
 
+    /// Writes the ID field.
     void set_id(std::uint16_t id) noexcept requires writable_byte_buffer<Bytes> { store_be16(buffer_, field::id, id); }
+    /// Writes the flags field.
     void set_flags(std::uint16_t flags) noexcept requires writable_byte_buffer<Bytes> {
         store_be16(buffer_, field::flags, flags);
     }
@@ -204,17 +248,24 @@ public:
         const auto old = flags();
         set_flags(static_cast<std::uint16_t>(on ? (old | mask) : (old & ~mask)));
     }
+    /// Clears the flag bits in `mask`.
     void clear_flag(std::uint16_t mask) noexcept requires writable_byte_buffer<Bytes> { set_flag(mask, false); }
+    /// Writes the opcode field.
     void set_opcode(std::uint8_t value) noexcept requires writable_byte_buffer<Bytes> {
         set_flags(static_cast<std::uint16_t>((flags() & ~flag::opcode_mask) |
                                              ((value << flag::opcode_shift) & flag::opcode_mask)));
     }
+    /// Writes the RCODE field.
     void set_rcode(std::uint8_t value) noexcept requires writable_byte_buffer<Bytes> {
         set_flags(static_cast<std::uint16_t>((flags() & ~flag::rcode_mask) | (value & flag::rcode_mask)));
     }
+    /// Writes the qdcount field.
     void set_qdcount(std::uint16_t n) noexcept requires writable_byte_buffer<Bytes> { store_be16(buffer_, field::qdcount, n); }
+    /// Writes the ancount field.
     void set_ancount(std::uint16_t n) noexcept requires writable_byte_buffer<Bytes> { store_be16(buffer_, field::ancount, n); }
+    /// Writes the nscount field.
     void set_nscount(std::uint16_t n) noexcept requires writable_byte_buffer<Bytes> { store_be16(buffer_, field::nscount, n); }
+    /// Writes the arcount field.
     void set_arcount(std::uint16_t n) noexcept requires writable_byte_buffer<Bytes> { store_be16(buffer_, field::arcount, n); }
 
 private:
@@ -298,8 +349,11 @@ result<name_walk> walk_name(const_bytes message, std::size_t offset, OnLabel&& o
 
 /// The fixed-capacity text of a name (see name::text()).
 struct name_text {
-    std::array<char, max_name_text_len> chars{};
+    std::array<char, max_name_text_len> chars{}; ///< chars
+
+    /// size
     std::size_t size = 0;
+    /// The text.
     std::string_view view() const noexcept { return {chars.data(), size}; }
 };
 
@@ -310,7 +364,7 @@ public:
     constexpr name() noexcept = default;
 
     /// Parses dotted text: "www.example.test" (a final dot is allowed), "." or "" for the root.
-    /// '\' escapes the next character, or gives a byte as three decimal digits (\DDD).
+    /// '\' escapes the next character, or gives a byte as three decimal digits (`\DDD`).
     /// Empty labels and bad escapes are errc::bad_field; a label over 63 bytes or a name over 255
     /// is errc::bad_length.
     static result<name> from_text(std::string_view text) noexcept {
@@ -363,7 +417,9 @@ public:
     const_bytes wire() const noexcept { return std::as_bytes(std::span{wire_.data(), size_}); }
     /// Bytes of the wire form (1 for the root).
     std::size_t wire_length() const noexcept { return size_; }
+    /// Whether it is root.
     bool is_root() const noexcept { return size_ == 1; }
+    /// The label count.
     std::size_t label_count() const noexcept {
         std::size_t count = 0;
         for (std::size_t pos = 0; wire_[pos] != 0; pos += std::size_t{wire_[pos]} + 1) ++count;
@@ -459,6 +515,7 @@ public:
         return view;
     }
 
+    /// The message.
     const_bytes message() const noexcept { return message_; }
     /// Where the name starts in the message.
     std::size_t offset() const noexcept { return offset_; }
@@ -466,7 +523,9 @@ public:
     std::size_t encoded_length() const noexcept { return encoded_len_; }
     /// Bytes of the uncompressed wire form.
     std::size_t wire_length() const noexcept { return wire_len_; }
+    /// The label count.
     std::size_t label_count() const noexcept { return labels_; }
+    /// Whether it is root.
     bool is_root() const noexcept { return wire_len_ == 1; }
 
     /// Calls `f(label)` for each label in order (as `const_bytes`), following pointers.
@@ -487,10 +546,15 @@ public:
         return out;
     }
 
+    /// Whether the names are equal, ignoring ASCII case (RFC 4343).
     bool iequals(const name& other) const noexcept { return decode().iequals(other); }
+    /// Whether the names are equal, ignoring ASCII case (RFC 4343).
     bool iequals(const name_view& other) const noexcept { return decode().iequals(other.decode()); }
+    /// Whether the name equals dotted `text`, ignoring ASCII case.
     bool matches(std::string_view text) const noexcept { return decode().matches(text); }
+    /// Whether the name is `zone` or below it, ignoring ASCII case.
     bool is_subdomain_of(const name& zone) const noexcept { return decode().is_subdomain_of(zone); }
+    /// The text.
     name_text text() const noexcept { return decode().text(); }
 
 private:
@@ -508,9 +572,9 @@ private:
 
 /// One entry of the question section.
 struct question_view {
-    name_view qname;
-    std::uint16_t qtype = 0;
-    std::uint16_t qclass = 0;
+    name_view qname; ///< qname
+    std::uint16_t qtype = 0; ///< qtype
+    std::uint16_t qclass = 0; ///< qclass
 
     /// Same question, the DNS way: name case-insensitively, type and class exactly.
     bool matches(const question_view& other) const noexcept {
@@ -520,10 +584,10 @@ struct question_view {
 
 /// One entry of the answer, authority or additional section.
 struct record_view {
-    name_view name;
-    std::uint16_t type = 0;
-    std::uint16_t rr_class = 0;
-    std::uint32_t ttl = 0;
+    name_view name; ///< name
+    std::uint16_t type = 0; ///< type
+    std::uint16_t rr_class = 0; ///< rr class
+    std::uint32_t ttl = 0; ///< TTL
     const_bytes rdata;             ///< exactly RDLENGTH bytes, inside the message
     std::size_t offset = 0;        ///< where the record (its owner name) starts
     std::size_t rdata_offset = 0;  ///< where rdata starts in the message
@@ -559,11 +623,17 @@ struct record_view {
 
     // EDNS (type OPT, RFC 6891 §6.1.3): CLASS is the requester's UDP payload size and TTL packs the
     // upper 8 bits of the extended RCODE, the version and the flags.
+    /// Whether it is opt.
     bool is_opt() const noexcept { return type == dns::type::opt; }
+    /// The UDP payload size.
     std::uint16_t udp_payload_size() const noexcept { return rr_class; }
+    /// The extended RCODE.
     std::uint8_t extended_rcode() const noexcept { return static_cast<std::uint8_t>(ttl >> 24); }
+    /// The EDNS version.
     std::uint8_t edns_version() const noexcept { return static_cast<std::uint8_t>(ttl >> 16); }
+    /// The EDNS flags.
     std::uint16_t edns_flags() const noexcept { return static_cast<std::uint16_t>(ttl); }
+    /// Whether dnssec ok.
     bool dnssec_ok() const noexcept { return (edns_flags() & edns_dnssec_ok) != 0; }
 };
 
@@ -610,8 +680,8 @@ inline result<question_view> first_question(const_bytes message) noexcept {
 
 /// One EDNS option from an OPT record's RDATA.
 struct edns_option {
-    std::uint16_t code = 0;
-    const_bytes data;
+    std::uint16_t code = 0; ///< code
+    const_bytes data; ///< data
 };
 
 /// Reads the option at `offset` in OPT `rdata`; on success advances `offset` past it.
@@ -631,23 +701,28 @@ inline result<edns_option> read_edns_option(const_bytes rdata, std::size_t& offs
 template <class Entry>
 class section {
 public:
+    /// Walks the records of a section, parsing each as it goes.
     class iterator {
     public:
         // An input iterator: the entry it yields lives in the iterator.
-        using iterator_category = std::input_iterator_tag;
-        using value_type = Entry;
-        using difference_type = std::ptrdiff_t;
-        using reference = const Entry&;
-        using pointer = const Entry*;
+        using iterator_category = std::input_iterator_tag; ///< the iterator category type
+        using value_type = Entry; ///< the value type
+        using difference_type = std::ptrdiff_t; ///< the difference type
+        using reference = const Entry&; ///< the reference type
+        using pointer = const Entry*; ///< the pointer type
 
         iterator() noexcept = default;
+        /// The current record.
         const Entry& operator*() const noexcept { return *entry_; }
+        /// The current record.
         const Entry* operator->() const noexcept { return &*entry_; }
+        /// Moves to the next record.
         iterator& operator++() noexcept {
             --remaining_;
             load();
             return *this;
         }
+        /// Moves to the next record.
         iterator operator++(int) noexcept {
             auto old = *this;
             ++*this;
@@ -687,12 +762,17 @@ public:
     };
 
     section() noexcept = default;
+    /// The `count` records from `offset` in `message`.
     section(const_bytes message, std::size_t offset, std::size_t count) noexcept
         : message_(message), offset_(offset), count_(count) {}
 
+    /// The first record.
     iterator begin() const noexcept { return iterator{message_, offset_, count_}; }
+    /// The end of the section.
     iterator end() const noexcept { return iterator{}; }
+    /// The length in bytes.
     std::size_t size() const noexcept { return count_; }
+    /// Whether empty.
     bool empty() const noexcept { return count_ == 0; }
     /// Where the section starts in the message.
     std::size_t offset() const noexcept { return offset_; }
@@ -725,12 +805,18 @@ public:
         return m;
     }
 
+    /// The header.
     packet<const_bytes> header() const noexcept { return packet<const_bytes>{bytes_}; }
+    /// The questions.
     section<question_view> questions() const noexcept { return {bytes_, offsets_[0], header().qdcount()}; }
+    /// The answers.
     section<record_view> answers() const noexcept { return {bytes_, offsets_[1], header().ancount()}; }
+    /// The authorities.
     section<record_view> authorities() const noexcept { return {bytes_, offsets_[2], header().nscount()}; }
+    /// The additionals.
     section<record_view> additionals() const noexcept { return {bytes_, offsets_[3], header().arcount()}; }
 
+    /// The first question.
     std::optional<question_view> first_question() const noexcept {
         const auto qs = questions();
         if (qs.empty()) return std::nullopt;
@@ -763,12 +849,15 @@ private:
 
 /// A question by value.
 struct question {
-    dns::name qname;
-    std::uint16_t qtype = type::a;
-    std::uint16_t qclass = rr_class::in;
+    dns::name qname; ///< qname
+    std::uint16_t qtype = type::a; ///< qtype
+    std::uint16_t qclass = rr_class::in; ///< qclass
 
+    /// The question `view` holds, with its name decoded.
     static question from(const question_view& view) noexcept { return {view.qname.decode(), view.qtype, view.qclass}; }
+    /// The buffer length.
     std::size_t buffer_len() const noexcept { return qname.wire_length() + question_fixed_len; }
+    /// Memberwise equality.
     bool operator==(const question&) const noexcept = default;
 };
 
@@ -776,16 +865,22 @@ struct question {
 struct edns {
     std::uint16_t udp_payload_size = 1232; ///< the DNS Flag Day 2020 default
     std::uint8_t extended_rcode = 0;       ///< upper 8 bits of the 12-bit RCODE
-    std::uint8_t version = 0;
+    std::uint8_t version = 0; ///< version
     std::uint16_t flags = 0; ///< DO is edns_dnssec_ok
+
+    /// buffer length
     static constexpr std::size_t buffer_len = 11;
+    /// Memberwise equality.
     bool operator==(const edns&) const noexcept = default;
 };
 
 /// An A record of a reply; its owner is the question name.
 struct a_answer {
-    ipv4_address address;
+    ipv4_address address; ///< address
+
+    /// TTL
     std::uint32_t ttl = 0;
+    /// Memberwise equality.
     bool operator==(const a_answer&) const noexcept = default;
 };
 
@@ -796,12 +891,12 @@ inline constexpr std::size_t a_answer_len = 2 + record_fixed_len + ipv4_address:
 
 /// A message ankanet writes: one question, up to max_answers A records, optionally EDNS.
 struct repr {
-    std::uint16_t id = 0;
+    std::uint16_t id = 0; ///< ID
     std::uint16_t flags = 0; ///< the whole flags word: QR, OPCODE, AA, TC, RD, RA, Z, AD, CD, RCODE
-    dns::question question;
-    std::array<a_answer, max_answers> answers{};
-    std::size_t answer_count = 0;
-    std::optional<dns::edns> edns;
+    dns::question question; ///< question
+    std::array<a_answer, max_answers> answers{}; ///< answers
+    std::size_t answer_count = 0; ///< answer count
+    std::optional<dns::edns> edns; ///< EDNS
 
     /// A query (recursion desired by default).
     static repr make_query(std::uint16_t id, const dns::question& q, std::uint16_t flags = flag::rd) noexcept {
@@ -859,12 +954,14 @@ struct repr {
         }
         return r;
     }
+    /// Parses bytes.
     static result<repr> parse(const_bytes bytes) noexcept {
         const auto m = message::parse(bytes);
         if (!m) return m.error();
         return parse(*m);
     }
 
+    /// The buffer length.
     std::size_t buffer_len() const noexcept {
         return header_len + question.buffer_len() + answer_count * a_answer_len + (edns ? dns::edns::buffer_len : 0);
     }
@@ -908,6 +1005,7 @@ struct repr {
 
     /// Same as emit(), after the 2-byte length prefix of DNS over TCP (RFC 1035 §4.2.2).
     std::size_t tcp_buffer_len() const noexcept { return 2 + buffer_len(); }
+    /// Writes the message with the 2-byte length prefix of DNS over TCP.
     std::error_code emit_tcp(mutable_bytes buffer) const noexcept {
         if (buffer.size() < tcp_buffer_len()) return errc::buffer_too_small;
         store_be16(buffer, 0, static_cast<std::uint16_t>(buffer_len())); // at most 12+259+256+11 bytes
@@ -924,7 +1022,7 @@ struct repr {
 
 namespace tcp {
 
-inline constexpr std::size_t length_prefix_len = 2;
+inline constexpr std::size_t length_prefix_len = 2; ///< length prefix length
 
 /// One message cut from a TCP byte stream.
 struct frame {

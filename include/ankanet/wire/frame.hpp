@@ -1,25 +1,26 @@
-// ankanet::wire::parsed_frame — one Ethernet frame, parsed once, for every engine that looks at it.
-//
-// Theory of operation. A frame from a VM is looked at by several engines in turn: the neighbour
-// table (its ARP), the DHCP server (UDP to port 67), the gateway's responder (ARP and ping for the
-// gateway), later the NAT (everything else). parse() reads the headers they all need exactly once
-// and records what it found; each engine then decides from these fields whether the frame is its
-// own and validates the rest of what it consumes itself (checksums, lengths, its own protocol).
-//
-// Contract. parse() never reads outside `bytes` and never fails: what it cannot read is simply
-// absent (`is_arp()`/`is_ipv4()`/`has_ports` false). It classifies as cheaply as the engines used
-// to on their own, and no more strictly, so a malformed datagram for the gateway still reaches the
-// engine that owns it, which counts it:
-//  * Ethernet: destination, source, EtherType (past one 802.1Q/802.1ad tag) — when at least a header
-//    (and the tag it announces) is there. Otherwise `valid` is false and nothing else is set.
-//  * ARP (untagged EtherType 0x0806): `arp` holds the parsed request or reply; `arp_malformed` is
-//    set when the payload did not parse (truncated, not Ethernet/IPv4, an unknown operation).
-//  * IPv4 (untagged EtherType 0x0800) with at least a 20-byte header of version 4 whose IHL fits the
-//    payload: `ip` is the payload (not trimmed to total_length, which the consumer checks), and the
-//    protocol, addresses, header length and fragment fields are read. The header checksum is *not*
-//    verified here: the engine that consumes the datagram does it.
-//  * UDP and TCP ports, when the datagram is not a later fragment and four bytes follow the header.
-// A view: it borrows `bytes`, which must outlive it.
+/// @file
+/// ankanet::wire::parsed_frame — one Ethernet frame, parsed once, for every engine that looks at it.
+///
+/// Theory of operation. A frame from a VM is looked at by several engines in turn: the neighbour
+/// table (its ARP), the DHCP server (UDP to port 67), the gateway's responder (ARP and ping for the
+/// gateway), later the NAT (everything else). parse() reads the headers they all need exactly once
+/// and records what it found; each engine then decides from these fields whether the frame is its
+/// own and validates the rest of what it consumes itself (checksums, lengths, its own protocol).
+///
+/// Contract. parse() never reads outside `bytes` and never fails: what it cannot read is simply
+/// absent (`is_arp()`/`is_ipv4()`/`has_ports` false). It classifies as cheaply as the engines used
+/// to on their own, and no more strictly, so a malformed datagram for the gateway still reaches the
+/// engine that owns it, which counts it:
+///  * Ethernet: destination, source, EtherType (past one 802.1Q/802.1ad tag) — when at least a header
+///    (and the tag it announces) is there. Otherwise `valid` is false and nothing else is set.
+///  * ARP (untagged EtherType 0x0806): `arp` holds the parsed request or reply; `arp_malformed` is
+///    set when the payload did not parse (truncated, not Ethernet/IPv4, an unknown operation).
+///  * IPv4 (untagged EtherType 0x0800) with at least a 20-byte header of version 4 whose IHL fits the
+///    payload: `ip` is the payload (not trimmed to total_length, which the consumer checks), and the
+///    protocol, addresses, header length and fragment fields are read. The header checksum is *not*
+///    verified here: the engine that consumes the datagram does it.
+///  * UDP and TCP ports, when the datagram is not a later fragment and four bytes follow the header.
+/// A view: it borrows `bytes`, which must outlive it.
 #pragma once
 
 #include <ankanet/wire/address.hpp>
@@ -34,12 +35,13 @@
 
 namespace ankanet::wire {
 
+/// A frame's Ethernet, IPv4 and transport headers, parsed once and shared by the services that look at it.
 struct parsed_frame {
     const_bytes bytes;                   ///< the whole frame
     bool valid = false;                  ///< an Ethernet header (and its tag) was there
-    bool vlan_tagged = false;
-    mac_address destination;
-    mac_address source;
+    bool vlan_tagged = false; ///< vlan tagged
+    mac_address destination; ///< destination
+    mac_address source; ///< source
     std::uint16_t ethertype = 0;         ///< of the payload, past the tag
     const_bytes l3;                      ///< the payload after the Ethernet header (and tag)
 
@@ -48,19 +50,22 @@ struct parsed_frame {
 
     bool ipv4 = false;                   ///< untagged IPv4 whose header could be read (see above)
     const_bytes ip;                      ///< the IPv4 datagram (== l3 when ipv4)
-    std::size_t ip_header_len = 0;
-    std::uint8_t protocol = 0;
-    ipv4_address ip_source;
-    ipv4_address ip_destination;
+    std::size_t ip_header_len = 0; ///< IP header length
+    std::uint8_t protocol = 0; ///< protocol
+    ipv4_address ip_source; ///< IP source
+    ipv4_address ip_destination; ///< IP destination
     std::uint16_t fragment_offset = 0;   ///< in bytes
-    bool more_fragments = false;
+    bool more_fragments = false; ///< more fragments
 
     bool has_ports = false;              ///< UDP or TCP, first fragment, ports readable
-    std::uint16_t source_port = 0;
-    std::uint16_t destination_port = 0;
+    std::uint16_t source_port = 0; ///< source port
+    std::uint16_t destination_port = 0; ///< destination port
 
+    /// Whether it is arp.
     bool is_arp() const noexcept { return arp.has_value(); }
+    /// Whether it is ipv4.
     bool is_ipv4() const noexcept { return ipv4; }
+    /// Whether it is fragment.
     bool is_fragment() const noexcept { return more_fragments || fragment_offset != 0; }
     /// The bytes after the IPv4 header (what total_length says is not applied here).
     const_bytes ip_payload() const noexcept { return ip.subspan(ip_header_len); }

@@ -1,27 +1,28 @@
-// ankanet::wire::icmp — ICMP for IPv4 (RFC 792): echo, destination unreachable, time exceeded,
-// parameter problem, and the original datagram an error message quotes.
-//
-// Theory of operation. `packet<Bytes>` is a view over one ICMP message: the payload of an IPv4
-// datagram, exactly (take it from ipv4::packet::payload(), which already drops link padding). Its
-// only length requirement is the 8-byte header; the checksum covers the whole message.
-//
-// Error messages (types 3, 4, 5, 11, 12) carry the start of the datagram that caused them:
-// its IPv4 header and at least 8 bytes of its payload (RFC 792; Linux quotes up to 576 bytes in
-// all, RFC 1812 4.3.2.3). quoted() returns that as a `quoted_datagram` view, validated like an
-// IPv4 header except for one thing: the quoted total_length describes the *original* datagram, so
-// it may exceed what was quoted. It must still be at least the quoted header length. When an
-// RFC 4884 "length" field (byte 5) is non-zero, the quote is that many 32-bit words and extension
-// objects after it are ignored. A NAT translating an error back to a guest finds the quoted
-// addresses, TCP/UDP ports and ICMP echo identifier here, and on a writable view rewrites them
-// with the quoted IPv4 and transport checksums patched incrementally (RFC 1624); the outer ICMP
-// checksum is then refilled with fill_checksum().
-//
-// `repr` is a std::variant of the message kinds ankanet handles, so a field that a kind does not
-// have cannot be read. Echo data and error quotes are spans into the parsed buffer (no copy);
-// emit copies them, and tolerates their overlapping the output (an error built in place). Other
-// types parse as errc::unsupported, while the view still reads their type, code and checksum.
-// parse refuses a bad checksum (bad_checksum), an echo with a non-zero code (bad_field: the repr
-// could not carry it), and an error whose quote does not hold an IPv4 header.
+/// @file
+/// ankanet::wire::icmp — ICMP for IPv4 (RFC 792): echo, destination unreachable, time exceeded,
+/// parameter problem, and the original datagram an error message quotes.
+///
+/// Theory of operation. `packet<Bytes>` is a view over one ICMP message: the payload of an IPv4
+/// datagram, exactly (take it from ipv4::packet::payload(), which already drops link padding). Its
+/// only length requirement is the 8-byte header; the checksum covers the whole message.
+///
+/// Error messages (types 3, 4, 5, 11, 12) carry the start of the datagram that caused them:
+/// its IPv4 header and at least 8 bytes of its payload (RFC 792; Linux quotes up to 576 bytes in
+/// all, RFC 1812 4.3.2.3). quoted() returns that as a `quoted_datagram` view, validated like an
+/// IPv4 header except for one thing: the quoted total_length describes the *original* datagram, so
+/// it may exceed what was quoted. It must still be at least the quoted header length. When an
+/// RFC 4884 "length" field (byte 5) is non-zero, the quote is that many 32-bit words and extension
+/// objects after it are ignored. A NAT translating an error back to a guest finds the quoted
+/// addresses, TCP/UDP ports and ICMP echo identifier here, and on a writable view rewrites them
+/// with the quoted IPv4 and transport checksums patched incrementally (RFC 1624); the outer ICMP
+/// checksum is then refilled with fill_checksum().
+///
+/// `repr` is a std::variant of the message kinds ankanet handles, so a field that a kind does not
+/// have cannot be read. Echo data and error quotes are spans into the parsed buffer (no copy);
+/// emit copies them, and tolerates their overlapping the output (an error built in place). Other
+/// types parse as errc::unsupported, while the view still reads their type, code and checksum.
+/// parse refuses a bad checksum (bad_checksum), an echo with a non-zero code (bad_field: the repr
+/// could not carry it), and an error whose quote does not hold an IPv4 header.
 #pragma once
 
 #include <ankanet/result.hpp>
@@ -40,6 +41,7 @@
 
 namespace ankanet::wire::icmp {
 
+/// header length
 inline constexpr std::size_t header_len = 8;
 /// RFC 792: an error quotes the original header and at least the first 64 bits of its data.
 inline constexpr std::size_t min_quoted_payload = 8;
@@ -48,6 +50,8 @@ inline constexpr std::size_t max_quote_len = 576 - ipv4::header_len - header_len
 
 /// ICMP types (RFC 792, RFC 1256).
 namespace type {
+/// An ICMP type (RFC 792, RFC 1256).
+/// @{
 inline constexpr std::uint8_t echo_reply = 0;
 inline constexpr std::uint8_t destination_unreachable = 3;
 inline constexpr std::uint8_t source_quench = 4;
@@ -59,10 +63,13 @@ inline constexpr std::uint8_t time_exceeded = 11;
 inline constexpr std::uint8_t parameter_problem = 12;
 inline constexpr std::uint8_t timestamp = 13;
 inline constexpr std::uint8_t timestamp_reply = 14;
+/// @}
 } // namespace type
 
 /// Destination unreachable codes (RFC 792, RFC 1122 3.2.2.1, RFC 1812 5.2.7.1).
 namespace unreachable_code {
+/// A destination unreachable code (RFC 792, RFC 1122 3.2.2.1, RFC 1812 5.2.7.1).
+/// @{
 inline constexpr std::uint8_t net = 0;
 inline constexpr std::uint8_t host = 1;
 inline constexpr std::uint8_t protocol = 2;
@@ -79,6 +86,7 @@ inline constexpr std::uint8_t host_unreachable_for_tos = 12;
 inline constexpr std::uint8_t communication_prohibited = 13;
 inline constexpr std::uint8_t host_precedence_violation = 14;
 inline constexpr std::uint8_t precedence_cutoff = 15;
+/// @}
 } // namespace unreachable_code
 
 namespace time_exceeded_code {
@@ -93,6 +101,8 @@ inline constexpr std::uint8_t bad_length = 2;     ///< RFC 1812
 } // namespace parameter_problem_code
 
 namespace field {
+/// Byte offset of a field from the start of the ICMP header.
+/// @{
 inline constexpr std::size_t type = 0;
 inline constexpr std::size_t code = 1;
 inline constexpr std::size_t checksum = 2;
@@ -103,6 +113,7 @@ inline constexpr std::size_t gateway = 4;         ///< redirect
 inline constexpr std::size_t original_length = 5; ///< RFC 4884, in 32-bit words; types 3, 11, 12
 inline constexpr std::size_t next_hop_mtu = 6;    ///< destination unreachable, code 4
 inline constexpr std::size_t data = 8;
+/// @}
 } // namespace field
 
 /// Whether messages of `message_type` are errors that quote the offending datagram.
@@ -114,8 +125,11 @@ constexpr bool is_error_type(std::uint8_t message_type) noexcept {
 
 /// Source and destination port of a quoted TCP or UDP header.
 struct transport_ports {
-    std::uint16_t source = 0;
+    std::uint16_t source = 0; ///< source
+
+    /// destination
     std::uint16_t destination = 0;
+    /// Memberwise equality.
     bool operator==(const transport_ports&) const noexcept = default;
 };
 
@@ -127,14 +141,17 @@ struct transport_ports {
 template <byte_buffer Bytes>
 class quoted_datagram {
 public:
+    /// Views `bytes` without checking them; checked() validates.
     explicit quoted_datagram(Bytes bytes) noexcept : bytes_(bytes) {}
 
+    /// Parses bytes.
     static result<quoted_datagram> checked(Bytes bytes) noexcept {
         quoted_datagram quote{bytes};
         if (auto ec = quote.check_len()) return ec;
         return quote;
     }
 
+    /// Checks the quoted IPv4 header as the theory of operation says; an errc when it does not hold.
     std::error_code check_len() const noexcept {
         if (bytes_.size() < ipv4::header_len) return errc::truncated;
         if (version() != 4) return errc::bad_version;
@@ -144,20 +161,31 @@ public:
         return {};
     }
 
+    /// The version.
     std::uint8_t version() const noexcept { return static_cast<std::uint8_t>(load_u8(bytes_, ipv4::field::version_ihl) >> 4); }
+    /// The header length.
     std::size_t header_length() const noexcept { return std::size_t{load_u8(bytes_, ipv4::field::version_ihl) & 0x0fu} * 4; }
     /// The original datagram's length, which the quote may fall short of.
     std::uint16_t total_length() const noexcept { return load_be16(bytes_, ipv4::field::total_length); }
+    /// The identification.
     std::uint16_t identification() const noexcept { return load_be16(bytes_, ipv4::field::identification); }
+    /// Whether dont fragment.
     bool dont_fragment() const noexcept { return (flags_fragment() & ipv4::flag::dont_fragment) != 0; }
+    /// Whether more fragments.
     bool more_fragments() const noexcept { return (flags_fragment() & ipv4::flag::more_fragments) != 0; }
+    /// The fragment offset.
     std::uint16_t fragment_offset() const noexcept {
         return static_cast<std::uint16_t>((flags_fragment() & ipv4::flag::offset_mask) * 8u);
     }
+    /// The TTL.
     std::uint8_t ttl() const noexcept { return load_u8(bytes_, ipv4::field::ttl); }
+    /// The protocol.
     std::uint8_t protocol() const noexcept { return load_u8(bytes_, ipv4::field::protocol); }
+    /// The checksum.
     std::uint16_t checksum() const noexcept { return load_be16(bytes_, ipv4::field::checksum); }
+    /// The source.
     ipv4_address source() const noexcept { return ipv4_address{load_be32(bytes_, ipv4::field::source)}; }
+    /// The destination.
     ipv4_address destination() const noexcept { return ipv4_address{load_be32(bytes_, ipv4::field::destination)}; }
 
     /// The whole original datagram is present (the quote reaches its total_length).
@@ -170,6 +198,7 @@ public:
         const std::size_t end = std::min<std::size_t>(bytes_.size(), total_length());
         return bytes_.subspan(header_length(), end - header_length());
     }
+    /// The bytes.
     Bytes bytes() const noexcept { return bytes_; }
 
     /// The TCP or UDP ports, when the original was TCP or UDP, not a later fragment, and at least
@@ -188,9 +217,11 @@ public:
     // NAT rewrites. Each keeps the quoted IPv4 header checksum and, where it was quoted, the
     // quoted TCP/UDP/ICMP checksum consistent (RFC 1624). The caller refills the outer ICMP checksum.
 
+    /// Rewrites the quoted source address, patching the quoted checksums.
     void rewrite_source(ipv4_address address) noexcept requires writable_byte_buffer<Bytes> {
         rewrite_address(ipv4::field::source, address);
     }
+    /// Rewrites the quoted destination port (or echo identifier); false when the quote lacks it.
     void rewrite_destination(ipv4_address address) noexcept requires writable_byte_buffer<Bytes> {
         rewrite_address(ipv4::field::destination, address);
     }
@@ -198,6 +229,7 @@ public:
     bool rewrite_source_port(std::uint16_t port) noexcept requires writable_byte_buffer<Bytes> {
         return rewrite_port(0, port);
     }
+    /// Wraps and validates `bytes`.
     bool rewrite_destination_port(std::uint16_t port) noexcept requires writable_byte_buffer<Bytes> {
         return rewrite_port(2, port);
     }
@@ -272,8 +304,10 @@ private:
 template <byte_buffer Bytes>
 class packet {
 public:
+    /// Views `buffer` without checking it; check_len() (or checked()) validates it before the accessors are used.
     explicit packet(Bytes buffer) noexcept : buffer_(buffer) {}
 
+    /// Equality of code, next-hop MTU and quote (compared by content).
     static result<packet> checked(Bytes buffer) noexcept {
         packet message{buffer};
         if (auto ec = message.check_len()) return ec;
@@ -286,11 +320,15 @@ public:
         return {};
     }
 
+    /// The type.
     std::uint8_t type() const noexcept { return load_u8(buffer_, field::type); }
+    /// The code.
     std::uint8_t code() const noexcept { return load_u8(buffer_, field::code); }
+    /// The checksum.
     std::uint16_t checksum() const noexcept { return load_be16(buffer_, field::checksum); }
     /// Echo request/reply: identifier and sequence number.
     std::uint16_t identifier() const noexcept { return load_be16(buffer_, field::identifier); }
+    /// The sequence.
     std::uint16_t sequence() const noexcept { return load_be16(buffer_, field::sequence); }
     /// Destination unreachable, code 4 (RFC 1191); zero from routers that predate it.
     std::uint16_t next_hop_mtu() const noexcept { return load_be16(buffer_, field::next_hop_mtu); }
@@ -301,9 +339,11 @@ public:
     /// RFC 4884: the quote's length in bytes when the sender appended extensions; 0 when it did not.
     std::size_t original_length() const noexcept { return std::size_t{load_u8(buffer_, field::original_length)} * 4; }
 
+    /// Whether it is error.
     bool is_error() const noexcept { return is_error_type(type()); }
     /// Everything after the 8-byte header: echo data, or an error's quote (and any extensions).
     Bytes data() const noexcept { return buffer_.subspan(field::data); }
+    /// The buffer.
     Bytes buffer() const noexcept { return buffer_; }
 
     /// The datagram an error message quotes, validated. errc::unsupported for a type that quotes
@@ -324,20 +364,27 @@ public:
     /// The checksum over the whole message verifies.
     bool verify_checksum() const noexcept { return checksum::internet(buffer_) == 0; }
 
+    /// Writes the type field.
     void set_type(std::uint8_t value) noexcept requires writable_byte_buffer<Bytes> { store_u8(buffer_, field::type, value); }
+    /// Writes the code field.
     void set_code(std::uint8_t value) noexcept requires writable_byte_buffer<Bytes> { store_u8(buffer_, field::code, value); }
+    /// Writes the checksum field.
     void set_checksum(std::uint16_t value) noexcept requires writable_byte_buffer<Bytes> {
         store_be16(buffer_, field::checksum, value);
     }
+    /// Writes the identifier field.
     void set_identifier(std::uint16_t value) noexcept requires writable_byte_buffer<Bytes> {
         store_be16(buffer_, field::identifier, value);
     }
+    /// Writes the sequence field.
     void set_sequence(std::uint16_t value) noexcept requires writable_byte_buffer<Bytes> {
         store_be16(buffer_, field::sequence, value);
     }
+    /// Writes the next hop MTU field.
     void set_next_hop_mtu(std::uint16_t value) noexcept requires writable_byte_buffer<Bytes> {
         store_be16(buffer_, field::next_hop_mtu, value);
     }
+    /// Writes the pointer field.
     void set_pointer(std::uint8_t value) noexcept requires writable_byte_buffer<Bytes> { store_u8(buffer_, field::pointer, value); }
 
     /// Computes and stores the checksum over the whole message.
@@ -368,39 +415,47 @@ inline bool equal_bytes(const_bytes a, const_bytes b) noexcept {
 /// Echo request (Type = 8) or reply (Type = 0).
 template <std::uint8_t Type>
 struct echo {
-    static constexpr std::uint8_t icmp_type = Type;
-    std::uint16_t identifier = 0;
-    std::uint16_t sequence = 0;
-    const_bytes data;
+    static constexpr std::uint8_t icmp_type = Type; ///< ICMP type
+    std::uint16_t identifier = 0; ///< identifier
+    std::uint16_t sequence = 0; ///< sequence
+    const_bytes data; ///< data
+    /// Wraps and validates `buffer`.
     bool operator==(const echo& other) const noexcept {
         return identifier == other.identifier && sequence == other.sequence && detail::equal_bytes(data, other.data);
     }
 };
-using echo_request = echo<type::echo_request>;
-using echo_reply = echo<type::echo_reply>;
+using echo_request = echo<type::echo_request>; ///< the echo request type
+using echo_reply = echo<type::echo_reply>; ///< the echo reply type
 
+/// An ICMP destination unreachable message and the datagram it quotes.
 struct destination_unreachable {
+    /// code
     std::uint8_t code = unreachable_code::port;
     /// Bytes 6-7: the next-hop MTU for code fragmentation_needed, zero otherwise.
     std::uint16_t next_hop_mtu = 0;
     const_bytes quoted; ///< the original IPv4 header and the start of its payload
+    /// Equality of identifier, sequence and data (compared by content).
     bool operator==(const destination_unreachable& other) const noexcept {
         return code == other.code && next_hop_mtu == other.next_hop_mtu && detail::equal_bytes(quoted, other.quoted);
     }
 };
 
+/// An ICMP time exceeded message and the datagram it quotes.
 struct time_exceeded {
-    std::uint8_t code = time_exceeded_code::ttl;
-    const_bytes quoted;
+    std::uint8_t code = time_exceeded_code::ttl; ///< code
+    const_bytes quoted; ///< quoted
+    /// Equality of code and quote (compared by content).
     bool operator==(const time_exceeded& other) const noexcept {
         return code == other.code && detail::equal_bytes(quoted, other.quoted);
     }
 };
 
+/// An ICMP parameter problem message and the datagram it quotes.
 struct parameter_problem {
-    std::uint8_t code = parameter_problem_code::pointer;
-    std::uint8_t pointer = 0;
-    const_bytes quoted;
+    std::uint8_t code = parameter_problem_code::pointer; ///< code
+    std::uint8_t pointer = 0; ///< pointer
+    const_bytes quoted; ///< quoted
+    /// Equality of code, pointer and quote (compared by content).
     bool operator==(const parameter_problem& other) const noexcept {
         return code == other.code && pointer == other.pointer && detail::equal_bytes(quoted, other.quoted);
     }
@@ -408,8 +463,8 @@ struct parameter_problem {
 
 /// A parsed ICMP message of one of the kinds ankanet handles.
 struct repr {
-    using variant_type = std::variant<echo_request, echo_reply, destination_unreachable, time_exceeded, parameter_problem>;
-    variant_type message;
+    using variant_type = std::variant<echo_request, echo_reply, destination_unreachable, time_exceeded, parameter_problem>; ///< the variant type
+    variant_type message; ///< message
 
     /// Validates the message (length, checksum, kind, quote) and extracts it.
     static result<repr> parse(const packet<const_bytes>& message) noexcept {
@@ -436,6 +491,7 @@ struct repr {
         default: return errc::unsupported;
         }
     }
+    /// Rewrites the quoted destination address, patching the quoted checksums.
     static result<repr> parse(const_bytes message) noexcept { return parse(packet<const_bytes>{message}); }
 
     /// The whole message: the 8-byte header plus the echo data or the quote.
@@ -451,6 +507,7 @@ struct repr {
         return std::visit([&](const auto& m) noexcept { return emit_message(m, buffer.first(length)); }, message);
     }
 
+    /// Memberwise equality.
     bool operator==(const repr&) const noexcept = default;
 
 private:

@@ -1,36 +1,37 @@
-// ankanet::wire::offload — offload metadata a frame may carry: the virtio-net header.
-//
-// Theory of operation. A NIC that offloads checksums and segmentation exchanges frames with the
-// host together with a small header (struct virtio_net_hdr in linux/virtio_net.h, the virtio 1.x
-// spec §5.1.6): a frame may leave its TCP/UDP checksum unfinished (NEEDS_CSUM: the field at
-// csum_start + csum_offset holds the pseudo-header sum, and whoever sends it on sums from
-// csum_start to the end of the frame), or be a GSO "super-frame" of up to 64 KiB of TCP payload
-// that is to be cut into gso_size-byte segments before it reaches a wire. A TAP opened with
-// IFF_VNET_HDR speaks this header on both directions, so with it the kernel hands us, and takes
-// from us, 64 KiB frames at the cost of one system call.
-//
-// `offload` is that header as a value. parse() and emit() convert it from and to the wire form:
-// 10 bytes (virtio_net_hdr) or 12 (virtio_net_hdr_v1, with num_buffers), little-endian as virtio
-// 1.x and Linux's TUNSETVNETLE mandate. Both refuse what the spec forbids (see validate()): unknown
-// flag bits or GSO types, GSO without NEEDS_CSUM or without a segment size, ECN without GSO, and
-// NEEDS_CSUM with DATA_VALID. hdr_len is a hint in the spec and is carried, never trusted.
-//
-// Whoever cannot pass the metadata on (a backend without offloads, the NAT's host sockets) must
-// finish the work in software, which the two functions at the end do:
-//  * complete_checksum(frame, meta) fills a NEEDS_CSUM checksum in place, as Linux's
-//    skb_checksum_help does (a result of 0 is written 0xffff, which UDP requires and TCP accepts).
-//  * segment(frame, meta, scratch, emit) cuts a TCPv4 super-frame into frames of at most gso_size
-//    payload bytes, as Linux's tcp_gso_segment does: every segment gets the headers of the
-//    original; IPv4 total length, an identification counting up from the original's and the header
-//    checksum are rewritten; the TCP sequence number advances by the payload before it; FIN and PSH
-//    stay only on the last segment and CWR only on the first; each TCP checksum is computed whole.
-//    Each segment is built in `scratch` (one segment at a time, no allocation) and handed to
-//    `emit` before the next overwrites it. A frame without GSO is copied and its checksum finished.
-// The frame's headers are parsed with the views of ethernet.hpp, ipv4.hpp and tcp.hpp (one VLAN tag
-// allowed; IPv4 options and TCP options copied as they are); bytes after the IPv4 total length
-// (Ethernet padding) are not payload.
-// Limits: only TCPv4 is segmented; UDP (UFO), UDP_L4 and TCPv6 super-frames are refused with
-// errc::unsupported (there is no IPv6 view in wire/ yet).
+/// @file
+/// ankanet::wire::offload — offload metadata a frame may carry: the virtio-net header.
+///
+/// Theory of operation. A NIC that offloads checksums and segmentation exchanges frames with the
+/// host together with a small header (struct virtio_net_hdr in linux/virtio_net.h, the virtio 1.x
+/// spec §5.1.6): a frame may leave its TCP/UDP checksum unfinished (NEEDS_CSUM: the field at
+/// csum_start + csum_offset holds the pseudo-header sum, and whoever sends it on sums from
+/// csum_start to the end of the frame), or be a GSO "super-frame" of up to 64 KiB of TCP payload
+/// that is to be cut into gso_size-byte segments before it reaches a wire. A TAP opened with
+/// IFF_VNET_HDR speaks this header on both directions, so with it the kernel hands us, and takes
+/// from us, 64 KiB frames at the cost of one system call.
+///
+/// `offload` is that header as a value. parse() and emit() convert it from and to the wire form:
+/// 10 bytes (virtio_net_hdr) or 12 (virtio_net_hdr_v1, with num_buffers), little-endian as virtio
+/// 1.x and Linux's TUNSETVNETLE mandate. Both refuse what the spec forbids (see validate()): unknown
+/// flag bits or GSO types, GSO without NEEDS_CSUM or without a segment size, ECN without GSO, and
+/// NEEDS_CSUM with DATA_VALID. hdr_len is a hint in the spec and is carried, never trusted.
+///
+/// Whoever cannot pass the metadata on (a backend without offloads, the NAT's host sockets) must
+/// finish the work in software, which the two functions at the end do:
+///  * complete_checksum(frame, meta) fills a NEEDS_CSUM checksum in place, as Linux's
+///    skb_checksum_help does (a result of 0 is written 0xffff, which UDP requires and TCP accepts).
+///  * segment(frame, meta, scratch, emit) cuts a TCPv4 super-frame into frames of at most gso_size
+///    payload bytes, as Linux's tcp_gso_segment does: every segment gets the headers of the
+///    original; IPv4 total length, an identification counting up from the original's and the header
+///    checksum are rewritten; the TCP sequence number advances by the payload before it; FIN and PSH
+///    stay only on the last segment and CWR only on the first; each TCP checksum is computed whole.
+///    Each segment is built in `scratch` (one segment at a time, no allocation) and handed to
+///    `emit` before the next overwrites it. A frame without GSO is copied and its checksum finished.
+/// The frame's headers are parsed with the views of ethernet.hpp, ipv4.hpp and tcp.hpp (one VLAN tag
+/// allowed; IPv4 options and TCP options copied as they are); bytes after the IPv4 total length
+/// (Ethernet padding) are not payload.
+/// Limits: only TCPv4 is segmented; UDP (UFO), UDP_L4 and TCPv6 super-frames are refused with
+/// errc::unsupported (there is no IPv6 view in wire/ yet).
 #pragma once
 
 #include <ankanet/result.hpp>
@@ -71,12 +72,12 @@ struct offload {
 
     /// Wire values (VIRTIO_NET_HDR_F_*, VIRTIO_NET_HDR_GSO_ECN).
     static constexpr std::uint8_t flag_needs_csum = 0x01;
-    static constexpr std::uint8_t flag_data_valid = 0x02;
-    static constexpr std::uint8_t gso_ecn_bit = 0x80;
+    static constexpr std::uint8_t flag_data_valid = 0x02; ///< flag data valid
+    static constexpr std::uint8_t gso_ecn_bit = 0x80; ///< GSO ECN bit
 
     bool needs_csum = false;  ///< the checksum at csum_start + csum_offset is to be finished
     bool data_valid = false;  ///< (to a driver) the checksum was already verified
-    gso gso_type = gso::none;
+    gso gso_type = gso::none; ///< GSO type
     bool ecn = false;         ///< a TCP super-frame whose first segment carries CWR (RFC 3168)
     std::uint16_t hdr_len = 0;     ///< length of the headers; a hint only
     std::uint16_t gso_size = 0;    ///< payload bytes per segment (the MSS)
@@ -84,6 +85,7 @@ struct offload {
     std::uint16_t csum_offset = 0; ///< of the checksum field, from csum_start
     std::uint16_t num_buffers = 0; ///< v1 header only; not interpreted
 
+    /// Whether it is gso.
     bool is_gso() const noexcept { return gso_type != gso::none; }
     /// Nothing left to do: a frame with this metadata may be sent as it is by anyone.
     bool is_plain() const noexcept { return !needs_csum && !is_gso(); }
@@ -151,6 +153,7 @@ struct offload {
         return {};
     }
 
+    /// Memberwise equality.
     bool operator==(const offload&) const noexcept = default;
 
 private:

@@ -1,36 +1,37 @@
-// ankanet::wire::tcp — TCP segments (RFC 9293) over IPv4, with the options a NAT meets.
-//
-// Theory of operation.
-//  * `packet<Bytes>` views the IP payload that carries one segment; the IP layer has already cut
-//    the buffer to the segment, so `payload()` runs to the end of the buffer. `check_len()`
-//    refuses a buffer shorter than 20 bytes (truncated), a data offset below 5 words
-//    (bad_header_length), a data offset past the buffer (truncated) and a buffer longer than the
-//    pseudo-header's 16-bit length can describe (bad_length). After it succeeded, no accessor
-//    reads outside the buffer; and options() and payload() clamp the data offset to the buffer
-//    anyway, so an offset set later through a writable view cannot make them read past it.
-//  * Options are read by `option_reader`, which refuses (bad_option) what a length-trusting
-//    parser would walk off: a kind byte with no length byte after it, a length of 0 or 1 (which
-//    would loop or overlap), an option running past the option space, and a known option with a
-//    length its RFC does not allow (MSS 4, window scale 3, SACK-permitted 2, SACK 2+8n with
-//    1 <= n <= 4, timestamps 10). EOL ends the list; NOP is skipped; unknown kinds are skipped by
-//    their (checked) length.
-//  * The checksum covers the IPv4 pseudo-header, so the view is given the two addresses; it does
-//    not depend on the IPv4 view. NAT helpers rewrite a port, or account for an address rewritten
-//    in the IP header, with the incremental update of RFC 1624, whose result equals a full
-//    recomputation.
-//  * `repr` is the parsed header with its options typed. `parse` verifies the checksum;
-//    `parse_ignoring_checksum` does not, for segments whose checksum was checked elsewhere or is
-//    still to be filled in (checksum offload, virtio-net's NEEDS_CSUM). `emit` writes the options
-//    in Linux's layout (tcp_options_write): MSS, SACK-permitted with timestamps, window scale,
-//    SACK blocks, each starting on a 32-bit boundary thanks to NOPs, so Linux's SYNs and ACKs
-//    re-encode byte for byte. When that layout would not fit in 40 bytes (possible only for a
-//    hand-packed segment), emit writes the same options back to back and pads with EOL. The
-//    checksum is computed over the header and the payload the caller already placed after it.
-// Limits: IPv4 pseudo-header only. Semantics are the caller's: an MSS on a non-SYN, a SACK block
-// with left >= right, or a window scale above 14 are reported as they are (the last one with
-// repr::window_shift() clamped to 14, RFC 7323 §2.3). When a typed option appears twice, the last
-// one wins, as in Linux. Unknown options (TFO, MPTCP, TCP-AO, ...) are skipped and not kept in the
-// repr: to forward a segment with them intact, rewrite it in place through the view.
+/// @file
+/// ankanet::wire::tcp — TCP segments (RFC 9293) over IPv4, with the options a NAT meets.
+///
+/// Theory of operation.
+///  * `packet<Bytes>` views the IP payload that carries one segment; the IP layer has already cut
+///    the buffer to the segment, so `payload()` runs to the end of the buffer. `check_len()`
+///    refuses a buffer shorter than 20 bytes (truncated), a data offset below 5 words
+///    (bad_header_length), a data offset past the buffer (truncated) and a buffer longer than the
+///    pseudo-header's 16-bit length can describe (bad_length). After it succeeded, no accessor
+///    reads outside the buffer; and options() and payload() clamp the data offset to the buffer
+///    anyway, so an offset set later through a writable view cannot make them read past it.
+///  * Options are read by `option_reader`, which refuses (bad_option) what a length-trusting
+///    parser would walk off: a kind byte with no length byte after it, a length of 0 or 1 (which
+///    would loop or overlap), an option running past the option space, and a known option with a
+///    length its RFC does not allow (MSS 4, window scale 3, SACK-permitted 2, SACK 2+8n with
+///    1 <= n <= 4, timestamps 10). EOL ends the list; NOP is skipped; unknown kinds are skipped by
+///    their (checked) length.
+///  * The checksum covers the IPv4 pseudo-header, so the view is given the two addresses; it does
+///    not depend on the IPv4 view. NAT helpers rewrite a port, or account for an address rewritten
+///    in the IP header, with the incremental update of RFC 1624, whose result equals a full
+///    recomputation.
+///  * `repr` is the parsed header with its options typed. `parse` verifies the checksum;
+///    `parse_ignoring_checksum` does not, for segments whose checksum was checked elsewhere or is
+///    still to be filled in (checksum offload, virtio-net's NEEDS_CSUM). `emit` writes the options
+///    in Linux's layout (tcp_options_write): MSS, SACK-permitted with timestamps, window scale,
+///    SACK blocks, each starting on a 32-bit boundary thanks to NOPs, so Linux's SYNs and ACKs
+///    re-encode byte for byte. When that layout would not fit in 40 bytes (possible only for a
+///    hand-packed segment), emit writes the same options back to back and pads with EOL. The
+///    checksum is computed over the header and the payload the caller already placed after it.
+/// Limits: IPv4 pseudo-header only. Semantics are the caller's: an MSS on a non-SYN, a SACK block
+/// with left >= right, or a window scale above 14 are reported as they are (the last one with
+/// repr::window_shift() clamped to 14, RFC 7323 §2.3). When a typed option appears twice, the last
+/// one wins, as in Linux. Unknown options (TFO, MPTCP, TCP-AO, ...) are skipped and not kept in the
+/// repr: to forward a segment with them intact, rewrite it in place through the view.
 #pragma once
 
 #include <ankanet/result.hpp>
@@ -51,6 +52,8 @@ namespace ankanet::wire::tcp {
 
 inline constexpr std::size_t header_len = 20;       ///< without options
 inline constexpr std::size_t max_header_len = 60;   ///< a 4-bit data offset of 15 words
+
+/// The most option bytes a header can carry (40).
 inline constexpr std::size_t max_options_len = max_header_len - header_len;
 /// The IP protocol number, as it enters the pseudo-header.
 inline constexpr std::uint8_t protocol_number = 6;
@@ -62,6 +65,8 @@ inline constexpr std::uint8_t max_window_shift = 14;
 inline constexpr std::size_t max_sack_blocks = 4;
 
 namespace field {
+/// Byte offset of a field from the start of the TCP header.
+/// @{
 inline constexpr std::size_t source_port = 0;
 inline constexpr std::size_t destination_port = 2;
 inline constexpr std::size_t seq_number = 4;
@@ -71,6 +76,7 @@ inline constexpr std::size_t window = 14;
 inline constexpr std::size_t checksum = 16;
 inline constexpr std::size_t urgent_pointer = 18;
 inline constexpr std::size_t options = 20;
+/// @}
 } // namespace field
 
 /// One control bit, as it sits in the low 12 bits of the 16-bit word at offset 12.
@@ -90,42 +96,60 @@ enum class flag : std::uint16_t {
 /// included, so a segment round-trips exactly; the named bits are the ones in `flag`.
 class flag_set {
 public:
-    static constexpr std::uint16_t mask = 0x0fff;
+    static constexpr std::uint16_t mask = 0x0fff; ///< mask
 
     constexpr flag_set() noexcept = default;
+    /// SACK block `index`.
     constexpr flag_set(flag f) noexcept : bits_(static_cast<std::uint16_t>(f)) {}
+    /// The set of one flag.
     constexpr explicit flag_set(std::uint16_t bits) noexcept : bits_(bits & mask) {}
 
+    /// The flag bits, as in the header.
     constexpr std::uint16_t bits() const noexcept { return bits_; }
+    /// The set of the flag bits in `bits`.
     constexpr bool has(flag f) const noexcept { return (bits_ & static_cast<std::uint16_t>(f)) != 0; }
+    /// Whether `f` is set.
     constexpr flag_set& set(flag f, bool on = true) noexcept {
         const auto bit = static_cast<std::uint16_t>(f);
         bits_ = static_cast<std::uint16_t>(on ? (bits_ | bit) : (bits_ & ~bit));
         return *this;
     }
 
+    /// Whether FIN.
     constexpr bool fin() const noexcept { return has(flag::fin); }
+    /// Whether SYN.
     constexpr bool syn() const noexcept { return has(flag::syn); }
+    /// Whether RST.
     constexpr bool rst() const noexcept { return has(flag::rst); }
+    /// Whether PSH.
     constexpr bool psh() const noexcept { return has(flag::psh); }
+    /// Whether ACK.
     constexpr bool ack() const noexcept { return has(flag::ack); }
+    /// Whether URG.
     constexpr bool urg() const noexcept { return has(flag::urg); }
+    /// Whether ece.
     constexpr bool ece() const noexcept { return has(flag::ece); }
+    /// Whether cwr.
     constexpr bool cwr() const noexcept { return has(flag::cwr); }
+    /// Whether ae.
     constexpr bool ae() const noexcept { return has(flag::ae); }
 
     friend constexpr flag_set operator|(flag_set a, flag_set b) noexcept {
         return flag_set{static_cast<std::uint16_t>(a.bits_ | b.bits_)};
     }
+    /// Memberwise equality.
     constexpr bool operator==(const flag_set&) const noexcept = default;
 
 private:
     std::uint16_t bits_ = 0;
 };
 
+/// The set of both flags.
 constexpr flag_set operator|(flag a, flag b) noexcept { return flag_set{a} | flag_set{b}; }
 
 namespace option_kind {
+/// A TCP option kind (RFC 9293, RFC 7323, RFC 2018).
+/// @{
 inline constexpr std::uint8_t end_of_list = 0;
 inline constexpr std::uint8_t nop = 1;
 inline constexpr std::uint8_t mss = 2;
@@ -133,12 +157,16 @@ inline constexpr std::uint8_t window_scale = 3;
 inline constexpr std::uint8_t sack_permitted = 4;
 inline constexpr std::uint8_t sack = 5;
 inline constexpr std::uint8_t timestamps = 8;
+/// @}
 } // namespace option_kind
 
 /// A SACK block (RFC 2018): the sequence numbers of its first byte and of the byte after its last.
 struct sack_block {
-    std::uint32_t left = 0;
+    std::uint32_t left = 0; ///< left
+
+    /// right
     std::uint32_t right = 0;
+    /// Memberwise equality.
     bool operator==(const sack_block&) const noexcept = default;
 };
 
@@ -146,25 +174,31 @@ struct sack_block {
 struct timestamp_values {
     std::uint32_t value = 0;      ///< TSval
     std::uint32_t echo_reply = 0; ///< TSecr
+
+    /// Memberwise equality.
     bool operator==(const timestamp_values&) const noexcept = default;
 };
 
 /// One option as found by option_reader: its kind and the bytes after the kind and length bytes.
 /// The typed accessors may be called only for their kind; option_reader has checked the length.
 struct option {
-    std::uint8_t kind = 0;
-    const_bytes data;
+    std::uint8_t kind = 0; ///< kind
+    const_bytes data; ///< data
 
+    /// The MSS.
     std::uint16_t mss() const noexcept { assert(kind == option_kind::mss); return load_be16(data, 0); }
     /// The shift count as sent, which may exceed 14; see window_shift().
     std::uint8_t window_scale() const noexcept { assert(kind == option_kind::window_scale); return load_u8(data, 0); }
     /// The shift count to use: clamped to 14 (RFC 7323 §2.3).
     std::uint8_t window_shift() const noexcept { return std::min(window_scale(), max_window_shift); }
+    /// The SACK block count.
     std::size_t sack_block_count() const noexcept { assert(kind == option_kind::sack); return data.size() / 8; }
+    /// Sets (or clears) `f`.
     sack_block sack(std::size_t index) const noexcept {
         assert(index < sack_block_count());
         return {load_be32(data, index * 8), load_be32(data, index * 8 + 4)};
     }
+    /// The timestamps.
     timestamp_values timestamps() const noexcept {
         assert(kind == option_kind::timestamps);
         return {load_be32(data, 0), load_be32(data, 4)};
@@ -194,6 +228,7 @@ constexpr std::size_t known_option_len(std::uint8_t kind) noexcept {
 /// @endcode
 class option_reader {
 public:
+    /// Reads `options`, the option bytes of a header.
     explicit option_reader(const_bytes options) noexcept : bytes_(options) {}
 
     /// Reads the next option other than NOP into `out`. Returns false at EOL, at the end of the
@@ -259,6 +294,7 @@ std::error_code for_each_option(const_bytes options, Visitor&& visit) {
 template <byte_buffer Bytes>
 class packet {
 public:
+    /// Views `buffer` without checking it; check_len() (or checked()) validates it before the accessors are used.
     explicit packet(Bytes buffer) noexcept : buffer_(buffer) {}
 
     /// Wraps and validates `buffer`.
@@ -280,38 +316,52 @@ public:
         return {};
     }
 
+    /// The source port.
     std::uint16_t source_port() const noexcept { return load_be16(buffer_, field::source_port); }
+    /// The destination port.
     std::uint16_t destination_port() const noexcept { return load_be16(buffer_, field::destination_port); }
+    /// The sequence number.
     std::uint32_t seq_number() const noexcept { return load_be32(buffer_, field::seq_number); }
+    /// The ACK number.
     std::uint32_t ack_number() const noexcept { return load_be32(buffer_, field::ack_number); }
     /// The data offset field: the header's length in 32-bit words.
     std::uint8_t data_offset() const noexcept { return static_cast<std::uint8_t>(load_u8(buffer_, field::offset_and_flags) >> 4); }
     /// The header's length in bytes, options included.
     std::size_t header_length() const noexcept { return std::size_t{data_offset()} * 4; }
+    /// The flags.
     flag_set flags() const noexcept { return flag_set{load_be16(buffer_, field::offset_and_flags)}; }
+    /// The window.
     std::uint16_t window() const noexcept { return load_be16(buffer_, field::window); }
+    /// The checksum.
     std::uint16_t checksum() const noexcept { return load_be16(buffer_, field::checksum); }
+    /// The urgent pointer.
     std::uint16_t urgent_pointer() const noexcept { return load_be16(buffer_, field::urgent_pointer); }
     /// The option bytes, between the fixed header and the data offset (unparsed).
     Bytes options() const noexcept { return buffer_.subspan(header_len, bounded_header_length() - header_len); }
     /// The data: from the data offset to the end of the buffer.
     Bytes payload() const noexcept { return buffer_.subspan(bounded_header_length()); }
+    /// The buffer.
     Bytes buffer() const noexcept { return buffer_; }
 
+    /// Whether the checksum is right for these pseudo-header addresses.
     bool verify_checksum(ipv4_address source, ipv4_address destination) const noexcept {
         if (buffer_.size() > max_segment_len) return false; // check_len() refuses these anyway
         return sum(source, destination).finish() == 0;
     }
 
+    /// Writes the source port field.
     void set_source_port(std::uint16_t port) noexcept requires writable_byte_buffer<Bytes> {
         store_be16(buffer_, field::source_port, port);
     }
+    /// Writes the destination port field.
     void set_destination_port(std::uint16_t port) noexcept requires writable_byte_buffer<Bytes> {
         store_be16(buffer_, field::destination_port, port);
     }
+    /// Writes the sequence number field.
     void set_seq_number(std::uint32_t value) noexcept requires writable_byte_buffer<Bytes> {
         store_be32(buffer_, field::seq_number, value);
     }
+    /// Writes the ACK number field.
     void set_ack_number(std::uint32_t value) noexcept requires writable_byte_buffer<Bytes> {
         store_be32(buffer_, field::ack_number, value);
     }
@@ -320,16 +370,20 @@ public:
         const auto low = static_cast<std::uint8_t>(load_u8(buffer_, field::offset_and_flags) & 0x0f);
         store_u8(buffer_, field::offset_and_flags, static_cast<std::uint8_t>((words << 4) | low));
     }
+    /// Writes the flags field.
     void set_flags(flag_set value) noexcept requires writable_byte_buffer<Bytes> {
         const auto offset_bits = static_cast<std::uint16_t>(load_be16(buffer_, field::offset_and_flags) & 0xf000);
         store_be16(buffer_, field::offset_and_flags, static_cast<std::uint16_t>(offset_bits | value.bits()));
     }
+    /// Writes the window field.
     void set_window(std::uint16_t value) noexcept requires writable_byte_buffer<Bytes> {
         store_be16(buffer_, field::window, value);
     }
+    /// Writes the checksum field.
     void set_checksum(std::uint16_t value) noexcept requires writable_byte_buffer<Bytes> {
         store_be16(buffer_, field::checksum, value);
     }
+    /// Writes the urgent pointer field.
     void set_urgent_pointer(std::uint16_t value) noexcept requires writable_byte_buffer<Bytes> {
         store_be16(buffer_, field::urgent_pointer, value);
     }
@@ -379,20 +433,20 @@ private:
 
 /// The parsed TCP header, options typed.
 struct repr {
-    std::uint16_t source_port = 0;
-    std::uint16_t destination_port = 0;
-    std::uint32_t seq_number = 0;
-    std::uint32_t ack_number = 0;
-    flag_set flags;
+    std::uint16_t source_port = 0; ///< source port
+    std::uint16_t destination_port = 0; ///< destination port
+    std::uint32_t seq_number = 0; ///< sequence number
+    std::uint32_t ack_number = 0; ///< ACK number
+    flag_set flags; ///< flags
     std::uint16_t window = 0; ///< as on the wire, not scaled
-    std::uint16_t urgent_pointer = 0;
-    std::optional<std::uint16_t> mss;
+    std::uint16_t urgent_pointer = 0; ///< urgent pointer
+    std::optional<std::uint16_t> mss; ///< MSS
     std::optional<std::uint8_t> window_scale; ///< the shift count as sent; use window_shift()
-    bool sack_permitted = false;
+    bool sack_permitted = false; ///< SACK permitted
     std::array<sack_block, max_sack_blocks> sack_blocks{}; ///< the first sack_count are valid
-    std::uint8_t sack_count = 0;
-    std::optional<timestamp_values> timestamps;
-    std::size_t payload_len = 0;
+    std::uint8_t sack_count = 0; ///< SACK count
+    std::optional<timestamp_values> timestamps; ///< timestamps
+    std::size_t payload_len = 0; ///< payload length
 
     /// The window shift to use: the window scale option clamped to 14 (RFC 7323 §2.3), or
     /// nothing when no window scale option was sent.
@@ -402,6 +456,7 @@ struct repr {
     }
     /// The window scale option asked for more than 14: RFC 7323 §2.3 says to log it.
     bool window_scale_clamped() const noexcept { return window_scale && *window_scale > max_window_shift; }
+    /// The sacks.
     std::span<const sack_block> sacks() const noexcept { return std::span{sack_blocks}.first(std::min<std::size_t>(sack_count, max_sack_blocks)); }
 
     /// Validates lengths, the checksum and the options.
@@ -411,6 +466,7 @@ struct repr {
         if (!segment.verify_checksum(source, destination)) return errc::bad_checksum;
         return parse_ignoring_checksum(segment);
     }
+    /// Parses bytes, with the pseudo-header's addresses.
     static result<repr> parse(const_bytes segment, ipv4_address source, ipv4_address destination) noexcept {
         return parse(packet<const_bytes>{segment}, source, destination);
     }
@@ -471,6 +527,7 @@ struct repr {
         return emit_as(buffer, source, destination, true);
     }
 
+    /// Equality of the header fields, the options and the payload length.
     bool operator==(const repr& other) const noexcept {
         return source_port == other.source_port && destination_port == other.destination_port &&
                seq_number == other.seq_number && ack_number == other.ack_number && flags == other.flags &&

@@ -1,25 +1,26 @@
-// ankanet::wire::udp — UDP datagrams (RFC 768) over IPv4.
-//
-// Theory of operation.
-//  * `packet<Bytes>` views the IP payload that carries a UDP datagram. The view trusts nothing in
-//    the header: `check_len()` refuses a buffer shorter than the 8-byte header (truncated) and a
-//    length field below 8 or above the buffer (bad_length). The second is libslirp's
-//    CVE-2021-3594: a guest that claims more bytes than it sent must not make us read past them.
-//    After `check_len()` succeeded, no accessor reads out of bounds, and `payload()` ends where the
-//    length field says (bytes after it, e.g. IP padding, belong to nobody). As a second line of
-//    defence, the spans and sums that follow the length field are clamped to the buffer anyway,
-//    so a length set later through a writable view cannot make them read past it.
-//  * The checksum covers the IPv4 pseudo-header, so the view is given the two addresses; it does
-//    not depend on the IPv4 view. A checksum field of 0 means "not computed" over IPv4 and is
-//    accepted. A computed sum of 0 is sent as 0xffff (RFC 768), so 0 keeps its meaning.
-//  * NAT helpers rewrite a port, or account for an address rewritten in the IP header, with the
-//    incremental update of RFC 1624; the result equals a full recomputation, and a datagram sent
-//    without a checksum stays without one.
-//  * `repr` is the parsed header: ports and payload length. `parse` verifies the checksum;
-//    `emit` writes the header and computes the checksum over the payload the caller has already
-//    placed right after it. Nothing allocates.
-// Limits: IPv4 only (over IPv6 the checksum is mandatory and the pseudo-header differs); UDP
-// jumbograms (RFC 2675) are not handled.
+/// @file
+/// ankanet::wire::udp — UDP datagrams (RFC 768) over IPv4.
+///
+/// Theory of operation.
+///  * `packet<Bytes>` views the IP payload that carries a UDP datagram. The view trusts nothing in
+///    the header: `check_len()` refuses a buffer shorter than the 8-byte header (truncated) and a
+///    length field below 8 or above the buffer (bad_length). The second is libslirp's
+///    CVE-2021-3594: a guest that claims more bytes than it sent must not make us read past them.
+///    After `check_len()` succeeded, no accessor reads out of bounds, and `payload()` ends where the
+///    length field says (bytes after it, e.g. IP padding, belong to nobody). As a second line of
+///    defence, the spans and sums that follow the length field are clamped to the buffer anyway,
+///    so a length set later through a writable view cannot make them read past it.
+///  * The checksum covers the IPv4 pseudo-header, so the view is given the two addresses; it does
+///    not depend on the IPv4 view. A checksum field of 0 means "not computed" over IPv4 and is
+///    accepted. A computed sum of 0 is sent as 0xffff (RFC 768), so 0 keeps its meaning.
+///  * NAT helpers rewrite a port, or account for an address rewritten in the IP header, with the
+///    incremental update of RFC 1624; the result equals a full recomputation, and a datagram sent
+///    without a checksum stays without one.
+///  * `repr` is the parsed header: ports and payload length. `parse` verifies the checksum;
+///    `emit` writes the header and computes the checksum over the payload the caller has already
+///    placed right after it. Nothing allocates.
+/// Limits: IPv4 only (over IPv6 the checksum is mandatory and the pseudo-header differs); UDP
+/// jumbograms (RFC 2675) are not handled.
 #pragma once
 
 #include <ankanet/result.hpp>
@@ -34,6 +35,7 @@
 
 namespace ankanet::wire::udp {
 
+/// header length
 inline constexpr std::size_t header_len = 8;
 /// The IP protocol number, as it enters the pseudo-header.
 inline constexpr std::uint8_t protocol_number = 17;
@@ -41,16 +43,20 @@ inline constexpr std::uint8_t protocol_number = 17;
 inline constexpr std::size_t max_payload_len = 0xffff - header_len;
 
 namespace field {
+/// Byte offset of a field from the start of the UDP header.
+/// @{
 inline constexpr std::size_t source_port = 0;
 inline constexpr std::size_t destination_port = 2;
 inline constexpr std::size_t length = 4;
 inline constexpr std::size_t checksum = 6;
+/// @}
 } // namespace field
 
 /// A view of a UDP datagram: the payload of an IPv4 packet.
 template <byte_buffer Bytes>
 class packet {
 public:
+    /// Views `buffer` without checking it; check_len() (or checked()) validates it before the accessors are used.
     explicit packet(Bytes buffer) noexcept : buffer_(buffer) {}
 
     /// Wraps and validates `buffer`.
@@ -69,10 +75,13 @@ public:
         return {};
     }
 
+    /// The source port.
     std::uint16_t source_port() const noexcept { return load_be16(buffer_, field::source_port); }
+    /// The destination port.
     std::uint16_t destination_port() const noexcept { return load_be16(buffer_, field::destination_port); }
     /// The length field: header plus payload, in bytes.
     std::uint16_t length() const noexcept { return load_be16(buffer_, field::length); }
+    /// The checksum.
     std::uint16_t checksum() const noexcept { return load_be16(buffer_, field::checksum); }
     /// The datagram as the length field bounds it: header and payload.
     Bytes datagram() const noexcept { return buffer_.first(bounded_length()); }
@@ -82,6 +91,7 @@ public:
         const std::size_t begin = std::min(header_len, len);
         return buffer_.subspan(begin, len - begin);
     }
+    /// The buffer.
     Bytes buffer() const noexcept { return buffer_; }
 
     /// The checksum verifies against the IPv4 pseudo-header, or is 0 ("none", allowed over IPv4).
@@ -90,9 +100,11 @@ public:
         return sum(source, destination).finish() == 0;
     }
 
+    /// Writes the source port field.
     void set_source_port(std::uint16_t port) noexcept requires writable_byte_buffer<Bytes> {
         store_be16(buffer_, field::source_port, port);
     }
+    /// Writes the destination port field.
     void set_destination_port(std::uint16_t port) noexcept requires writable_byte_buffer<Bytes> {
         store_be16(buffer_, field::destination_port, port);
     }
@@ -100,6 +112,7 @@ public:
     void set_length(std::uint16_t value) noexcept requires writable_byte_buffer<Bytes> {
         store_be16(buffer_, field::length, value);
     }
+    /// Writes the checksum field.
     void set_checksum(std::uint16_t value) noexcept requires writable_byte_buffer<Bytes> {
         store_be16(buffer_, field::checksum, value);
     }
@@ -150,9 +163,9 @@ private:
 
 /// The parsed UDP header.
 struct repr {
-    std::uint16_t source_port = 0;
-    std::uint16_t destination_port = 0;
-    std::size_t payload_len = 0;
+    std::uint16_t source_port = 0; ///< source port
+    std::uint16_t destination_port = 0; ///< destination port
+    std::size_t payload_len = 0; ///< payload length
 
     /// Validates the lengths and the checksum (a zero checksum is accepted: "none" over IPv4).
     static result<repr> parse(const packet<const_bytes>& datagram, ipv4_address source,
@@ -165,6 +178,7 @@ struct repr {
         r.payload_len = datagram.payload().size();
         return r;
     }
+    /// Parses bytes, with the pseudo-header's addresses.
     static result<repr> parse(const_bytes datagram, ipv4_address source, ipv4_address destination) noexcept {
         return parse(packet<const_bytes>{datagram}, source, destination);
     }
@@ -188,6 +202,7 @@ struct repr {
         return {};
     }
 
+    /// Memberwise equality.
     bool operator==(const repr&) const noexcept = default;
 };
 
