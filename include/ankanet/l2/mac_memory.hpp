@@ -1,34 +1,35 @@
-// ankanet::l2::mac_memory — the MACs drawn at random for VMs, remembered by VM name across restarts.
-//
-// Theory of operation. A VM given neither a custom MAC nor a stable one (derived from its UUID)
-// gets a random locally administered MAC. If the program serving it restarts and draws again, the
-// guest comes back with a new MAC: its DHCP lease, kept for the old MAC, is stranded for the whole
-// lease time and the guest takes another address — a leak of one lease per VM per restart, and an
-// address change nobody asked for. The product keeps a VM's dynamic MAC across a suspend; a daemon
-// should keep it across its own restart. mac_memory is that memory: a small state file mapping a
-// VM's name to the MAC it was given.
-//
-// Use: load() once at start-up (a missing file is an empty memory); for each VM without a MAC of
-// its own, lookup(name) and use that MAC if there is one, else draw one and remember(name, mac)
-// *before* the VM uses it. remember() returns only once the file holds the MAC durably, so a crash
-// at any later instant still finds it, and a restarted program hands the VM the same MAC — and so
-// the DHCP server the same client, which gets its lease back.
-//
-// The file is written as the lease file is (detail::replace_file): the whole set to `<file>.tmp`,
-// fsync, rename() over the file, fsync of the directory — after a crash the file is either the old
-// or the new complete set. check_writable() proves, before anything is written, that the file can
-// be replaced where it is. Format (text, one VM a line, sorted by name):
-//
-//   ankanet-macs 1
-//   <mac> <name, percent-escaped>
-//
-// The name is percent-escaped as the lease file's host names are: every byte outside '!'..'~', and
-// '%', becomes %XX, so a name holds any bytes and a line is always two fields. Loading is strict: an
-// unknown header, a malformed line, a MAC that is not a unicast address, a name twice or a MAC
-// twice (two VMs cannot share one) is an error naming "file:line", and after a failed load the
-// memory refuses every write (not_loaded), so it never overwrites what it could not read.
-//
-// Not on the per-frame path (it allocates and writes files freely). Not thread-safe.
+/// @file
+/// ankanet::l2::mac_memory — the MACs drawn at random for VMs, remembered by VM name across restarts.
+///
+/// Theory of operation. A VM given neither a custom MAC nor a stable one (derived from its UUID)
+/// gets a random locally administered MAC. If the program serving it restarts and draws again, the
+/// guest comes back with a new MAC: its DHCP lease, kept for the old MAC, is stranded for the whole
+/// lease time and the guest takes another address — a leak of one lease per VM per restart, and an
+/// address change nobody asked for. The product keeps a VM's dynamic MAC across a suspend; a daemon
+/// should keep it across its own restart. mac_memory is that memory: a small state file mapping a
+/// VM's name to the MAC it was given.
+///
+/// Use: load() once at start-up (a missing file is an empty memory); for each VM without a MAC of
+/// its own, lookup(name) and use that MAC if there is one, else draw one and remember(name, mac)
+/// *before* the VM uses it. remember() returns only once the file holds the MAC durably, so a crash
+/// at any later instant still finds it, and a restarted program hands the VM the same MAC — and so
+/// the DHCP server the same client, which gets its lease back.
+///
+/// The file is written as the lease file is (detail::replace_file): the whole set to `<file>.tmp`,
+/// fsync, rename() over the file, fsync of the directory — after a crash the file is either the old
+/// or the new complete set. check_writable() proves, before anything is written, that the file can
+/// be replaced where it is. Format (text, one VM a line, sorted by name):
+///
+///   ankanet-macs 1
+///   `<mac> <name, percent-escaped>`
+///
+/// The name is percent-escaped as the lease file's host names are: every byte outside '!'..'~', and
+/// '%', becomes %XX, so a name holds any bytes and a line is always two fields. Loading is strict: an
+/// unknown header, a malformed line, a MAC that is not a unicast address, a name twice or a MAC
+/// twice (two VMs cannot share one) is an error naming "file:line", and after a failed load the
+/// memory refuses every write (not_loaded), so it never overwrites what it could not read.
+///
+/// Not on the per-frame path (it allocates and writes files freely). Not thread-safe.
 #pragma once
 
 #include <ankanet/detail/atomic_file.hpp>
@@ -91,6 +92,7 @@ inline const std::error_category& mac_memory_category() noexcept {
     return instance;
 }
 
+/// Wraps `e` in a std::error_code of its category (found by argument-dependent lookup).
 inline std::error_code make_error_code(mac_memory_errc e) noexcept { return {static_cast<int>(e), mac_memory_category()}; }
 
 } // namespace ankanet::l2
@@ -155,8 +157,10 @@ public:
     /// The longest name remembered, in bytes.
     static constexpr std::size_t max_name_size = 4096;
 
+    /// Remembers MACs in `file`.
     explicit mac_memory(std::filesystem::path file) : path_(std::move(file)) {}
 
+    /// The path.
     const std::filesystem::path& path() const noexcept { return path_; }
     /// How many VMs are remembered.
     std::size_t size() const noexcept { return by_name_.size(); }

@@ -1,30 +1,31 @@
-// ankanet::l2::mac_randomizer — MAC addresses for VM NICs: random, or stable per VM, never taken.
-//
-// Theory of operation. A VM NIC needs a unicast address no other NIC on its network uses. The
-// randomizer draws from the locally administered unicast space (IEEE 802: U/L bit set, I/G bit
-// clear, i.e. the first octet is x2, x6, xa or xe), optionally under a fixed prefix — a 24-bit
-// "OUI" such as 52:54:00 so operators recognise their VMs — whose U/L bit is forced set and I/G bit
-// forced clear, so every address drawn is valid whatever prefix is configured. Without a prefix
-// the space holds 2^46 addresses; under a 24-bit prefix, 2^24.
-//
-// Two modes:
-//  * draw(): a uniformly random address from the space, from the `Random` source (any
-//    UniformRandomBitGenerator; std::random_device by default, a seeded engine in tests).
-//  * stable(uuid): SipHash-2-4, keyed with a per-host 128-bit secret, of a domain tag and the VM's
-//    UUID selects the address. A suspended, resumed or restarted VM gets the same address with
-//    nothing stored but the host secret, and without the secret nobody can link an address to a
-//    UUID or predict another VM's address. The derivation is a compatibility contract — changing
-//    it changes every VM's MAC — and a test pins its output.
-//
-// Both avoid every address in the mac_registry. A draw tries a few candidates (random ones, or for
-// stable(), the hashes of (uuid, attempt 0..7)), which almost always suffices: the chance that one
-// candidate is taken is registered/space. If all are taken, the randomizer counts the registered
-// addresses inside its space: if they fill it the answer is mac_errc::space_exhausted; otherwise a
-// linear scan from the first candidate finds a free address within registered+1 steps. So a draw
-// fails only when the space is really full, and costs O(registered · log registered) at worst.
-// A stable address stays stable as long as its first free candidate does: if another VM holds the
-// hash's first choice when this VM starts, this VM gets the next one (probability about
-// registered/2^46 without a prefix).
+/// @file
+/// ankanet::l2::mac_randomizer — MAC addresses for VM NICs: random, or stable per VM, never taken.
+///
+/// Theory of operation. A VM NIC needs a unicast address no other NIC on its network uses. The
+/// randomizer draws from the locally administered unicast space (IEEE 802: U/L bit set, I/G bit
+/// clear, i.e. the first octet is x2, x6, xa or xe), optionally under a fixed prefix — a 24-bit
+/// "OUI" such as 52:54:00 so operators recognise their VMs — whose U/L bit is forced set and I/G bit
+/// forced clear, so every address drawn is valid whatever prefix is configured. Without a prefix
+/// the space holds 2^46 addresses; under a 24-bit prefix, 2^24.
+///
+/// Two modes:
+///  * draw(): a uniformly random address from the space, from the `Random` source (any
+///    UniformRandomBitGenerator; std::random_device by default, a seeded engine in tests).
+///  * stable(uuid): SipHash-2-4, keyed with a per-host 128-bit secret, of a domain tag and the VM's
+///    UUID selects the address. A suspended, resumed or restarted VM gets the same address with
+///    nothing stored but the host secret, and without the secret nobody can link an address to a
+///    UUID or predict another VM's address. The derivation is a compatibility contract — changing
+///    it changes every VM's MAC — and a test pins its output.
+///
+/// Both avoid every address in the mac_registry. A draw tries a few candidates (random ones, or for
+/// stable(), the hashes of (uuid, attempt 0..7)), which almost always suffices: the chance that one
+/// candidate is taken is registered/space. If all are taken, the randomizer counts the registered
+/// addresses inside its space: if they fill it the answer is mac_errc::space_exhausted; otherwise a
+/// linear scan from the first candidate finds a free address within registered+1 steps. So a draw
+/// fails only when the space is really full, and costs O(registered · log registered) at worst.
+/// A stable address stays stable as long as its first free candidate does: if another VM holds the
+/// hash's first choice when this VM starts, this VM gets the next one (probability about
+/// registered/2^46 without a prefix).
 #pragma once
 
 #include <ankanet/detail/siphash.hpp>
@@ -92,6 +93,7 @@ public:
 
     /// The prefix with its forced bits applied and the drawn bits zero: the lowest address in the space.
     constexpr mac_address value() const noexcept { return detail::from_u48(fixed_); }
+    /// The length.
     constexpr unsigned length() const noexcept { return length_; }
 
     /// How many bits are drawn: 46 − length up to 6 bits of prefix, 40 at 7, 48 − length from 8 on.
@@ -114,6 +116,7 @@ public:
         return (detail::to_u48(mac) & ~free_mask) == fixed_;
     }
 
+    /// Memberwise equality.
     constexpr bool operator==(const mac_prefix&) const noexcept = default;
 
 private:
@@ -135,9 +138,10 @@ private:
 /// A VM's identity, as the hypervisor knows it: a 128-bit UUID.
 class vm_uuid {
 public:
-    using bytes_type = std::array<std::byte, 16>;
+    using bytes_type = std::array<std::byte, 16>; ///< the bytes type
 
     constexpr vm_uuid() noexcept = default;
+    /// A UUID of the given bytes.
     constexpr explicit vm_uuid(const bytes_type& bytes) noexcept : bytes_(bytes) {}
 
     /// Parses "6f9619ff-8b86-d011-b42d-00c04fc964ff", case-insensitive. Case does not change the
@@ -161,7 +165,9 @@ public:
         return vm_uuid{bytes};
     }
 
+    /// The bytes.
     constexpr const bytes_type& bytes() const noexcept { return bytes_; }
+    /// Memberwise ordering.
     constexpr auto operator<=>(const vm_uuid&) const noexcept = default;
 
 private:
@@ -173,8 +179,9 @@ private:
 /// secret gives every VM a new one.
 class host_secret {
 public:
-    using bytes_type = std::array<std::byte, 16>;
+    using bytes_type = std::array<std::byte, 16>; ///< the bytes type
 
+    /// A secret of the given bytes.
     constexpr explicit host_secret(const bytes_type& bytes) noexcept : bytes_(bytes) {}
 
     /// A fresh secret from `random` (std::random_device unless a test says otherwise).
@@ -185,6 +192,7 @@ public:
         for (auto& b : bytes) b = static_cast<std::byte>(byte(random));
         return host_secret{bytes};
     }
+    /// A secret drawn from the system's random source.
     static host_secret generate() {
         std::random_device random;
         return generate(random);
@@ -202,13 +210,16 @@ public:
         }
         return host_secret{bytes};
     }
+    /// The text form.
     std::string to_string() const {
         std::string text;
         for (auto b : bytes_) text += fmt::format("{:02x}", std::to_integer<unsigned>(b));
         return text;
     }
 
+    /// The bytes.
     constexpr const bytes_type& bytes() const noexcept { return bytes_; }
+    /// Memberwise equality.
     constexpr bool operator==(const host_secret&) const noexcept = default;
 
 private:
@@ -228,9 +239,11 @@ public:
     /// given, stable().
     explicit basic_mac_randomizer(mac_prefix prefix = {}, std::optional<host_secret> secret = std::nullopt)
         : prefix_(prefix), secret_(secret) {}
+    /// A switch with no ports yet.
     basic_mac_randomizer(Random random, mac_prefix prefix, std::optional<host_secret> secret = std::nullopt)
         : random_(std::move(random)), prefix_(prefix), secret_(secret) {}
 
+    /// The prefix.
     const mac_prefix& prefix() const noexcept { return prefix_; }
 
     /// A uniformly random address of the space that `taken` does not hold.
@@ -299,6 +312,6 @@ private:
     std::optional<host_secret> secret_;
 };
 
-using mac_randomizer = basic_mac_randomizer<>;
+using mac_randomizer = basic_mac_randomizer<>; ///< a MAC randomizer with the default random source
 
 } // namespace ankanet::l2

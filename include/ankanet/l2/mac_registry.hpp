@@ -1,17 +1,18 @@
-// ankanet::l2::mac_registry — the MAC addresses of the VMs running on this host, and who holds each.
-//
-// Theory of operation. Two VMs with the same MAC on one host break both: the switch learns the
-// address on whichever spoke last and the other stops receiving. It happens in practice when a VM
-// with a fixed (custom) MAC is cloned and both copies start. The registry is the single place that
-// says "this address is taken, by that VM": a VM's NIC registers its MAC before it attaches to a
-// network and unregisters when it stops, and a second registration of the same address fails with
-// an error naming both VMs, so the operator sees "52:54:00:12:34:56 is already used by vm-a" rather
-// than an unreachable guest. Registration also validates the address: a group address (multicast,
-// including broadcast) or 00:00:00:00:00:00 cannot be a NIC's source address, and is refused with a
-// message saying which. The mac_randomizer draws around the registry's addresses.
-//
-// Not on the per-frame path: it allocates (names, map nodes) freely. Not thread-safe; the daemon
-// owns one registry per host and calls it from its control thread.
+/// @file
+/// ankanet::l2::mac_registry — the MAC addresses of the VMs running on this host, and who holds each.
+///
+/// Theory of operation. Two VMs with the same MAC on one host break both: the switch learns the
+/// address on whichever spoke last and the other stops receiving. It happens in practice when a VM
+/// with a fixed (custom) MAC is cloned and both copies start. The registry is the single place that
+/// says "this address is taken, by that VM": a VM's NIC registers its MAC before it attaches to a
+/// network and unregisters when it stops, and a second registration of the same address fails with
+/// an error naming both VMs, so the operator sees "52:54:00:12:34:56 is already used by vm-a" rather
+/// than an unreachable guest. Registration also validates the address: a group address (multicast,
+/// including broadcast) or 00:00:00:00:00:00 cannot be a NIC's source address, and is refused with a
+/// message saying which. The mac_randomizer draws around the registry's addresses.
+///
+/// Not on the per-frame path: it allocates (names, map nodes) freely. Not thread-safe; the daemon
+/// owns one registry per host and calls it from its control thread.
 #pragma once
 
 #include <ankanet/wire/address.hpp>
@@ -75,6 +76,7 @@ inline const std::error_category& mac_error_category() noexcept {
     return instance;
 }
 
+/// Wraps `e` in a std::error_code of its category (found by argument-dependent lookup).
 inline std::error_code make_error_code(mac_errc e) noexcept { return {static_cast<int>(e), mac_error_category()}; }
 
 } // namespace ankanet::l2
@@ -99,11 +101,15 @@ inline std::error_code validate_nic_mac(const mac_address& mac) noexcept {
 class [[nodiscard]] registry_error {
 public:
     registry_error() = default;
+    /// A refusal of `mac` for `requested_by`; `held_by` names who holds it, if anyone.
     registry_error(std::error_code code, mac_address mac, std::string requested_by, std::string held_by = {})
         : code_(code), mac_(mac), requested_by_(std::move(requested_by)), held_by_(std::move(held_by)) {}
 
+    /// Whether this is an error.
     explicit operator bool() const noexcept { return static_cast<bool>(code_); }
+    /// The code.
     const std::error_code& code() const noexcept { return code_; }
+    /// The MAC.
     const mac_address& mac() const noexcept { return mac_; }
     /// The VM whose request was refused.
     const std::string& requested_by() const noexcept { return requested_by_; }
@@ -130,6 +136,7 @@ private:
     std::string held_by_;
 };
 
+/// Writes the text form to `out`.
 inline std::ostream& operator<<(std::ostream& out, const registry_error& e) { return out << e.message(); }
 
 /// The MACs of running VMs: MAC → VM name (or id; any string the operator recognises).
@@ -164,8 +171,11 @@ public:
         return std::string_view{at->second};
     }
 
+    /// Whether `mac` is held.
     bool contains(const mac_address& mac) const { return holders_.contains(mac); }
+    /// The number of elements.
     std::size_t size() const noexcept { return holders_.size(); }
+    /// Whether empty.
     bool empty() const noexcept { return holders_.empty(); }
 
     /// Calls `f(mac, vm)` for every registration, in address order.
@@ -182,7 +192,9 @@ private:
 } // namespace ankanet::l2
 
 template <>
+/// Formats a registry_error with {fmt}.
 struct fmt::formatter<ankanet::l2::registry_error> : fmt::formatter<std::string_view> {
+    /// Writes the error's text.
     auto format(const ankanet::l2::registry_error& e, fmt::format_context& ctx) const {
         return fmt::formatter<std::string_view>::format(e.message(), ctx);
     }

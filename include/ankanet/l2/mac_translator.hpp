@@ -1,56 +1,57 @@
-// ankanet::l2::mac_translator — rewrites between VMs' own MACs and the one MAC the layer below imposes.
-//
-// Theory of operation. Some links accept frames from one MAC only: Apple's vmnet on older macOS
-// imposes its own address on the interface, and a Wi-Fi station may not send as any MAC but its own
-// (802.11 bridges cannot carry foreign source addresses). Yet a VM keeps its custom MAC inside. This
-// pure engine stands between the VMs and such a link and rewrites frames in place (no copy, no
-// allocation, no I/O, no clock); the caller moves the frames.
-//
-// Outbound (VM -> below), translate_outbound(frame):
-//  * The Ethernet source, a VM's MAC, becomes the outside MAC. A VM is known from add_vm(), or
-//    learned from its first outbound frame (table full: dropped_table_full).
-//  * ARP (IPv4 over Ethernet): the sender hardware address, and the target hardware address when it
-//    is the VM's MAC, become the outside MAC. The sender IP is learned as the VM's.
-//  * DHCP client messages (IPv4, UDP 68 -> 67, BOOTREQUEST, htype 1, hlen 6, chaddr = the VM's MAC):
-//    chaddr becomes the outside MAC and the BOOTP broadcast flag is set, because a server replying
-//    by unicast would address a MAC the outside never saw. The UDP checksum is patched
-//    incrementally (RFC 1624); a zero checksum ("none") stays zero. The xid, the VM and the VM's own
-//    broadcast flag are remembered as an outstanding transaction; ciaddr and the requested IP
-//    (option 50) are learned as the VM's.
-//  * Anything else: only the Ethernet source changes. A payload that does not parse is left as it is
-//    and the frame is still forwarded: the VM may send what it likes, it only gets our MAC on it.
-//
-// Inbound (below -> VM), translate_inbound(frame) returns a verdict:
-//  * deliver to one VM (inbound_result::vm): the Ethernet destination is rewritten to that VM's MAC.
-//  * flood: a broadcast/multicast frame nobody in particular owns; give it to every VM. It is left
-//    unchanged, except that in a group ARP (a broadcast reply, say) a target hardware address equal
-//    to the outside MAC becomes the VM's that owns the target IP: that mapping is the true one for
-//    every VM, whereas the outside MAC would point them all at an address none of them answers.
-//  * drop: a frame for the outside MAC whose owner is unknown (dropped_unknown_ip), one that does not
-//    parse (dropped_malformed), a non-IPv4/ARP frame for the outside MAC (dropped_unsupported: IPv6
-//    neighbour discovery carries MACs in options that are not translated), or a unicast frame for
-//    some other MAC (dropped_not_for_us).
-//  Which VM: a DHCP reply (UDP 67 -> 68, BOOTREPLY) whose chaddr is the outside MAC and whose xid is
-//  an outstanding transaction goes to that transaction's VM, with chaddr and the broadcast flag put
-//  back as the VM sent them (ACK: yiaddr is learned). If the VM had not asked for a broadcast and
-//  the reply came broadcast to a yiaddr, the IP destination is set to yiaddr (header and UDP
-//  checksums patched), so the VM receives exactly the reply it would have had without translation.
-//  Otherwise ARP by target IP and IPv4 by destination IP, looked up in the learned table; an ARP
-//  target hardware address equal to the outside MAC becomes the VM's.
-//
-// Tables and bounds, all fixed arrays sized by template parameters and scanned linearly (they are
-// small: the VMs behind one host interface): MaxVms VMs, MaxIps learned IPv4 addresses (one owner
-// each; relearning moves an address; a full table evicts the least recently learned address,
-// counted in ip_evictions), MaxTransactions outstanding DHCP transactions (the least recent is
-// replaced, counted in transaction_evictions). Nothing ages with time: entries leave when a VM is
-// removed or when evicted. Who owns an address: a VM's own claims (ARP sender, DHCP ciaddr and
-// requested address) only take an address no other VM owns — a claim on another VM's address is
-// refused (claims_refused), so a VM cannot draw another's traffic to itself by announcing its
-// address; only the DHCP server's ACK (yiaddr) moves an address from one VM to another, as the
-// server has then taken it back from the first.
-// Limits: IPv4 only; one 802.1Q tag is looked through; IP fragments after the first are routed by
-// destination only; DHCP option 61 (client id) is left untouched, since it identifies, not
-// addresses, the client.
+/// @file
+/// ankanet::l2::mac_translator — rewrites between VMs' own MACs and the one MAC the layer below imposes.
+///
+/// Theory of operation. Some links accept frames from one MAC only: Apple's vmnet on older macOS
+/// imposes its own address on the interface, and a Wi-Fi station may not send as any MAC but its own
+/// (802.11 bridges cannot carry foreign source addresses). Yet a VM keeps its custom MAC inside. This
+/// pure engine stands between the VMs and such a link and rewrites frames in place (no copy, no
+/// allocation, no I/O, no clock); the caller moves the frames.
+///
+/// Outbound (VM -> below), translate_outbound(frame):
+///  * The Ethernet source, a VM's MAC, becomes the outside MAC. A VM is known from add_vm(), or
+///    learned from its first outbound frame (table full: dropped_table_full).
+///  * ARP (IPv4 over Ethernet): the sender hardware address, and the target hardware address when it
+///    is the VM's MAC, become the outside MAC. The sender IP is learned as the VM's.
+///  * DHCP client messages (IPv4, UDP 68 -> 67, BOOTREQUEST, htype 1, hlen 6, chaddr = the VM's MAC):
+///    chaddr becomes the outside MAC and the BOOTP broadcast flag is set, because a server replying
+///    by unicast would address a MAC the outside never saw. The UDP checksum is patched
+///    incrementally (RFC 1624); a zero checksum ("none") stays zero. The xid, the VM and the VM's own
+///    broadcast flag are remembered as an outstanding transaction; ciaddr and the requested IP
+///    (option 50) are learned as the VM's.
+///  * Anything else: only the Ethernet source changes. A payload that does not parse is left as it is
+///    and the frame is still forwarded: the VM may send what it likes, it only gets our MAC on it.
+///
+/// Inbound (below -> VM), translate_inbound(frame) returns a verdict:
+///  * deliver to one VM (inbound_result::vm): the Ethernet destination is rewritten to that VM's MAC.
+///  * flood: a broadcast/multicast frame nobody in particular owns; give it to every VM. It is left
+///    unchanged, except that in a group ARP (a broadcast reply, say) a target hardware address equal
+///    to the outside MAC becomes the VM's that owns the target IP: that mapping is the true one for
+///    every VM, whereas the outside MAC would point them all at an address none of them answers.
+///  * drop: a frame for the outside MAC whose owner is unknown (dropped_unknown_ip), one that does not
+///    parse (dropped_malformed), a non-IPv4/ARP frame for the outside MAC (dropped_unsupported: IPv6
+///    neighbour discovery carries MACs in options that are not translated), or a unicast frame for
+///    some other MAC (dropped_not_for_us).
+///  Which VM: a DHCP reply (UDP 67 -> 68, BOOTREPLY) whose chaddr is the outside MAC and whose xid is
+///  an outstanding transaction goes to that transaction's VM, with chaddr and the broadcast flag put
+///  back as the VM sent them (ACK: yiaddr is learned). If the VM had not asked for a broadcast and
+///  the reply came broadcast to a yiaddr, the IP destination is set to yiaddr (header and UDP
+///  checksums patched), so the VM receives exactly the reply it would have had without translation.
+///  Otherwise ARP by target IP and IPv4 by destination IP, looked up in the learned table; an ARP
+///  target hardware address equal to the outside MAC becomes the VM's.
+///
+/// Tables and bounds, all fixed arrays sized by template parameters and scanned linearly (they are
+/// small: the VMs behind one host interface): MaxVms VMs, MaxIps learned IPv4 addresses (one owner
+/// each; relearning moves an address; a full table evicts the least recently learned address,
+/// counted in ip_evictions), MaxTransactions outstanding DHCP transactions (the least recent is
+/// replaced, counted in transaction_evictions). Nothing ages with time: entries leave when a VM is
+/// removed or when evicted. Who owns an address: a VM's own claims (ARP sender, DHCP ciaddr and
+/// requested address) only take an address no other VM owns — a claim on another VM's address is
+/// refused (claims_refused), so a VM cannot draw another's traffic to itself by announcing its
+/// address; only the DHCP server's ACK (yiaddr) moves an address from one VM to another, as the
+/// server has then taken it back from the first.
+/// Limits: IPv4 only; one 802.1Q tag is looked through; IP fragments after the first are routed by
+/// destination only; DHCP option 61 (client id) is left untouched, since it identifies, not
+/// addresses, the client.
 #pragma once
 
 #include <ankanet/wire/address.hpp>
@@ -89,34 +90,35 @@ enum class translate_reason : std::uint8_t {
 
 /// Result of translate_outbound.
 struct outbound_result {
-    translate_verdict verdict = translate_verdict::drop;
-    translate_reason reason = translate_reason::none;
+    translate_verdict verdict = translate_verdict::drop; ///< verdict
+    translate_reason reason = translate_reason::none; ///< reason
 };
 
 /// Result of translate_inbound; `vm` is set when the verdict is deliver.
 struct inbound_result {
-    translate_verdict verdict = translate_verdict::drop;
-    translate_reason reason = translate_reason::none;
-    std::optional<mac_address> vm;
+    translate_verdict verdict = translate_verdict::drop; ///< verdict
+    translate_reason reason = translate_reason::none; ///< reason
+    std::optional<mac_address> vm; ///< VM
 };
 
 /// Result of add_vm.
 enum class add_vm_status : std::uint8_t { added, already_known, table_full, invalid_mac };
 
+/// What the MAC translator rewrote or dropped.
 struct mac_translator_counters {
-    std::uint64_t outbound_forwarded = 0;
-    std::uint64_t outbound_dropped_malformed = 0;
-    std::uint64_t outbound_dropped_table_full = 0;
-    std::uint64_t inbound_delivered = 0;
-    std::uint64_t inbound_flooded = 0;
-    std::uint64_t inbound_dropped_unknown_ip = 0;
-    std::uint64_t inbound_dropped_malformed = 0;
-    std::uint64_t inbound_dropped_unsupported = 0;
-    std::uint64_t inbound_dropped_not_for_us = 0;
+    std::uint64_t outbound_forwarded = 0; ///< outbound forwarded
+    std::uint64_t outbound_dropped_malformed = 0; ///< outbound dropped malformed
+    std::uint64_t outbound_dropped_table_full = 0; ///< outbound dropped table full
+    std::uint64_t inbound_delivered = 0; ///< inbound delivered
+    std::uint64_t inbound_flooded = 0; ///< inbound flooded
+    std::uint64_t inbound_dropped_unknown_ip = 0; ///< inbound dropped unknown IP
+    std::uint64_t inbound_dropped_malformed = 0; ///< inbound dropped malformed
+    std::uint64_t inbound_dropped_unsupported = 0; ///< inbound dropped unsupported
+    std::uint64_t inbound_dropped_not_for_us = 0; ///< inbound dropped not for us
     std::uint64_t arp_rewritten = 0;  ///< ARP packets whose hardware fields changed, both ways
     std::uint64_t dhcp_rewritten = 0; ///< DHCP messages whose chaddr changed, both ways
-    std::uint64_t ip_evictions = 0;
-    std::uint64_t transaction_evictions = 0;
+    std::uint64_t ip_evictions = 0; ///< IP evictions
+    std::uint64_t transaction_evictions = 0; ///< transaction evictions
     std::uint64_t claims_refused = 0; ///< a VM's claims on an address another VM owns (not learned)
 };
 
@@ -131,13 +133,16 @@ class basic_mac_translator {
     static_assert(MaxTransactions > 0, "MaxTransactions must be positive");
 
 public:
-    static constexpr std::size_t max_vms = MaxVms;
-    static constexpr std::size_t max_ips = MaxIps;
-    static constexpr std::size_t max_transactions = MaxTransactions;
+    static constexpr std::size_t max_vms = MaxVms; ///< max VMs
+    static constexpr std::size_t max_ips = MaxIps; ///< max ips
+    static constexpr std::size_t max_transactions = MaxTransactions; ///< max transactions
 
+    /// Translates VM MACs to `outside`, the uplink's MAC.
     explicit basic_mac_translator(mac_address outside) noexcept : outside_(outside) {}
 
+    /// The outside MAC.
     mac_address outside_mac() const noexcept { return outside_; }
+    /// The counters.
     const mac_translator_counters& counters() const noexcept { return counters_; }
 
     /// Registers a VM MAC (unicast, not the outside MAC).
@@ -167,6 +172,7 @@ public:
         return true;
     }
 
+    /// The VM count.
     std::size_t vm_count() const noexcept {
         std::size_t n = 0;
         for (const auto& slot : vms_) n += slot.used ? 1 : 0;
@@ -500,6 +506,6 @@ private:
     mac_translator_counters counters_{};
 };
 
-using mac_translator = basic_mac_translator<>;
+using mac_translator = basic_mac_translator<>; ///< a MAC translator with the default sizes
 
 } // namespace ankanet::l2

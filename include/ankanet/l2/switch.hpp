@@ -1,44 +1,45 @@
-// ankanet::l2::learning_switch — the Ethernet switch joining the VMs of one network and its gateway.
-//
-// Theory of operation. A pure engine: handle(ingress, frame, now, emit) takes one frame received on
-// a port and calls emit(egress, frame) once for each port the frame leaves by, with the same bytes
-// (no copy, no rewrite). No I/O, no clock, no threads: `now` comes from the caller.
-//
-// Ports. One per VM NIC, holding the MAC the VM registered (mac_registry), and one or more gateway
-// ports — the gateway's own stack in shared/host mode, the LAN uplink in bridge mode. Ports are
-// added and removed at run time; an id carries a generation, so a stale id of a removed port is
-// refused (dropped_unknown_port) rather than taken for the port that reused its slot.
-//
-// Per frame, in order (IEEE 802.1D's forwarding process, reduced to what a host-local switch needs):
-//  1. Shorter than an Ethernet header, or a group or all-zero source address: dropped_malformed.
-//  2. On a VM port, a source that is not the port's registered MAC: dropped_spoofed. A VM can
-//     neither impersonate another VM nor fill the MAC table. Gateway ports are trusted.
-//  3. The source is learned (or refreshed) on the ingress port at `now`.
-//  4. A unicast destination a gateway port owns (add_gateway_port(own): the gateway's own MAC) goes
-//     to that port, always — a short list checked before the table, so it never ages out.
-//     A group destination (broadcast, multicast) or an unknown or aged-out unicast one is flooded
-//     to every port but the ingress; a known unicast one goes to its port only. A destination
-//     learned on the ingress port itself is filtered: nothing is ever sent back where it came from.
-//  5. Isolation (optional, as vmnet's isolation key): a VM's frames reach gateway ports only.
-//     Unicast to another VM is dropped_isolated; floods from a VM go to the gateway ports only.
-//     Gateway ports still reach every VM.
-//
-// The MAC table. A fixed array of MacCapacity entries, allocated once at construction: 8-way
-// set-associative buckets indexed by SipHash-2-4 of the MAC under a per-switch random key (so
-// nobody outside can aim addresses at one bucket). An entry lives `ageing_time` after its source
-// was last seen (300 s by default, 802.1D's recommended ageing time). Learning into a full bucket
-// replaces an empty or aged-out entry, else the least recently seen one (table_evictions counts
-// these); entries a VM port learned for its own registered MAC are "sticky": a gateway port may
-// not move them while they live, and learning from a gateway port never evicts them. So memory is
-// bounded by MacCapacity whatever sources arrive, a VM can only ever occupy its one entry, and a
-// LAN flooding random sources through a bridge uplink cannot push VMs out of the table — at worst
-// frames to evicted LAN hosts are flooded, which is correct, only slower.
-//
-// Cost. handle() allocates nothing and takes no locks: a SipHash computation and a 128-byte bucket
-// scan for the destination, another scan to refresh the source (hashed once per VM port, when it
-// is added; per frame for gateway ports), and one emit per egress port. Ports cannot be added or
-// removed from inside emit (switch_errc::busy); handle() may be re-entered from emit (a gateway
-// answering synchronously). Not thread-safe: one switch per network, one thread.
+/// @file
+/// ankanet::l2::learning_switch — the Ethernet switch joining the VMs of one network and its gateway.
+///
+/// Theory of operation. A pure engine: handle(ingress, frame, now, emit) takes one frame received on
+/// a port and calls emit(egress, frame) once for each port the frame leaves by, with the same bytes
+/// (no copy, no rewrite). No I/O, no clock, no threads: `now` comes from the caller.
+///
+/// Ports. One per VM NIC, holding the MAC the VM registered (mac_registry), and one or more gateway
+/// ports — the gateway's own stack in shared/host mode, the LAN uplink in bridge mode. Ports are
+/// added and removed at run time; an id carries a generation, so a stale id of a removed port is
+/// refused (dropped_unknown_port) rather than taken for the port that reused its slot.
+///
+/// Per frame, in order (IEEE 802.1D's forwarding process, reduced to what a host-local switch needs):
+///  1. Shorter than an Ethernet header, or a group or all-zero source address: dropped_malformed.
+///  2. On a VM port, a source that is not the port's registered MAC: dropped_spoofed. A VM can
+///     neither impersonate another VM nor fill the MAC table. Gateway ports are trusted.
+///  3. The source is learned (or refreshed) on the ingress port at `now`.
+///  4. A unicast destination a gateway port owns (add_gateway_port(own): the gateway's own MAC) goes
+///     to that port, always — a short list checked before the table, so it never ages out.
+///     A group destination (broadcast, multicast) or an unknown or aged-out unicast one is flooded
+///     to every port but the ingress; a known unicast one goes to its port only. A destination
+///     learned on the ingress port itself is filtered: nothing is ever sent back where it came from.
+///  5. Isolation (optional, as vmnet's isolation key): a VM's frames reach gateway ports only.
+///     Unicast to another VM is dropped_isolated; floods from a VM go to the gateway ports only.
+///     Gateway ports still reach every VM.
+///
+/// The MAC table. A fixed array of MacCapacity entries, allocated once at construction: 8-way
+/// set-associative buckets indexed by SipHash-2-4 of the MAC under a per-switch random key (so
+/// nobody outside can aim addresses at one bucket). An entry lives `ageing_time` after its source
+/// was last seen (300 s by default, 802.1D's recommended ageing time). Learning into a full bucket
+/// replaces an empty or aged-out entry, else the least recently seen one (table_evictions counts
+/// these); entries a VM port learned for its own registered MAC are "sticky": a gateway port may
+/// not move them while they live, and learning from a gateway port never evicts them. So memory is
+/// bounded by MacCapacity whatever sources arrive, a VM can only ever occupy its one entry, and a
+/// LAN flooding random sources through a bridge uplink cannot push VMs out of the table — at worst
+/// frames to evicted LAN hosts are flooded, which is correct, only slower.
+///
+/// Cost. handle() allocates nothing and takes no locks: a SipHash computation and a 128-byte bucket
+/// scan for the destination, another scan to refresh the source (hashed once per VM port, when it
+/// is added; per frame for gateway ports), and one emit per egress port. Ports cannot be added or
+/// removed from inside emit (switch_errc::busy); handle() may be re-entered from emit (a gateway
+/// answering synchronously). Not thread-safe: one switch per network, one thread.
 #pragma once
 
 #include <ankanet/detail/siphash.hpp>
@@ -90,11 +91,13 @@ public:
 
 } // namespace detail
 
+/// The switch error category.
 inline const std::error_category& switch_error_category() noexcept {
     static const detail::switch_error_category_impl instance;
     return instance;
 }
 
+/// Wraps `e` in a std::error_code of its category (found by argument-dependent lookup).
 inline std::error_code make_error_code(switch_errc e) noexcept { return {static_cast<int>(e), switch_error_category()}; }
 
 } // namespace ankanet::l2
@@ -106,16 +109,21 @@ namespace ankanet::l2 {
 
 /// A switch port: a slot index and the slot's generation when the port was added.
 struct port_id {
-    std::uint32_t value = 0;
+    std::uint32_t value = 0; ///< value
 
+    /// The index.
     constexpr std::uint16_t index() const noexcept { return static_cast<std::uint16_t>(value & 0xffffu); }
+    /// The generation.
     constexpr std::uint16_t generation() const noexcept { return static_cast<std::uint16_t>(value >> 16); }
+    /// The ID of the port at `index` in its `generation`.
     static constexpr port_id make(std::uint16_t index, std::uint16_t generation) noexcept {
         return port_id{(std::uint32_t{generation} << 16) | index};
     }
+    /// Memberwise ordering.
     constexpr auto operator<=>(const port_id&) const noexcept = default;
 };
 
+/// Writes the text form to `out`.
 inline std::ostream& operator<<(std::ostream& out, const port_id& id) {
     return out << "port " << id.index() << '.' << id.generation();
 }
@@ -129,13 +137,15 @@ enum class port_role : std::uint8_t {
 /// Per-port counters. rx and the drop/flood counters count frames received on the port; tx counts
 /// frames the switch emitted to it.
 struct port_counters {
-    std::uint64_t rx = 0;
-    std::uint64_t tx = 0;
+    std::uint64_t rx = 0;                ///< frames received on the port
+    std::uint64_t tx = 0;                ///< frames the switch emitted to the port
     std::uint64_t flooded = 0;           ///< received here and flooded (group or unknown destination)
     std::uint64_t filtered = 0;          ///< received here for a destination on this same port
     std::uint64_t dropped_spoofed = 0;   ///< source MAC not the port's registered MAC
     std::uint64_t dropped_isolated = 0;  ///< unicast to another VM on an isolated network
     std::uint64_t dropped_malformed = 0; ///< shorter than a header, or a group or zero source
+
+    /// Memberwise equality.
     bool operator==(const port_counters&) const noexcept = default;
 };
 
@@ -172,26 +182,31 @@ concept switch_emitter = std::invocable<Emit&, port_id, wire::const_bytes>;
 template <std::size_t MacCapacity = 4096, class Clock = std::chrono::steady_clock>
 class basic_learning_switch {
 public:
-    using time_point = typename Clock::time_point;
-    using duration = typename Clock::duration;
+    using time_point = typename Clock::time_point; ///< a point in time of the clock
+    using duration = typename Clock::duration; ///< a duration of the clock
 
-    static constexpr std::size_t ways = 8;
+    static constexpr std::size_t ways = 8; ///< ways
     static_assert(MacCapacity >= ways && (MacCapacity & (MacCapacity - 1)) == 0,
                   "MacCapacity must be a power of two of at least 8 (one bucket)");
+    /// MAC capacity
     static constexpr std::size_t mac_capacity = MacCapacity;
     /// Ports attached at once (the table packs a port index into 15 bits).
     static constexpr std::size_t max_ports = 0x7fff;
     /// IEEE 802.1D's recommended ageing time.
     static constexpr duration default_ageing_time = std::chrono::duration_cast<duration>(std::chrono::seconds{300});
 
+    /// How the switch is set up.
     struct config {
-        duration ageing_time = default_ageing_time;
+        duration ageing_time = default_ageing_time; ///< ageing time
+
+        /// isolated
         bool isolated = false;
         /// Key of the MAC table's hash; drawn from std::random_device when not given.
         std::optional<std::array<std::byte, 16>> hash_key;
     };
 
     basic_learning_switch() : basic_learning_switch(config{}) {}
+    /// Draws MACs from `random` within `prefix`; with `secret`, stable MACs are derived from it.
     explicit basic_learning_switch(const config& cfg)
         : ageing_time_(cfg.ageing_time), isolated_(cfg.isolated), key_(make_key(cfg.hash_key)), buckets_(bucket_count) {}
 
@@ -247,18 +262,20 @@ public:
         const port_slot* slot = find_slot(id);
         return slot ? std::optional{slot->counters} : std::nullopt;
     }
+    /// What it counted so far.
     const switch_counters& stats() const noexcept { return counters_; }
+    /// The port count.
     std::size_t port_count() const noexcept { return active_.size(); }
 
+    /// Whether isolated.
     bool isolated() const noexcept { return isolated_; }
+    /// Sets the isolated.
     void set_isolated(bool isolated) noexcept { isolated_ = isolated; }
+    /// The ageing time.
     duration ageing_time() const noexcept { return ageing_time_; }
 
     // --- the data path ------------------------------------------------------------------------
 
-    /// Switches one frame received on `ingress` at `now`; see the theory of operation.
-    /// @param emit called as emit(egress, frame) for each port the frame leaves by; `frame` is the
-    ///        caller's buffer, valid for the call only.
     /// A VM port was heard from at `now` by a frame that did not come through handle() (a service
     /// took it before the switch): learn its MAC there, as handle() would, so that replies to it
     /// are not flooded. Does nothing for a gateway port or an unknown one.
@@ -268,6 +285,9 @@ public:
         learn(in->registered, in->registered_bucket, ingress.index(), true, now);
     }
 
+    /// Switches one frame received on `ingress` at `now`; see the theory of operation.
+    /// @param emit called as emit(egress, frame) for each port the frame leaves by; `frame` is the
+    ///        caller's buffer, valid for the call only.
     template <switch_emitter Emit>
     disposition handle(port_id ingress, wire::const_bytes frame, time_point now, Emit&& emit) {
         port_slot* in = find_slot(ingress);
@@ -503,6 +523,6 @@ private:
     unsigned depth_ = 0;                    // handle() calls in progress (emit may re-enter)
 };
 
-using learning_switch = basic_learning_switch<>;
+using learning_switch = basic_learning_switch<>; ///< a learning switch with the default MAC capacity and clock
 
 } // namespace ankanet::l2
