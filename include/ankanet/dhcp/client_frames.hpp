@@ -1,20 +1,21 @@
-// ankanet::dhcp client frames — the frames a DHCP client sends, built whole, and the server's
-// replies taken apart: for a program that plays a guest itself (an in-process VM, a health check,
-// a demo, a test) and has no DHCP client of its own.
-//
-// Theory of operation. A DHCP client in the INIT state (RFC 2131 §4.4.1) sends a DISCOVER, picks an
-// OFFER, sends a REQUEST naming the offered address and the offering server, and is bound when the
-// ACK comes. discover_frame() and request_frame() build those two messages as complete Ethernet
-// frames — Ethernet broadcast, IPv4 0.0.0.0 → 255.255.255.255, UDP 68 → 67, both checksums filled, a
-// BOOTP message padded to 300 bytes — into a fixed buffer inside the returned `client_frame`: no
-// allocation, ready for a backend's send() or basic_network::input(). parse_server_reply() goes the
-// other way and checks every layer (IPv4 header checksum, UDP checksum, ports 67 → 68, BOOTP reply,
-// message type present) before it says what the server offered.
-//
-// Limits. Only what a client needs to get a lease: no RENEW, RELEASE, DECLINE or INFORM, no client
-// identifier (the server keys the client by its chaddr), no host name, no broadcast flag (a server
-// answers by unicast to the offered address at the client's MAC, which is what a switch port
-// delivers). The frames are untagged. A reply must be one the client can read without reassembly.
+/// @file
+/// ankanet::dhcp client frames — the frames a DHCP client sends, built whole, and the server's
+/// replies taken apart: for a program that plays a guest itself (an in-process VM, a health check,
+/// a demo, a test) and has no DHCP client of its own.
+///
+/// Theory of operation. A DHCP client in the INIT state (RFC 2131 §4.4.1) sends a DISCOVER, picks an
+/// OFFER, sends a REQUEST naming the offered address and the offering server, and is bound when the
+/// ACK comes. discover_frame() and request_frame() build those two messages as complete Ethernet
+/// frames — Ethernet broadcast, IPv4 0.0.0.0 → 255.255.255.255, UDP 68 → 67, both checksums filled, a
+/// BOOTP message padded to 300 bytes — into a fixed buffer inside the returned `client_frame`: no
+/// allocation, ready for a backend's send() or basic_network::input(). parse_server_reply() goes the
+/// other way and checks every layer (IPv4 header checksum, UDP checksum, ports 67 → 68, BOOTP reply,
+/// message type present) before it says what the server offered.
+///
+/// Limits. Only what a client needs to get a lease: no RENEW, RELEASE, DECLINE or INFORM, no client
+/// identifier (the server keys the client by its chaddr), no host name, no broadcast flag (a server
+/// answers by unicast to the offered address at the client's MAC, which is what a switch port
+/// delivers). The frames are untagged. A reply must be one the client can read without reassembly.
 #pragma once
 
 #include <ankanet/error.hpp>
@@ -51,6 +52,7 @@ class client_frame {
 public:
     /// The whole frame; valid while this object lives and is not moved from.
     wire::const_bytes bytes() const noexcept { return {storage_.data(), storage_.size()}; }
+    /// The number of elements.
     std::size_t size() const noexcept { return storage_.size(); }
 
 private:

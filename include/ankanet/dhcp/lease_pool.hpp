@@ -1,36 +1,37 @@
-// ankanet::dhcp::basic_lease_pool — which guest holds which IPv4 address, and until when.
-//
-// Theory of operation. The pool owns a contiguous range first..last inside one subnet. Every
-// address of the range has a slot, indexed by `address - first`, in one of six states:
-//
-//   free ──offer──▶ offered ──commit──▶ bound ──release / expiry──▶ free
-//     ▲                │                  │
-//     └──hold expires──┘                  └──decline──▶ declined ──quarantine ends──▶ free
-//   reserved (a fixed address for one client; never handed to anyone else)
-//   excluded (configured out, or the subnet's network/broadcast address; never handed out)
-//
-// Free slots sit on an intrusive doubly-linked FIFO list (two uint32 per address): taking any free
-// address, taking one named address, and returning one are all O(1), and the address handed to a
-// newcomer is the one free for longest, which keeps a just-released address available to its
-// previous holder for as long as possible. Clients are found by hash maps keyed by client identity
-// (option 61 client identifier when the client sends one, its MAC otherwise); deadlines (offer
-// holds, lease expiry, decline quarantine) sit in an ordered set, so reclaiming is O(log n) per
-// address. Every operation is therefore O(1) or O(log n); a /16 (65 534 addresses) costs about
-// 1 MiB of slot state before any lease exists.
-//
-// Allocation order for a client: its current lease (offered or bound); its reservation; the address
-// it held last (remembered after release or expiry, while that address is still free); the address
-// it requests (option 50); then the longest-free address. An offer is tentative: it holds the address
-// for `offer_hold` and is never persisted. A commit (the DHCPACK) binds the address for `lease_time`
-// and is written to the store *before* it is returned, so a store that persists (file_lease_store)
-// never loses a lease the pool granted; if the store refuses, the pool rolls back and reports the
-// store's error. Release and expiry erase the lease from the store; decline quarantines the address
-// for `decline_quarantine` (RFC 2131 §3.1.5: another host answered ARP for it), and so does
-// mark_in_use for a free address the gateway saw a host claim without a lease.
-//
-// Time: every operation takes `now` explicitly, or reads it from the Clock policy. Expired state is
-// reclaimed lazily at the start of each operation (and by reclaim()), so no timer is needed.
-// Not thread-safe; the DHCP server owns one pool and calls it from one thread.
+/// @file
+/// ankanet::dhcp::basic_lease_pool — which guest holds which IPv4 address, and until when.
+///
+/// Theory of operation. The pool owns a contiguous range first..last inside one subnet. Every
+/// address of the range has a slot, indexed by `address - first`, in one of six states:
+///
+///   free ──offer──▶ offered ──commit──▶ bound ──release / expiry──▶ free
+///     ▲                │                  │
+///     └──hold expires──┘                  └──decline──▶ declined ──quarantine ends──▶ free
+///   reserved (a fixed address for one client; never handed to anyone else)
+///   excluded (configured out, or the subnet's network/broadcast address; never handed out)
+///
+/// Free slots sit on an intrusive doubly-linked FIFO list (two uint32 per address): taking any free
+/// address, taking one named address, and returning one are all O(1), and the address handed to a
+/// newcomer is the one free for longest, which keeps a just-released address available to its
+/// previous holder for as long as possible. Clients are found by hash maps keyed by client identity
+/// (option 61 client identifier when the client sends one, its MAC otherwise); deadlines (offer
+/// holds, lease expiry, decline quarantine) sit in an ordered set, so reclaiming is O(log n) per
+/// address. Every operation is therefore O(1) or O(log n); a /16 (65 534 addresses) costs about
+/// 1 MiB of slot state before any lease exists.
+///
+/// Allocation order for a client: its current lease (offered or bound); its reservation; the address
+/// it held last (remembered after release or expiry, while that address is still free); the address
+/// it requests (option 50); then the longest-free address. An offer is tentative: it holds the address
+/// for `offer_hold` and is never persisted. A commit (the DHCPACK) binds the address for `lease_time`
+/// and is written to the store *before* it is returned, so a store that persists (file_lease_store)
+/// never loses a lease the pool granted; if the store refuses, the pool rolls back and reports the
+/// store's error. Release and expiry erase the lease from the store; decline quarantines the address
+/// for `decline_quarantine` (RFC 2131 §3.1.5: another host answered ARP for it), and so does
+/// mark_in_use for a free address the gateway saw a host claim without a lease.
+///
+/// Time: every operation takes `now` explicitly, or reads it from the Clock policy. Expired state is
+/// reclaimed lazily at the start of each operation (and by reclaim()), so no timer is needed.
+/// Not thread-safe; the DHCP server owns one pool and calls it from one thread.
 #pragma once
 
 #include <ankanet/result.hpp>
@@ -105,6 +106,7 @@ inline const std::error_category& lease_error_category() noexcept {
     return instance;
 }
 
+/// Wraps `e` in a std::error_code of its category (found by argument-dependent lookup).
 inline std::error_code make_error_code(lease_errc e) noexcept { return {static_cast<int>(e), lease_error_category()}; }
 
 } // namespace ankanet::dhcp
@@ -114,20 +116,20 @@ struct std::is_error_code_enum<ankanet::dhcp::lease_errc> : std::true_type {};
 
 namespace ankanet::dhcp {
 
-using seconds = std::chrono::seconds;
-using sys_seconds = std::chrono::sys_seconds;
+using seconds = std::chrono::seconds; ///< the seconds type
+using sys_seconds = std::chrono::sys_seconds; ///< the sys seconds type
 
 /// Who a client is: its MAC and, when it sends option 61, its client identifier.
 struct client_identity {
-    wire::mac_address mac;
+    wire::mac_address mac; ///< MAC
     std::vector<std::uint8_t> client_id; ///< option 61 bytes; empty when absent
 };
 
 /// A granted (or offered) lease. This is also the unit a lease store persists.
 struct lease {
-    wire::mac_address mac;
+    wire::mac_address mac; ///< MAC
     std::vector<std::uint8_t> client_id; ///< empty when the client sent no option 61
-    wire::ipv4_address address;
+    wire::ipv4_address address; ///< address
     sys_seconds expiry{};                ///< Unix time the lease ends
     std::string hostname;                ///< option 12 as the client sent it (may be empty)
     bool bound = true;                   ///< false while only offered (never persisted)
@@ -150,7 +152,9 @@ inline std::string client_key(const wire::mac_address& mac, std::span<const std:
     }
     return key;
 }
+/// The key a lease is found by for this client (client_key(mac, client_id)).
 inline std::string client_key(const client_identity& c) { return client_key(c.mac, c.client_id); }
+/// The key of the client that holds this lease.
 inline std::string client_key(const lease& l) { return client_key(l.mac, l.client_id); }
 
 /// @par LeaseStore requirements (named requirement, checked by the `lease_store` concept)
@@ -185,12 +189,13 @@ struct reservation {
 
 /// The pool's configuration. The range must lie within `subnet`.
 struct lease_pool_config {
-    wire::ipv4_prefix subnet;
-    wire::ipv4_address first;
-    wire::ipv4_address last;
-    seconds lease_time{3600};
+    wire::ipv4_prefix subnet; ///< subnet
+    wire::ipv4_address first; ///< first
+    wire::ipv4_address last; ///< last
+    seconds lease_time{3600}; ///< lease time
     seconds offer_hold{60};              ///< how long an unanswered OFFER holds its address
     seconds decline_quarantine{600};     ///< how long a DECLINEd address stays out of the pool
+
     /// At most this many offers held at once by one MAC (under any client identifier): a client
     /// that asks under yet another identifier takes the place of that MAC's oldest offer. 0: no limit.
     std::size_t max_offers_per_mac = 2;
@@ -198,13 +203,13 @@ struct lease_pool_config {
     /// identifier replaces that MAC's oldest lease. One guest NIC cannot take more of the pool by
     /// inventing client identifiers, and one that changed its identifier is not locked out. 0: no limit.
     std::size_t max_leases_per_mac = 1;
-    std::vector<reservation> reservations;
-    std::vector<wire::ipv4_address> excluded;
+    std::vector<reservation> reservations; ///< reservations
+    std::vector<wire::ipv4_address> excluded; ///< excluded
 };
 
 /// What a client asks for in DISCOVER / REQUEST.
 struct lease_request {
-    client_identity client;
+    client_identity client; ///< client
     std::optional<wire::ipv4_address> requested; ///< option 50 (or ciaddr)
     std::string hostname;                        ///< option 12; empty if absent
 };
@@ -226,8 +231,8 @@ class basic_lease_pool {
     static_assert(lease_clock<Clock>, "Clock must model dhcp::lease_clock");
 
 public:
-    using store_type = LeaseStore;
-    using clock_type = Clock;
+    using store_type = LeaseStore; ///< the store type
+    using clock_type = Clock; ///< the clock it reads
 
     /// Builds a pool and loads the store's leases into it. Refuses (and leaves the store's data
     /// untouched) when the configuration is inconsistent, the store cannot load, or a stored lease
@@ -237,6 +242,7 @@ public:
 
     /// DISCOVER: picks an address for the client and holds it for `offer_hold` (not persisted).
     result<lease> offer(const lease_request& request) { return offer(request, now()); }
+    /// Offers an address to the client of `request`: its own lease, a requested free address, or a free one.
     result<lease> offer(const lease_request& request, sys_seconds now);
 
     /// REQUEST (SELECTING / INIT-REBOOT / RENEWING / REBINDING): binds `address` to the client for
@@ -244,24 +250,28 @@ public:
     result<lease> commit(const lease_request& request, wire::ipv4_address address) {
         return commit(request, address, now());
     }
+    /// `user` uses `address` without a lease: it is kept out of the pool.
     result<lease> commit(const lease_request& request, wire::ipv4_address address, sys_seconds now);
 
     /// Extends a lease the client already holds bound (no_lease otherwise).
     result<lease> renew(const lease_request& request, wire::ipv4_address address) {
         return renew(request, address, now());
     }
+    /// Expires leases that ran out at `now`; returns how many.
     result<lease> renew(const lease_request& request, wire::ipv4_address address, sys_seconds now);
 
     /// RELEASE: frees the client's lease on `address`.
     std::error_code release(const client_identity& client, wire::ipv4_address address) {
         return release(client, address, now());
     }
+    /// Reads the stored leases; `why` says what was skipped.
     std::error_code release(const client_identity& client, wire::ipv4_address address, sys_seconds now);
 
     /// DECLINE: drops the client's lease and quarantines `address` for `decline_quarantine`.
     std::error_code decline(const client_identity& client, wire::ipv4_address address) {
         return decline(client, address, now());
     }
+    /// Stores or replaces a lease.
     std::error_code decline(const client_identity& client, wire::ipv4_address address, sys_seconds now);
 
     /// An address seen in use by `user`, a host the pool has no lease for on it — a guest with a static
@@ -274,10 +284,12 @@ public:
     std::error_code mark_in_use(wire::ipv4_address address, wire::mac_address user) {
         return mark_in_use(address, user, now());
     }
+    /// Forgets the lease of `a`.
     std::error_code mark_in_use(wire::ipv4_address address, wire::mac_address user, sys_seconds now);
 
     /// Ends every offer, lease and quarantine whose deadline is at or before `now`; returns how many.
     std::size_t reclaim() { return reclaim(now()); }
+    /// Calls `wake` when deferred writes have settled.
     std::size_t reclaim(sys_seconds now);
 
     /// The lease (bound or offered) on `address`, if any.
@@ -321,14 +333,22 @@ public:
         return best != nullptr ? std::optional<lease>{*best} : std::nullopt;
     }
 
+    /// The number of elements.
     std::size_t size() const noexcept { return slots_.size(); }
+    /// The free count.
     std::size_t free_count() const noexcept { return free_count_; }
+    /// The bound count.
     std::size_t bound_count() const noexcept { return bound_count_; }
+    /// The configuration it was made with.
     const lease_pool_config& config() const noexcept { return config_; }
+    /// The store.
     LeaseStore& store() noexcept { return store_; }
+    /// The store.
     const LeaseStore& store() const noexcept { return store_; }
+    /// The clock.
     Clock& clock() noexcept { return clock_; }
 
+    /// The current wall time, in whole seconds.
     sys_seconds now() { return std::chrono::floor<seconds>(clock_.now()); }
 
 private:

@@ -1,52 +1,53 @@
-// ankanet::dhcp lease stores — where bound leases live between restarts.
-//
-// Theory of operation. A store models `dhcp::lease_store` (see lease_pool.hpp): load once, then
-// put/erase one lease at a time. The pool calls put() before it hands a lease out. A store either
-// makes the change durable before put() returns, or — a `deferred_lease_store` — says later, by a
-// sequence number, when it has (dhcp::basic_service then holds the ACK back until then).
-//
-// memory_lease_store keeps leases in a hash map: nothing survives the process.
-//
-// file_lease_store keeps the whole lease set in memory and rewrites the lease file atomically:
-// write `<file>.tmp` in the same directory, fsync it, rename() it over the file, fsync the
-// directory. rename() is atomic on POSIX filesystems, so after a crash at any instant the file is
-// either the old or the new complete set — never a torn mix — and the directory fsync makes the
-// rename itself durable. When that happens is the write_mode:
-//  * immediate: on every change, before put() returns. One rewrite (O(leases)) and two fsyncs per
-//    change, on the caller's thread: simple, and the caller never needs to ask; but a daemon whose
-//    one thread also moves every VM's frames stalls them all for every fsync (a few hundred
-//    commits a second at most; bench/dhcp_load/ has figures).
-//  * background: put() changes memory, counts a change and returns; a writer thread rewrites the
-//    file with every change made since its last rewrite began (group commit: one rewrite and two
-//    fsyncs for all the leases granted meanwhile), then records how many changes are durable and
-//    calls the on_settled() callable. The data path never waits for the disk. A rewrite that fails
-//    leaves its changes in memory, not on disk: the ACKs waiting for them are dropped (the clients
-//    retry, and their retries are changes that the next rewrite carries). Destroying the store
-//    writes what is pending before the thread ends.
-//
-// A client holds one lease: put() of a lease replaces, in the same rewrite, any lease the same
-// client (client_key: its client identifier, else its MAC) holds on another address. A client
-// moving address is therefore one atomic step — the file never holds both its old and its new
-// lease, whenever a crash comes — and the pool's erase() of the old address finds nothing left to do.
-// check_writable() proves, before the first write, that the file can be replaced where it is
-// (its directory exists and takes new files), so a daemon refuses a path it could never write at
-// start-up instead of failing every DHCPACK later.
-//
-// Format (text, one lease per line, fields separated by one space):
-//
-//   ankanet-leases 1
-//   <mac> <client-id hex | -> <ipv4> <expiry unix seconds> <hostname escaped | ->
-//
-// The hostname is percent-escaped: every byte outside '!'..'~', plus '%', becomes %XX, and a
-// hostname that is exactly "-" is written "%2D", so "-" alone always means "none".
-//
-// Loading is strict: an unknown header, a malformed line, a second lease on one address or a second
-// lease for one client (which this store never writes) is an error whose text names "file:line". A
-// missing file is an empty store; a file that exists but cannot be read is an error. After a failed
-// load the store refuses every write (store_not_loaded), so a daemon that could not read its leases
-// can never overwrite them: it must refuse to start. origin(lease) names the line a loaded lease
-// came from, so the pool can say "file:line" too when a lease contradicts its configuration (an
-// address outside the DHCP range, reserved for another client).
+/// @file
+/// ankanet::dhcp lease stores — where bound leases live between restarts.
+///
+/// Theory of operation. A store models `dhcp::lease_store` (see lease_pool.hpp): load once, then
+/// put/erase one lease at a time. The pool calls put() before it hands a lease out. A store either
+/// makes the change durable before put() returns, or — a `deferred_lease_store` — says later, by a
+/// sequence number, when it has (dhcp::basic_service then holds the ACK back until then).
+///
+/// memory_lease_store keeps leases in a hash map: nothing survives the process.
+///
+/// file_lease_store keeps the whole lease set in memory and rewrites the lease file atomically:
+/// write `<file>.tmp` in the same directory, fsync it, rename() it over the file, fsync the
+/// directory. rename() is atomic on POSIX filesystems, so after a crash at any instant the file is
+/// either the old or the new complete set — never a torn mix — and the directory fsync makes the
+/// rename itself durable. When that happens is the write_mode:
+///  * immediate: on every change, before put() returns. One rewrite (O(leases)) and two fsyncs per
+///    change, on the caller's thread: simple, and the caller never needs to ask; but a daemon whose
+///    one thread also moves every VM's frames stalls them all for every fsync (a few hundred
+///    commits a second at most; bench/dhcp_load/ has figures).
+///  * background: put() changes memory, counts a change and returns; a writer thread rewrites the
+///    file with every change made since its last rewrite began (group commit: one rewrite and two
+///    fsyncs for all the leases granted meanwhile), then records how many changes are durable and
+///    calls the on_settled() callable. The data path never waits for the disk. A rewrite that fails
+///    leaves its changes in memory, not on disk: the ACKs waiting for them are dropped (the clients
+///    retry, and their retries are changes that the next rewrite carries). Destroying the store
+///    writes what is pending before the thread ends.
+///
+/// A client holds one lease: put() of a lease replaces, in the same rewrite, any lease the same
+/// client (client_key: its client identifier, else its MAC) holds on another address. A client
+/// moving address is therefore one atomic step — the file never holds both its old and its new
+/// lease, whenever a crash comes — and the pool's erase() of the old address finds nothing left to do.
+/// check_writable() proves, before the first write, that the file can be replaced where it is
+/// (its directory exists and takes new files), so a daemon refuses a path it could never write at
+/// start-up instead of failing every DHCPACK later.
+///
+/// Format (text, one lease per line, fields separated by one space):
+///
+///   ankanet-leases 1
+///   `<mac> <client-id hex | -> <ipv4> <expiry unix seconds> <hostname escaped | ->`
+///
+/// The hostname is percent-escaped: every byte outside '!'..'~', plus '%', becomes %XX, and a
+/// hostname that is exactly "-" is written "%2D", so "-" alone always means "none".
+///
+/// Loading is strict: an unknown header, a malformed line, a second lease on one address or a second
+/// lease for one client (which this store never writes) is an error whose text names "file:line". A
+/// missing file is an empty store; a file that exists but cannot be read is an error. After a failed
+/// load the store refuses every write (store_not_loaded), so a daemon that could not read its leases
+/// can never overwrite them: it must refuse to start. origin(lease) names the line a loaded lease
+/// came from, so the pool can say "file:line" too when a lease contradicts its configuration (an
+/// address outside the DHCP range, reserved for another client).
 #pragma once
 
 #include <ankanet/detail/atomic_file.hpp>
@@ -83,20 +84,24 @@ namespace ankanet::dhcp {
 /// A lease store that keeps leases in memory only. Models `lease_store`.
 class memory_lease_store {
 public:
+    /// Nothing to read: memory starts empty.
     result<std::vector<lease>> load(std::string&) {
         std::vector<lease> all;
         all.reserve(leases_.size());
         for (const auto& [address, l] : leases_) all.push_back(l);
         return all;
     }
+    /// Stores or replaces a lease.
     std::error_code put(const lease& l) {
         leases_.insert_or_assign(l.address.to_u32(), l);
         return {};
     }
+    /// Forgets the lease of `a`.
     std::error_code erase(wire::ipv4_address a) {
         leases_.erase(a.to_u32());
         return {};
     }
+    /// The number of elements.
     std::size_t size() const noexcept { return leases_.size(); }
     /// Where a lease is kept, for error messages: memory has no place to name.
     std::string origin(const lease&) const { return {}; }
@@ -229,11 +234,15 @@ enum class write_mode : std::uint8_t {
 /// Models `lease_store`; in write_mode::background also `deferred_lease_store`.
 class file_lease_store {
 public:
+    /// Leases kept in `path`, written as `mode` says.
     explicit file_lease_store(std::filesystem::path path, write_mode mode = write_mode::immediate)
         : path_(std::move(path)), mode_(mode), shared_(std::make_unique<shared_state>()) {}
 
+    /// The path.
     const std::filesystem::path& path() const noexcept { return path_; }
+    /// The mode.
     write_mode mode() const noexcept { return mode_; }
+    /// The number of elements.
     std::size_t size() const {
         std::lock_guard lock{shared_->mutex};
         return shared_->leases.size();
@@ -253,6 +262,7 @@ public:
         return it == lines_.end() ? std::string{} : fmt::format("{}:{}", path_.string(), it->second);
     }
 
+    /// Reads the lease file; `why` says which lines were skipped.
     result<std::vector<lease>> load(std::string& why) {
         std::lock_guard lock{shared_->mutex};
         auto& leases = shared_->leases;
@@ -347,6 +357,7 @@ public:
         return {};
     }
 
+    /// Forgets the lease of `a`.
     std::error_code erase(wire::ipv4_address a) {
         if (!loaded_) return lease_errc::store_not_loaded;
         lines_.clear();
@@ -504,12 +515,15 @@ public:
         return f != nullptr ? &f->path() : nullptr;
     }
 
+    /// Commits the lease of `address` to the client (a REQUEST after an OFFER).
     result<std::vector<lease>> load(std::string& why) {
         return std::visit([&](auto& s) { return s.load(why); }, store_);
     }
+    /// Extends the client's lease of `address`.
     std::error_code put(const lease& l) {
         return std::visit([&](auto& s) { return s.put(l); }, store_);
     }
+    /// Gives back the client's lease of `address` (RELEASE).
     std::error_code erase(wire::ipv4_address a) {
         return std::visit([&](auto& s) { return s.erase(a); }, store_);
     }
@@ -519,10 +533,15 @@ public:
     }
 
     // deferred_lease_store: a memory store, or a file written immediately, is durable at once (0s).
+    /// file_lease_store::changes(); 0 in memory.
     std::uint64_t changes() const { return file_store() ? file_store()->changes() : 0; }
+    /// file_lease_store::durable(); 0 in memory.
     std::uint64_t durable() const { return file_store() ? file_store()->durable() : 0; }
+    /// file_lease_store::settled(); 0 in memory.
     std::uint64_t settled() const { return file_store() ? file_store()->settled() : 0; }
+    /// The last write error.
     std::error_code last_write_error() const { return file_store() ? file_store()->last_write_error() : std::error_code{}; }
+    /// The client found `address` in use (DECLINE): it is quarantined.
     void on_settled(std::function<void()> wake) {
         if (auto* f = std::get_if<file_lease_store>(&store_)) f->on_settled(std::move(wake));
     }

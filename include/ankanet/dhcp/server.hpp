@@ -1,59 +1,60 @@
-// ankanet::dhcp::basic_server — the DHCPv4 server (RFC 2131, RFC 2132) of a VM network's gateway.
-//
-// Theory of operation. A pure engine, like gateway::responder: every Ethernet frame a guest sends
-// may be offered to handle(); the frames that are DHCP messages for this server are consumed
-// (answered, or counted and dropped) and every reply is handed, complete (Ethernet + IPv4 + UDP +
-// DHCP, checksums filled), to a callback. No sockets, no threads; time is the `now` argument or,
-// when absent, the pool's Clock. Leases are the business of the basic_lease_pool the server owns:
-// the server turns messages into pool operations and pool results into replies.
-//
-// Which frames are ours. An untagged IPv4 frame to our MAC or to the Ethernet broadcast, carrying
-// UDP to port 67, addressed to 255.255.255.255, to the subnet's broadcast address or to
-// server_address. That much is read straight off the bytes, so a frame is claimed as soon as its
-// UDP destination port can be seen; anything cut shorter than that, and later IP fragments (which
-// carry no UDP header to tell whose they are), are left to the caller. Once claimed, everything is
-// validated (IPv4 header checksum, UDP length and checksum, the DHCP message and its options) and
-// a frame that fails is counted and dropped: server_counters says why.
-//
-// What is done with a message (RFC 2131 §4.3):
-//   DISCOVER            pool.offer() (option 50 honoured by the pool) → OFFER; pool exhausted → silence.
-//   REQUEST, server id  SELECTING. Another server's id: the client chose it; an offer we made and the
-//                       client never took is released at once, and we stay silent. Ours: confirm
-//                       option 50 (below).
-//   REQUEST, ciaddr     RENEWING (unicast) or REBINDING (broadcast): confirm ciaddr.
-//   REQUEST, option 50  INIT-REBOOT (no server id, ciaddr 0): confirm option 50.
-//   confirm(address)    NAK when the address is not on our subnet, when the client holds a bound lease
-//                       on another address, when the client has a reservation for another address,
-//                       or when the pool refuses the commit (in use, reserved, excluded, quarantined,
-//                       outside the range); otherwise pool.commit() → ACK.
-//                       Choice where RFC 2131 says "remain silent" (INIT-REBOOT, REBINDING by a client
-//                       we have no record of): this server is authoritative — it is the only DHCP
-//                       server on a network it builds itself — so an address that is free for this
-//                       client is committed and ACKed (a lease forgotten by a restart with a memory
-//                       store is taken back seamlessly, as dnsmasq does), and one the client cannot
-//                       have is NAKed at once instead of letting the client wait for its lease to run
-//                       out.
-//   DECLINE             pool.decline(option 50): quarantined. RELEASE: pool.release(ciaddr). No reply.
-//   INFORM              ACK with the configuration options, no lease time and yiaddr 0, to ciaddr.
-// A store that refuses a write (a full disk under file_lease_store) is the server's problem, not the
-// client's: no NAK, no ACK — the client retries — and store_errors counts it.
-//
-// Replies (RFC 2131 §4.1 and table 3; relays are not supported, so giaddr ≠ 0 is dropped): a NAK
-// is broadcast; otherwise a request with ciaddr set is answered by unicast to ciaddr, one with the
-// broadcast flag by broadcast, and the rest by unicast to yiaddr at chaddr. IPv4 TTL 64 from
-// server_address, UDP 67 → 68. Options: 53 and 54 first; then the options the client asked for in
-// its parameter request list (55), in its order, among those served here (1, 3, 6, 12, 15, 26, 28,
-// 51, 58, 59, 119, 121); then those of 51, 58, 59 (lease replies) and 1, 3, 6 it did not ask for,
-// since a client sending no list still needs them; last the client's own identifier (61) echoed
-// back, as RFC 6842 asks. A NAK carries 53, 54, a message (56) and 61 only. A reply never exceeds
-// the client's maximum message size (57; 576 bytes of IP datagram by default) nor the link MTU
-// (interface_mtu, else 1500): when the options do not all fit, the least important are left out
-// whole — never truncated. In order of importance: 53, 54; 51, 56, 61; 1, 3, 6, 58, 59; then the
-// requested options in the client's order of preference.
-//
-// Costs: the reply is built in a fixed buffer inside the server and the lease request handed to the
-// pool is a reused member, so beyond what the pool itself allocates nothing is allocated per packet.
-// Not thread-safe: one thread owns a server (and its pool).
+/// @file
+/// ankanet::dhcp::basic_server — the DHCPv4 server (RFC 2131, RFC 2132) of a VM network's gateway.
+///
+/// Theory of operation. A pure engine, like gateway::responder: every Ethernet frame a guest sends
+/// may be offered to handle(); the frames that are DHCP messages for this server are consumed
+/// (answered, or counted and dropped) and every reply is handed, complete (Ethernet + IPv4 + UDP +
+/// DHCP, checksums filled), to a callback. No sockets, no threads; time is the `now` argument or,
+/// when absent, the pool's Clock. Leases are the business of the basic_lease_pool the server owns:
+/// the server turns messages into pool operations and pool results into replies.
+///
+/// Which frames are ours. An untagged IPv4 frame to our MAC or to the Ethernet broadcast, carrying
+/// UDP to port 67, addressed to 255.255.255.255, to the subnet's broadcast address or to
+/// server_address. That much is read straight off the bytes, so a frame is claimed as soon as its
+/// UDP destination port can be seen; anything cut shorter than that, and later IP fragments (which
+/// carry no UDP header to tell whose they are), are left to the caller. Once claimed, everything is
+/// validated (IPv4 header checksum, UDP length and checksum, the DHCP message and its options) and
+/// a frame that fails is counted and dropped: server_counters says why.
+///
+/// What is done with a message (RFC 2131 §4.3):
+///   DISCOVER            pool.offer() (option 50 honoured by the pool) → OFFER; pool exhausted → silence.
+///   REQUEST, server id  SELECTING. Another server's id: the client chose it; an offer we made and the
+///                       client never took is released at once, and we stay silent. Ours: confirm
+///                       option 50 (below).
+///   REQUEST, ciaddr     RENEWING (unicast) or REBINDING (broadcast): confirm ciaddr.
+///   REQUEST, option 50  INIT-REBOOT (no server id, ciaddr 0): confirm option 50.
+///   confirm(address)    NAK when the address is not on our subnet, when the client holds a bound lease
+///                       on another address, when the client has a reservation for another address,
+///                       or when the pool refuses the commit (in use, reserved, excluded, quarantined,
+///                       outside the range); otherwise pool.commit() → ACK.
+///                       Choice where RFC 2131 says "remain silent" (INIT-REBOOT, REBINDING by a client
+///                       we have no record of): this server is authoritative — it is the only DHCP
+///                       server on a network it builds itself — so an address that is free for this
+///                       client is committed and ACKed (a lease forgotten by a restart with a memory
+///                       store is taken back seamlessly, as dnsmasq does), and one the client cannot
+///                       have is NAKed at once instead of letting the client wait for its lease to run
+///                       out.
+///   DECLINE             pool.decline(option 50): quarantined. RELEASE: pool.release(ciaddr). No reply.
+///   INFORM              ACK with the configuration options, no lease time and yiaddr 0, to ciaddr.
+/// A store that refuses a write (a full disk under file_lease_store) is the server's problem, not the
+/// client's: no NAK, no ACK — the client retries — and store_errors counts it.
+///
+/// Replies (RFC 2131 §4.1 and table 3; relays are not supported, so giaddr ≠ 0 is dropped): a NAK
+/// is broadcast; otherwise a request with ciaddr set is answered by unicast to ciaddr, one with the
+/// broadcast flag by broadcast, and the rest by unicast to yiaddr at chaddr. IPv4 TTL 64 from
+/// server_address, UDP 67 → 68. Options: 53 and 54 first; then the options the client asked for in
+/// its parameter request list (55), in its order, among those served here (1, 3, 6, 12, 15, 26, 28,
+/// 51, 58, 59, 119, 121); then those of 51, 58, 59 (lease replies) and 1, 3, 6 it did not ask for,
+/// since a client sending no list still needs them; last the client's own identifier (61) echoed
+/// back, as RFC 6842 asks. A NAK carries 53, 54, a message (56) and 61 only. A reply never exceeds
+/// the client's maximum message size (57; 576 bytes of IP datagram by default) nor the link MTU
+/// (interface_mtu, else 1500): when the options do not all fit, the least important are left out
+/// whole — never truncated. In order of importance: 53, 54; 51, 56, 61; 1, 3, 6, 58, 59; then the
+/// requested options in the client's order of preference.
+///
+/// Costs: the reply is built in a fixed buffer inside the server and the lease request handed to the
+/// pool is a reused member, so beyond what the pool itself allocates nothing is allocated per packet.
+/// Not thread-safe: one thread owns a server (and its pool).
 #pragma once
 
 #include <ankanet/dhcp/lease_pool.hpp>
@@ -104,7 +105,7 @@ enum class lease_event_kind { offered, acknowledged, nacked, declined, released,
 
 /// One lease event. The views are valid only during the observer call.
 struct lease_event {
-    lease_event_kind kind;
+    lease_event_kind kind; ///< kind
     wire::mac_address mac;         ///< the client's chaddr
     wire::ipv4_address address;    ///< offered / granted / refused / declined / released / informing
     std::string_view hostname;     ///< option 12 as sent, or the lease's (may be empty)
@@ -117,14 +118,16 @@ struct lease_event {
 /// dropped_malformed when it lacks the address it must name.
 struct server_counters {
     // Well-formed messages received, by type.
-    std::uint64_t discovers = 0;
-    std::uint64_t requests = 0;
-    std::uint64_t declines = 0;
-    std::uint64_t releases = 0;
-    std::uint64_t informs = 0;
+    std::uint64_t discovers = 0; ///< discovers
+    std::uint64_t requests = 0; ///< requests
+    std::uint64_t declines = 0; ///< declines
+    std::uint64_t releases = 0; ///< releases
+    std::uint64_t informs = 0; ///< informs
     // Replies sent, by type (ACKs to INFORM included in acks).
-    std::uint64_t offers = 0;
-    std::uint64_t acks = 0;
+    std::uint64_t offers = 0; ///< offers
+    std::uint64_t acks = 0; ///< acks
+
+    /// naks
     std::uint64_t naks = 0;
     /// Truncated or malformed IPv4 / UDP / DHCP, bad IPv4 or UDP checksum, op not BOOTREQUEST, no
     /// message type, a chaddr that is not a unicast MAC, a REQUEST / DECLINE / RELEASE without the
@@ -168,7 +171,7 @@ struct unbound {};
 template <class LeaseStore = memory_lease_store, class Clock = std::chrono::system_clock>
 class basic_server {
 public:
-    using pool_type = basic_lease_pool<LeaseStore, Clock>;
+    using pool_type = basic_lease_pool<LeaseStore, Clock>; ///< the pool type
 
     /// The longest frame the server emits: a 1500-byte IP datagram in Ethernet.
     static constexpr std::size_t max_frame_len = wire::ethernet::header_len + 1500;
@@ -216,8 +219,11 @@ public:
     /// Called for every lease event (for logging); may be empty.
     void set_observer(std::function<void(const lease_event&)> observer) { observer_ = std::move(observer); }
 
+    /// The pool.
     const pool_type& pool() const noexcept { return pool_; }
+    /// The pool.
     pool_type& pool() noexcept { return pool_; }
+    /// The configuration it was made with.
     const server_config& config() const noexcept { return config_; }
 
     /// Whether `frame` is addressed to this server: UDP to port 67, at its MAC or broadcast, at its
@@ -229,6 +235,7 @@ public:
                (frame.destination.is_broadcast() || frame.destination == config_.server_mac) && frame.has_ports &&
                frame.destination_port == wire::dhcp::server_port;
     }
+    /// What it counted so far.
     const server_counters& stats() const noexcept { return stats_; }
 
 private:

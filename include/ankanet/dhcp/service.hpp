@@ -1,31 +1,32 @@
-// ankanet::dhcp::basic_service — the DHCP server as a network's gateway service, and the network's
-// lease authority.
-//
-// Theory of operation. Wraps a basic_server (server.hpp) for basic_network (network.hpp): frames
-// the switch delivers to the gateway are offered to the server with the network's wall time, and
-// its replies go into the network's reply queue. The service is also the network's lease authority:
-// other services (the ARP guard) ask it who holds a lease on an address and tell it about addresses
-// guests use without one. Lease events reach the network's observer as dhcp::lease_event. poll()
-// reclaims expired offers, leases and quarantines (the pool also does so lazily on every operation).
-//
-// A VM is untrusted. Every message is tied to the port it came from (basic_server::handle with a
-// port binding): its chaddr must be the port's MAC, and its client identifier may not name a lease
-// of another attached VM — so no VM can release, decline, renew or take over another's lease. Each
-// VM (keyed by its port's MAC) may send `messages_per_second` DHCP messages on average, in bursts
-// of up to `message_burst` (a token bucket); beyond that its messages are dropped. The pool bounds
-// the leases and offers one MAC holds (lease_pool_config::max_*_per_mac). Every such refusal is
-// counted, and reported to the network's observer as a dhcp::refusal_event at most once per
-// `report_interval` per VM and kind, so a flooding VM cannot flood the log either.
-//
-// A lease is acknowledged only once it is durable. With a store that writes in the background
-// (a `deferred_lease_store`: file_lease_store in write_mode::background) the reply to a message
-// that changed the store — the ACK — is copied into a held queue, tagged with the store's change
-// count, and handed to the network when the store says that change is durable (release_held(),
-// which basic_network calls when the store's writer wakes it: bind_wakeup()). So a slow disk delays
-// ACKs, never anyone's frames, and every lease granted while one rewrite runs shares the next
-// rewrite (group commit). A rewrite that fails drops the ACKs that waited for it (the clients
-// retry) and is reported as a store_failure_event, at most once per `report_interval`. The held
-// queue is bounded (`max_held_bytes`); a reply beyond it is dropped and counted.
+/// @file
+/// ankanet::dhcp::basic_service — the DHCP server as a network's gateway service, and the network's
+/// lease authority.
+///
+/// Theory of operation. Wraps a basic_server (server.hpp) for basic_network (network.hpp): frames
+/// the switch delivers to the gateway are offered to the server with the network's wall time, and
+/// its replies go into the network's reply queue. The service is also the network's lease authority:
+/// other services (the ARP guard) ask it who holds a lease on an address and tell it about addresses
+/// guests use without one. Lease events reach the network's observer as dhcp::lease_event. poll()
+/// reclaims expired offers, leases and quarantines (the pool also does so lazily on every operation).
+///
+/// A VM is untrusted. Every message is tied to the port it came from (basic_server::handle with a
+/// port binding): its chaddr must be the port's MAC, and its client identifier may not name a lease
+/// of another attached VM — so no VM can release, decline, renew or take over another's lease. Each
+/// VM (keyed by its port's MAC) may send `messages_per_second` DHCP messages on average, in bursts
+/// of up to `message_burst` (a token bucket); beyond that its messages are dropped. The pool bounds
+/// the leases and offers one MAC holds (lease_pool_config::max_*_per_mac). Every such refusal is
+/// counted, and reported to the network's observer as a dhcp::refusal_event at most once per
+/// `report_interval` per VM and kind, so a flooding VM cannot flood the log either.
+///
+/// A lease is acknowledged only once it is durable. With a store that writes in the background
+/// (a `deferred_lease_store`: file_lease_store in write_mode::background) the reply to a message
+/// that changed the store — the ACK — is copied into a held queue, tagged with the store's change
+/// count, and handed to the network when the store says that change is durable (release_held(),
+/// which basic_network calls when the store's writer wakes it: bind_wakeup()). So a slow disk delays
+/// ACKs, never anyone's frames, and every lease granted while one rewrite runs shares the next
+/// rewrite (group commit). A rewrite that fails drops the ACKs that waited for it (the clients
+/// retry) and is reported as a store_failure_event, at most once per `report_interval`. The held
+/// queue is bounded (`max_held_bytes`); a reply beyond it is dropped and counted.
 #pragma once
 
 #include <ankanet/clock.hpp>
@@ -63,8 +64,9 @@ enum class refusal_kind : std::uint8_t {
     pool_exhausted,  ///< no address was left to offer it
     rogue_server,    ///< the VM answered as a DHCP server; only the gateway serves this network
 };
-inline constexpr std::size_t refusal_kinds = 6;
+inline constexpr std::size_t refusal_kinds = 6; ///< refusal kinds
 
+/// The text form.
 constexpr std::string_view to_string(refusal_kind kind) noexcept {
     switch (kind) {
     case refusal_kind::foreign_chaddr: return "DHCP message in another MAC's name dropped";
@@ -79,9 +81,9 @@ constexpr std::string_view to_string(refusal_kind kind) noexcept {
 
 /// A VM's DHCP message was refused (reported at most once per report_interval per VM and kind).
 struct refusal_event {
-    std::string_view port;
+    std::string_view port; ///< port
     wire::mac_address mac;    ///< the port's MAC
-    refusal_kind kind;
+    refusal_kind kind; ///< kind
     std::uint64_t count = 0;  ///< how many of this kind this VM has had so far
 };
 
@@ -96,7 +98,7 @@ struct store_failure_event {
 struct service_limits {
     double messages_per_second = 10;  ///< sustained DHCP messages per VM (a client sends a handful per lease)
     double message_burst = 30;        ///< and in one burst
-    std::chrono::seconds report_interval{60};
+    std::chrono::seconds report_interval{60}; ///< report interval
     std::size_t max_held_bytes = std::size_t{1} << 20; ///< ACKs waiting for the lease file, in bytes
 };
 
@@ -104,9 +106,10 @@ struct service_limits {
 template <class LeaseStore = any_lease_store>
 class basic_service {
 public:
-    using server_type = basic_server<LeaseStore, std::chrono::system_clock>;
-    using pool_type = typename server_type::pool_type;
+    using server_type = basic_server<LeaseStore, std::chrono::system_clock>; ///< the server type
+    using pool_type = typename server_type::pool_type; ///< the pool type
 
+    /// A DHCP service around `engine`.
     explicit basic_service(server_type engine, service_limits limits = {}) : server_(std::move(engine)), limits_(limits) {}
 
     /// Builds the pool (loading `store`) and the server around it; refuses, with `why`, what
@@ -204,7 +207,9 @@ public:
 
     /// Replies held now; dropped because the held queue was full; dropped because their rewrite failed.
     std::size_t held_replies() const noexcept { return held_.size() - held_head_; }
+    /// Replies not held because the hold queue was full (the client retries).
     std::uint64_t held_dropped_full() const noexcept { return held_full_; }
+    /// Held replies dropped because the lease they announce failed to be written.
     std::uint64_t held_dropped_unwritten() const noexcept { return held_unwritten_; }
 
     /// A VM's port is gone: forget its rate and report state.
@@ -214,6 +219,7 @@ public:
     std::uint64_t rate_limited() const noexcept { return rate_limited_; }
     /// DHCP server replies VMs sent, dropped.
     std::uint64_t rogue_server_replies() const noexcept { return rogue_server_; }
+    /// The limits.
     const service_limits& limits() const noexcept { return limits_; }
 
     /// The MAC holding a bound, unexpired lease on `address`.
@@ -233,6 +239,7 @@ public:
     std::error_code mark_in_use(wire::ipv4_address address, wire::mac_address mac, network_time now) {
         return server_.pool().mark_in_use(address, mac, now.wall_seconds());
     }
+    /// Expires leases that ran out.
     void poll(network_time now) { (void)server_.pool().reclaim(now.wall_seconds()); }
 
     /// Lease events go to `sink` (the network's observer).
@@ -241,10 +248,15 @@ public:
         server_.set_observer([sink = std::move(sink)](const lease_event& e) mutable { sink(e); });
     }
 
+    /// The server.
     server_type& server() noexcept { return server_; }
+    /// The server.
     const server_type& server() const noexcept { return server_; }
+    /// The pool.
     pool_type& pool() noexcept { return server_.pool(); }
+    /// The pool.
     const pool_type& pool() const noexcept { return server_.pool(); }
+    /// What it counted so far.
     const server_counters& stats() const noexcept { return server_.stats(); }
 
 private:
@@ -366,6 +378,6 @@ private:
     std::uint64_t rogue_server_ = 0;
 };
 
-using service = basic_service<>;
+using service = basic_service<>; ///< the DHCP service with the default lease store
 
 } // namespace ankanet::dhcp

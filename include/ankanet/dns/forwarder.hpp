@@ -1,54 +1,55 @@
-// ankanet::dns::forwarder — the gateway's DNS service: guests ask gateway:53 over UDP, the
-// gateway answers its own names and relays everything else to the host's resolvers.
-//
-// Theory of operation.
-//  * A gateway service (network.hpp) that inspects every frame a VM sends: IPv4/UDP to the
-//    gateway's MAC and address, port 53, is taken (inspection::taken) before the switch. Its IPv4
-//    length and UDP length and checksum are checked; a datagram that does not hold together, or a
-//    fragment, is dropped and counted.
-//  * Local names first: the query goes to the shared local_zone (VM host names and host.<domain>,
-//    A and PTR). A local answer is sent at once (ctx.answer), from gateway:53 to the asker.
-//  * Everything else is relayed raw: the guest's bytes go to the upstream resolver as they came,
-//    only the 16-bit ID replaced by one query_table draws (so guests sharing our socket cannot
-//    receive, or forge, each other's answers). The upstream's reply is matched by ID, server and
-//    question, given the guest's ID back, and sent to that guest alone — its records, flags and
-//    RCODE untouched (an NXDOMAIN stays NXDOMAIN, with its SOA; AAAA, TXT, DNSSEC records pass).
-//    A reply too long for the guest's MTU is cut to its header and question with TC set, and the
-//    guest retries over TCP (tcp_listener.hpp); the forwarder never fragments. Every reply goes to
-//    the port the query came from, at its MAC, whatever source address the query claimed: a guest
-//    cannot aim answers at another VM.
-//  * Why held replies. Upstream replies arrive on an Asio handler, outside the network's input():
-//    they are queued here and the network is woken (bind_wakeup); it then calls release_held(),
-//    which sends them through its reply queue. Without a bound wakeup (a program driving the pure
-//    core itself) they wait for the next flush().
-//  * Tries. A query waits `try_timeout` (2 s) for a reply, then goes, with a fresh upstream ID, to
-//    the next upstream in the list; after `tries` tries (each upstream once, at least min_tries,
-//    at most max_tries) the guest gets SERVFAIL: same ID, its question echoed, RCODE 2, RA; with
-//    an OPT record if it sent one. Never NXDOMAIN: a silent upstream says nothing about the name.
-//    No upstream at all (an empty resolv.conf) is SERVFAIL at once.
-//  * Upstreams: the configured list, else the host's resolv.conf, re-read when it changes
-//    (upstream.hpp). Replies are accepted only from the address and port the query went to. One
-//    unconnected host socket per address family (bound to an ephemeral port), opened on first use.
-//  * VM names: the forwarder observes the network's events (basic_network calls observe_event):
-//    a DHCP ACK that carries a valid host name names the leased address; a RELEASE or DECLINE, or
-//    a VM moving to another address, removes it. Leases that simply expire send no event, so
-//    names learned from leases are checked against the network's lease authority (at most once a
-//    second, while queries come) and those whose lease is gone are removed.
-//  * Bounded. query_table limits queries in flight (capacity, and per VM, so a guest flooding
-//    queries is refused — counted, no reply — while others are served); the raw copies kept for
-//    retries are fixed slots of max_query_len bytes allocated at construction; held replies are
-//    at most max_held. A query longer than max_query_len is answered SERVFAIL.
-//  * Threads. Asio handlers run on the executor given to the constructor; the data path runs on
-//    the network's thread. One mutex guards the forwarder's state, so the two may differ; the
-//    usual setup is one io_context thread for both. The state lives in a shared block that
-//    outstanding handlers keep alive, so the service may be moved into the network.
-//
-// Limits: IPv4 guests only; no DNS cache (the host's resolver caches); an upstream's SERVFAIL or
-// REFUSED is relayed as it is, not retried elsewhere; per-VM limits key on the port's index, so
-// port indices must stay below table.max_vms (4096 by default); a single socket per family
-// means the source port does not vary per query (the ID is the only entropy an off-path spoofer
-// faces — 16 bits; loopback upstreams are not reachable off-path at all); EDNS Client Subnet and
-// DNS cookies pass untouched.
+/// @file
+/// ankanet::dns::forwarder — the gateway's DNS service: guests ask gateway:53 over UDP, the
+/// gateway answers its own names and relays everything else to the host's resolvers.
+///
+/// Theory of operation.
+///  * A gateway service (network.hpp) that inspects every frame a VM sends: IPv4/UDP to the
+///    gateway's MAC and address, port 53, is taken (inspection::taken) before the switch. Its IPv4
+///    length and UDP length and checksum are checked; a datagram that does not hold together, or a
+///    fragment, is dropped and counted.
+///  * Local names first: the query goes to the shared local_zone (VM host names and `host.<domain>`,
+///    A and PTR). A local answer is sent at once (ctx.answer), from gateway:53 to the asker.
+///  * Everything else is relayed raw: the guest's bytes go to the upstream resolver as they came,
+///    only the 16-bit ID replaced by one query_table draws (so guests sharing our socket cannot
+///    receive, or forge, each other's answers). The upstream's reply is matched by ID, server and
+///    question, given the guest's ID back, and sent to that guest alone — its records, flags and
+///    RCODE untouched (an NXDOMAIN stays NXDOMAIN, with its SOA; AAAA, TXT, DNSSEC records pass).
+///    A reply too long for the guest's MTU is cut to its header and question with TC set, and the
+///    guest retries over TCP (tcp_listener.hpp); the forwarder never fragments. Every reply goes to
+///    the port the query came from, at its MAC, whatever source address the query claimed: a guest
+///    cannot aim answers at another VM.
+///  * Why held replies. Upstream replies arrive on an Asio handler, outside the network's input():
+///    they are queued here and the network is woken (bind_wakeup); it then calls release_held(),
+///    which sends them through its reply queue. Without a bound wakeup (a program driving the pure
+///    core itself) they wait for the next flush().
+///  * Tries. A query waits `try_timeout` (2 s) for a reply, then goes, with a fresh upstream ID, to
+///    the next upstream in the list; after `tries` tries (each upstream once, at least min_tries,
+///    at most max_tries) the guest gets SERVFAIL: same ID, its question echoed, RCODE 2, RA; with
+///    an OPT record if it sent one. Never NXDOMAIN: a silent upstream says nothing about the name.
+///    No upstream at all (an empty resolv.conf) is SERVFAIL at once.
+///  * Upstreams: the configured list, else the host's resolv.conf, re-read when it changes
+///    (upstream.hpp). Replies are accepted only from the address and port the query went to. One
+///    unconnected host socket per address family (bound to an ephemeral port), opened on first use.
+///  * VM names: the forwarder observes the network's events (basic_network calls observe_event):
+///    a DHCP ACK that carries a valid host name names the leased address; a RELEASE or DECLINE, or
+///    a VM moving to another address, removes it. Leases that simply expire send no event, so
+///    names learned from leases are checked against the network's lease authority (at most once a
+///    second, while queries come) and those whose lease is gone are removed.
+///  * Bounded. query_table limits queries in flight (capacity, and per VM, so a guest flooding
+///    queries is refused — counted, no reply — while others are served); the raw copies kept for
+///    retries are fixed slots of max_query_len bytes allocated at construction; held replies are
+///    at most max_held. A query longer than max_query_len is answered SERVFAIL.
+///  * Threads. Asio handlers run on the executor given to the constructor; the data path runs on
+///    the network's thread. One mutex guards the forwarder's state, so the two may differ; the
+///    usual setup is one io_context thread for both. The state lives in a shared block that
+///    outstanding handlers keep alive, so the service may be moved into the network.
+///
+/// Limits: IPv4 guests only; no DNS cache (the host's resolver caches); an upstream's SERVFAIL or
+/// REFUSED is relayed as it is, not retried elsewhere; per-VM limits key on the port's index, so
+/// port indices must stay below table.max_vms (4096 by default); a single socket per family
+/// means the source port does not vary per query (the ID is the only entropy an off-path spoofer
+/// faces — 16 bits; loopback upstreams are not reachable off-path at all); EDNS Client Subnet and
+/// DNS cookies pass untouched.
 #pragma once
 
 #include <ankanet/clock.hpp>
@@ -98,6 +99,7 @@ namespace ankanet::dns {
 /// the TCP listener (both answer from it).
 class shared_zone {
 public:
+    /// Shares `zone` between the forwarder and whoever names guests.
     explicit shared_zone(local_zone zone) : zone_(std::move(zone)) {}
 
     /// local_zone::answer under the lock.
@@ -145,6 +147,7 @@ public:
         const std::lock_guard lock{mutex_};
         return zone_.set_name(address, hostname);
     }
+    /// Forgets the names of `address`; whether it had any.
     bool remove_address(wire::ipv4_address address) {
         const std::lock_guard lock{mutex_};
         std::erase_if(leased_, [&](const leased_name& n) { return n.address == address; });
@@ -193,7 +196,7 @@ private:
 /// How a forwarder is set up.
 struct forwarder_config {
     wire::ipv4_address gateway{192, 168, 64, 1};   ///< the address guests ask (the network's gateway)
-    wire::mac_address gateway_mac = default_gateway_mac;
+    wire::mac_address gateway_mac = default_gateway_mac; ///< gateway MAC
     std::size_t mtu = 1500;                       ///< the largest IPv4 datagram sent to a guest
     upstream_config upstreams;                    ///< configured servers, else resolv.conf
     std::chrono::milliseconds try_timeout{2000};  ///< per try, before the next upstream
@@ -201,6 +204,7 @@ struct forwarder_config {
     std::size_t max_tries = 4;                    ///< and at most this
     std::size_t max_query_len = 1232;             ///< longer guest queries get SERVFAIL
     std::size_t max_held = 1024;                  ///< upstream replies waiting for release_held
+
     /// Capacity, per-VM limit, VM ids (port indices must be below max_vms) and the ID key; a key
     /// of zero is drawn from std::random_device.
     query_table_config table{1024, 4096, 64, {}};
@@ -288,7 +292,9 @@ public:
     forwarder(boost::asio::any_io_executor executor, forwarder_config config)
         : core_(std::make_shared<core>(std::move(executor), std::move(config))) {}
 
+    /// Move-constructs (memberwise).
     forwarder(forwarder&&) noexcept = default;
+    /// Move assignment.
     forwarder& operator=(forwarder&& other) noexcept {
         if (this != &other) {
             shutdown();
@@ -360,16 +366,19 @@ public:
         const std::lock_guard lock{core_->mutex};
         return core_->table.size();
     }
+    /// What it counted so far.
     forwarder_counters stats() const {
         const std::lock_guard lock{core_->mutex};
         return core_->stats;
     }
+    /// The table stats.
     query_table_counters table_stats() const {
         const std::lock_guard lock{core_->mutex};
         return core_->table.counters();
     }
     /// The local zone, shared with a tcp_listener and with whoever names static guests.
     const std::shared_ptr<shared_zone>& zone() const noexcept { return core_->zone; }
+    /// The configuration it was made with.
     const forwarder_config& config() const noexcept { return core_->config; }
 
 private:

@@ -1,54 +1,55 @@
-// ankanet::dns::local_zone — the names the gateway answers itself, before anything is forwarded.
-//
-// Theory of operation.
-//  * The zone is one domain (default "ankanet.internal": ICANN reserved .internal for private use
-//    in 2024, so it cannot clash with a public name) holding one name per VM — the host name its DHCP
-//    client sent, as `<hostname>.<domain>` → the VM's leased IPv4 address — and one for the host,
-//    `host.<domain>` → the gateway address. The DHCP service calls set_name() when it binds or
-//    renews a lease that carries a host name and remove_address() when the lease ends.
-//  * answer(query, reply) decides, for one query message (UDP payload, or TCP payload without its
-//    length prefix), one of:
-//      - forward: not ours. The forwarder relays the guest's bytes untouched. This is everything
-//        outside the domain except a PTR query for a known address, any opcode but QUERY, any
-//        QDCOUNT but 1, and any class but IN. Nothing not ours is ever rebuilt: a peer that
-//        re-synthesised upstream answers lost AAAA, SOA and PTR records and turned every error into
-//        NXDOMAIN (gvisor-tap-vsock #612, #462).
-//      - reply: `reply` holds our answer, authoritative (AA):
-//          A (or ANY) for a known name → its address;
-//          PTR for d.c.b.a.in-addr.arpa of a known address (VM or gateway) → `<name>.<domain>`;
-//          any other type for a known name, or any type for the domain itself → NOERROR, no
-//          answers (NODATA: the name exists, without that type);
-//          an unknown name under the domain, or a name deeper than one label below it → NXDOMAIN
-//          (we are authoritative, so nothing under the domain is forwarded — that would also leak
-//          guests' names to the upstream resolver);
-//          a domain query with a broken EDNS part → FORMERR (several OPT records, RFC 6891 §6.1.1),
-//          or BADVERS for an EDNS version above 0 (§6.1.3).
-//        Negative answers carry no SOA record, so resolvers do not cache them (RFC 2308 §5): a
-//        name a VM takes a second later is found at once.
-//      - drop: not a query we can read (message::parse failed, or QR set). Counted, no reply:
-//        answering garbage can only help reflection.
-//  * The reply keeps the query's ID, echoes its question byte for byte (the case as sent — some
-//    clients check it), copies RD, CD and the opcode, sets QR, AA and RA (the forwarder does
-//    recurse), and carries an OPT record (no options, our payload size, DO copied per RFC 3225)
-//    when the query had one. A reply is at most 324 bytes (a PTR: header 12, a reverse question of
-//    at most 34, the answer's fixed 12 and a target of at most 255, OPT 11; an A reply is at most
-//    12 + 259 + 16 + 11 = 298), so it always fits the classic 512-byte UDP limit; a buffer of
-//    max_reply_len always holds it.
-//  * Names are compared ASCII case-insensitively (RFC 4343). Stored labels are lowercased, so a PTR
-//    answer spells a VM's name in lowercase whatever case its DHCP client used.
-//  * Host names come from guests and are checked before they become names (set_name): one DNS
-//    label of letters, digits and '-' (RFC 952/1123 "LDH"), 1..63 bytes, not starting or ending
-//    with '-'. A name with a dot (an FQDN in option 12), an underscore, a space, a non-ASCII byte
-//    or anything else is refused (name_status::invalid), never trimmed or rewritten. The host label
-//    ("host") is reserved for the gateway.
-//  * One name, one VM: the first VM to hold a name keeps it while its lease lasts; a later VM
-//    asking for it gets name_status::taken and no name (it may retry on renewal, after the first
-//    one's lease ends). So a guest cannot steal another's name, or its traffic, by renaming itself.
-//    One address, one name: set_name() for an address that already has a name replaces it
-//    (the VM renamed itself).
-//  * Bounded: at most max_entries VM names (config), kept in one vector reserved at construction;
-//    nothing is allocated after it. Lookups scan that vector (a few hundred short labels, compared
-//    length first), which costs less than hashing a guest's name once with a keyed hash.
+/// @file
+/// ankanet::dns::local_zone — the names the gateway answers itself, before anything is forwarded.
+///
+/// Theory of operation.
+///  * The zone is one domain (default "ankanet.internal": ICANN reserved .internal for private use
+///    in 2024, so it cannot clash with a public name) holding one name per VM — the host name its DHCP
+///    client sent, as `<hostname>.<domain>` → the VM's leased IPv4 address — and one for the host,
+///    `host.<domain>` → the gateway address. The DHCP service calls set_name() when it binds or
+///    renews a lease that carries a host name and remove_address() when the lease ends.
+///  * answer(query, reply) decides, for one query message (UDP payload, or TCP payload without its
+///    length prefix), one of:
+///      - forward: not ours. The forwarder relays the guest's bytes untouched. This is everything
+///        outside the domain except a PTR query for a known address, any opcode but QUERY, any
+///        QDCOUNT but 1, and any class but IN. Nothing not ours is ever rebuilt: a peer that
+///        re-synthesised upstream answers lost AAAA, SOA and PTR records and turned every error into
+///        NXDOMAIN (gvisor-tap-vsock #612, #462).
+///      - reply: `reply` holds our answer, authoritative (AA):
+///          A (or ANY) for a known name → its address;
+///          PTR for d.c.b.a.in-addr.arpa of a known address (VM or gateway) → `<name>.<domain>`;
+///          any other type for a known name, or any type for the domain itself → NOERROR, no
+///          answers (NODATA: the name exists, without that type);
+///          an unknown name under the domain, or a name deeper than one label below it → NXDOMAIN
+///          (we are authoritative, so nothing under the domain is forwarded — that would also leak
+///          guests' names to the upstream resolver);
+///          a domain query with a broken EDNS part → FORMERR (several OPT records, RFC 6891 §6.1.1),
+///          or BADVERS for an EDNS version above 0 (§6.1.3).
+///        Negative answers carry no SOA record, so resolvers do not cache them (RFC 2308 §5): a
+///        name a VM takes a second later is found at once.
+///      - drop: not a query we can read (message::parse failed, or QR set). Counted, no reply:
+///        answering garbage can only help reflection.
+///  * The reply keeps the query's ID, echoes its question byte for byte (the case as sent — some
+///    clients check it), copies RD, CD and the opcode, sets QR, AA and RA (the forwarder does
+///    recurse), and carries an OPT record (no options, our payload size, DO copied per RFC 3225)
+///    when the query had one. A reply is at most 324 bytes (a PTR: header 12, a reverse question of
+///    at most 34, the answer's fixed 12 and a target of at most 255, OPT 11; an A reply is at most
+///    12 + 259 + 16 + 11 = 298), so it always fits the classic 512-byte UDP limit; a buffer of
+///    max_reply_len always holds it.
+///  * Names are compared ASCII case-insensitively (RFC 4343). Stored labels are lowercased, so a PTR
+///    answer spells a VM's name in lowercase whatever case its DHCP client used.
+///  * Host names come from guests and are checked before they become names (set_name): one DNS
+///    label of letters, digits and '-' (RFC 952/1123 "LDH"), 1..63 bytes, not starting or ending
+///    with '-'. A name with a dot (an FQDN in option 12), an underscore, a space, a non-ASCII byte
+///    or anything else is refused (name_status::invalid), never trimmed or rewritten. The host label
+///    ("host") is reserved for the gateway.
+///  * One name, one VM: the first VM to hold a name keeps it while its lease lasts; a later VM
+///    asking for it gets name_status::taken and no name (it may retry on renewal, after the first
+///    one's lease ends). So a guest cannot steal another's name, or its traffic, by renaming itself.
+///    One address, one name: set_name() for an address that already has a name replaces it
+///    (the VM renamed itself).
+///  * Bounded: at most max_entries VM names (config), kept in one vector reserved at construction;
+///    nothing is allocated after it. Lookups scan that vector (a few hundred short labels, compared
+///    length first), which costs less than hashing a guest's name once with a keyed hash.
 #pragma once
 
 #include <ankanet/result.hpp>
@@ -92,9 +93,11 @@ enum class zone_disposition : std::uint8_t {
 
 /// answer()'s verdict; `length` bytes of the reply buffer hold the reply when it is `reply`.
 struct zone_answer {
-    zone_disposition disposition = zone_disposition::forward;
-    std::size_t length = 0;
+    zone_disposition disposition = zone_disposition::forward; ///< disposition
+    std::size_t length = 0; ///< length
     std::uint8_t rcode = 0; ///< of the reply (the low 4 bits; BADVERS shows as 0 here, see edns)
+
+    /// Memberwise equality.
     bool operator==(const zone_answer&) const noexcept = default;
 };
 
@@ -127,9 +130,12 @@ class local_zone {
 public:
     /// A VM's name: its lowercase label and its address.
     struct entry {
-        wire::ipv4_address address;
-        std::array<char, wdns::max_label_len> label{};
+        wire::ipv4_address address; ///< address
+        std::array<char, wdns::max_label_len> label{}; ///< label
+
+        /// label length
         std::size_t label_len = 0;
+        /// The name.
         std::string_view name() const noexcept { return {label.data(), label_len}; }
     };
 
@@ -205,12 +211,17 @@ public:
         return e == nullptr ? std::string_view{} : e->name();
     }
 
+    /// The number of elements.
     std::size_t size() const noexcept { return entries_.size(); }
+    /// The max entries.
     std::size_t max_entries() const noexcept { return config_.max_entries; }
+    /// The domain.
     const wdns::name& domain() const noexcept { return domain_; }
     /// The gateway's label, lowercase.
     std::string_view host_label() const noexcept { return {host_label_.data(), host_label_len_}; }
+    /// The gateway.
     wire::ipv4_address gateway() const noexcept { return config_.gateway; }
+    /// The counters.
     const local_zone_counters& counters() const noexcept { return counters_; }
 
     // --- queries ----------------------------------------------------------------------------------

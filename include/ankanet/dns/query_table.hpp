@@ -1,42 +1,43 @@
-// ankanet::dns::query_table — the DNS forwarder's queries in flight to upstream resolvers.
-//
-// Theory of operation.
-//  * Every guest query the forwarder relays gets an entry: who asked (VM, guest source address and
-//    port, the guest's own DNS ID), what (the question), to which upstream server, until when, and
-//    the upstream ID the relayed copy carries instead of the guest's ID. The upstream's reply is
-//    matched by that ID and server, checked against the stored question, given the guest's ID
-//    back, and sent to the guest that asked — to no one else.
-//  * Why rewrite IDs. All guests share the forwarder's upstream socket(s): two guests picking the
-//    same 16-bit ID (they often do: many stubs start from a fixed or time-based value) would
-//    receive each other's answers, and a guest knowing another's ID could answer for it. So the
-//    upstream ID is drawn, per query, from a keyed PRF (SipHash-2-4 over a counter, with the
-//    caller's secret key), never derived from the guest's ID; an ID in flight is never handed out
-//    twice (drawing again until a free one comes — the table holds at most half the ID space, so a
-//    draw is free with probability ≥ 1/2, and max_id_draws failures in a row, p ≤ 2^-64, is
-//    reported rather than looped on). Off-path spoofers of upstream replies face the same 16
-//    unpredictable bits (plus the socket's random port, which is the socket layer's).
-//  * A reply is accepted only when: its header is readable and QR is set; its ID is in flight; it
-//    came from the server the query went to; and its first question equals the stored one (name
-//    case-insensitively, RFC 4343; type and class exactly). The question is read with
-//    wire::dns::first_question(), so a truncated (TC) reply whose later sections do not hold
-//    together still matches and reaches the guest, which retries over TCP. A reply failing a
-//    check is counted and leaves the entry in place: a spoofed or stray packet cannot cancel the
-//    real query.
-//  * A guest repeating a query (same VM, source, port, ID and question) before it is answered gets
-//    the entry already in flight back (insert_status::duplicate, same upstream ID), so retries do not
-//    fill the table; the forwarder may resend it upstream.
-//  * Time comes in as arguments (steady_clock::time_point): the caller gives each query its
-//    deadline, and expire(now, f) removes every entry whose deadline is at or before `now`, calling
-//    f(entry) for each — the forwarder answers those guests SERVFAIL (never NXDOMAIN: a timeout says
-//    nothing about the name), which is why an entry keeps the guest's flags and EDNS size.
-//    next_deadline() is a lower bound on the earliest deadline, for arming one timer; expire() is
-//    O(1) before it and O(capacity) after it.
-//  * Bounded: capacity entries in all (at most max_capacity, half the ID space), per_vm_limit per VM
-//    (so one guest cannot take every slot), VM ids below max_vms (dense port ids index a counter
-//    array). Every array is allocated by the constructor; insert, take_reply and expire allocate
-//    nothing. Lookups: by upstream ID an array of 65536 slot numbers (128 KiB, O(1)); by guest, a
-//    bucket array keyed with the same SipHash key (a guest cannot aim its queries at one bucket).
-//  * Not thread-safe; one forwarder owns one table.
+/// @file
+/// ankanet::dns::query_table — the DNS forwarder's queries in flight to upstream resolvers.
+///
+/// Theory of operation.
+///  * Every guest query the forwarder relays gets an entry: who asked (VM, guest source address and
+///    port, the guest's own DNS ID), what (the question), to which upstream server, until when, and
+///    the upstream ID the relayed copy carries instead of the guest's ID. The upstream's reply is
+///    matched by that ID and server, checked against the stored question, given the guest's ID
+///    back, and sent to the guest that asked — to no one else.
+///  * Why rewrite IDs. All guests share the forwarder's upstream socket(s): two guests picking the
+///    same 16-bit ID (they often do: many stubs start from a fixed or time-based value) would
+///    receive each other's answers, and a guest knowing another's ID could answer for it. So the
+///    upstream ID is drawn, per query, from a keyed PRF (SipHash-2-4 over a counter, with the
+///    caller's secret key), never derived from the guest's ID; an ID in flight is never handed out
+///    twice (drawing again until a free one comes — the table holds at most half the ID space, so a
+///    draw is free with probability ≥ 1/2, and max_id_draws failures in a row, p ≤ 2^-64, is
+///    reported rather than looped on). Off-path spoofers of upstream replies face the same 16
+///    unpredictable bits (plus the socket's random port, which is the socket layer's).
+///  * A reply is accepted only when: its header is readable and QR is set; its ID is in flight; it
+///    came from the server the query went to; and its first question equals the stored one (name
+///    case-insensitively, RFC 4343; type and class exactly). The question is read with
+///    wire::dns::first_question(), so a truncated (TC) reply whose later sections do not hold
+///    together still matches and reaches the guest, which retries over TCP. A reply failing a
+///    check is counted and leaves the entry in place: a spoofed or stray packet cannot cancel the
+///    real query.
+///  * A guest repeating a query (same VM, source, port, ID and question) before it is answered gets
+///    the entry already in flight back (insert_status::duplicate, same upstream ID), so retries do not
+///    fill the table; the forwarder may resend it upstream.
+///  * Time comes in as arguments (steady_clock::time_point): the caller gives each query its
+///    deadline, and expire(now, f) removes every entry whose deadline is at or before `now`, calling
+///    f(entry) for each — the forwarder answers those guests SERVFAIL (never NXDOMAIN: a timeout says
+///    nothing about the name), which is why an entry keeps the guest's flags and EDNS size.
+///    next_deadline() is a lower bound on the earliest deadline, for arming one timer; expire() is
+///    O(1) before it and O(capacity) after it.
+///  * Bounded: capacity entries in all (at most max_capacity, half the ID space), per_vm_limit per VM
+///    (so one guest cannot take every slot), VM ids below max_vms (dense port ids index a counter
+///    array). Every array is allocated by the constructor; insert, take_reply and expire allocate
+///    nothing. Lookups: by upstream ID an array of 65536 slot numbers (128 KiB, O(1)); by guest, a
+///    bucket array keyed with the same SipHash key (a guest cannot aim its queries at one bucket).
+///  * Not thread-safe; one forwarder owns one table.
 #pragma once
 
 #include <ankanet/detail/siphash.hpp>
@@ -56,27 +57,30 @@ namespace ankanet::dns {
 
 /// Who asked: the VM (its dense port id), the guest's source address and port, and its DNS ID.
 struct guest_query_key {
-    std::uint32_t vm = 0;
-    wire::ipv4_address source;
-    std::uint16_t source_port = 0;
+    std::uint32_t vm = 0; ///< VM
+    wire::ipv4_address source; ///< source
+    std::uint16_t source_port = 0; ///< source port
+
+    /// guest ID
     std::uint16_t guest_id = 0;
+    /// Memberwise equality.
     bool operator==(const guest_query_key&) const noexcept = default;
 };
 
 /// A guest query to relay, as given to insert().
 struct query_request {
-    guest_query_key guest;
-    wire::dns::question question;
+    guest_query_key guest; ///< guest
+    wire::dns::question question; ///< question
     std::uint16_t query_flags = 0;           ///< the guest's header flags (RD, CD for the reply)
     std::optional<std::uint16_t> guest_edns; ///< the guest's EDNS UDP size, when it sent OPT
     std::uint16_t server = 0;                ///< index of the upstream server it goes to
-    std::chrono::steady_clock::time_point deadline;
+    std::chrono::steady_clock::time_point deadline; ///< deadline
 };
 
 /// A query in flight: the request and the upstream ID it was given.
 struct in_flight_query {
-    query_request request;
-    std::uint16_t upstream_id = 0;
+    query_request request; ///< request
+    std::uint16_t upstream_id = 0; ///< upstream ID
 };
 
 /// How a query_table is set up.
@@ -87,6 +91,7 @@ struct query_table_config {
     detail::siphash_key key;       ///< secret: the caller draws it from a real random source
 };
 
+/// What query_table::insert did with a query.
 enum class insert_status : std::uint8_t {
     inserted,      ///< a new entry with a fresh upstream ID
     duplicate,     ///< the same guest query was already in flight: its entry's upstream ID
@@ -96,12 +101,17 @@ enum class insert_status : std::uint8_t {
     ids_exhausted, ///< max_id_draws draws in a row were in use (p ≤ 2^-64)
 };
 
+/// What query_table::insert did.
 struct insert_result {
-    insert_status status = insert_status::inserted;
-    std::uint16_t upstream_id = 0; ///< valid for inserted and duplicate
+    insert_status status = insert_status::inserted; ///< status
+
+    /// valid for inserted and duplicate
+    std::uint16_t upstream_id = 0;
+    /// Whether ok.
     bool ok() const noexcept { return status == insert_status::inserted || status == insert_status::duplicate; }
 };
 
+/// What query_table::match_reply found for a reply.
 enum class reply_status : std::uint8_t {
     matched,           ///< `query` is the entry, now removed
     malformed,         ///< shorter than a header, QR clear, or no readable first question
@@ -110,32 +120,33 @@ enum class reply_status : std::uint8_t {
     question_mismatch, ///< the ID is in flight for another question
 };
 
+/// What query_table::match_reply found.
 struct reply_match {
-    reply_status status = reply_status::unknown_id;
+    reply_status status = reply_status::unknown_id; ///< status
     in_flight_query query; ///< valid when matched
 };
 
 /// What a query_table has seen.
 struct query_table_counters {
-    std::uint64_t inserted = 0;
-    std::uint64_t duplicates = 0;
-    std::uint64_t refused_full = 0;
-    std::uint64_t refused_vm_limit = 0;
-    std::uint64_t refused_bad_vm = 0;
-    std::uint64_t refused_ids_exhausted = 0;
-    std::uint64_t matched = 0;
-    std::uint64_t malformed_replies = 0;
-    std::uint64_t unknown_id = 0;
-    std::uint64_t wrong_server = 0;
-    std::uint64_t question_mismatch = 0;
-    std::uint64_t expired = 0;
-    std::uint64_t cancelled = 0;
+    std::uint64_t inserted = 0; ///< inserted
+    std::uint64_t duplicates = 0; ///< duplicates
+    std::uint64_t refused_full = 0; ///< refused full
+    std::uint64_t refused_vm_limit = 0; ///< refused VM limit
+    std::uint64_t refused_bad_vm = 0; ///< refused bad VM
+    std::uint64_t refused_ids_exhausted = 0; ///< refused ids exhausted
+    std::uint64_t matched = 0; ///< matched
+    std::uint64_t malformed_replies = 0; ///< malformed replies
+    std::uint64_t unknown_id = 0; ///< unknown ID
+    std::uint64_t wrong_server = 0; ///< wrong server
+    std::uint64_t question_mismatch = 0; ///< question mismatch
+    std::uint64_t expired = 0; ///< expired
+    std::uint64_t cancelled = 0; ///< cancelled
 };
 
 /// The forwarder's in-flight queries. See the theory of operation.
 class query_table {
 public:
-    using time_point = std::chrono::steady_clock::time_point;
+    using time_point = std::chrono::steady_clock::time_point; ///< a point in time of the clock
 
     /// At most half the 16-bit ID space, so a random draw is free with probability ≥ 1/2.
     static constexpr std::size_t max_capacity = 32768;
@@ -271,11 +282,15 @@ public:
         return earliest_;
     }
 
+    /// The number of elements.
     std::size_t size() const noexcept { return capacity_ - free_.size(); }
+    /// The capacity.
     std::size_t capacity() const noexcept { return capacity_; }
+    /// Whether empty.
     bool empty() const noexcept { return size() == 0; }
     /// Queries `vm` has in flight.
     std::size_t in_flight(std::uint32_t vm) const noexcept { return vm < per_vm_.size() ? per_vm_[vm] : 0; }
+    /// The counters.
     const query_table_counters& counters() const noexcept { return counters_; }
 
 private:

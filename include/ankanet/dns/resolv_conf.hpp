@@ -1,33 +1,34 @@
-// ankanet::dns resolv.conf — the host's upstream resolvers, read from the text of /etc/resolv.conf.
-//
-// Theory of operation. The DNS forwarder sends guests' queries to the resolvers the host itself
-// uses, so it reads the same file the host's C library reads, the same way glibc's res_init does
-// (resolv/res_init.c), because a server glibc would not use is not a server the host uses:
-//  * A line whose first byte is '#' or ';' is a comment. A keyword counts only at the very start of
-//    its line and only when a blank (space or tab) follows it: " nameserver x" and "nameserver\n"
-//    are not nameserver lines, for glibc or for us.
-//  * `nameserver ADDRESS`: blanks, then the address up to the first of ' ', '\t', '#', ';' — so a
-//    comment may follow the address on the same line, and anything after the address is ignored.
-//    ADDRESS is IPv4 dotted-quad, or IPv6 text with an optional "%scope" (an interface name or
-//    index, needed for link-local fe80::/10 servers). The scope is kept as text: turning a name
-//    into an interface index is a system call, so it is the caller's (if_nametoindex).
-//  * Every other keyword (search, domain, options, sortlist) and every unknown line is ignored.
-//  * glibc uses at most 3 nameservers (MAXNS) and ignores the rest. We keep them all, in file
-//    order, and mark the first three `within_glibc_limit`: a forwarder may choose to use only
-//    those (behaving like the host) or all of them (more redundancy); the daemon can log the rest.
-//  * Differences from glibc, on purpose: IPv4 must be dotted-quad with four decimal octets; glibc
-//    also takes inet_aton's historic forms ("127.1", "0x7f.0.0.1", octal) — such lines land in
-//    `skipped` with a reason rather than being guessed at. With no nameserver at all glibc falls
-//    back to 127.0.0.1; we return an error instead and let the caller choose a fallback.
-//  * parse() fails only when nothing usable was found: errc::unsupported when there is no
-//    nameserver line, errc::bad_address_text when every nameserver line was malformed. Malformed
-//    lines next to good ones are not errors: they are listed in `skipped` (line number and why).
-//  * Pure: it takes the text; reading the file, watching it for changes and re-reading it (libslirp
-//    re-reads at most once a second) are the caller's. The parser reads each byte a bounded number
-//    of times and allocates only the vectors it returns.
-//  * Loopback resolvers (127.0.0.53 of systemd-resolved, 127.0.0.1 of a local dnsmasq, ::1) are
-//    kept like any other: the forwarder's upstream side is a real host socket, so a loopback
-//    server works for it exactly as it works for the host. has_loopback() says one is there.
+/// @file
+/// ankanet::dns resolv.conf — the host's upstream resolvers, read from the text of /etc/resolv.conf.
+///
+/// Theory of operation. The DNS forwarder sends guests' queries to the resolvers the host itself
+/// uses, so it reads the same file the host's C library reads, the same way glibc's res_init does
+/// (resolv/res_init.c), because a server glibc would not use is not a server the host uses:
+///  * A line whose first byte is '#' or ';' is a comment. A keyword counts only at the very start of
+///    its line and only when a blank (space or tab) follows it: " nameserver x" and `"nameserver\n"`
+///    are not nameserver lines, for glibc or for us.
+///  * `nameserver ADDRESS`: blanks, then the address up to the first of `" "`, `"\t"`, `"#"`, `";"` — so a
+///    comment may follow the address on the same line, and anything after the address is ignored.
+///    ADDRESS is IPv4 dotted-quad, or IPv6 text with an optional "%scope" (an interface name or
+///    index, needed for link-local fe80::/10 servers). The scope is kept as text: turning a name
+///    into an interface index is a system call, so it is the caller's (if_nametoindex).
+///  * Every other keyword (search, domain, options, sortlist) and every unknown line is ignored.
+///  * glibc uses at most 3 nameservers (MAXNS) and ignores the rest. We keep them all, in file
+///    order, and mark the first three `within_glibc_limit`: a forwarder may choose to use only
+///    those (behaving like the host) or all of them (more redundancy); the daemon can log the rest.
+///  * Differences from glibc, on purpose: IPv4 must be dotted-quad with four decimal octets; glibc
+///    also takes inet_aton's historic forms ("127.1", "0x7f.0.0.1", octal) — such lines land in
+///    `skipped` with a reason rather than being guessed at. With no nameserver at all glibc falls
+///    back to 127.0.0.1; we return an error instead and let the caller choose a fallback.
+///  * parse() fails only when nothing usable was found: errc::unsupported when there is no
+///    nameserver line, errc::bad_address_text when every nameserver line was malformed. Malformed
+///    lines next to good ones are not errors: they are listed in `skipped` (line number and why).
+///  * Pure: it takes the text; reading the file, watching it for changes and re-reading it (libslirp
+///    re-reads at most once a second) are the caller's. The parser reads each byte a bounded number
+///    of times and allocates only the vectors it returns.
+///  * Loopback resolvers (127.0.0.53 of systemd-resolved, 127.0.0.1 of a local dnsmasq, ::1) are
+///    kept like any other: the forwarder's upstream side is a real host socket, so a loopback
+///    server works for it exactly as it works for the host. has_loopback() says one is there.
 #pragma once
 
 #include <ankanet/result.hpp>
@@ -53,17 +54,20 @@ inline constexpr wire::ipv4_address systemd_resolved_stub{127, 0, 0, 53};
 
 /// One upstream DNS server.
 struct upstream_server {
+    /// The address family of a resolver.
     enum class family_type : std::uint8_t { ipv4, ipv6 };
 
-    family_type family = family_type::ipv4;
+    family_type family = family_type::ipv4; ///< family
     wire::ipv4_address ipv4;            ///< when family is ipv4
     std::array<std::uint8_t, 16> ipv6{}; ///< when family is ipv6, network order
     std::string scope;                  ///< IPv6 "%scope" text without the '%', empty if none
-    std::uint16_t port = default_dns_port;
+    std::uint16_t port = default_dns_port; ///< port
     std::size_t line = 0;               ///< 1-based line of the file it came from (0: not from a file)
     bool within_glibc_limit = true;     ///< among the first glibc_max_nameservers: the host uses it
 
+    /// Whether it is ipv4.
     bool is_ipv4() const noexcept { return family == family_type::ipv4; }
+    /// Whether it is ipv6.
     bool is_ipv6() const noexcept { return family == family_type::ipv6; }
 
     /// 127.0.0.0/8 or ::1: reachable only through the host's own loopback.
@@ -77,6 +81,7 @@ struct upstream_server {
     /// IPv6 link-local (fe80::/10): needs a scope to be reachable.
     bool is_ipv6_link_local() const noexcept { return is_ipv6() && ipv6[0] == 0xfe && (ipv6[1] & 0xc0) == 0x80; }
 
+    /// Memberwise equality.
     bool operator==(const upstream_server&) const = default;
 };
 
@@ -84,6 +89,8 @@ struct upstream_server {
 struct skipped_line {
     std::size_t line = 0;  ///< 1-based
     std::string_view why;  ///< a static English reason
+
+    /// Memberwise equality.
     bool operator==(const skipped_line&) const = default;
 };
 

@@ -1,26 +1,27 @@
-// ankanet::dns::tcp_listener — DNS over TCP for guests, on a host-side loopback socket.
-//
-// Theory of operation.
-//  * Guests ask gateway:53 over TCP when a UDP reply came back truncated (TC), or because they
-//    prefer it. The NAT's TCP translator carries their connections to a host endpoint; this
-//    listener is that endpoint: a TCP socket on 127.0.0.1 at an ephemeral port (endpoint() says
-//    which), so the translator maps gateway:53/TCP there and no privileged port is needed.
-//  * Framing is RFC 7766's (and RFC 1035 §4.2.2's): each message is preceded by its length in two
-//    bytes. A connection carries any number of queries, answered in order.
-//  * Each query goes first to the local zone the UDP forwarder shares (shared_zone: VM names and
-//    host.<domain>); what it does not answer is relayed raw — same bytes, same ID, since the
-//    connection to the upstream is ours alone — to the upstream resolvers over TCP, one
-//    connection per query, each upstream in turn with `upstream_timeout` per try; the reply is
-//    relayed raw too. When every upstream fails the guest gets SERVFAIL (its ID, its question,
-//    RCODE 2). A message that is not a query (the zone says drop) closes the connection.
-//  * Bounded: at most max_connections at a time (more are closed at once, counted); a connection
-//    idle for idle_timeout between queries (or slow to send one) is closed. Messages are at most
-//    65535 bytes by the framing.
-//  * Names are kept current by the UDP forwarder (lease events and lease expiry); this listener
-//    only reads the zone.
-//  * Threads: the coroutines run on the executor given to the constructor; give it one thread (or
-//    a strand). The state lives in a shared block the coroutines keep alive; close() (and the
-//    destructor) closes the acceptor and every connection.
+/// @file
+/// ankanet::dns::tcp_listener — DNS over TCP for guests, on a host-side loopback socket.
+///
+/// Theory of operation.
+///  * Guests ask gateway:53 over TCP when a UDP reply came back truncated (TC), or because they
+///    prefer it. The NAT's TCP translator carries their connections to a host endpoint; this
+///    listener is that endpoint: a TCP socket on 127.0.0.1 at an ephemeral port (endpoint() says
+///    which), so the translator maps gateway:53/TCP there and no privileged port is needed.
+///  * Framing is RFC 7766's (and RFC 1035 §4.2.2's): each message is preceded by its length in two
+///    bytes. A connection carries any number of queries, answered in order.
+///  * Each query goes first to the local zone the UDP forwarder shares (shared_zone: VM names and
+///    `host.<domain>`); what it does not answer is relayed raw — same bytes, same ID, since the
+///    connection to the upstream is ours alone — to the upstream resolvers over TCP, one
+///    connection per query, each upstream in turn with `upstream_timeout` per try; the reply is
+///    relayed raw too. When every upstream fails the guest gets SERVFAIL (its ID, its question,
+///    RCODE 2). A message that is not a query (the zone says drop) closes the connection.
+///  * Bounded: at most max_connections at a time (more are closed at once, counted); a connection
+///    idle for idle_timeout between queries (or slow to send one) is closed. Messages are at most
+///    65535 bytes by the framing.
+///  * Names are kept current by the UDP forwarder (lease events and lease expiry); this listener
+///    only reads the zone.
+///  * Threads: the coroutines run on the executor given to the constructor; give it one thread (or
+///    a strand). The state lives in a shared block the coroutines keep alive; close() (and the
+///    destructor) closes the acceptor and every connection.
 #pragma once
 
 #include <ankanet/dns/forwarder.hpp>
@@ -56,7 +57,7 @@ namespace ankanet::dns {
 /// How a tcp_listener is set up.
 struct tcp_listener_config {
     boost::asio::ip::tcp::endpoint listen{boost::asio::ip::address_v4::loopback(), 0}; ///< port 0: ephemeral
-    std::size_t max_connections = 64;
+    std::size_t max_connections = 64; ///< max connections
     std::chrono::milliseconds idle_timeout{10000};    ///< between queries on one connection
     std::chrono::milliseconds upstream_timeout{2000}; ///< per upstream try (connect, send, answer)
     std::size_t max_tries = 3;                        ///< upstreams tried per query at most
@@ -67,18 +68,18 @@ struct tcp_listener_counters {
     std::uint64_t connections = 0;         ///< accepted
     std::uint64_t refused_connections = 0; ///< closed at once: max_connections were open
     std::uint64_t idle_closed = 0;         ///< closed for idleness
-    std::uint64_t queries = 0;
-    std::uint64_t answered_locally = 0;
+    std::uint64_t queries = 0; ///< queries
+    std::uint64_t answered_locally = 0; ///< answered locally
     std::uint64_t forwarded = 0;           ///< relayed upstream and answered
     std::uint64_t upstream_failures = 0;   ///< upstream tries that failed (refused, timed out, bad reply)
-    std::uint64_t servfail = 0;
+    std::uint64_t servfail = 0; ///< servfail
     std::uint64_t dropped_unreadable = 0;  ///< not a query: the connection was closed
 };
 
 /// DNS over TCP for the guests; see the theory of operation.
 class tcp_listener {
 public:
-    using tcp = boost::asio::ip::tcp;
+    using tcp = boost::asio::ip::tcp; ///< the TCP type
 
     /// Listens on `config.listen` (throws boost::system::system_error when it cannot), answering
     /// from `zone` and relaying to `upstreams`.
@@ -92,7 +93,9 @@ public:
         state_->endpoint = state_->acceptor.local_endpoint();
         boost::asio::co_spawn(executor, accept_loop(state_), boost::asio::detached);
     }
+    /// Move-constructs (memberwise).
     tcp_listener(tcp_listener&&) noexcept = default;
+    /// Move assignment.
     tcp_listener& operator=(tcp_listener&& other) noexcept {
         if (this != &other) {
             close();
@@ -117,6 +120,7 @@ public:
         for (const auto& socket : state_->sessions) socket->close(ignored);
     }
 
+    /// What it counted so far.
     tcp_listener_counters stats() const {
         const std::lock_guard lock{state_->mutex};
         return state_->stats;

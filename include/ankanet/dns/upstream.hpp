@@ -1,17 +1,18 @@
-// ankanet::dns upstreams — which resolvers the DNS forwarder and its TCP listener relay to.
-//
-// Theory of operation.
-//  * An operator names upstreams as text, `IP[:PORT]` (IPv6 in brackets when a port follows:
-//    `[::1]:5353`; a scope after '%': `[fe80::1%eth0]`); parse_upstream() reads one. ankanetd's
-//    `--dns-upstream` (repeatable) gives a list of them.
-//  * With none configured, the host's resolv.conf decides (parsed by resolv_conf.hpp): its servers,
-//    on port 53, in file order. A loopback server (systemd-resolved's 127.0.0.53) is fine: the
-//    forwarder reaches it through an ordinary host socket.
-//  * The file changes under us (DHCP on the host, VPNs, NetworkManager), so upstream_source
-//    re-reads it when its modification time or size changes, looking at most once per `recheck`
-//    (one stat(); default once a second). A file that disappears or no longer parses leaves the
-//    last good list in place, with the error kept for the logs.
-//  * Not thread-safe; the forwarder and the TCP listener each own one source.
+/// @file
+/// ankanet::dns upstreams — which resolvers the DNS forwarder and its TCP listener relay to.
+///
+/// Theory of operation.
+///  * An operator names upstreams as text, `IP[:PORT]` (IPv6 in brackets when a port follows:
+///    `[::1]:5353`; a scope after '%': `[fe80::1%eth0]`); parse_upstream() reads one. ankanetd's
+///    `--dns-upstream` (repeatable) gives a list of them.
+///  * With none configured, the host's resolv.conf decides (parsed by resolv_conf.hpp): its servers,
+///    on port 53, in file order. A loopback server (systemd-resolved's 127.0.0.53) is fine: the
+///    forwarder reaches it through an ordinary host socket.
+///  * The file changes under us (DHCP on the host, VPNs, NetworkManager), so upstream_source
+///    re-reads it when its modification time or size changes, looking at most once per `recheck`
+///    (one stat(); default once a second). A file that disappears or no longer parses leaves the
+///    last good list in place, with the error kept for the logs.
+///  * Not thread-safe; the forwarder and the TCP listener each own one source.
 #pragma once
 
 #include <ankanet/dns/resolv_conf.hpp>
@@ -38,8 +39,11 @@ namespace ankanet::dns {
 
 /// One upstream resolver: an address and a UDP/TCP port.
 struct upstream {
-    boost::asio::ip::address address;
+    boost::asio::ip::address address; ///< address
+
+    /// port
     std::uint16_t port = default_dns_port;
+    /// Memberwise equality.
     bool operator==(const upstream&) const = default;
 };
 
@@ -108,13 +112,14 @@ inline std::vector<upstream> upstreams_of(const resolv_conf& conf) {
 /// Where the upstreams come from: a fixed list, or else the host's resolv.conf.
 struct upstream_config {
     std::vector<upstream> servers;           ///< configured upstreams; when empty, the file's
-    std::string resolv_conf = "/etc/resolv.conf";
+    std::string resolv_conf = "/etc/resolv.conf"; ///< resolv conf
     std::chrono::milliseconds recheck{1000}; ///< the file's mtime is looked at most this often
 };
 
 /// The upstream list in use; see the theory of operation.
 class upstream_source {
 public:
+    /// Upstreams as `config` gives them.
     explicit upstream_source(upstream_config config) : config_(std::move(config)) {
         if (!config_.servers.empty()) current_ = config_.servers;
     }
@@ -135,6 +140,7 @@ public:
     bool from_file() const noexcept { return config_.servers.empty(); }
     /// Why the file was last not usable (empty when it was).
     std::error_code last_error() const noexcept { return last_error_; }
+    /// The configuration it was made with.
     const upstream_config& config() const noexcept { return config_; }
 
 private:
