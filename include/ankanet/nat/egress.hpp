@@ -1,32 +1,33 @@
-// ankanet::nat egress policies — where a guest's new flow may go on the host side.
-//
-// Theory of operation. The translator is templated on an egress policy and asks it once per new
-// flow (a guest's SYN, first UDP datagram or echo request), never per packet: allows(destination,
-// port, protocol). A refused flow gets an RST or ICMP administratively prohibited from the
-// translator and is counted there. The policies:
-//
-//   egress_any        shared mode: everywhere but the never-reachable destinations (below) and
-//                     169.254.0.0/16 link-local, which holds cloud instance-metadata services
-//                     (169.254.169.254) that would hand the guest the host's credentials.
-//   egress_host_only  host mode: the host only, i.e. its loopback 127.0.0.0/8.
-//   egress_allow_list the listed CIDRs only (tests: 127.0.0.0/8, loopback only).
-//
-// The destination judged is the host-side one, the address the translator will connect() to:
-// the guest's destination, or host loopback when the guest addressed the gateway and the gateway
-// stands for the host. So "127.0.0.0/8" lets guests reach servers on the host's loopback through
-// the gateway address. A guest packet addressed to 127.0.0.0/8 itself is a martian (RFC 1122
-// §3.2.1.3: such an address must not appear outside a host) that the translator drops before it
-// maps anything or asks a policy: is_martian_guest_destination() says which.
-//
-// Never reachable, under every policy, whatever an allow-list says: 0.0.0.0/8 ("this network",
-// not a destination), 224.0.0.0/4 (multicast: no flow to translate onto one socket) and
-// 240.0.0.0/4 (reserved, with 255.255.255.255 limited broadcast), and port 0 for TCP and UDP
-// (no host socket can connect to it).
-//
-// Text. parse_egress("any" | "host" | "CIDR[,CIDR...]") gives a runtime_egress (a variant of the
-// three, for ankanetd's --egress) or an error whose message is one sentence naming the bad part.
-// A CIDR without "/len" is one address (/32); a CIDR with host bits set ("10.0.0.1/8") is refused,
-// since it most likely is a typo for something else. allows() neither allocates nor throws.
+/// @file
+/// ankanet::nat egress policies — where a guest's new flow may go on the host side.
+///
+/// Theory of operation. The translator is templated on an egress policy and asks it once per new
+/// flow (a guest's SYN, first UDP datagram or echo request), never per packet: allows(destination,
+/// port, protocol). A refused flow gets an RST or ICMP administratively prohibited from the
+/// translator and is counted there. The policies:
+///
+///   egress_any        shared mode: everywhere but the never-reachable destinations (below) and
+///                     169.254.0.0/16 link-local, which holds cloud instance-metadata services
+///                     (169.254.169.254) that would hand the guest the host's credentials.
+///   egress_host_only  host mode: the host only, i.e. its loopback 127.0.0.0/8.
+///   egress_allow_list the listed CIDRs only (tests: 127.0.0.0/8, loopback only).
+///
+/// The destination judged is the host-side one, the address the translator will connect() to:
+/// the guest's destination, or host loopback when the guest addressed the gateway and the gateway
+/// stands for the host. So "127.0.0.0/8" lets guests reach servers on the host's loopback through
+/// the gateway address. A guest packet addressed to 127.0.0.0/8 itself is a martian (RFC 1122
+/// §3.2.1.3: such an address must not appear outside a host) that the translator drops before it
+/// maps anything or asks a policy: is_martian_guest_destination() says which.
+///
+/// Never reachable, under every policy, whatever an allow-list says: 0.0.0.0/8 ("this network",
+/// not a destination), 224.0.0.0/4 (multicast: no flow to translate onto one socket) and
+/// 240.0.0.0/4 (reserved, with 255.255.255.255 limited broadcast), and port 0 for TCP and UDP
+/// (no host socket can connect to it).
+///
+/// Text. parse_egress("any" | "host" | "CIDR[,CIDR...]") gives a runtime_egress (a variant of the
+/// three, for ankanetd's --egress) or an error whose message is one sentence naming the bad part.
+/// A CIDR without "/len" is one address (/32); a CIDR with host bits set ("10.0.0.1/8") is refused,
+/// since it most likely is a typo for something else. allows() neither allocates nor throws.
 #pragma once
 
 #include <ankanet/result.hpp>
@@ -78,6 +79,7 @@ inline const std::error_category& egress_error_category() noexcept {
     return instance;
 }
 
+/// Wraps `e` in a std::error_code of its category (found by argument-dependent lookup).
 inline std::error_code make_error_code(egress_errc e) noexcept { return {static_cast<int>(e), egress_error_category()}; }
 
 } // namespace ankanet::nat
@@ -89,9 +91,12 @@ namespace ankanet::nat {
 
 /// IP protocol numbers the policies distinguish (the values of wire::ipv4::protocol).
 namespace ip_protocol {
+/// An IP protocol number the policies distinguish (a value of wire::ipv4::protocol).
+/// @{
 inline constexpr std::uint8_t icmp = 1;
 inline constexpr std::uint8_t tcp = 6;
 inline constexpr std::uint8_t udp = 17;
+/// @}
 } // namespace ip_protocol
 
 /// An egress policy: allows(host-side destination, port, IP protocol) and a name for logs.
@@ -118,17 +123,21 @@ constexpr bool is_martian_guest_destination(wire::ipv4_address destination) noex
 
 /// Shared mode: everywhere but the never-reachable destinations and 169.254.0.0/16.
 struct egress_any {
+    /// Always true.
     constexpr bool allows(wire::ipv4_address destination, std::uint16_t port, std::uint8_t protocol) const noexcept {
         return !never_reachable(destination, port, protocol) && !destination.is_link_local();
     }
+    /// The name.
     constexpr std::string_view name() const noexcept { return "any"; }
 };
 
 /// Host mode: the host only — its loopback, where the translator sends flows for the gateway.
 struct egress_host_only {
+    /// Whether `destination` is the host itself (loopback, at the gateway's address).
     constexpr bool allows(wire::ipv4_address destination, std::uint16_t port, std::uint8_t protocol) const noexcept {
         return destination.is_loopback() && !never_reachable(destination, port, protocol);
     }
+    /// The name.
     constexpr std::string_view name() const noexcept { return "host"; }
 };
 
@@ -148,6 +157,7 @@ public:
         if (prefixes_.empty()) text_ += "nothing";
     }
 
+    /// Whether the allow list takes `destination`:`port` over `protocol`.
     bool allows(wire::ipv4_address destination, std::uint16_t port, std::uint8_t protocol) const noexcept {
         if (never_reachable(destination, port, protocol)) return false;
         for (const auto& prefix : prefixes_) {
@@ -157,6 +167,7 @@ public:
     }
     /// "allow 127.0.0.0/8,10.0.0.0/8", for logs.
     std::string_view name() const noexcept { return text_; }
+    /// The prefixes.
     const std::vector<wire::ipv4_prefix>& prefixes() const noexcept { return prefixes_; }
 
 private:
@@ -172,19 +183,25 @@ static_assert(egress_policy<egress_allow_list>);
 /// it pays one variant dispatch per new flow.
 class runtime_egress {
 public:
-    using variant_type = std::variant<egress_any, egress_host_only, egress_allow_list>;
+    using variant_type = std::variant<egress_any, egress_host_only, egress_allow_list>; ///< the variant type
 
     runtime_egress() = default;
+    /// Any destination.
     runtime_egress(egress_any p) : policy_(p) {}
+    /// The host only.
     runtime_egress(egress_host_only p) : policy_(p) {}
+    /// The destinations the list allows.
     runtime_egress(egress_allow_list p) : policy_(std::move(p)) {}
 
+    /// Whether the policy it holds allows `destination`:`port` over `protocol`.
     bool allows(wire::ipv4_address destination, std::uint16_t port, std::uint8_t protocol) const noexcept {
         return std::visit([&](const auto& p) noexcept { return p.allows(destination, port, protocol); }, policy_);
     }
+    /// The name.
     std::string_view name() const noexcept {
         return std::visit([](const auto& p) noexcept { return std::string_view{p.name()}; }, policy_);
     }
+    /// The policy.
     const variant_type& policy() const noexcept { return policy_; }
 
 private:

@@ -1,45 +1,46 @@
-// ankanet::nat::flow_table — the NAT's flows: who talks to whom, and the translator's state for each.
-//
-// Theory of operation. A flow is one guest conversation the translator carries over one host
-// socket, named by its key: the VM (a 16-bit port index), the IP protocol, the guest's address and
-// port, and the remote address and port (for ICMP echo, the echo id in place of both ports). The
-// table maps keys to flows and holds, per flow, the translator's own state (`State`: TCP sequence
-// numbers, the socket, ...).
-//
-// Memory. Everything is allocated at construction and never again: `capacity` slots in one
-// contiguous array (a slot is the key, a generation, a free-list link and the State, with no
-// per-slot heap pointer), and an index of 8-byte entries, a power of two at least twice the
-// capacity, so the index is never more than half full. The table's own overhead per flow is
-// sizeof(slot) - sizeof(State) (24 bytes) plus its share of the index (16 to 32 bytes depending on
-// how capacity rounds): bytes_per_flow() says exactly; the benchmark reports it. A flow's slot
-// index is dense in [0, capacity), so it can index the timer wheel (nat/timer_wheel.hpp) and travel
-// in epoll data; free slots are reused last-freed first, which keeps recently used memory warm.
-//
-// Handles. A flow_handle is the slot index and the slot's generation. The generation is odd while
-// the slot holds a flow and is bumped on insert and erase, so a handle to an erased flow — even one
-// whose slot was reused — is refused (get() returns nullptr, erase() false) instead of naming a
-// stranger's flow. A handle packs into 64 bits (to_u64 / from_u64) for epoll_event.data. (A 32-bit
-// generation comes round again only after 2^31 flows in one slot; a handle kept that long is
-// the glue's bug, not a guest's doing.)
-//
-// The index. Open addressing with linear probing over SipHash-2-4 of the key under a 128-bit key
-// drawn per table from std::random_device: a guest that cannot learn the key cannot choose flows
-// that pile into one run of the index, so lookups stay O(1) expected whatever it sends. Each entry
-// holds a slot index and 32 bits of the hash; a probe compares those bits before touching the
-// slot, so a miss rarely leaves the index. Deletion is backward-shift (Knuth 6.4, Algorithm R):
-// the entries after the erased one in its run move back into the hole when that keeps them at or
-// after their home position. Unlike tombstones, this leaves the index exactly as if the flow had
-// never been inserted: under the NAT's constant churn probe sequences never grow and no rehash
-// (an O(n) pause on the data path) is ever needed. An erase costs the rest of its run — short at
-// load <= 1/2.
-//
-// Limits. Each VM id below `max_vms` has a flow count and a limit (default: the whole capacity);
-// insert() refuses with flow_errc::vm_limit when the VM is at its limit and flow_errc::table_full
-// when no slot is free, and counts each refusal, so one VM cannot take every flow from the others.
-//
-// Iteration. for_each() walks the slots in index order; its callback may erase the flow it is
-// given or any other (erased flows are not visited later), and a flow inserted meanwhile may or may
-// not be visited. Not thread-safe: one table per translator, one thread.
+/// @file
+/// ankanet::nat::flow_table — the NAT's flows: who talks to whom, and the translator's state for each.
+///
+/// Theory of operation. A flow is one guest conversation the translator carries over one host
+/// socket, named by its key: the VM (a 16-bit port index), the IP protocol, the guest's address and
+/// port, and the remote address and port (for ICMP echo, the echo id in place of both ports). The
+/// table maps keys to flows and holds, per flow, the translator's own state (`State`: TCP sequence
+/// numbers, the socket, ...).
+///
+/// Memory. Everything is allocated at construction and never again: `capacity` slots in one
+/// contiguous array (a slot is the key, a generation, a free-list link and the State, with no
+/// per-slot heap pointer), and an index of 8-byte entries, a power of two at least twice the
+/// capacity, so the index is never more than half full. The table's own overhead per flow is
+/// sizeof(slot) - sizeof(State) (24 bytes) plus its share of the index (16 to 32 bytes depending on
+/// how capacity rounds): bytes_per_flow() says exactly; the benchmark reports it. A flow's slot
+/// index is dense in [0, capacity), so it can index the timer wheel (nat/timer_wheel.hpp) and travel
+/// in epoll data; free slots are reused last-freed first, which keeps recently used memory warm.
+///
+/// Handles. A flow_handle is the slot index and the slot's generation. The generation is odd while
+/// the slot holds a flow and is bumped on insert and erase, so a handle to an erased flow — even one
+/// whose slot was reused — is refused (get() returns nullptr, erase() false) instead of naming a
+/// stranger's flow. A handle packs into 64 bits (to_u64 / from_u64) for epoll_event.data. (A 32-bit
+/// generation comes round again only after 2^31 flows in one slot; a handle kept that long is
+/// the glue's bug, not a guest's doing.)
+///
+/// The index. Open addressing with linear probing over SipHash-2-4 of the key under a 128-bit key
+/// drawn per table from std::random_device: a guest that cannot learn the key cannot choose flows
+/// that pile into one run of the index, so lookups stay O(1) expected whatever it sends. Each entry
+/// holds a slot index and 32 bits of the hash; a probe compares those bits before touching the
+/// slot, so a miss rarely leaves the index. Deletion is backward-shift (Knuth 6.4, Algorithm R):
+/// the entries after the erased one in its run move back into the hole when that keeps them at or
+/// after their home position. Unlike tombstones, this leaves the index exactly as if the flow had
+/// never been inserted: under the NAT's constant churn probe sequences never grow and no rehash
+/// (an O(n) pause on the data path) is ever needed. An erase costs the rest of its run — short at
+/// load <= 1/2.
+///
+/// Limits. Each VM id below `max_vms` has a flow count and a limit (default: the whole capacity);
+/// insert() refuses with flow_errc::vm_limit when the VM is at its limit and flow_errc::table_full
+/// when no slot is free, and counts each refusal, so one VM cannot take every flow from the others.
+///
+/// Iteration. for_each() walks the slots in index order; its callback may erase the flow it is
+/// given or any other (erased flows are not visited later), and a flow inserted meanwhile may or may
+/// not be visited. Not thread-safe: one table per translator, one thread.
 #pragma once
 
 #include <ankanet/detail/siphash.hpp>
@@ -97,6 +98,7 @@ inline const std::error_category& flow_error_category() noexcept {
     return instance;
 }
 
+/// Wraps `e` in a std::error_code of its category (found by argument-dependent lookup).
 inline std::error_code make_error_code(flow_errc e) noexcept { return {static_cast<int>(e), flow_error_category()}; }
 
 } // namespace ankanet::nat
@@ -108,37 +110,44 @@ namespace ankanet::nat {
 
 /// What names a flow. 16 bytes; members ordered so there is no padding.
 struct flow_key {
-    wire::ipv4_address guest_address;
-    wire::ipv4_address remote_address;
+    wire::ipv4_address guest_address; ///< guest address
+    wire::ipv4_address remote_address; ///< remote address
     std::uint16_t guest_port = 0;  ///< for ICMP echo: the guest's echo id
     std::uint16_t remote_port = 0; ///< for ICMP echo: the guest's echo id too
     std::uint16_t vm = 0;          ///< the VM's port index
     std::uint8_t protocol = 0;     ///< IP protocol number (wire::ipv4::protocol)
 
+    /// Memberwise equality.
     constexpr bool operator==(const flow_key&) const noexcept = default;
 };
 static_assert(sizeof(flow_key) == 16);
 
 /// A flow: its slot index and the slot's (odd) generation when the flow was inserted.
 struct flow_handle {
-    std::uint32_t index = 0;
+    std::uint32_t index = 0; ///< index
     std::uint32_t generation = 0; ///< 0 (even) never names a flow: a default handle is always stale
 
+    /// The handle packed in 64 bits (from_u64() unpacks it).
     constexpr std::uint64_t to_u64() const noexcept { return std::uint64_t{generation} << 32 | index; }
+    /// The handle to_u64() packed.
     static constexpr flow_handle from_u64(std::uint64_t packed) noexcept {
         return flow_handle{static_cast<std::uint32_t>(packed), static_cast<std::uint32_t>(packed >> 32)};
     }
+    /// Memberwise equality.
     constexpr bool operator==(const flow_handle&) const noexcept = default;
 };
 
 /// Counters of the table's refusals and churn.
 struct flow_table_counters {
-    std::uint64_t inserted = 0;
-    std::uint64_t erased = 0;
-    std::uint64_t refused_table_full = 0;
-    std::uint64_t refused_vm_limit = 0;
-    std::uint64_t refused_flow_exists = 0;
+    std::uint64_t inserted = 0; ///< inserted
+    std::uint64_t erased = 0; ///< erased
+    std::uint64_t refused_table_full = 0; ///< refused table full
+    std::uint64_t refused_vm_limit = 0; ///< refused VM limit
+    std::uint64_t refused_flow_exists = 0; ///< refused flow exists
+
+    /// refused unknown VM
     std::uint64_t refused_unknown_vm = 0;
+    /// Memberwise equality.
     constexpr bool operator==(const flow_table_counters&) const noexcept = default;
 };
 
@@ -151,19 +160,22 @@ class flow_table {
                   "State must be a complete, destructible object type");
 
 public:
-    using state_type = State;
+    using state_type = State; ///< the state type
 
     /// The largest capacity: slot indexes and twice the capacity must fit the index's 32 bits.
     static constexpr std::size_t max_capacity = std::size_t{1} << 28;
 
+    /// Sizes of the flow table.
     struct config {
         std::size_t capacity = 4096;  ///< flows at once (clamped to [1, max_capacity])
         std::size_t max_vms = 256;    ///< VM ids 0..max_vms-1 may hold flows (at least 1)
+
         /// Key of the index's hash; drawn from std::random_device when not given (tests fix it).
         std::optional<std::array<std::byte, 16>> hash_key;
     };
 
     flow_table() : flow_table(config{}) {}
+    /// An empty table of `cfg`.
     explicit flow_table(const config& cfg)
         : key_(make_key(cfg.hash_key)), slots_(clamp(cfg.capacity, 1, max_capacity)),
           index_(std::bit_ceil(std::max<std::size_t>(2 * slots_.size(), 8))), mask_(index_.size() - 1),
@@ -182,9 +194,13 @@ public:
 
     // --- sizes ----------------------------------------------------------------------------------
 
+    /// The capacity.
     std::size_t capacity() const noexcept { return slots_.size(); }
+    /// The number of elements.
     std::size_t size() const noexcept { return size_; }
+    /// Whether empty.
     bool empty() const noexcept { return size_ == 0; }
+    /// The max VMs.
     std::size_t max_vms() const noexcept { return vm_flows_.size(); }
     /// Entries in the index (a power of two, at least twice the capacity).
     std::size_t index_entries() const noexcept { return index_.size(); }
@@ -257,6 +273,7 @@ public:
 
     /// The State of the flow `handle` names; nullptr when the handle is stale.
     State* get(flow_handle handle) noexcept { return contains(handle) ? state_of(handle.index) : nullptr; }
+    /// The State of the flow `handle` names; nullptr when the handle is stale.
     const State* get(flow_handle handle) const noexcept {
         return contains(handle) ? state_of(handle.index) : nullptr;
     }
@@ -326,12 +343,14 @@ public:
         vm_limits_[vm] = static_cast<std::uint32_t>(std::min(limit, slots_.size()));
         return true;
     }
+    /// The flow limit of VM `vm`.
     std::size_t vm_limit(std::uint16_t vm) const noexcept { return vm < vm_limits_.size() ? vm_limits_[vm] : 0; }
     /// Sets every VM's limit.
     void set_vm_limits(std::size_t limit) noexcept {
         for (std::size_t vm = 0; vm < vm_limits_.size(); ++vm) set_vm_limit(static_cast<std::uint16_t>(vm), limit);
     }
 
+    /// The counters.
     const flow_table_counters& counters() const noexcept { return counters_; }
 
 private:

@@ -1,28 +1,29 @@
-// ankanet::nat::icmp_translator — guests' ping (ICMP echo) over host sockets.
-//
-// Theory of operation. A flow is one guest's echo identifier towards one remote (flow_table key:
-// the id stands in for both ports). The host side is one of two kinds of socket, chosen once, at
-// construction:
-//   - ping sockets (SOCK_DGRAM, IPPROTO_ICMP): unprivileged, one per flow, connected to the
-//     remote. The kernel owns the echo id on the wire (it is the socket's "port") and hands back
-//     only the replies to that socket, so flows never see each other's replies. Linux allows them
-//     to the groups in net.ipv4.ping_group_range, which is "1 0" (nobody, not even root) unless
-//     the administrator widened it.
-//   - a raw ICMP socket (SOCK_RAW, needs CAP_NET_RAW), one for all flows, as libslirp falls back
-//     to. Each flow sends with an id of its own — its slot index mixed with a random base, so a
-//     guest cannot pick another flow's id and a reply maps to its flow with no lookup — and the
-//     socket sees every ICMP the host receives: only echo replies whose id names a live flow and
-//     whose source is that flow's remote are taken; everything else is ignored.
-// The library changes no system setting: when neither kind can be opened, available() is false
-// and unavailable_reason() says why in one sentence naming the sysctl, for the program to log
-// once; guests' pings beyond the gateway then go unanswered (counted).
-// Echo requests to the gateway are not ours: the gateway answers them itself (gateway::responder).
-// Requests from a guest are checked (length, checksum), judged by the egress policy once per new
-// flow (a refusal: ICMP communication administratively prohibited, counted, reported at most once
-// a second), sent with the host-side id, and replies come back with the guest's id and sequence
-// restored, from the remote as the guest addressed it (the gateway for host loopback), through
-// the same ready list / wakeup / release_held path as UDP (detail/host_events.hpp). A flow lives
-// `timeout` (60 s) after its last request.
+/// @file
+/// ankanet::nat::icmp_translator — guests' ping (ICMP echo) over host sockets.
+///
+/// Theory of operation. A flow is one guest's echo identifier towards one remote (flow_table key:
+/// the id stands in for both ports). The host side is one of two kinds of socket, chosen once, at
+/// construction:
+///   - ping sockets (SOCK_DGRAM, IPPROTO_ICMP): unprivileged, one per flow, connected to the
+///     remote. The kernel owns the echo id on the wire (it is the socket's "port") and hands back
+///     only the replies to that socket, so flows never see each other's replies. Linux allows them
+///     to the groups in net.ipv4.ping_group_range, which is "1 0" (nobody, not even root) unless
+///     the administrator widened it.
+///   - a raw ICMP socket (SOCK_RAW, needs CAP_NET_RAW), one for all flows, as libslirp falls back
+///     to. Each flow sends with an id of its own — its slot index mixed with a random base, so a
+///     guest cannot pick another flow's id and a reply maps to its flow with no lookup — and the
+///     socket sees every ICMP the host receives: only echo replies whose id names a live flow and
+///     whose source is that flow's remote are taken; everything else is ignored.
+/// The library changes no system setting: when neither kind can be opened, available() is false
+/// and unavailable_reason() says why in one sentence naming the sysctl, for the program to log
+/// once; guests' pings beyond the gateway then go unanswered (counted).
+/// Echo requests to the gateway are not ours: the gateway answers them itself (gateway::responder).
+/// Requests from a guest are checked (length, checksum), judged by the egress policy once per new
+/// flow (a refusal: ICMP communication administratively prohibited, counted, reported at most once
+/// a second), sent with the host-side id, and replies come back with the guest's id and sequence
+/// restored, from the remote as the guest addressed it (the gateway for host loopback), through
+/// the same ready list / wakeup / release_held path as UDP (detail/host_events.hpp). A flow lives
+/// `timeout` (60 s) after its last request.
 #pragma once
 
 #include <ankanet/inspection.hpp>
@@ -61,27 +62,29 @@
 
 namespace ankanet::nat {
 
+/// Limits of the ICMP translator.
 struct icmp_limits {
     std::size_t capacity = 1024;        ///< echo flows at once (at most 65536: the id space)
     std::size_t max_flows_per_vm = 64;  ///< 0: the whole capacity
-    std::size_t max_vms = 256;
-    std::chrono::seconds timeout{60};
-    icmp_socket_kind sockets = icmp_socket_kind::automatic;
+    std::size_t max_vms = 256; ///< max VMs
+    std::chrono::seconds timeout{60}; ///< timeout
+    icmp_socket_kind sockets = icmp_socket_kind::automatic; ///< sockets
 };
 
+/// What the ICMP translator did.
 struct icmp_counters {
     std::uint64_t requests = 0;           ///< echo requests carried guest → host
     std::uint64_t replies = 0;            ///< echo replies carried host → guest
-    std::uint64_t flows_opened = 0;
-    std::uint64_t flows_expired = 0;
-    std::uint64_t refused_egress = 0;
-    std::uint64_t refused_limit = 0;
+    std::uint64_t flows_opened = 0; ///< flows opened
+    std::uint64_t flows_expired = 0; ///< flows expired
+    std::uint64_t refused_egress = 0; ///< refused egress
+    std::uint64_t refused_limit = 0; ///< refused limit
     std::uint64_t refused_socket = 0;     ///< no socket (none available, or opening one failed)
-    std::uint64_t dropped_malformed = 0;
-    std::uint64_t dropped_martian = 0;
-    std::uint64_t dropped_fragment = 0;
+    std::uint64_t dropped_malformed = 0; ///< dropped malformed
+    std::uint64_t dropped_martian = 0; ///< dropped martian
+    std::uint64_t dropped_fragment = 0; ///< dropped fragment
     std::uint64_t dropped_spoofed = 0;    ///< not from the port's MAC, or from no address a VM of the subnet has
-    std::uint64_t dropped_send = 0;
+    std::uint64_t dropped_send = 0; ///< dropped send
     std::uint64_t ignored_host_icmp = 0;  ///< raw socket: ICMP that named no flow
 };
 
@@ -89,23 +92,29 @@ struct icmp_counters {
 template <egress_policy Egress>
 class icmp_translator {
 public:
+    /// A translator running host sockets on `executor`.
     icmp_translator(boost::asio::any_io_executor executor, translation_config config, Egress egress, icmp_limits limits = {})
         : state_(std::make_shared<state>(std::move(executor), config, std::move(egress), limits)) {
         state_->start();
     }
+    /// Move-constructs (memberwise).
     icmp_translator(icmp_translator&&) noexcept = default;
+    /// Move assignment.
     icmp_translator& operator=(icmp_translator&&) noexcept = default;
     ~icmp_translator() {
         if (state_) state_->close_all();
     }
 
+    /// Takes the guests' ICMP datagrams for the translator; passes every other frame.
     template <class Ctx>
     inspection inspect(const wire::parsed_frame& frame, Ctx& ctx) {
         if (!frame.is_ipv4() || frame.protocol != wire::ipv4::protocol::icmp) return inspection::pass;
         return state_->from_guest(frame, ctx);
     }
+    /// Sends the guests what the host sockets received; at most `room` frames.
     template <class Ctx>
     std::size_t release_held(Ctx& ctx, std::size_t room) { return state_->release(ctx, room); }
+    /// The function the translator calls when it has frames for the guests.
     void bind_wakeup(std::function<void()> wake) { state_->wake.bind(std::move(wake)); }
     /// Closes every flow's socket and the timer: the network is stopping.
     void stop() { state_->close_all(); }
@@ -118,7 +127,9 @@ public:
     }
     /// Why no socket kind is available, in one sentence; empty when one is.
     const std::string& unavailable_reason() const noexcept { return state_->why; }
+    /// What it counted so far.
     const icmp_counters& stats() const noexcept { return state_->counters; }
+    /// The flow count.
     std::size_t flow_count() const noexcept { return state_->flows.size(); }
 
 private:

@@ -1,44 +1,45 @@
-// ankanet::nat::tcp_translator — the gateway service that carries the VMs' TCP connections over
-// host sockets: basic_tcp_engine (nat/tcp_engine.hpp) on real sockets (nat/tcp_sockets.hpp),
-// fitted to basic_network.
-//
-// Theory of operation. The translator inspects the frames VMs send (it is a vm_frame_inspector):
-// an IPv4/TCP frame that classify() routes `translate` is the engine's, and everything it answers
-// at once (ACKs, duplicate ACKs, RSTs) goes back through ctx.send_to to the sending VM's port.
-// Guest data is held until the network's burst ends (end_burst), then written per flow at once;
-// the ACKs it earns go out then, as far as the reply queue has room, the rest from release_held. The
-// host side is asynchronous: a connect ending, data arriving, send buffer space, a flow's timer.
-// Each only puts the flow on the engine's list of flows with work and wakes the network once
-// (bind_wakeup); the network then calls release_held(ctx, room), in which the engine peeks the
-// sockets straight into frames, at most `room` per call. The flows' timers live on the engine's
-// one timer wheel, behind one steady_timer armed at the wheel's next deadline.
-//
-// Where a guest's SYN goes. classify() gives the host-side destination: the address the guest
-// named, or the host's loopback for the gateway's address. The gateway's ports can be mapped
-// elsewhere (map_gateway_port(53, a DNS-over-TCP listener), or any function with
-// set_gateway_port_map()); a mapped port is the operator's choice and is not put to the egress
-// policy. Everything else must pass the egress policy (Egress::allows), or the guest gets an RST.
-//
-// Inbound flows. A port forward's accepted connection (nat/inbound.hpp) reaches carry_inbound()
-// through the network's context: the socket layer adopts the socket and the engine opens the
-// connection towards the guest (open_inbound), so the guest's own flows and forwarded ones share
-// one engine, one table and the VM's one flow limit.
-//
-// Wakeups. basic_network binds them when its first backend attaches. A program that drives the
-// network's input() itself must call flush() when the translator's wake function is called (give
-// it one with bind_wakeup), or its host-side frames wait. When a VM's port goes, port_removed()
-// resets its flows towards the host, so no host socket is left waiting (CLOSE_WAIT) for a guest
-// that is gone.
-//
-// Time. The host side reads std::chrono::steady_clock itself (its events come from the
-// io_context, with no network time at hand); the network's clock is not used for TCP timers.
-//
-// Offloads. A guest's super-frame that travelled whole (ctx.offload() has NEEDS_CSUM) is one
-// segment to the engine, its checksum unchecked. Towards a VM whose port takes offload metadata
-// (ctx.takes_offload), the engine sends host data as 64 KiB GSO super-frames (to_guests passes
-// the metadata on with ctx.send_to).
-//
-// Not thread-safe: the executor must be the network's (one thread at a time).
+/// @file
+/// ankanet::nat::tcp_translator — the gateway service that carries the VMs' TCP connections over
+/// host sockets: basic_tcp_engine (nat/tcp_engine.hpp) on real sockets (nat/tcp_sockets.hpp),
+/// fitted to basic_network.
+///
+/// Theory of operation. The translator inspects the frames VMs send (it is a vm_frame_inspector):
+/// an IPv4/TCP frame that classify() routes `translate` is the engine's, and everything it answers
+/// at once (ACKs, duplicate ACKs, RSTs) goes back through ctx.send_to to the sending VM's port.
+/// Guest data is held until the network's burst ends (end_burst), then written per flow at once;
+/// the ACKs it earns go out then, as far as the reply queue has room, the rest from release_held. The
+/// host side is asynchronous: a connect ending, data arriving, send buffer space, a flow's timer.
+/// Each only puts the flow on the engine's list of flows with work and wakes the network once
+/// (bind_wakeup); the network then calls release_held(ctx, room), in which the engine peeks the
+/// sockets straight into frames, at most `room` per call. The flows' timers live on the engine's
+/// one timer wheel, behind one steady_timer armed at the wheel's next deadline.
+///
+/// Where a guest's SYN goes. classify() gives the host-side destination: the address the guest
+/// named, or the host's loopback for the gateway's address. The gateway's ports can be mapped
+/// elsewhere (map_gateway_port(53, a DNS-over-TCP listener), or any function with
+/// set_gateway_port_map()); a mapped port is the operator's choice and is not put to the egress
+/// policy. Everything else must pass the egress policy (Egress::allows), or the guest gets an RST.
+///
+/// Inbound flows. A port forward's accepted connection (nat/inbound.hpp) reaches carry_inbound()
+/// through the network's context: the socket layer adopts the socket and the engine opens the
+/// connection towards the guest (open_inbound), so the guest's own flows and forwarded ones share
+/// one engine, one table and the VM's one flow limit.
+///
+/// Wakeups. basic_network binds them when its first backend attaches. A program that drives the
+/// network's input() itself must call flush() when the translator's wake function is called (give
+/// it one with bind_wakeup), or its host-side frames wait. When a VM's port goes, port_removed()
+/// resets its flows towards the host, so no host socket is left waiting (CLOSE_WAIT) for a guest
+/// that is gone.
+///
+/// Time. The host side reads std::chrono::steady_clock itself (its events come from the
+/// io_context, with no network time at hand); the network's clock is not used for TCP timers.
+///
+/// Offloads. A guest's super-frame that travelled whole (ctx.offload() has NEEDS_CSUM) is one
+/// segment to the engine, its checksum unchecked. Towards a VM whose port takes offload metadata
+/// (ctx.takes_offload), the engine sends host data as 64 KiB GSO super-frames (to_guests passes
+/// the metadata on with ctx.send_to).
+///
+/// Not thread-safe: the executor must be the network's (one thread at a time).
 #pragma once
 
 #include <ankanet/inspection.hpp>
@@ -67,7 +68,7 @@ namespace ankanet::nat {
 
 /// The TCP translator's counters: the engine's, plus the frames it turned away before the engine.
 struct tcp_translator_stats {
-    tcp_stats engine;
+    tcp_stats engine; ///< engine
     std::uint64_t martians = 0;  ///< TCP to a destination no host may send to (dropped)
     std::uint64_t fragments = 0; ///< fragmented TCP (dropped, not reassembled)
     std::uint64_t foreign_sources = 0; ///< from a MAC or address not the sending port's (dropped)
@@ -85,12 +86,11 @@ struct tcp_translator_stats {
 /// my_network net{network_config, arp_guard, dhcp, tcp_nat{io.get_executor(), translation, egress, tcp_limits}, responder};
 /// net.service<tcp_nat>().map_gateway_port(53, dns_tcp_listener.endpoint()); // DNS over TCP at the gateway
 /// @endcode
-/// @endcode
 template <egress_policy Egress, tcp_socket_layer SocketLayer = asio_tcp_sockets>
 class tcp_translator {
 public:
-    using engine_type = basic_tcp_engine<SocketLayer>;
-    using gateway_port_map = std::function<std::optional<tcp_host_target>(std::uint16_t gateway_port)>;
+    using engine_type = basic_tcp_engine<SocketLayer>; ///< the engine type
+    using gateway_port_map = std::function<std::optional<tcp_host_target>(std::uint16_t gateway_port)>; ///< the gateway port map type
 
     /// Real sockets on `executor` (the network's).
     tcp_translator(boost::asio::any_io_executor executor, translation_config config, Egress egress, tcp_limits limits = {})
@@ -110,7 +110,9 @@ public:
         }
     }
 
+    /// Move-constructs (memberwise).
     tcp_translator(tcp_translator&&) noexcept = default;
+    /// Move assignment.
     tcp_translator& operator=(tcp_translator&&) noexcept = default;
 
     /// Takes the IPv4/TCP frames classify() routes `translate`; drops martians and fragments.
@@ -157,13 +159,16 @@ public:
     /// metadata (super-frames) for ports whose backend takes it as it is.
     template <class Ctx>
     struct to_guests {
-        Ctx& ctx;
+        Ctx& ctx; ///< ctx
+        /// Sends `frame` to `vm`.
         void operator()(port_handle vm, wire::const_bytes frame) const { ctx.send_to(vm, frame); }
+        /// Sends `frame` to `vm` with its offload metadata.
         void operator()(port_handle vm, wire::const_bytes frame, const wire::offload& meta) const
             requires requires { ctx.send_to(vm, frame, meta); }
         {
             ctx.send_to(vm, frame, meta);
         }
+        /// Whether `vm`'s port takes offload metadata as it is.
         bool takes_offload(port_handle vm) const {
             if constexpr (requires { { ctx.takes_offload(vm) } -> std::convertible_to<bool>; }) return ctx.takes_offload(vm);
             else return false;
@@ -253,6 +258,7 @@ public:
     /// The network removed a VM's port: its flows are reset on the host side and forgotten.
     void port_removed(wire::mac_address mac) { state_->engine.drop_vm(mac); }
 
+    /// What it counted so far.
     tcp_translator_stats stats() const {
         return tcp_translator_stats{state_->engine.stats(), state_->martians, state_->fragments, state_->foreign_sources};
     }
@@ -264,7 +270,9 @@ public:
         if constexpr (requires { SocketLayer::bytes_per_flow(); }) socket = static_cast<double>(SocketLayer::bytes_per_flow());
         return state_->engine.bytes_per_flow() + socket;
     }
+    /// The engine.
     engine_type& engine() noexcept { return state_->engine; }
+    /// The egress.
     Egress& egress() noexcept { return state_->egress; }
 
 private:

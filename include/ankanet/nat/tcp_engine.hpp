@@ -1,112 +1,113 @@
-// ankanet::nat::basic_tcp_engine — the TCP translator's pure core: guest segments in, host socket
-// calls and guest frames out, no TCP stack in between.
-//
-// Theory of operation. Each guest connection is carried by exactly one host socket, and the
-// engine keeps no payload of its own, save the guest's data that arrived beyond a hole: what the
-// guest sends goes straight into the socket's send buffer, what the host sends stays in the
-// socket's receive queue until the guest has ACKed it. The engine mirrors sequence numbers and
-// windows between the two, as passt's tcp.c does.
-//
-//  - Opening. A guest SYN for a tuple with no flow is checked against the egress policy (the
-//    caller's `resolve`: refused -> RST, counted), the VM's flow limit and the table's capacity
-//    (refused -> RST, counted) and the VM's half-open limit. A SYN over that one is dropped and
-//    counted, not reset: like a kernel whose SYN queue is full, the engine lets the guest's own
-//    SYN retransmission try again once handshakes finish, so a burst of honest connects all get
-//    through while a SYN flood gains nothing. Then the socket layer starts a non-blocking
-//    connect() with the guest's MSS. The guest hears nothing until the connect ends: a SYN-ACK when
-//    it succeeded, an RST when the host refused, an ICMP host or net unreachable when the host
-//    said so. A connect that hangs is reset after tcp_limits::connect_timeout on the flow's own
-//    timer, so one dead destination delays no other flow.
-//  - Guest -> host. Data segments are held, as spans into the frames of the port's burst, until
-//    end_burst(): then each flow's segments, sorted by sequence number (frames the link swapped
-//    within a burst need no retransmission), go to its socket in one gather write (sendmsg), and
-//    the guest is ACKed for what the kernel took and no more, one ACK per segment as if each had
-//    come alone. A short send leaves the rest for the guest to retransmit,
-//    and the engine waits for writability to tell it (a window update).
-//  - Loss between the guest and us. A segment beyond rcv_nxt is parked in a tcp_reorder_store
-//    (a fixed pool with a budget per VM) and gets a duplicate ACK; the guest's fast retransmission
-//    of the hole then takes the hole and everything parked behind it to the socket at once, and
-//    one ACK covers it all. Dropping them instead, as passt does, left a guest without SACK to
-//    resend the rest of its flight one segment per round trip (NewReno's partial ACKs): a 256 MiB
-//    upload with 1% loss took minutes. This is the one place the engine holds payload. A segment
-//    that does not fit the VM's budget is dropped and counted, and earns a duplicate ACK only
-//    while its hole has had fewer than three (each further one would tell the guest a
-//    thrown-away segment was delivered).
-//    The window we advertise is the socket's free send buffer (scaled by our_window_shift when
-//    the guest offered window scaling), rounded down to 0 below one MSS (silly window
-//    avoidance); to a guest without SACK, no more than its VM's budget can park, since such a
-//    guest resends what we could not park one segment per round trip (one with SACK resends
-//    exactly the holes it is told of). A zero window probe or a keepalive is answered with an
-//    ACK, so a window update the guest missed is repeated when it asks.
-//  - Timestamps (RFC 7323). When the guest's SYN offers them, every segment carries our
-//    millisecond clock and echoes the guest's latest in-window TSval. They cost 12 bytes of each
-//    segment and give the guest what it needs to recover when its own segments are lost: an RTT
-//    sample from every ACK, retransmissions included, so its RTO does not stay backed off (Karn),
-//    and a way to tell a spurious retransmission from a real one.
-//  - SACK (RFC 2018). When the guest's SYN permits it (and parking is on), so does our SYN-ACK,
-//    and every pure ACK names the ranges parked beyond rcv_nxt. The guest then knows exactly
-//    what is missing: it resends only the holes, recovers from several losses in one flight and
-//    from a lost retransmission without an RTO, and its tail loss probes work. Parked data is
-//    never given up while its flow lives, so nothing SACKed is reneged. The guest's own SACK
-//    blocks (about our data) are not used: towards the guest we retransmit by rewinding.
-//  - Host -> guest. Data is peeked at offset snd_nxt - snd_una (SO_PEEK_OFF in the Asio layer)
-//    straight into the payload area of the frame being built, at most one MSS per frame and no
-//    further than the guest's window (scaled by its shift). Where the VM's port takes offload
-//    metadata (a TAP with a virtio-net header; the `out` callback's takes_offload(vm)) and
-//    tcp_limits::gso_to_guest is on, one peek fills a TCPv4 super-frame of up to 64 KiB of whole
-//    MSS-sized segments instead, sent with its GSO metadata and the checksum left to the kernel
-//    (emit_partial), which cuts it for the guest: one system call each way per 64 KiB. When the guest ACKs, the ACKed bytes
-//    are dropped from the socket (MSG_TRUNC). Retransmitting is rewinding snd_nxt to snd_una: on
-//    the retransmission timer (1 s, doubled per expiry, RFC 6298 5.5, up to rto_max) or after three
-//    duplicate ACKs. A zero window stops sending and arms the same timer to send a one-byte probe
-//    (probes back off but never give up); a window that shrinks below what is in flight rewinds
-//    snd_nxt to the window's edge. A zero window never hides the host's end of file: the FIN
-//    needs no window.
-//  - Inbound (a port forward, nat/inbound.hpp). open_inbound() takes a connection a host listener
-//    accepted: the flow is inserted with the socket already connected (the socket layer adopts
-//    it), keyed by the tuple as the guest will see it, and pump() sends the guest a SYN offering
-//    our MSS, window scale, SACK and timestamps. The guest's SYN-ACK sets what it agreed to, our
-//    ACK establishes the flow, and from there it is an ordinary flow. A guest that is not up yet
-//    gets the SYN again on the RTO (1 s, doubled), tcp_limits::inbound_syn_retries times; then, or
-//    when the guest answers with an RST (nothing listens), the client is reset. Inbound flows count
-//    against the VM's flow limit, not its half-open limit (the host, not the guest, opened them).
-//  - Closing. The state is a set of per-direction event bits, not an RFC state enum. A guest FIN
-//    (once every byte before it is in the socket) is shutdown(SHUT_WR). End of file on the socket
-//    becomes a FIN to the guest only when every byte before it is ACKed; it is retransmitted like
-//    data. A flow closes (close(), no CLOSE_WAIT left behind) when both FINs are ACKed. A guest RST
-//    in the window closes the socket with SO_LINGER {1, 0}, so the host peer sees an RST too; an
-//    RST is never answered. A segment for no flow gets an RST (unless it is one).
-//
-// Lifecycle. An outbound flow is inserted by the guest's SYN (syn_from_guest, counted half-open)
-// with its connect timer armed; connected -> SYN-ACK sent (syn_to_guest, RTO armed) -> the guest's
-// ACK (established, no longer half-open). An inbound flow is inserted by open_inbound() (connected,
-// and no syn_from_guest: that is what marks it inbound) -> SYN sent (syn_to_guest, RTO armed) ->
-// the guest's SYN-ACK (established, our ACK sent). Once established, the timer is the RTO while
-// anything is unACKed, the persist timer at a zero window, else the idle timer. A flow is erased,
-// its socket closed and its timer cancelled, when: both FINs are ACKed (plain close); the guest
-// resets it (linger 0); the connect fails or times out, the guest answers an inbound SYN with an
-// RST or not at all, the RTO gives up after max_retransmits, the idle timer fires, or the
-// socket fails (RST to the guest first, linger 0 towards the host); its VM goes away (drop_vm).
-//
-// Output. Frames to the guests come from two places. guest_segment() answers at once (ACKs,
-// duplicate ACKs, RSTs) through its `out` callback. Everything the host side causes (connect
-// results, readable data, writability, timers) only marks the flow: socket_event() and advance()
-// put it on a FIFO of flows with work, and pump(now, room, out) emits up to `room` frames from
-// that FIFO. The translator calls pump() from the network's release_held(). Frames are built in
-// one buffer by one function (emit_segment), 64 KiB long when super-frames may be sent.
-//
-// State and memory. Flows live in a flow_table<tcp_flow_state> (fixed capacity, SipHash index,
-// per-VM limits); their timers on one timer_wheel with the flow's slot index as timer id; the
-// FIFO is an array of slot indexes; guest data beyond a hole in a tcp_reorder_store. Nothing is
-// allocated after construction. The socket layer is told the slot index, which it uses to index
-// its own per-flow array.
-//
-// Limits. IPv4 only; SACK blocks from the guest are ignored; no ECN negotiation (a SYN carrying ECE/CWR is
-// accepted and answered without ECE); no RTT estimate (the RTO starts at rto_initial); no delayed
-// ACKs (every guest data segment is ACKed at once) and no keepalives of our own; urgent data is
-// sent as ordinary data. Guest segments whose checksum the guest left to its NIC (a super-frame that
-// travelled whole, see network.hpp) are taken unchecked, as a NIC's host would. Not thread-safe:
-// one engine, one thread.
+/// @file
+/// ankanet::nat::basic_tcp_engine — the TCP translator's pure core: guest segments in, host socket
+/// calls and guest frames out, no TCP stack in between.
+///
+/// Theory of operation. Each guest connection is carried by exactly one host socket, and the
+/// engine keeps no payload of its own, save the guest's data that arrived beyond a hole: what the
+/// guest sends goes straight into the socket's send buffer, what the host sends stays in the
+/// socket's receive queue until the guest has ACKed it. The engine mirrors sequence numbers and
+/// windows between the two, as passt's tcp.c does.
+///
+///  - Opening. A guest SYN for a tuple with no flow is checked against the egress policy (the
+///    caller's `resolve`: refused -> RST, counted), the VM's flow limit and the table's capacity
+///    (refused -> RST, counted) and the VM's half-open limit. A SYN over that one is dropped and
+///    counted, not reset: like a kernel whose SYN queue is full, the engine lets the guest's own
+///    SYN retransmission try again once handshakes finish, so a burst of honest connects all get
+///    through while a SYN flood gains nothing. Then the socket layer starts a non-blocking
+///    connect() with the guest's MSS. The guest hears nothing until the connect ends: a SYN-ACK when
+///    it succeeded, an RST when the host refused, an ICMP host or net unreachable when the host
+///    said so. A connect that hangs is reset after tcp_limits::connect_timeout on the flow's own
+///    timer, so one dead destination delays no other flow.
+///  - Guest -> host. Data segments are held, as spans into the frames of the port's burst, until
+///    end_burst(): then each flow's segments, sorted by sequence number (frames the link swapped
+///    within a burst need no retransmission), go to its socket in one gather write (sendmsg), and
+///    the guest is ACKed for what the kernel took and no more, one ACK per segment as if each had
+///    come alone. A short send leaves the rest for the guest to retransmit,
+///    and the engine waits for writability to tell it (a window update).
+///  - Loss between the guest and us. A segment beyond rcv_nxt is parked in a tcp_reorder_store
+///    (a fixed pool with a budget per VM) and gets a duplicate ACK; the guest's fast retransmission
+///    of the hole then takes the hole and everything parked behind it to the socket at once, and
+///    one ACK covers it all. Dropping them instead, as passt does, left a guest without SACK to
+///    resend the rest of its flight one segment per round trip (NewReno's partial ACKs): a 256 MiB
+///    upload with 1% loss took minutes. This is the one place the engine holds payload. A segment
+///    that does not fit the VM's budget is dropped and counted, and earns a duplicate ACK only
+///    while its hole has had fewer than three (each further one would tell the guest a
+///    thrown-away segment was delivered).
+///    The window we advertise is the socket's free send buffer (scaled by our_window_shift when
+///    the guest offered window scaling), rounded down to 0 below one MSS (silly window
+///    avoidance); to a guest without SACK, no more than its VM's budget can park, since such a
+///    guest resends what we could not park one segment per round trip (one with SACK resends
+///    exactly the holes it is told of). A zero window probe or a keepalive is answered with an
+///    ACK, so a window update the guest missed is repeated when it asks.
+///  - Timestamps (RFC 7323). When the guest's SYN offers them, every segment carries our
+///    millisecond clock and echoes the guest's latest in-window TSval. They cost 12 bytes of each
+///    segment and give the guest what it needs to recover when its own segments are lost: an RTT
+///    sample from every ACK, retransmissions included, so its RTO does not stay backed off (Karn),
+///    and a way to tell a spurious retransmission from a real one.
+///  - SACK (RFC 2018). When the guest's SYN permits it (and parking is on), so does our SYN-ACK,
+///    and every pure ACK names the ranges parked beyond rcv_nxt. The guest then knows exactly
+///    what is missing: it resends only the holes, recovers from several losses in one flight and
+///    from a lost retransmission without an RTO, and its tail loss probes work. Parked data is
+///    never given up while its flow lives, so nothing SACKed is reneged. The guest's own SACK
+///    blocks (about our data) are not used: towards the guest we retransmit by rewinding.
+///  - Host -> guest. Data is peeked at offset snd_nxt - snd_una (SO_PEEK_OFF in the Asio layer)
+///    straight into the payload area of the frame being built, at most one MSS per frame and no
+///    further than the guest's window (scaled by its shift). Where the VM's port takes offload
+///    metadata (a TAP with a virtio-net header; the `out` callback's takes_offload(vm)) and
+///    tcp_limits::gso_to_guest is on, one peek fills a TCPv4 super-frame of up to 64 KiB of whole
+///    MSS-sized segments instead, sent with its GSO metadata and the checksum left to the kernel
+///    (emit_partial), which cuts it for the guest: one system call each way per 64 KiB. When the guest ACKs, the ACKed bytes
+///    are dropped from the socket (MSG_TRUNC). Retransmitting is rewinding snd_nxt to snd_una: on
+///    the retransmission timer (1 s, doubled per expiry, RFC 6298 5.5, up to rto_max) or after three
+///    duplicate ACKs. A zero window stops sending and arms the same timer to send a one-byte probe
+///    (probes back off but never give up); a window that shrinks below what is in flight rewinds
+///    snd_nxt to the window's edge. A zero window never hides the host's end of file: the FIN
+///    needs no window.
+///  - Inbound (a port forward, nat/inbound.hpp). open_inbound() takes a connection a host listener
+///    accepted: the flow is inserted with the socket already connected (the socket layer adopts
+///    it), keyed by the tuple as the guest will see it, and pump() sends the guest a SYN offering
+///    our MSS, window scale, SACK and timestamps. The guest's SYN-ACK sets what it agreed to, our
+///    ACK establishes the flow, and from there it is an ordinary flow. A guest that is not up yet
+///    gets the SYN again on the RTO (1 s, doubled), tcp_limits::inbound_syn_retries times; then, or
+///    when the guest answers with an RST (nothing listens), the client is reset. Inbound flows count
+///    against the VM's flow limit, not its half-open limit (the host, not the guest, opened them).
+///  - Closing. The state is a set of per-direction event bits, not an RFC state enum. A guest FIN
+///    (once every byte before it is in the socket) is shutdown(SHUT_WR). End of file on the socket
+///    becomes a FIN to the guest only when every byte before it is ACKed; it is retransmitted like
+///    data. A flow closes (close(), no CLOSE_WAIT left behind) when both FINs are ACKed. A guest RST
+///    in the window closes the socket with SO_LINGER {1, 0}, so the host peer sees an RST too; an
+///    RST is never answered. A segment for no flow gets an RST (unless it is one).
+///
+/// Lifecycle. An outbound flow is inserted by the guest's SYN (syn_from_guest, counted half-open)
+/// with its connect timer armed; connected -> SYN-ACK sent (syn_to_guest, RTO armed) -> the guest's
+/// ACK (established, no longer half-open). An inbound flow is inserted by open_inbound() (connected,
+/// and no syn_from_guest: that is what marks it inbound) -> SYN sent (syn_to_guest, RTO armed) ->
+/// the guest's SYN-ACK (established, our ACK sent). Once established, the timer is the RTO while
+/// anything is unACKed, the persist timer at a zero window, else the idle timer. A flow is erased,
+/// its socket closed and its timer cancelled, when: both FINs are ACKed (plain close); the guest
+/// resets it (linger 0); the connect fails or times out, the guest answers an inbound SYN with an
+/// RST or not at all, the RTO gives up after max_retransmits, the idle timer fires, or the
+/// socket fails (RST to the guest first, linger 0 towards the host); its VM goes away (drop_vm).
+///
+/// Output. Frames to the guests come from two places. guest_segment() answers at once (ACKs,
+/// duplicate ACKs, RSTs) through its `out` callback. Everything the host side causes (connect
+/// results, readable data, writability, timers) only marks the flow: socket_event() and advance()
+/// put it on a FIFO of flows with work, and pump(now, room, out) emits up to `room` frames from
+/// that FIFO. The translator calls pump() from the network's release_held(). Frames are built in
+/// one buffer by one function (emit_segment), 64 KiB long when super-frames may be sent.
+///
+/// State and memory. Flows live in a flow_table<tcp_flow_state> (fixed capacity, SipHash index,
+/// per-VM limits); their timers on one timer_wheel with the flow's slot index as timer id; the
+/// FIFO is an array of slot indexes; guest data beyond a hole in a tcp_reorder_store. Nothing is
+/// allocated after construction. The socket layer is told the slot index, which it uses to index
+/// its own per-flow array.
+///
+/// Limits. IPv4 only; SACK blocks from the guest are ignored; no ECN negotiation (a SYN carrying ECE/CWR is
+/// accepted and answered without ECE); no RTT estimate (the RTO starts at rto_initial); no delayed
+/// ACKs (every guest data segment is ACKed at once) and no keepalives of our own; urgent data is
+/// sent as ordinary data. Guest segments whose checksum the guest left to its NIC (a super-frame that
+/// travelled whole, see network.hpp) are taken unchecked, as a NIC's host would. Not thread-safe:
+/// one engine, one thread.
 #pragma once
 
 #include <ankanet/inspection.hpp>
@@ -197,16 +198,18 @@ struct tcp_limits {
     std::size_t max_vms = 256;          ///< VM port indexes below this may open flows
     std::size_t vm_flows = 1024;        ///< flows per VM
     std::size_t vm_half_open = 64;      ///< flows per VM whose handshake is not finished (SYN flood)
-    std::chrono::milliseconds connect_timeout{10'000};
-    std::chrono::milliseconds rto_initial{1'000};
-    std::chrono::milliseconds rto_max{60'000};
+    std::chrono::milliseconds connect_timeout{10'000}; ///< connect timeout
+    std::chrono::milliseconds rto_initial{1'000}; ///< rto initial
+    std::chrono::milliseconds rto_max{60'000}; ///< rto max
     std::uint8_t max_retransmits = 10;  ///< then both sides are reset
+
     /// SYNs resent to a guest that does not answer an inbound connection (1+2+4+8+16 s, then 32 s
     /// more for the last: about a minute, as long as Linux's tcp_syn_retries=5 waits).
     std::uint8_t inbound_syn_retries = 5;
-    std::chrono::seconds idle_timeout{7200};
+    std::chrono::seconds idle_timeout{7200}; ///< idle timeout
     std::uint8_t our_window_shift = 7;  ///< window scale we offer (windows up to 8 MiB)
     std::size_t burst_segments = 64;    ///< guest data segments held for end_burst() (a port's burst)
+
     /// Host data goes to a guest whose port takes offload metadata (the engine's `out` says so) in
     /// TCPv4 super-frames of up to 64 KiB, cut into MSS-sized segments by the guest's kernel (GSO).
     bool gso_to_guest = true;
@@ -229,7 +232,7 @@ struct tcp_stats {
     std::uint64_t connected = 0;           ///< connects that succeeded
     std::uint64_t connect_refused = 0;     ///< answered with an RST
     std::uint64_t connect_unreachable = 0; ///< answered with ICMP host/net unreachable
-    std::uint64_t connect_timeouts = 0;
+    std::uint64_t connect_timeouts = 0; ///< connect timeouts
     std::uint64_t rst_unknown = 0;         ///< RSTs sent for segments of no flow
     std::uint64_t rst_from_guest = 0;      ///< flows the guest reset
     std::uint64_t rst_to_guest = 0;        ///< flows reset towards the guest (host error, timeout)
@@ -244,14 +247,14 @@ struct tcp_stats {
     std::uint64_t guest_segments_batched = 0; ///< guest data segments that went out in them
     std::uint64_t short_sends = 0;         ///< guest data the kernel did not take whole
     std::uint64_t retransmits = 0;         ///< RTO expiries that rewound a flow
-    std::uint64_t fast_retransmits = 0;
-    std::uint64_t zero_window_probes = 0;
+    std::uint64_t fast_retransmits = 0; ///< fast retransmits
+    std::uint64_t zero_window_probes = 0; ///< zero window probes
     std::uint64_t window_shrinks = 0;      ///< guest windows that shrank below what was in flight
     std::uint64_t bad_segments = 0;        ///< unparsable, bad checksum, ...
-    std::uint64_t bytes_to_host = 0;
+    std::uint64_t bytes_to_host = 0; ///< bytes to host
     std::uint64_t bytes_to_guest = 0;      ///< payload bytes in frames (retransmissions included)
     std::uint64_t flows_closed = 0;        ///< flows that ended with both FINs ACKed
-    std::uint64_t idle_timeouts = 0;
+    std::uint64_t idle_timeouts = 0; ///< idle timeouts
     std::uint64_t vm_gone_resets = 0;      ///< flows reset because their VM's port went away
     std::uint64_t inbound_opened = 0;      ///< inbound connections adopted (open_inbound)
     std::uint64_t inbound_refused = 0;     ///< ... not adopted: the VM's flow limit, a full table, the tuple in use
@@ -275,7 +278,7 @@ struct tcp_flow_state {
     std::uint8_t pending = 0;       ///< control frames pump() owes (pending bits)
     std::uint8_t guest_shift = 0;   ///< the guest's window shift (0: no scaling)
     std::uint8_t our_shift = 0;     ///< our window shift (0 when the guest offered none)
-    std::uint8_t dup_acks = 0;
+    std::uint8_t dup_acks = 0; ///< dup acks
     std::uint8_t backoff = 0;       ///< RTO doublings since the last progress
     std::uint8_t timer = 0;         ///< what the flow's timer is armed for (timer_kind)
     std::uint8_t hole_acks = 0;     ///< duplicate ACKs granted for the hole at rcv_nxt
@@ -310,10 +313,14 @@ struct tcp_flow_state {
         send_icmp_net = 1u << 4,
         send_syn = 1u << 5,   ///< an inbound flow's SYN
     };
+    /// The timer a flow's timer is armed for.
     enum timer_kind : std::uint8_t { no_timer, connect_timer, rto_timer, persist_timer, idle_timer };
 
+    /// Whether event bit `e` is set.
     bool has(std::uint16_t e) const noexcept { return (events & e) != 0; }
+    /// Sets event bit `e`.
     void set(std::uint16_t e) noexcept { events = static_cast<std::uint16_t>(events | e); }
+    /// Clears event bit `e`.
     void clear(std::uint16_t e) noexcept { events = static_cast<std::uint16_t>(events & ~e); }
 };
 static_assert(sizeof(tcp_flow_state) <= 48, "keep the per-flow state small");
@@ -328,8 +335,8 @@ inline constexpr std::size_t max_burst_segments = 64;
 
 /// Where a guest SYN goes on the host, when the egress policy allows it.
 struct tcp_host_target {
-    wire::ipv4_address address;
-    std::uint16_t port = 0;
+    wire::ipv4_address address; ///< address
+    std::uint16_t port = 0; ///< port
 };
 
 namespace detail {
@@ -345,9 +352,9 @@ inline bool seq_gt(std::uint32_t a, std::uint32_t b) noexcept { return seq_lt(b,
 template <tcp_socket_layer SocketLayer>
 class basic_tcp_engine {
 public:
-    using time_point = std::chrono::steady_clock::time_point;
-    using flow_table_type = flow_table<tcp_flow_state>;
-    using flow_state = tcp_flow_state;
+    using time_point = std::chrono::steady_clock::time_point; ///< a point in time of the clock
+    using flow_table_type = flow_table<tcp_flow_state>; ///< the flow table type
+    using flow_state = tcp_flow_state; ///< the flow state type
 
     /// @param config the network's addresses and MTU; @param limits sizes and timers;
     /// @param sockets the socket layer; @param origin the wheel's time zero (normally `now`).
@@ -415,10 +422,15 @@ public:
     /// When advance() should run next (nullopt: no timer armed).
     std::optional<time_point> next_deadline() const noexcept { return wheel_.next_deadline(); }
 
+    /// What it counted so far.
     const tcp_stats& stats() const noexcept { return stats_; }
+    /// The flows.
     const flow_table_type& flows() const noexcept { return table_; }
+    /// The number of elements.
     std::size_t size() const noexcept { return table_.size(); }
+    /// The sockets.
     SocketLayer& sockets() noexcept { return sockets_; }
+    /// The limits.
     const tcp_limits& limits() const noexcept { return limits_; }
     /// Half-open flows of VM port index `vm`.
     std::size_t half_open(std::uint16_t vm) const noexcept { return vm < half_open_.size() ? half_open_[vm] : 0; }
@@ -446,6 +458,7 @@ public:
     }
     /// Guest bytes parked beyond holes (chunks in use), all VMs / VM port index `vm`.
     std::size_t parked_bytes() const noexcept { return reorder_.bytes_in_use(); }
+    /// The guest bytes parked for VM `vm`.
     std::size_t parked_bytes(std::uint16_t vm) const noexcept { return reorder_.vm_bytes(vm); }
 
     /// A VM is gone: its flows are reset towards the host (nothing left in CLOSE_WAIT) and forgotten.

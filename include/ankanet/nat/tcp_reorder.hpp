@@ -1,29 +1,30 @@
-// ankanet::nat::tcp_reorder_store — guest data that arrived beyond a hole, parked until the hole
-// is filled, in a fixed pool with a budget per VM.
-//
-// Theory of operation. The TCP translator writes the guest's data straight into the host socket
-// and keeps none of it, as long as it arrives in order. When a segment is lost between the guest
-// and us, everything the guest sent after it arrives beyond rcv_nxt. Dropping all of that (what
-// passt does) costs a guest without SACK dearly: NewReno retransmits one segment per round trip
-// after each partial ACK, so one lost frame in a 1 MiB flight means hundreds of round trips; a
-// 256 MiB upload with 1% loss took over four minutes. Parking the out-of-order segments instead
-// lets the one fast retransmission of the hole close it: the hole and what is parked behind it
-// go to the socket in one gather write, and the guest gets one ACK for all of it.
-//
-// Storage. One byte pool, cut into chunks of `chunk_size` bytes, allocated once (and left
-// untouched until used, so an engine that never sees loss costs no resident memory). A segment
-// is parked as one or more chunks, each carrying its own sequence number and length, linked per
-// flow in sequence order (relative to the flow's rcv_nxt, so wrap-around is harmless). A flow's
-// list has a tail pointer: segments beyond a hole usually come in order, and are appended.
-// Overlaps are kept as they are (the guest may re-segment a retransmission); whoever takes the
-// data skips what it already has, by sequence number.
-//
-// Budget. Each VM may hold at most `vm_bytes` of chunks; the pool holds `total_bytes`. A segment
-// that does not fit is refused whole (counted by the caller), and the guest retransmits it: one
-// VM's losses never take another VM's share beyond the pool it shares with them, and never
-// allocate. Freed chunks go back at once when the hole fills, the flow ends or its VM leaves.
-//
-// Not thread-safe (one per engine, one thread).
+/// @file
+/// ankanet::nat::tcp_reorder_store — guest data that arrived beyond a hole, parked until the hole
+/// is filled, in a fixed pool with a budget per VM.
+///
+/// Theory of operation. The TCP translator writes the guest's data straight into the host socket
+/// and keeps none of it, as long as it arrives in order. When a segment is lost between the guest
+/// and us, everything the guest sent after it arrives beyond rcv_nxt. Dropping all of that (what
+/// passt does) costs a guest without SACK dearly: NewReno retransmits one segment per round trip
+/// after each partial ACK, so one lost frame in a 1 MiB flight means hundreds of round trips; a
+/// 256 MiB upload with 1% loss took over four minutes. Parking the out-of-order segments instead
+/// lets the one fast retransmission of the hole close it: the hole and what is parked behind it
+/// go to the socket in one gather write, and the guest gets one ACK for all of it.
+///
+/// Storage. One byte pool, cut into chunks of `chunk_size` bytes, allocated once (and left
+/// untouched until used, so an engine that never sees loss costs no resident memory). A segment
+/// is parked as one or more chunks, each carrying its own sequence number and length, linked per
+/// flow in sequence order (relative to the flow's rcv_nxt, so wrap-around is harmless). A flow's
+/// list has a tail pointer: segments beyond a hole usually come in order, and are appended.
+/// Overlaps are kept as they are (the guest may re-segment a retransmission); whoever takes the
+/// data skips what it already has, by sequence number.
+///
+/// Budget. Each VM may hold at most `vm_bytes` of chunks; the pool holds `total_bytes`. A segment
+/// that does not fit is refused whole (counted by the caller), and the guest retransmits it: one
+/// VM's losses never take another VM's share beyond the pool it shares with them, and never
+/// allocate. Freed chunks go back at once when the hole fills, the flow ends or its VM leaves.
+///
+/// Not thread-safe (one per engine, one thread).
 #pragma once
 
 #include <ankanet/wire/bytes.hpp>
@@ -48,6 +49,7 @@ enum class park_result : std::uint8_t {
     invalid,   ///< empty, or a flow slot or VM index out of range
 };
 
+/// Guest TCP segments that arrived beyond a hole, parked until the hole is filled: a fixed pool with a byte budget per VM.
 class tcp_reorder_store {
 public:
     /// Bytes per chunk: a segment of a 1500-byte MTU (at most 1460 bytes) fits in one, wasting

@@ -1,34 +1,35 @@
-// ankanet::nat::asio_tcp_sockets — the TCP translator's host side: real non-blocking sockets, one
-// per flow slot, waited on with Boost.Asio.
-//
-// Theory of operation. The engine (nat/tcp_engine.hpp) decides; this layer only performs the
-// socket calls it asks for and reports back readiness, so it holds no protocol state beyond what
-// the kernel needs told:
-//  - open(): a non-blocking connect() with TCP_MAXSEG set to the guest's MSS, through
-//    async_connect, whose completion (success, ECONNREFUSED, EHOSTUNREACH, ...) is reported as
-//    tcp_socket_event::connected. SO_PEEK_OFF is switched on once connected (Linux >= 6.9 for
-//    TCP); where it is refused the layer falls back to peeking from offset 0 into a scratch
-//    buffer and skipping what was sent, which caps the bytes in flight at that buffer's size.
-//  - send(): send(MSG_DONTWAIT | MSG_NOSIGNAL) of the guest's payload, straight from its frame.
-//  - peek(): recv(MSG_PEEK) at the engine's offset, into the payload area of the frame being
-//    built; the kernel's peek offset is moved only when the engine rewinds (retransmission).
-//  - discard(): recv(MSG_TRUNC) of what the guest ACKed, without copying it anywhere.
-//  - close(): with SO_LINGER {1, 0} when the flow is reset, so the host peer sees an RST; a
-//    normal close after both FINs leaves nothing in CLOSE_WAIT.
-//  - want_readable()/want_writable(): one async_wait each, reported once.
-//  - send_space(): half of SO_SNDBUF minus SIOCOUTQ, the window the engine offers the guest. Half,
-//    because the kernel counts the buffer in memory (payload plus per-skb overhead; it doubles what
-//    SO_SNDBUF is set to for that reason): offering all of it made the guest send more than a
-//    send() would take, and every short send costs the guest a window of retransmissions.
-//
-// Portability. Written for Linux. Elsewhere (untested) the fallbacks apply: no SO_PEEK_OFF, a
-// discard that reads into the scratch buffer where MSG_TRUNC does not discard TCP data,
-// SO_NOSIGPIPE for MSG_NOSIGNAL, SO_NWRITE for SIOCOUTQ.
-//
-// Lifetime. Asio handlers may complete after a slot was reused or the layer destroyed: each slot
-// has a generation that every handler carries, and handlers hold a weak_ptr to the layer's state.
-// Not thread-safe: the executor given to the constructor must run one thread at a time (a strand
-// or a single-threaded io_context), the one the network runs on.
+/// @file
+/// ankanet::nat::asio_tcp_sockets — the TCP translator's host side: real non-blocking sockets, one
+/// per flow slot, waited on with Boost.Asio.
+///
+/// Theory of operation. The engine (nat/tcp_engine.hpp) decides; this layer only performs the
+/// socket calls it asks for and reports back readiness, so it holds no protocol state beyond what
+/// the kernel needs told:
+///  - open(): a non-blocking connect() with TCP_MAXSEG set to the guest's MSS, through
+///    async_connect, whose completion (success, ECONNREFUSED, EHOSTUNREACH, ...) is reported as
+///    tcp_socket_event::connected. SO_PEEK_OFF is switched on once connected (Linux >= 6.9 for
+///    TCP); where it is refused the layer falls back to peeking from offset 0 into a scratch
+///    buffer and skipping what was sent, which caps the bytes in flight at that buffer's size.
+///  - send(): send(MSG_DONTWAIT | MSG_NOSIGNAL) of the guest's payload, straight from its frame.
+///  - peek(): recv(MSG_PEEK) at the engine's offset, into the payload area of the frame being
+///    built; the kernel's peek offset is moved only when the engine rewinds (retransmission).
+///  - discard(): recv(MSG_TRUNC) of what the guest ACKed, without copying it anywhere.
+///  - close(): with SO_LINGER {1, 0} when the flow is reset, so the host peer sees an RST; a
+///    normal close after both FINs leaves nothing in CLOSE_WAIT.
+///  - want_readable()/want_writable(): one async_wait each, reported once.
+///  - send_space(): half of SO_SNDBUF minus SIOCOUTQ, the window the engine offers the guest. Half,
+///    because the kernel counts the buffer in memory (payload plus per-skb overhead; it doubles what
+///    SO_SNDBUF is set to for that reason): offering all of it made the guest send more than a
+///    send() would take, and every short send costs the guest a window of retransmissions.
+///
+/// Portability. Written for Linux. Elsewhere (untested) the fallbacks apply: no SO_PEEK_OFF, a
+/// discard that reads into the scratch buffer where MSG_TRUNC does not discard TCP data,
+/// SO_NOSIGPIPE for MSG_NOSIGNAL, SO_NWRITE for SIOCOUTQ.
+///
+/// Lifetime. Asio handlers may complete after a slot was reused or the layer destroyed: each slot
+/// has a generation that every handler carries, and handlers hold a weak_ptr to the layer's state.
+/// Not thread-safe: the executor given to the constructor must run one thread at a time (a strand
+/// or a single-threaded io_context), the one the network runs on.
 #pragma once
 
 #include <ankanet/nat/tcp_engine.hpp>
@@ -64,7 +65,7 @@ namespace ankanet::nat {
 /// Real sockets for basic_tcp_engine; see the theory of operation above.
 class asio_tcp_sockets {
 public:
-    using handler_type = std::function<void(std::uint32_t slot, tcp_socket_event, std::error_code)>;
+    using handler_type = std::function<void(std::uint32_t slot, tcp_socket_event, std::error_code)>; ///< the handler type
 
     /// Bytes the fallback (no SO_PEEK_OFF) may have in flight per flow: its scratch buffer's size.
     static constexpr std::size_t fallback_peek_limit = 256 * 1024;
@@ -84,6 +85,7 @@ public:
     /// Bytes this layer keeps per flow slot.
     static constexpr std::size_t bytes_per_flow() noexcept { return sizeof(slot_state); }
 
+    /// Starts a non-blocking connect to `address`:`port` for `slot`, with `mss`.
     std::error_code open(std::uint32_t slot, wire::ipv4_address address, std::uint16_t port, std::uint16_t mss) {
         slot_state& s = state_->slots[slot];
         reset_slot(s);
@@ -132,6 +134,7 @@ public:
         return {};
     }
 
+    /// Writes `pieces` to the socket of `slot` in one gather write.
     tcp_send_result send(std::uint32_t slot, std::span<const wire::const_bytes> pieces) {
         slot_state& s = state_->slots[slot];
         // One sendmsg whose iovecs point at the guest's frames (the engine passes at most
@@ -154,6 +157,7 @@ public:
         }
     }
 
+    /// Copies received bytes, from `offset` past the oldest not yet discarded, into `out`; they stay queued.
     tcp_peek_result peek(std::uint32_t slot, std::size_t offset, wire::mutable_bytes out) {
         slot_state& s = state_->slots[slot];
         const int fd = s.socket.native_handle();
@@ -205,6 +209,7 @@ public:
         }
     }
 
+    /// Drops `n` received bytes (the guest ACKed them).
     std::error_code discard(std::uint32_t slot, std::size_t n) {
         slot_state& s = state_->slots[slot];
         std::size_t left = n;
@@ -232,10 +237,12 @@ public:
         return {};
     }
 
+    /// Shuts down the sending side (the guest's FIN).
     void shutdown_write(std::uint32_t slot) {
         (void)::shutdown(state_->slots[slot].socket.native_handle(), SHUT_WR);
     }
 
+    /// Closes the socket of `slot`; `reset` sends an RST (linger 0).
     void close(std::uint32_t slot, bool reset) {
         slot_state& s = state_->slots[slot];
         if (reset && s.socket.is_open()) {
@@ -245,9 +252,12 @@ public:
         reset_slot(s);
     }
 
+    /// Reports when the socket of `slot` becomes readable.
     void want_readable(std::uint32_t slot) { wait(slot, boost::asio::socket_base::wait_read); }
+    /// Reports when the socket of `slot` becomes writable.
     void want_writable(std::uint32_t slot) { wait(slot, boost::asio::socket_base::wait_write); }
 
+    /// Free bytes in the socket's send buffer.
     std::size_t send_space(std::uint32_t slot) const {
         const int fd = state_->slots[slot].socket.native_handle();
         int sndbuf = 0;
@@ -264,6 +274,7 @@ public:
         return payload > queued ? static_cast<std::size_t>(payload - queued) : 0;
     }
 
+    /// The max peek offset.
     std::size_t max_peek_offset() const noexcept {
         // Per flow the fallback applies; the engine asks before each peek, so be conservative
         // only when some socket lacked SO_PEEK_OFF.

@@ -1,51 +1,52 @@
-// ankanet::nat::timer_wheel — one timer per flow, thousands of flows, one timerfd for all of them.
-//
-// Theory of operation. The NAT keeps a timer for every flow (retransmit, delayed ACK, keepalive,
-// idle expiry). passt arms a timerfd per connection; here every timer lives on one hierarchical
-// timing wheel (Varghese and Lauck, "Hashed and Hierarchical Timing Wheels", SOSP 1987; the shape
-// Linux and Tokio use), and the glue arms ONE timerfd / steady_timer at next_deadline().
-//
-// Time. The wheel never reads a clock. It is built with an origin time point and a tick length
-// (1 ms by default); a deadline becomes the tick ceil((deadline - origin) / tick) and `now` the
-// tick floor((now - origin) / tick), so a timer never fires before its deadline and at most one
-// tick after the advance() that first passes it. A deadline at or before the last advance() fires
-// at the next advance(), whatever `now` it is given. A `now` earlier than the last one moves nothing
-// back (a non-monotonic caller cannot make a timer fire twice or never).
-//
-// Shape. levels = 6 levels of 64 slots. A level-L slot spans 64^L ticks, so the wheel sees
-// 64^6 = 2^36 ticks ahead (about 2.2 years at 1 ms). A timer sits in the level of the highest 6-bit
-// group in which its tick differs from the wheel's current tick (`elapsed`): level 0 holds the
-// current 64-tick block tick by tick, level 1 the rest of the current 4096-tick block 64 ticks a
-// slot, and so on. When the wheel reaches a level-L slot (L > 0) its timers are due within that
-// slot's span: each is fired if its tick has come, else re-placed — necessarily on a lower level
-// ("cascading"). A timer beyond the current 2^36-tick block waits on an overflow list, re-placed
-// when the wheel runs empty and crosses into a later block; advance() then jumps straight to the
-// block of the earliest overflow deadline (or of `now`), so any deadline, even time_point::max(),
-// is handled and a long sleep costs nothing per block crossed.
-//
-// Cost. Timers are identified by a dense id in [0, capacity) — a flow's slot index — and live in
-// one array of 24-byte nodes on intrusive doubly-linked lists, allocated once at construction:
-// schedule, reschedule and cancel are O(1) and never allocate. Each level keeps a 64-bit occupancy
-// mask, so next_deadline() is O(levels) and advance() skips empty slots without visiting them:
-// advance() costs O(levels) per non-empty slot it reaches plus O(1) per timer it fires or moves
-// down. A timer moves down at most levels - 1 times in its life, so advancing over any stretch of
-// time costs O(levels × timers touched), never O(ticks elapsed). The overflow list adds, per
-// advance() that reaches it, one pass over the list for each timer it moves onto the wheel, plus
-// one — nothing at all in the NAT's use (1 ms ticks: its horizon is 2.2 years).
-//
-// next_deadline() is exact when the earliest timer sits on level 0; when it sits higher it is the
-// start of that timer's slot, earlier than the deadline: the glue then wakes once, advance() moves
-// the slot down, fires nothing, and next_deadline() is later. It is never later than the earliest
-// deadline's tick.
-//
-// Callbacks. advance(now, fire) calls fire(id) once for each timer that came due, in deadline order
-// at tick granularity, after taking the timer off the wheel (so is_scheduled(id) is false inside
-// and cancel(id) returns false). fire may schedule, reschedule or cancel any timer, itself
-// included. A timer it arms for a tick after the one being processed and at or before `now` fires
-// in the same advance(); one it arms at or before the tick being processed fires in the next
-// advance() — so a callback that always re-arms in the past cannot make one advance() loop
-// forever. advance() is not re-entrant (a nested call fires nothing). Not thread-safe: one wheel
-// per engine, one thread.
+/// @file
+/// ankanet::nat::timer_wheel — one timer per flow, thousands of flows, one timerfd for all of them.
+///
+/// Theory of operation. The NAT keeps a timer for every flow (retransmit, delayed ACK, keepalive,
+/// idle expiry). passt arms a timerfd per connection; here every timer lives on one hierarchical
+/// timing wheel (Varghese and Lauck, "Hashed and Hierarchical Timing Wheels", SOSP 1987; the shape
+/// Linux and Tokio use), and the glue arms ONE timerfd / steady_timer at next_deadline().
+///
+/// Time. The wheel never reads a clock. It is built with an origin time point and a tick length
+/// (1 ms by default); a deadline becomes the tick ceil((deadline - origin) / tick) and `now` the
+/// tick floor((now - origin) / tick), so a timer never fires before its deadline and at most one
+/// tick after the advance() that first passes it. A deadline at or before the last advance() fires
+/// at the next advance(), whatever `now` it is given. A `now` earlier than the last one moves nothing
+/// back (a non-monotonic caller cannot make a timer fire twice or never).
+///
+/// Shape. levels = 6 levels of 64 slots. A level-L slot spans 64^L ticks, so the wheel sees
+/// 64^6 = 2^36 ticks ahead (about 2.2 years at 1 ms). A timer sits in the level of the highest 6-bit
+/// group in which its tick differs from the wheel's current tick (`elapsed`): level 0 holds the
+/// current 64-tick block tick by tick, level 1 the rest of the current 4096-tick block 64 ticks a
+/// slot, and so on. When the wheel reaches a level-L slot (L > 0) its timers are due within that
+/// slot's span: each is fired if its tick has come, else re-placed — necessarily on a lower level
+/// ("cascading"). A timer beyond the current 2^36-tick block waits on an overflow list, re-placed
+/// when the wheel runs empty and crosses into a later block; advance() then jumps straight to the
+/// block of the earliest overflow deadline (or of `now`), so any deadline, even time_point::max(),
+/// is handled and a long sleep costs nothing per block crossed.
+///
+/// Cost. Timers are identified by a dense id in [0, capacity) — a flow's slot index — and live in
+/// one array of 24-byte nodes on intrusive doubly-linked lists, allocated once at construction:
+/// schedule, reschedule and cancel are O(1) and never allocate. Each level keeps a 64-bit occupancy
+/// mask, so next_deadline() is O(levels) and advance() skips empty slots without visiting them:
+/// advance() costs O(levels) per non-empty slot it reaches plus O(1) per timer it fires or moves
+/// down. A timer moves down at most levels - 1 times in its life, so advancing over any stretch of
+/// time costs O(levels × timers touched), never O(ticks elapsed). The overflow list adds, per
+/// advance() that reaches it, one pass over the list for each timer it moves onto the wheel, plus
+/// one — nothing at all in the NAT's use (1 ms ticks: its horizon is 2.2 years).
+///
+/// next_deadline() is exact when the earliest timer sits on level 0; when it sits higher it is the
+/// start of that timer's slot, earlier than the deadline: the glue then wakes once, advance() moves
+/// the slot down, fires nothing, and next_deadline() is later. It is never later than the earliest
+/// deadline's tick.
+///
+/// Callbacks. advance(now, fire) calls fire(id) once for each timer that came due, in deadline order
+/// at tick granularity, after taking the timer off the wheel (so is_scheduled(id) is false inside
+/// and cancel(id) returns false). fire may schedule, reschedule or cancel any timer, itself
+/// included. A timer it arms for a tick after the one being processed and at or before `now` fires
+/// in the same advance(); one it arms at or before the tick being processed fires in the next
+/// advance() — so a callback that always re-arms in the past cannot make one advance() loop
+/// forever. advance() is not re-entrant (a nested call fires nothing). Not thread-safe: one wheel
+/// per engine, one thread.
 #pragma once
 
 #include <array>
@@ -65,12 +66,14 @@ namespace ankanet::nat {
 template <class Clock = std::chrono::steady_clock>
 class basic_timer_wheel {
 public:
-    using time_point = typename Clock::time_point;
-    using duration = typename Clock::duration;
-    using timer_id = std::uint32_t;
+    using time_point = typename Clock::time_point; ///< a point in time of the clock
+    using duration = typename Clock::duration; ///< a duration of the clock
+    using timer_id = std::uint32_t; ///< the timer ID type
 
-    static constexpr unsigned levels = 6;
-    static constexpr unsigned slots_per_level = 64;
+    static constexpr unsigned levels = 6; ///< levels
+    static constexpr unsigned slots_per_level = 64; ///< slots per level
+
+    /// bits per level
     static constexpr unsigned bits_per_level = 6;
     /// Ticks the wheel holds before a timer goes to the overflow list: 2^36.
     static constexpr std::uint64_t horizon_ticks = std::uint64_t{1} << (levels * bits_per_level);
@@ -86,10 +89,13 @@ public:
         heads_.fill(nil);
     }
 
+    /// The capacity.
     std::size_t capacity() const noexcept { return nodes_.size(); }
     /// Timers currently scheduled.
     std::size_t size() const noexcept { return scheduled_; }
+    /// Whether empty.
     bool empty() const noexcept { return scheduled_ == 0; }
+    /// The length of one slot of the first level.
     duration tick() const noexcept { return tick_; }
     /// Bytes of wheel state per timer (the node; the fixed list heads are not counted).
     static constexpr std::size_t bytes_per_timer = 24;
@@ -124,6 +130,7 @@ public:
         return true;
     }
 
+    /// Whether it is scheduled.
     bool is_scheduled(timer_id id) const noexcept { return id < nodes_.size() && nodes_[id].list != idle; }
 
     /// The time timer `id` will fire at (its deadline rounded up to a tick), if it is armed.

@@ -1,26 +1,27 @@
-// ankanet::nat translation basics — what the TCP, UDP and ICMP translators share: which guest
-// datagrams are theirs, where on the host a guest's destination lies, and how a datagram towards a
-// guest is framed.
-//
-// Theory of operation. A VM sends IPv4 to the gateway's MAC either for the gateway itself or for
-// somewhere it routes through the gateway. The translators look at those datagrams before the
-// switch does (they are vm_frame_inspectors) and take the ones they carry:
-//   - a destination outside the network's subnet: the remote is that address, on the host side;
-//   - the gateway's own address, when the gateway stands for the host (`host_loopback`, on by
-//     default): the remote is the host's loopback (127.0.0.1), so a guest reaches a server the host
-//     runs on 127.0.0.1 at 192.168.64.1, as users of the product reach services on their Mac.
-//     Services that answer at the gateway themselves (DHCP, DNS, ping) come before the translators
-//     in a network's services and take their datagrams first.
-// Everything else in the subnet (other VMs, the broadcast address) is the switch's. A destination
-// no host may send to (is_martian_guest_destination: 127/8 on the wire, 0/8, multicast, class E)
-// is dropped and counted, never mapped. So is a datagram whose sender is not who its port says:
-// an Ethernet source other than the port's MAC, or an IPv4 source outside the subnet (or the
-// gateway's or the broadcast address) — a VM answers for its own traffic only. Fragments are not reassembled (a translator carries flows,
-// and a flow's later fragments carry no ports): they are dropped and counted, as passt does.
-//
-// Frames towards a guest come from the gateway's MAC, with the remote as the IPv4 source (or the
-// gateway's address for flows that went to host loopback), built by write_guest_headers() in a
-// caller's buffer: Ethernet and IPv4 header, the L4 bytes after them are the caller's.
+/// @file
+/// ankanet::nat translation basics — what the TCP, UDP and ICMP translators share: which guest
+/// datagrams are theirs, where on the host a guest's destination lies, and how a datagram towards a
+/// guest is framed.
+///
+/// Theory of operation. A VM sends IPv4 to the gateway's MAC either for the gateway itself or for
+/// somewhere it routes through the gateway. The translators look at those datagrams before the
+/// switch does (they are vm_frame_inspectors) and take the ones they carry:
+///   - a destination outside the network's subnet: the remote is that address, on the host side;
+///   - the gateway's own address, when the gateway stands for the host (`host_loopback`, on by
+///     default): the remote is the host's loopback (127.0.0.1), so a guest reaches a server the host
+///     runs on 127.0.0.1 at 192.168.64.1, as users of the product reach services on their Mac.
+///     Services that answer at the gateway themselves (DHCP, DNS, ping) come before the translators
+///     in a network's services and take their datagrams first.
+/// Everything else in the subnet (other VMs, the broadcast address) is the switch's. A destination
+/// no host may send to (is_martian_guest_destination: 127/8 on the wire, 0/8, multicast, class E)
+/// is dropped and counted, never mapped. So is a datagram whose sender is not who its port says:
+/// an Ethernet source other than the port's MAC, or an IPv4 source outside the subnet (or the
+/// gateway's or the broadcast address) — a VM answers for its own traffic only. Fragments are not reassembled (a translator carries flows,
+/// and a flow's later fragments carry no ports): they are dropped and counted, as passt does.
+///
+/// Frames towards a guest come from the gateway's MAC, with the remote as the IPv4 source (or the
+/// gateway's address for flows that went to host loopback), built by write_guest_headers() in a
+/// caller's buffer: Ethernet and IPv4 header, the L4 bytes after them are the caller's.
 #pragma once
 
 #include <ankanet/config.hpp>
@@ -45,9 +46,9 @@ namespace ankanet::nat {
 /// What every translator of a network is told about it.
 struct translation_config {
     wire::ipv4_prefix subnet{wire::ipv4_address{192, 168, 64, 1}, 24}; ///< address(): the gateway's
-    wire::mac_address gateway_mac = default_gateway_mac;
+    wire::mac_address gateway_mac = default_gateway_mac; ///< gateway MAC
     bool host_loopback = true;  ///< the gateway's address stands for the host's loopback
-    wire::ipv4_address host_loopback_address{127, 0, 0, 1};
+    wire::ipv4_address host_loopback_address{127, 0, 0, 1}; ///< host loopback address
     std::size_t mtu = 1500;     ///< the largest IPv4 datagram a frame towards a guest may carry
 };
 
@@ -67,8 +68,9 @@ enum class guest_route : std::uint8_t {
     spoofed,   ///< not from the port's MAC, or from an address no VM of the subnet can have: drop and count
 };
 
+/// Where a packet from the host goes: which VM, and the address and port it is given.
 struct guest_destination {
-    guest_route route = guest_route::not_ours;
+    guest_route route = guest_route::not_ours; ///< route
     wire::ipv4_address remote; ///< the host-side destination (host loopback for the gateway)
 };
 
@@ -147,14 +149,15 @@ struct flow_refused_event {
     std::string_view port;           ///< the VM's port name
     std::uint8_t protocol = 0;       ///< IP protocol number
     wire::ipv4_address destination;  ///< as the guest addressed it
-    std::uint16_t destination_port = 0;
+    std::uint16_t destination_port = 0; ///< destination port
     std::string_view reason;         ///< "egress policy", "flow limit", "socket: <error>" ...
-    std::uint64_t suppressed = 0;
+    std::uint64_t suppressed = 0; ///< suppressed
 };
 
 /// Lets one report through per interval and counts the rest, so a guest cannot flood the log.
 class report_limiter {
 public:
+    /// Lets one report through per `interval`.
     explicit report_limiter(std::chrono::steady_clock::duration interval = std::chrono::seconds{1}) noexcept
         : interval_(interval) {}
     /// Whether to report now; when true, `suppressed` is how many were held back since the last.

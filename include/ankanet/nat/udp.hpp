@@ -1,63 +1,64 @@
-// ankanet::nat::udp_translator — guests' UDP over host sockets.
-//
-// Theory of operation. A flow is one guest address and port talking to one remote address and
-// port (flow_table key), carried by one connected host UDP socket. A guest datagram the
-// translators take (see translation.hpp: outside the subnet, or the gateway standing for host
-// loopback) is checked (length, checksum when the guest set one) and then:
-//   - its flow exists: its payload is queued for the flow's socket;
-//   - else the egress policy judges the host-side destination; a refusal answers ICMP
-//     "communication administratively prohibited" and is counted and reported (rate-limited).
-//     Allowed: a socket is opened, bound to the guest's source port where that port is free on
-//     the host (so a protocol that carries its port inside, or a peer that expects symmetric ports,
-//     still works) or to an ephemeral one, connected to the destination, and the flow is added —
-//     unless the VM is at its flow limit or the table is full (refused and counted: other VMs
-//     keep their share) — and the payload queued.
-// Guest → host, batched per burst. The queue holds spans into the guest's frames, not copies: the
-// network keeps every frame of a burst valid until its end_burst (network.hpp, theory of operation
-// 8), and there end_burst(ctx) sends each flow's queued datagrams, in the guest's order, with one
-// sendmmsg whose iovecs point into the frames (MSG_DONTWAIT). A datagram the kernel refuses is
-// dropped and counted, as a router would: a full socket buffer (EAGAIN, ENOBUFS) drops the rest of
-// the flow's batch; a pending socket error (the ICMP error of an earlier datagram, which the send
-// reports and clears) drops that one datagram, the rest go on, and the flow is marked so its error
-// queue is read. The queue holds up to tx_queue_depth datagrams (a port's burst); a longer burst
-// handed over by hand sends what is queued when the queue fills.
-// Host → guest: each socket waits for readability (Asio async_wait); a readable socket puts its flow
-// on the ready list and wakes the network, whose release_held(ctx, room) serves the ready flows in
-// turn: each visit reads up to rx_batch datagrams with one recvmmsg, straight into the payload
-// areas of as many frames towards the guest (from the remote as the guest addressed it — the
-// gateway for host loopback), fills in their headers and hands them over; a flow that gave
-// datagrams goes to the back of the list, one whose socket is empty (EAGAIN) leaves it and waits
-// again. Fairness: no flow reads more than a batch while others wait, and the translator hands over
-// at most per_turn_limit datagrams per turn of the event loop; beyond that it yields (release_held
-// returns short) and posts its next turn behind the handlers already queued, the VMs' ports among
-// them. A datagram longer than the guest's MTU allows is dropped and counted (fragmenting towards
-// the guest is left for later; passt drops too).
-// ICMP errors the host hears for a flow (IP_RECVERR: port unreachable from a closed port, host
-// unreachable, fragmentation needed) are read from the socket's error queue (MSG_ERRQUEUE) and
-// relayed to the guest as the matching ICMP error quoting its datagram's headers, so `nc -u` and
-// DNS clients see "connection refused" as they would on a real network. The error queue is read
-// when a read fails with the socket's error, and when a readable socket (or one whose send
-// reported an error) turns out to hold no datagram: the error that woke it may already have been
-// reported to a send.
-// Timeouts (RFC 4787 REQ-5: at least 2 minutes, 5 recommended): a flow that has had a reply lives
-// `bidirectional_timeout` (default 180 s) after its last datagram; one that has not, only
-// `one_way_timeout` (30 s: a scan or a lost peer costs little). One wheel, one steady_timer.
-// Inbound flows (nat/inbound.hpp): a port forward reads a new client's first datagram on its
-// listener and hands over a socket bound to the listener's address and port and connected to the
-// client; carry_inbound() adopts it as a flow keyed by the tuple as the guest sees it (the client
-// as remote_as_seen() shows it: the gateway for host loopback). That is the key the guest's
-// answers produce in from_guest(), so they leave through the adopted socket, from the port the
-// client wrote to, and the client's next datagrams (the kernel prefers the connected socket to the
-// listener) come in as any flow's. The egress policy is not asked (the host's forward let the
-// client in); the VM's flow limit and the table's capacity are, so a forward's clients cannot take
-// another VM's share. An existing flow with that key is never replaced. It starts as a flow that
-// has had a reply (the client spoke first): the guest is its server and may answer late, and only
-// this socket sends from the port the client knows.
-//
-// Limits. Fixed capacity, no allocation per datagram (the receive frames, the send queue and the
-// message headers are the translator's, allocated once: rx_batch frames of the MTU, about 48 KiB at
-// MTU 1500 and at most 1 MiB at the largest; the flow's state is in its slot; opening a flow opens
-// a socket, nothing more). Not thread-safe: one translator per network, on the network's executor.
+/// @file
+/// ankanet::nat::udp_translator — guests' UDP over host sockets.
+///
+/// Theory of operation. A flow is one guest address and port talking to one remote address and
+/// port (flow_table key), carried by one connected host UDP socket. A guest datagram the
+/// translators take (see translation.hpp: outside the subnet, or the gateway standing for host
+/// loopback) is checked (length, checksum when the guest set one) and then:
+///   - its flow exists: its payload is queued for the flow's socket;
+///   - else the egress policy judges the host-side destination; a refusal answers ICMP
+///     "communication administratively prohibited" and is counted and reported (rate-limited).
+///     Allowed: a socket is opened, bound to the guest's source port where that port is free on
+///     the host (so a protocol that carries its port inside, or a peer that expects symmetric ports,
+///     still works) or to an ephemeral one, connected to the destination, and the flow is added —
+///     unless the VM is at its flow limit or the table is full (refused and counted: other VMs
+///     keep their share) — and the payload queued.
+/// Guest → host, batched per burst. The queue holds spans into the guest's frames, not copies: the
+/// network keeps every frame of a burst valid until its end_burst (network.hpp, theory of operation
+/// 8), and there end_burst(ctx) sends each flow's queued datagrams, in the guest's order, with one
+/// sendmmsg whose iovecs point into the frames (MSG_DONTWAIT). A datagram the kernel refuses is
+/// dropped and counted, as a router would: a full socket buffer (EAGAIN, ENOBUFS) drops the rest of
+/// the flow's batch; a pending socket error (the ICMP error of an earlier datagram, which the send
+/// reports and clears) drops that one datagram, the rest go on, and the flow is marked so its error
+/// queue is read. The queue holds up to tx_queue_depth datagrams (a port's burst); a longer burst
+/// handed over by hand sends what is queued when the queue fills.
+/// Host → guest: each socket waits for readability (Asio async_wait); a readable socket puts its flow
+/// on the ready list and wakes the network, whose release_held(ctx, room) serves the ready flows in
+/// turn: each visit reads up to rx_batch datagrams with one recvmmsg, straight into the payload
+/// areas of as many frames towards the guest (from the remote as the guest addressed it — the
+/// gateway for host loopback), fills in their headers and hands them over; a flow that gave
+/// datagrams goes to the back of the list, one whose socket is empty (EAGAIN) leaves it and waits
+/// again. Fairness: no flow reads more than a batch while others wait, and the translator hands over
+/// at most per_turn_limit datagrams per turn of the event loop; beyond that it yields (release_held
+/// returns short) and posts its next turn behind the handlers already queued, the VMs' ports among
+/// them. A datagram longer than the guest's MTU allows is dropped and counted (fragmenting towards
+/// the guest is left for later; passt drops too).
+/// ICMP errors the host hears for a flow (IP_RECVERR: port unreachable from a closed port, host
+/// unreachable, fragmentation needed) are read from the socket's error queue (MSG_ERRQUEUE) and
+/// relayed to the guest as the matching ICMP error quoting its datagram's headers, so `nc -u` and
+/// DNS clients see "connection refused" as they would on a real network. The error queue is read
+/// when a read fails with the socket's error, and when a readable socket (or one whose send
+/// reported an error) turns out to hold no datagram: the error that woke it may already have been
+/// reported to a send.
+/// Timeouts (RFC 4787 REQ-5: at least 2 minutes, 5 recommended): a flow that has had a reply lives
+/// `bidirectional_timeout` (default 180 s) after its last datagram; one that has not, only
+/// `one_way_timeout` (30 s: a scan or a lost peer costs little). One wheel, one steady_timer.
+/// Inbound flows (nat/inbound.hpp): a port forward reads a new client's first datagram on its
+/// listener and hands over a socket bound to the listener's address and port and connected to the
+/// client; carry_inbound() adopts it as a flow keyed by the tuple as the guest sees it (the client
+/// as remote_as_seen() shows it: the gateway for host loopback). That is the key the guest's
+/// answers produce in from_guest(), so they leave through the adopted socket, from the port the
+/// client wrote to, and the client's next datagrams (the kernel prefers the connected socket to the
+/// listener) come in as any flow's. The egress policy is not asked (the host's forward let the
+/// client in); the VM's flow limit and the table's capacity are, so a forward's clients cannot take
+/// another VM's share. An existing flow with that key is never replaced. It starts as a flow that
+/// has had a reply (the client spoke first): the guest is its server and may answer late, and only
+/// this socket sends from the port the client knows.
+///
+/// Limits. Fixed capacity, no allocation per datagram (the receive frames, the send queue and the
+/// message headers are the translator's, allocated once: rx_batch frames of the MTU, about 48 KiB at
+/// MTU 1500 and at most 1 MiB at the largest; the flow's state is in its slot; opening a flow opens
+/// a socket, nothing more). Not thread-safe: one translator per network, on the network's executor.
 #pragma once
 
 #include <ankanet/clock.hpp>
@@ -97,26 +98,28 @@
 
 namespace ankanet::nat {
 
+/// Limits and timeouts of the UDP translator.
 struct udp_limits {
     std::size_t capacity = 4096;          ///< UDP flows at once
     std::size_t max_flows_per_vm = 1024;  ///< 0: the whole capacity
-    std::size_t max_vms = 256;
-    std::chrono::seconds one_way_timeout{30};
-    std::chrono::seconds bidirectional_timeout{180};
+    std::size_t max_vms = 256; ///< max VMs
+    std::chrono::seconds one_way_timeout{30}; ///< one way timeout
+    std::chrono::seconds bidirectional_timeout{180}; ///< bidirectional timeout
 };
 
+/// What the UDP translator did.
 struct udp_counters {
     std::uint64_t guest_datagrams = 0;    ///< carried guest → host
     std::uint64_t host_datagrams = 0;     ///< carried host → guest
-    std::uint64_t flows_opened = 0;
-    std::uint64_t flows_expired = 0;
+    std::uint64_t flows_opened = 0; ///< flows opened
+    std::uint64_t flows_expired = 0; ///< flows expired
     std::uint64_t flows_inbound = 0;      ///< forwards' clients adopted by carry_inbound() (not in flows_opened)
     std::uint64_t refused_egress = 0;     ///< new flows the egress policy refused
     std::uint64_t refused_limit = 0;      ///< new flows over the VM's limit or the table's capacity
     std::uint64_t refused_socket = 0;     ///< new flows whose host socket could not be opened or connected
     std::uint64_t dropped_malformed = 0;  ///< bad length or checksum
     std::uint64_t dropped_martian = 0;    ///< to 127/8, 0/8, multicast or class E
-    std::uint64_t dropped_fragment = 0;
+    std::uint64_t dropped_fragment = 0; ///< dropped fragment
     std::uint64_t dropped_spoofed = 0;    ///< not from the port's MAC, or from no address a VM of the subnet has
     std::uint64_t dropped_send = 0;       ///< the host socket would not take it (buffer full, error)
     std::uint64_t dropped_too_long = 0;   ///< a host datagram longer than the guest's MTU allows
@@ -129,10 +132,13 @@ struct udp_counters {
 template <egress_policy Egress>
 class udp_translator {
 public:
+    /// A translator running host sockets on `executor`.
     udp_translator(boost::asio::any_io_executor executor, translation_config config, Egress egress, udp_limits limits = {})
         : state_(std::make_shared<state>(std::move(executor), config, std::move(egress), limits)) {}
 
+    /// Move-constructs (memberwise).
     udp_translator(udp_translator&&) noexcept = default;
+    /// Move assignment.
     udp_translator& operator=(udp_translator&&) noexcept = default;
     ~udp_translator() {
         if (state_) state_->close_all();
@@ -169,12 +175,16 @@ public:
     template <class Ctx>
     std::size_t release_held(Ctx& ctx, std::size_t room) { return state_->release(ctx, room); }
 
+    /// The function the translator calls when it has frames for the guests.
     void bind_wakeup(std::function<void()> wake) { state_->wake.bind(std::move(wake)); }
     /// Closes every flow's socket and the timer: the network is stopping.
     void stop() { state_->close_all(); }
 
+    /// What it counted so far.
     const udp_counters& stats() const noexcept { return state_->counters; }
+    /// The flow count.
     std::size_t flow_count() const noexcept { return state_->flows.size(); }
+    /// The egress.
     const Egress& egress() const noexcept { return state_->egress; }
 
     /// Guest datagrams queued for the end of a burst, at most (a port's largest burst): one more
@@ -183,6 +193,7 @@ public:
     /// Datagrams one recvmmsg reads at most (fewer where that many frames of the MTU would pass
     /// rx_budget bytes, see rx_batch()).
     static constexpr std::size_t rx_batch_limit = 32;
+    /// RX budget
     static constexpr std::size_t rx_budget = std::size_t{1} << 20;
     /// Datagrams towards guests handed over per turn of the event loop, at most.
     static constexpr std::size_t per_turn_limit = 64;
