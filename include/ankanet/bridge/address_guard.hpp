@@ -1,24 +1,25 @@
-// ankanet::bridge::address_guard — a bridged VM may not take another VM's IPv4 address.
-//
-// Theory of operation. On a bridge the LAN's DHCP server hands out the addresses, and the LAN's
-// hosts believe whatever ARP tells them: a VM announcing another VM's address (a gratuitous ARP, a
-// reply nobody asked for) would draw that VM's traffic to itself. Managed Ethernet switches stop this
-// with DHCP snooping and dynamic ARP inspection; this service does the same for the VMs behind one
-// uplink:
-//  * Bindings come from the LAN's DHCP server: watch_uplink() sees every frame the uplink brings in,
-//    and a DHCPACK (UDP 67 -> 68, BOOTREPLY, option 53 = ACK) whose chaddr is a VM's MAC binds its
-//    yiaddr to that VM for the lease time (option 51; an hour when absent, a day at most). With MAC
-//    translation the uplink has put the VM's own chaddr back by then (lan_uplink.hpp). A later ACK
-//    moves an address to whichever VM it names: the server has taken it back from the first.
-//  * inspect() sees every frame a VM sends: an ARP whose sender address, or an IPv4 packet whose
-//    source address, is bound to another VM is dropped and counted (arp_refused, ip_refused), and an
-//    address_claim_refused_event reported — at most one a second, so a VM cannot flood the log.
-//    Addresses nobody holds a binding for pass: a VM with a static address works as on any LAN.
-//  * A VM that leaves gives up its bindings (port_removed); a binding also ends with its lease.
-// The LAN itself is trusted (it is the uplink: the network's gateway port), as a switch trusts its
-// DHCP server's port.
-// Costs: one hash lookup per IPv4 or ARP frame a VM sends; bindings are bounded (max_bindings, the
-// oldest-expiring one makes room).
+/// @file
+/// ankanet::bridge::address_guard — a bridged VM may not take another VM's IPv4 address.
+///
+/// Theory of operation. On a bridge the LAN's DHCP server hands out the addresses, and the LAN's
+/// hosts believe whatever ARP tells them: a VM announcing another VM's address (a gratuitous ARP, a
+/// reply nobody asked for) would draw that VM's traffic to itself. Managed Ethernet switches stop this
+/// with DHCP snooping and dynamic ARP inspection; this service does the same for the VMs behind one
+/// uplink:
+///  * Bindings come from the LAN's DHCP server: watch_uplink() sees every frame the uplink brings in,
+///    and a DHCPACK (UDP 67 -> 68, BOOTREPLY, option 53 = ACK) whose chaddr is a VM's MAC binds its
+///    yiaddr to that VM for the lease time (option 51; an hour when absent, a day at most). With MAC
+///    translation the uplink has put the VM's own chaddr back by then (lan_uplink.hpp). A later ACK
+///    moves an address to whichever VM it names: the server has taken it back from the first.
+///  * inspect() sees every frame a VM sends: an ARP whose sender address, or an IPv4 packet whose
+///    source address, is bound to another VM is dropped and counted (arp_refused, ip_refused), and an
+///    address_claim_refused_event reported — at most one a second, so a VM cannot flood the log.
+///    Addresses nobody holds a binding for pass: a VM with a static address works as on any LAN.
+///  * A VM that leaves gives up its bindings (port_removed); a binding also ends with its lease.
+/// The LAN itself is trusted (it is the uplink: the network's gateway port), as a switch trusts its
+/// DHCP server's port.
+/// Costs: one hash lookup per IPv4 or ARP frame a VM sends; bindings are bounded (max_bindings, the
+/// oldest-expiring one makes room).
 #pragma once
 
 #include <ankanet/inspection.hpp>
@@ -41,25 +42,26 @@ namespace ankanet::bridge {
 
 /// A VM's frame claimed an address bound to another VM, and was dropped.
 struct address_claim_refused_event {
-    std::string_view port;
-    ipv4_address address;
+    std::string_view port; ///< port
+    ipv4_address address; ///< address
     mac_address holder;      ///< the VM the LAN's DHCP server gave it to
     bool arp = false;        ///< an ARP claim (else an IPv4 packet with that source)
 };
 
+/// What the address guard refused or passed.
 struct address_guard_counters {
     std::uint64_t bindings_learned = 0; ///< DHCPACKs for a VM seen on the uplink
-    std::uint64_t arp_refused = 0;
-    std::uint64_t ip_refused = 0;
+    std::uint64_t arp_refused = 0; ///< ARP refused
+    std::uint64_t ip_refused = 0; ///< IP refused
     std::uint64_t bindings_evicted = 0; ///< made room for a new one (max_bindings)
 };
 
 /// The service; see the top of the file.
 class address_guard {
 public:
-    static constexpr std::size_t max_bindings = 4096;
-    static constexpr std::chrono::seconds default_lease{3600};
-    static constexpr std::chrono::seconds longest_lease{86400};
+    static constexpr std::size_t max_bindings = 4096; ///< max bindings
+    static constexpr std::chrono::seconds default_lease{3600}; ///< default lease
+    static constexpr std::chrono::seconds longest_lease{86400}; ///< longest lease
 
     /// The VM the LAN's DHCP server bound `address` to, if that binding is live at `now`.
     std::optional<mac_address> holder(ipv4_address address, std::chrono::steady_clock::time_point now) const {
@@ -129,11 +131,14 @@ public:
         return inspection::drop;
     }
 
+    /// Forgets the addresses of a VM that went away.
     void port_removed(mac_address vm) {
         std::erase_if(bindings_, [&](const auto& entry) { return entry.second.vm == vm; });
     }
 
+    /// What it counted so far.
     const address_guard_counters& stats() const noexcept { return counters_; }
+    /// The binding count.
     std::size_t binding_count() const noexcept { return bindings_.size(); }
 
 private:

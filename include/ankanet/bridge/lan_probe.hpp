@@ -1,18 +1,19 @@
-// ankanet::bridge::lan_probe_frame — the frame a bridge sends to find out which MACs the LAN uses.
-//
-// Theory of operation. With direct MACs a VM's address is on the LAN's wire, so it must not be one
-// a device there already has (two NICs with one MAC break both). The network learns every source
-// it sees on the uplink (network.hpp, "Uplink") and never draws a MAC learned there; this probe
-// makes the quiet devices speak up when the bridge starts. It is an ICMPv6 echo request to the
-// all-nodes group ff02::1 (RFC 4443; RFC 4291 §2.7.1): every IPv6 host on the link takes it, and
-// Linux answers it by default (net.ipv6.icmp.echo_ignore_multicast = 0). The probe comes from a
-// fresh random MAC and its EUI-64 link-local address (RFC 4291 appendix A), which no host has a
-// neighbour entry for, so each one first asks for it with a neighbour solicitation to the
-// solicited-node group (RFC 4861 §7.2.2): a multicast frame with the host's own MAC as its source,
-// which the uplink's filter lets up and the switch learns. Nobody answers the solicitation, so no
-// echo reply follows, and the host forgets the address once its neighbour entry fails.
-// Limits: only hosts with IPv6 on the link answer; IPv4-only devices are found when they speak
-// (ARP, DHCP) instead. Best effort by nature: a device that stays silent cannot be seen.
+/// @file
+/// ankanet::bridge::lan_probe_frame — the frame a bridge sends to find out which MACs the LAN uses.
+///
+/// Theory of operation. With direct MACs a VM's address is on the LAN's wire, so it must not be one
+/// a device there already has (two NICs with one MAC break both). The network learns every source
+/// it sees on the uplink (network.hpp, "Uplink") and never draws a MAC learned there; this probe
+/// makes the quiet devices speak up when the bridge starts. It is an ICMPv6 echo request to the
+/// all-nodes group ff02::1 (RFC 4443; RFC 4291 §2.7.1): every IPv6 host on the link takes it, and
+/// Linux answers it by default (net.ipv6.icmp.echo_ignore_multicast = 0). The probe comes from a
+/// fresh random MAC and its EUI-64 link-local address (RFC 4291 appendix A), which no host has a
+/// neighbour entry for, so each one first asks for it with a neighbour solicitation to the
+/// solicited-node group (RFC 4861 §7.2.2): a multicast frame with the host's own MAC as its source,
+/// which the uplink's filter lets up and the switch learns. Nobody answers the solicitation, so no
+/// echo reply follows, and the host forgets the address once its neighbour entry fails.
+/// Limits: only hosts with IPv6 on the link answer; IPv4-only devices are found when they speak
+/// (ARP, DHCP) instead. Best effort by nature: a device that stays silent cannot be seen.
 #pragma once
 
 #include <ankanet/wire/address.hpp>

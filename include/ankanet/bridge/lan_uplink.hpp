@@ -1,36 +1,37 @@
-// ankanet::bridge::lan_uplink — the bridge mode's link to the LAN: any frame backend on the host
-// interface (backend::af_packet_uplink on Linux), with the VMs' MACs either put on the wire as they
-// are (direct MACs) or translated to the interface's own (l2::mac_translator).
-//
-// Theory of operation. A bridge network (bridge.hpp) is a basic_network whose gateway port is an
-// uplink (network.hpp, "Uplink"): the switch sends the VMs' frames for the LAN to it and takes the
-// LAN's frames from it. This decorator stands between that port and the host interface's backend,
-// and does the two things that depend on the MAC mode:
-//  * Translation (the default, what a Wi-Fi uplink needs: an access point accepts frames from its
-//    associated station's MAC only). send() copies the frame into a buffer of its own — the switch
-//    may be flooding the same bytes to other VMs, which must see them as sent — and rewrites it with
-//    translate_outbound: the Ethernet source, ARP hardware fields and DHCP chaddr become the
-//    interface's MAC, the DHCP broadcast flag is set. Received frames are rewritten in place in the
-//    port's receive buffer with translate_inbound: a frame for the interface's MAC goes to the VM
-//    owning its IP (ARP target, IP destination, DHCP transaction), a broadcast to all; what no VM
-//    owns (the host's own traffic, which the filter lets up with the interface's MAC) is dropped
-//    here and never reaches the switch. A receive that only met dropped frames waits again.
-//  * The uplink's receive filter (direct MACs): a backend with set_accepted_macs()
-//    (af_packet_uplink) lets up only frames for the VMs' MACs and group addresses. The VM set is
-//    kept by `port_tracker`, the bridge network's service that sees ports come and go; the filter is
-//    re-applied before the next frame moves through this uplink after a change. A new VM's first
-//    frame (its DHCP discover) goes out through send(), which applies it before any answer can come
-//    back. In translation mode the filter stays the interface's own MAC.
-// The translator's table of VMs follows the ports: port_tracker removes a VM that leaves, with its
-// learned addresses and DHCP transactions, so ports coming and going never fill it.
-//
-// Costs: translation copies each frame for the LAN once (the switch's frame is shared) and
-// rewrites headers only; a received frame is rewritten in place. Offload metadata passes through
-// (a translated TCP super-frame changes only its Ethernet destination), except that translation
-// finishes an unfinished checksum of a plain frame first: the DHCP rewrite patches it.
-// Limits: translation is IPv4 only (see l2/mac_translator.hpp); the direct-MAC filter holds at most
-// the backend's limit (64 for af_packet_uplink): beyond it, the filter keeps its last good set and
-// set_filter_errors() counts the refusals.
+/// @file
+/// ankanet::bridge::lan_uplink — the bridge mode's link to the LAN: any frame backend on the host
+/// interface (backend::af_packet_uplink on Linux), with the VMs' MACs either put on the wire as they
+/// are (direct MACs) or translated to the interface's own (l2::mac_translator).
+///
+/// Theory of operation. A bridge network (bridge.hpp) is a basic_network whose gateway port is an
+/// uplink (network.hpp, "Uplink"): the switch sends the VMs' frames for the LAN to it and takes the
+/// LAN's frames from it. This decorator stands between that port and the host interface's backend,
+/// and does the two things that depend on the MAC mode:
+///  * Translation (the default, what a Wi-Fi uplink needs: an access point accepts frames from its
+///    associated station's MAC only). send() copies the frame into a buffer of its own — the switch
+///    may be flooding the same bytes to other VMs, which must see them as sent — and rewrites it with
+///    translate_outbound: the Ethernet source, ARP hardware fields and DHCP chaddr become the
+///    interface's MAC, the DHCP broadcast flag is set. Received frames are rewritten in place in the
+///    port's receive buffer with translate_inbound: a frame for the interface's MAC goes to the VM
+///    owning its IP (ARP target, IP destination, DHCP transaction), a broadcast to all; what no VM
+///    owns (the host's own traffic, which the filter lets up with the interface's MAC) is dropped
+///    here and never reaches the switch. A receive that only met dropped frames waits again.
+///  * The uplink's receive filter (direct MACs): a backend with set_accepted_macs()
+///    (af_packet_uplink) lets up only frames for the VMs' MACs and group addresses. The VM set is
+///    kept by `port_tracker`, the bridge network's service that sees ports come and go; the filter is
+///    re-applied before the next frame moves through this uplink after a change. A new VM's first
+///    frame (its DHCP discover) goes out through send(), which applies it before any answer can come
+///    back. In translation mode the filter stays the interface's own MAC.
+/// The translator's table of VMs follows the ports: port_tracker removes a VM that leaves, with its
+/// learned addresses and DHCP transactions, so ports coming and going never fill it.
+///
+/// Costs: translation copies each frame for the LAN once (the switch's frame is shared) and
+/// rewrites headers only; a received frame is rewritten in place. Offload metadata passes through
+/// (a translated TCP super-frame changes only its Ethernet destination), except that translation
+/// finishes an unfinished checksum of a plain frame first: the DHCP rewrite patches it.
+/// Limits: translation is IPv4 only (see l2/mac_translator.hpp); the direct-MAC filter holds at most
+/// the backend's limit (64 for af_packet_uplink): beyond it, the filter keeps its last good set and
+/// set_filter_errors() counts the refusals.
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
@@ -71,10 +72,10 @@ using uplink_translator = l2::basic_mac_translator<64, 256, 64>;
 
 /// What the uplink and the network's port_tracker share.
 struct uplink_state {
-    mac_mode mode = mac_mode::translate;
+    mac_mode mode = mac_mode::translate; ///< mode
     std::optional<uplink_translator> translator; ///< translate mode only
     std::vector<mac_address> vms;                ///< the VMs' MACs, for the direct-MAC filter
-    bool filter_stale = true;
+    bool filter_stale = true; ///< filter stale
     std::uint64_t set_filter_errors = 0;         ///< filter updates the backend refused
     std::uint64_t dropped_by_translation = 0;    ///< frames translate_inbound/outbound dropped
 };
@@ -95,18 +96,25 @@ concept mac_filtering = requires(Backend& b, std::span<const mac_address> macs) 
 template <backend::frame_backend Backend>
 class lan_uplink {
 public:
-    using executor_type = typename Backend::executor_type;
+    using executor_type = typename Backend::executor_type; ///< the executor its asynchronous operations run on
 
+    /// Wraps `inner`, the LAN interface, sharing `state` with the network's port_tracker.
     lan_uplink(Backend inner, std::shared_ptr<uplink_state> state)
         : inner_(std::move(inner)), state_(std::move(state)), scratch_(std::make_unique<std::byte[]>(scratch_len)) {}
 
+    /// The executor its asynchronous operations run on.
     executor_type get_executor() const { return inner_.get_executor(); }
+    /// The MTU.
     std::size_t mtu() const { return inner_.mtu(); }
     /// The interface's MAC. Not imposed on the network's ports: only the uplink uses it.
     std::optional<mac_address> mac() const { return inner_.mac(); }
+    /// What it counted so far.
     backend::counters stats() const { return inner_.stats(); }
+    /// Closes the interface.
     void close() { inner_.close(); }
+    /// The state.
     const std::shared_ptr<uplink_state>& state() const noexcept { return state_; }
+    /// The wrapped interface backend.
     Backend& inner() noexcept { return inner_; }
 
     /// Receives the next frame for the VMs (translated in place in translate mode).
@@ -117,6 +125,7 @@ public:
                                                                                                token, inner_.get_executor());
     }
 
+    /// A VM's MAC was learned: it is let through the uplink.
     result<std::size_t> try_receive(wire::mutable_bytes buffer)
         requires backend::burst_backend<Backend>
     {
@@ -137,12 +146,14 @@ public:
     {
         return received_;
     }
+    /// The max receive length.
     std::size_t max_receive_len() const
         requires backend::offload_receiver<Backend>
     {
         return inner_.max_receive_len();
     }
 
+    /// Other events are ignored.
     std::error_code send(wire::const_bytes frame) {
         refresh_filter();
         auto out = outbound(frame);
@@ -150,11 +161,13 @@ public:
         return inner_.send(*out);
     }
 
+    /// Whether accepts offload.
     bool accepts_offload() const
         requires backend::offload_backend<Backend>
     {
         return inner_.accepts_offload();
     }
+    /// A VM port went away: its MAC is no longer let through.
     std::error_code send(wire::const_bytes frame, const wire::offload& meta)
         requires backend::offload_backend<Backend>
     {
@@ -255,19 +268,24 @@ private:
 /// translator's table). Takes no frames.
 class port_tracker {
 public:
+    /// Takes a frame for the VMs that is already waiting, if any.
     explicit port_tracker(std::shared_ptr<uplink_state> state) : state_(std::move(state)) {}
 
     /// The network's own frames for the gateway: a bridge has none, so nothing is taken here and
     /// every frame for the gateway port goes to the uplink.
     bool handle(const wire::parsed_frame&, auto&) noexcept { return false; }
 
+    /// Sends a VM's frame to the LAN (translated in translate mode).
     void observe_event(const port_added_event& e) {
         if (e.mac) add(*e.mac);
     }
+    /// As send(frame), with offload metadata.
     void observe_event(const port_mac_learned_event& e) { add(e.mac); }
+    /// Tracks VM ports into `state`, which the lan_uplink reads.
     template <class Event>
     void observe_event(const Event&) noexcept {}
 
+    /// A new VM port: its MAC is let through the uplink.
     void port_removed(mac_address mac) {
         auto& vms = state_->vms;
         if (const auto at = std::find(vms.begin(), vms.end(), mac); at != vms.end()) {
@@ -277,6 +295,7 @@ public:
         if (state_->translator) (void)state_->translator->remove_vm(mac);
     }
 
+    /// The state.
     const uplink_state& state() const noexcept { return *state_; }
 
 private:

@@ -1,38 +1,39 @@
-// ankanet::forward::service — port forwarding: host listeners whose connections and datagrams enter
-// a VM, following the VM wherever its address goes. A gateway service of basic_network.
-//
-// Theory of operation. The rules are a forward::table (forward/table.hpp); this service owns the
-// host side: one listening socket per host port of each rule (a TCP acceptor, or a UDP socket).
-//  - Adding a rule checks the table first (a conflict with another rule is refused naming it), then
-//    binds every port of the rule; a port another socket on the host holds refuses the whole rule,
-//    naming the processes that hold it (detail/port_holder.hpp), and nothing stays bound. Removing
-//    a rule closes its listeners only: connections already carried are flows of the translators
-//    and go on until they end.
-//  - A TCP connection accepted, or a datagram from a UDP client read, waits in a bounded queue and
-//    wakes the network; in release_held() (on the network's thread, with its context) the service
-//    finds the VM the rule names among the network's ports, and the VM's address now: the last
-//    address the gateway saw it take — a DHCP lease acknowledged, or an address it newly claimed by
-//    ARP (a static address it announced) — else its bound lease (a lease from before a restart).
-//    Without a VM or an address, a TCP client is reset (SO_LINGER {1, 0}) and a datagram dropped,
-//    counted and reported; the rule keeps listening, and works from the moment the VM has one.
-//  - Found: the connection becomes a flow of the network's TCP translator (ctx.carry_inbound with a
-//    nat::inbound_tcp): the translator adopts the accepted socket and opens the connection to the
-//    guest with a SYN, so inbound flows run on the one TCP engine outbound flows run on. A UDP
-//    client gets a socket of its own, bound to the listener's address and port and connected to
-//    the client, adopted by the UDP translator as a flow (nat::inbound_udp) with its timeouts; the
-//    kernel hands that socket the client's later datagrams, and the first one is framed for the
-//    guest here.
-//  - The guest sees the client's real address and port, except a client on the host's loopback (or
-//    one inside the guests' subnet), which it sees as the gateway (nat::remote_as_seen). Two such
-//    clients on one port (127.0.0.1 and 127.0.0.2, say) would share a tuple: over TCP the second
-//    is shown another port; over UDP (where a datagram of a known tuple is the flow's) the second
-//    one's datagrams go to the first one's flow, so its answers are lost: a limit of this version.
-//    A network run with host_loopback off does not carry the guest's answers to the gateway, so
-//    loopback clients are not forwarded there either (their connections are reset once the SYN
-//    retries run out).
-// Bounds: the table's limits (rules, ports), `pending` connections and datagrams waiting at once
-// (more are refused and counted), a fixed buffer for those datagrams allocated at construction;
-// nothing is allocated per packet. Not thread-safe: add() and remove() run on the network's thread.
+/// @file
+/// ankanet::forward::service — port forwarding: host listeners whose connections and datagrams enter
+/// a VM, following the VM wherever its address goes. A gateway service of basic_network.
+///
+/// Theory of operation. The rules are a forward::table (forward/table.hpp); this service owns the
+/// host side: one listening socket per host port of each rule (a TCP acceptor, or a UDP socket).
+///  - Adding a rule checks the table first (a conflict with another rule is refused naming it), then
+///    binds every port of the rule; a port another socket on the host holds refuses the whole rule,
+///    naming the processes that hold it (detail/port_holder.hpp), and nothing stays bound. Removing
+///    a rule closes its listeners only: connections already carried are flows of the translators
+///    and go on until they end.
+///  - A TCP connection accepted, or a datagram from a UDP client read, waits in a bounded queue and
+///    wakes the network; in release_held() (on the network's thread, with its context) the service
+///    finds the VM the rule names among the network's ports, and the VM's address now: the last
+///    address the gateway saw it take — a DHCP lease acknowledged, or an address it newly claimed by
+///    ARP (a static address it announced) — else its bound lease (a lease from before a restart).
+///    Without a VM or an address, a TCP client is reset (SO_LINGER {1, 0}) and a datagram dropped,
+///    counted and reported; the rule keeps listening, and works from the moment the VM has one.
+///  - Found: the connection becomes a flow of the network's TCP translator (ctx.carry_inbound with a
+///    nat::inbound_tcp): the translator adopts the accepted socket and opens the connection to the
+///    guest with a SYN, so inbound flows run on the one TCP engine outbound flows run on. A UDP
+///    client gets a socket of its own, bound to the listener's address and port and connected to
+///    the client, adopted by the UDP translator as a flow (nat::inbound_udp) with its timeouts; the
+///    kernel hands that socket the client's later datagrams, and the first one is framed for the
+///    guest here.
+///  - The guest sees the client's real address and port, except a client on the host's loopback (or
+///    one inside the guests' subnet), which it sees as the gateway (nat::remote_as_seen). Two such
+///    clients on one port (127.0.0.1 and 127.0.0.2, say) would share a tuple: over TCP the second
+///    is shown another port; over UDP (where a datagram of a known tuple is the flow's) the second
+///    one's datagrams go to the first one's flow, so its answers are lost: a limit of this version.
+///    A network run with host_loopback off does not carry the guest's answers to the gateway, so
+///    loopback clients are not forwarded there either (their connections are reset once the SYN
+///    retries run out).
+/// Bounds: the table's limits (rules, ports), `pending` connections and datagrams waiting at once
+/// (more are refused and counted), a fixed buffer for those datagrams allocated at construction;
+/// nothing is allocated per packet. Not thread-safe: add() and remove() run on the network's thread.
 #pragma once
 
 #include <ankanet/detail/port_holder.hpp>
@@ -75,7 +76,7 @@ namespace ankanet::forward {
 
 /// Sizes of the service.
 struct service_limits {
-    table_limits table{};
+    table_limits table{}; ///< table
     std::size_t pending = 64;  ///< connections and datagrams waiting for the network's turn at once
     int backlog = 128;         ///< each TCP listener's listen() backlog
 };
@@ -97,9 +98,9 @@ struct service_stats {
 /// A connection or datagram a forward could not carry into its VM (rate-limited: one per second).
 struct forward_refused_event {
     std::string_view forward;            ///< the rule, as format_rule() writes it
-    wire::ipv4_address client;
-    std::uint16_t client_port = 0;
-    std::string_view reason;
+    wire::ipv4_address client; ///< client
+    std::uint16_t client_port = 0; ///< client port
+    std::string_view reason; ///< reason
     std::uint64_t suppressed = 0;        ///< reports held back since the last one
 };
 
@@ -111,7 +112,9 @@ public:
     service(boost::asio::any_io_executor executor, nat::translation_config config, service_limits limits = {})
         : state_(std::make_shared<state>(std::move(executor), config, limits)) {}
 
+    /// Move-constructs (memberwise).
     service(service&&) noexcept = default;
+    /// Move assignment.
     service& operator=(service&&) noexcept = default;
     ~service() {
         if (state_) state_->close_all();
@@ -124,7 +127,9 @@ public:
     /// Removes a forward and closes its listeners; its connections go on. no_such_rule if absent.
     std::error_code remove(rule_id id) { return state_->remove(id); }
 
+    /// The table.
     const forward::table& table() const noexcept { return state_->rules; }
+    /// What it counted so far.
     const service_stats& stats() const noexcept { return state_->counters; }
     /// Connections and UDP clients rule `id` has carried into its VM.
     std::uint64_t carried(rule_id id) const noexcept {
@@ -147,6 +152,7 @@ public:
     template <class Ctx>
     std::size_t release_held(Ctx& ctx, std::size_t room) { return state_->release(ctx, room); }
 
+    /// The function the service calls when it has frames for the VMs.
     void bind_wakeup(std::function<void()> wake) {
         state_->wake = std::move(wake);
         state_->wake_pending = false;
@@ -163,7 +169,9 @@ public:
             if (it != state_->where.end() && it->second == e.address) state_->where.erase(it);
         }
     }
+    /// A VM claimed an address: forwards to it follow.
     void observe_event(const gateway::address_claimed_event& e) { state_->where[e.mac] = e.address; }
+    /// A VM went away: forwards no longer reach it.
     void port_removed(wire::mac_address mac) { state_->where.erase(mac); }
 
 private:

@@ -1,28 +1,29 @@
-// ankanet::forward::table — the port-forward rules: which host ports lead into which VM's ports.
-//
-// Theory of operation. A pure table, no sockets: forward::service (forward/service.hpp) owns the
-// listeners and asks the table where a connection goes. A rule names
-//  - a protocol (TCP or UDP),
-//  - a host address to listen on (127.0.0.1 unless the operator asks for another, or for 0.0.0.0),
-//  - a host port or range, and a guest port or range of the same length (port i of one to port i of
-//    the other),
-//  - the VM, by identity rather than by address: its MAC, or the name of its port (vm_selector).
-//    A VM's address changes from one start to the next; the service resolves the VM's current
-//    address when a connection arrives, so a rule keeps working across leases.
-// Two rules conflict when they share a protocol, an overlapping host port range and a host address
-// (equal, or either is the wildcard 0.0.0.0, which covers every address): the second is refused
-// with a message naming the first. A rule refused leaves the table as it was.
-//
-// Capacity is fixed at construction (table_limits): at most max_rules rules covering at most
-// max_ports host ports in all, so a range of 1-65535 cannot make the service open 65 535 listeners
-// by accident. Lookups are linear over the rules: they run once per accepted connection (or new
-// UDP client), never per packet. Rule ids are never reused while the table lives, so a client that
-// removes "forward 3" never removes a rule added after it was gone.
-//
-// Text form, the one `--forward` and the control socket take (parse_rule, format_rule):
-//     [tcp:|udp:][HOSTADDR:]HOSTPORT[-END]:GUESTPORT[-END][@VM]
-// TCP and 127.0.0.1 by default; a guest range may be given by its first port alone; VM is a MAC or
-// a port name (the embedder maps friendlier names: ankanetd takes a netns name or a socket path).
+/// @file
+/// ankanet::forward::table — the port-forward rules: which host ports lead into which VM's ports.
+///
+/// Theory of operation. A pure table, no sockets: forward::service (forward/service.hpp) owns the
+/// listeners and asks the table where a connection goes. A rule names
+///  - a protocol (TCP or UDP),
+///  - a host address to listen on (127.0.0.1 unless the operator asks for another, or for 0.0.0.0),
+///  - a host port or range, and a guest port or range of the same length (port i of one to port i of
+///    the other),
+///  - the VM, by identity rather than by address: its MAC, or the name of its port (vm_selector).
+///    A VM's address changes from one start to the next; the service resolves the VM's current
+///    address when a connection arrives, so a rule keeps working across leases.
+/// Two rules conflict when they share a protocol, an overlapping host port range and a host address
+/// (equal, or either is the wildcard 0.0.0.0, which covers every address): the second is refused
+/// with a message naming the first. A rule refused leaves the table as it was.
+///
+/// Capacity is fixed at construction (table_limits): at most max_rules rules covering at most
+/// max_ports host ports in all, so a range of 1-65535 cannot make the service open 65 535 listeners
+/// by accident. Lookups are linear over the rules: they run once per accepted connection (or new
+/// UDP client), never per packet. Rule ids are never reused while the table lives, so a client that
+/// removes "forward 3" never removes a rule added after it was gone.
+///
+/// Text form, the one `--forward` and the control socket take (parse_rule, format_rule):
+///     `[tcp:|udp:][HOSTADDR:]HOSTPORT[-END]:GUESTPORT[-END][@VM]`
+/// TCP and 127.0.0.1 by default; a guest range may be given by its first port alone; VM is a MAC or
+/// a port name (the embedder maps friendlier names: ankanetd takes a netns name or a socket path).
 #pragma once
 
 #include <ankanet/result.hpp>
@@ -71,10 +72,12 @@ public:
 };
 } // namespace detail
 
+/// The forward error category.
 inline const std::error_category& forward_error_category() noexcept {
     static const detail::forward_error_category_impl instance;
     return instance;
 }
+/// Wraps `e` in a std::error_code of its category (found by argument-dependent lookup).
 inline std::error_code make_error_code(forward_errc e) noexcept { return {static_cast<int>(e), forward_error_category()}; }
 
 } // namespace ankanet::forward
@@ -84,16 +87,19 @@ struct std::is_error_code_enum<ankanet::forward::forward_errc> : std::true_type 
 
 namespace ankanet::forward {
 
+/// The transport a forward carries.
 enum class protocol : std::uint8_t { tcp, udp };
 
+/// The text form.
 constexpr std::string_view to_string(protocol p) noexcept { return p == protocol::tcp ? "tcp" : "udp"; }
 
 /// Which VM a rule leads into: the one whose port has this MAC, or this name. Empty: whatever VM is
 /// the network's only one when a connection arrives (refused while there are none or several).
 struct vm_selector {
-    std::optional<wire::mac_address> mac;
-    std::string name;
+    std::optional<wire::mac_address> mac; ///< MAC
+    std::string name; ///< name
 
+    /// Whether empty.
     bool empty() const noexcept { return !mac && name.empty(); }
     /// Whether the port named `port_name` with MAC `port_mac` is the VM. A name matches itself and
     /// the ports numbered after it ("qemu:/run/vm.sock" matches "qemu:/run/vm.sock#3": each QEMU
@@ -108,9 +114,11 @@ struct vm_selector {
         const auto digits = port_name.substr(name.size() + 1);
         return std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
     }
+    /// Memberwise equality.
     bool operator==(const vm_selector&) const = default;
 };
 
+/// The text form.
 inline std::string to_string(const vm_selector& vm) {
     if (vm.mac) return wire::to_string(*vm.mac);
     return vm.name;
@@ -119,20 +127,24 @@ inline std::string to_string(const vm_selector& vm) {
 /// One forward: host ports [host_port, host_port_last] on host_address lead to guest ports
 /// [guest_port, guest_port + (host_port_last - host_port)] of the VM.
 struct rule {
-    protocol proto = protocol::tcp;
-    wire::ipv4_address host_address{127, 0, 0, 1};
-    std::uint16_t host_port = 0;
+    protocol proto = protocol::tcp; ///< proto
+    wire::ipv4_address host_address{127, 0, 0, 1}; ///< host address
+    std::uint16_t host_port = 0; ///< host port
     std::uint16_t host_port_last = 0; ///< == host_port for a single port
-    std::uint16_t guest_port = 0;
-    vm_selector vm;
+    std::uint16_t guest_port = 0; ///< guest port
+    vm_selector vm; ///< VM
 
+    /// The ports.
     std::size_t ports() const noexcept { return host_port_last >= host_port ? std::size_t{host_port_last} - host_port + 1 : 0; }
+    /// The guest port last.
     std::uint16_t guest_port_last() const noexcept { return static_cast<std::uint16_t>(guest_port + (ports() - 1)); }
     /// The guest port a host port of the rule leads to.
     std::uint16_t guest_port_for(std::uint16_t port) const noexcept {
         return static_cast<std::uint16_t>(guest_port + (port - host_port));
     }
+    /// Whether `port` is in the rule's host port range.
     bool covers(std::uint16_t port) const noexcept { return port >= host_port && port <= host_port_last; }
+    /// Memberwise equality.
     bool operator==(const rule&) const = default;
 };
 
@@ -235,28 +247,29 @@ inline result<rule> parse_rule(std::string_view spec, std::string* why = nullptr
 
 /// How many rules, and host ports in all, a table holds at most.
 struct table_limits {
-    std::size_t max_rules = 256;
-    std::size_t max_ports = 4096;
+    std::size_t max_rules = 256; ///< rules at most
+    std::size_t max_ports = 4096; ///< host ports of all rules together, at most
 };
 
-using rule_id = std::uint32_t;
+using rule_id = std::uint32_t; ///< names a rule in a table (add() returns it)
 
 /// A rule and the id the table gave it.
 struct entry {
-    rule_id id = 0;
-    forward::rule rule;
+    rule_id id = 0; ///< ID
+    forward::rule rule; ///< rule
 };
 
 /// Where a connection to a host port goes.
 struct destination {
-    rule_id id = 0;
-    std::uint16_t guest_port = 0;
+    rule_id id = 0; ///< ID
+    std::uint16_t guest_port = 0; ///< guest port
     const forward::rule* rule = nullptr; ///< valid until the table changes
 };
 
 /// The port-forward rules; see the theory of operation above.
 class table {
 public:
+    /// An empty table within `limits`.
     explicit table(table_limits limits = {}) : limits_(limits) { entries_.reserve(limits.max_rules); }
 
     /// Adds `r`; refuses a malformed rule (bad_rule), a conflict (naming the rule that holds the
@@ -340,9 +353,11 @@ public:
 
     /// Every rule, in the order added.
     std::span<const entry> entries() const noexcept { return entries_; }
+    /// The number of elements.
     std::size_t size() const noexcept { return entries_.size(); }
     /// Host ports the rules cover in all.
     std::size_t ports() const noexcept { return ports_; }
+    /// The limits.
     const table_limits& limits() const noexcept { return limits_; }
 
 private:

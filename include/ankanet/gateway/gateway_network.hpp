@@ -1,10 +1,11 @@
-// ankanet — what the shared and host modes have in common: a network whose gateway answers ARP
-// and ping for itself, serves DHCP, and referees ARP claims; and the address plan behind it.
-//
-// The plan. The subnet names the gateway: the address given, or the first host address when the
-// network address is given (192.168.64.0/24 → gateway 192.168.64.1). DHCP hands out, by default,
-// every host address but the gateway's (.2–.254 on a /24); a range that holds the gateway excludes
-// it. The gateway is also the DHCP server identifier, the router and the DNS server it announces.
+/// @file
+/// ankanet — what the shared and host modes have in common: a network whose gateway answers ARP
+/// and ping for itself, serves DHCP, and referees ARP claims; and the address plan behind it.
+///
+/// The plan. The subnet names the gateway: the address given, or the first host address when the
+/// network address is given (192.168.64.0/24 → gateway 192.168.64.1). DHCP hands out, by default,
+/// every host address but the gateway's (.2–.254 on a /24); a range that holds the gateway excludes
+/// it. The gateway is also the DHCP server identifier, the router and the DNS server it announces.
 #pragma once
 
 #include <ankanet/config.hpp>
@@ -40,8 +41,9 @@ namespace ankanet {
 
 /// A range of IPv4 addresses, both ends included.
 struct address_range {
-    ipv4_address first;
-    ipv4_address last;
+    ipv4_address first; ///< the lowest address
+    ipv4_address last;  ///< the highest address
+    /// Memberwise equality.
     bool operator==(const address_range&) const = default;
 };
 
@@ -68,13 +70,13 @@ constexpr address_range default_dhcp_range(ipv4_prefix gateway) noexcept {
 struct gateway_network_options {
     std::optional<ipv4_prefix> subnet;          ///< default: the mode's (192.168.64.1/24, 192.168.128.1/24)
     std::optional<address_range> dhcp_range;    ///< default: default_dhcp_range()
-    std::vector<dhcp::reservation> reservations;
-    std::chrono::seconds lease_time{3600};
+    std::vector<dhcp::reservation> reservations; ///< fixed addresses for given clients
+    std::chrono::seconds lease_time{3600};      ///< how long a DHCP lease lasts
     dhcp::any_lease_store leases;               ///< default: in memory
-    std::size_t mtu = backend::default_mtu;
+    std::size_t mtu = backend::default_mtu;     ///< the largest IP packet a frame carries
     bool isolate = false;                       ///< VMs reach the gateway only
-    mac_address gateway_mac = default_gateway_mac;
-    l2::mac_prefix mac_prefix{};
+    mac_address gateway_mac = default_gateway_mac; ///< the gateway's own MAC
+    l2::mac_prefix mac_prefix{};                ///< where random and stable VM MACs are drawn
     std::optional<l2::host_secret> mac_secret;  ///< for port_mac::stable
     std::string domain_name;                    ///< DHCP option 15 when not empty
     std::vector<std::string> search_domains;    ///< DHCP option 119 when not empty
@@ -93,8 +95,8 @@ struct gateway_network_options {
     dns::upstream_config dns_upstreams{};       ///< configured servers, else the host's resolv.conf
     // Port forwards (forward/service.hpp): host ports into VMs, listening from the start; more can
     // be added and removed at run time through the network's forward::service.
-    std::vector<forward::rule> forwards;
-    forward::table_limits forward_limits{};
+    std::vector<forward::rule> forwards;        ///< the forwards to open at start
+    forward::table_limits forward_limits{};     ///< how many rules and host ports at most
 };
 
 /// The gateway's interface of a network of `mode` set up by `options`, or why there is none.

@@ -1,32 +1,33 @@
-// ankanet::gateway::basic_neighbor_table — the gateway's knowledge of which guest uses which IPv4
-// address on its subnet, learned from the ARP the guests send; and the referee when two claim one.
-//
-// Theory of operation. A pure engine: observe(frame, now, lease_holder) looks at one frame a guest
-// sent. ARP requests, replies and gratuitous announcements all carry a *claim*: "sender_ip is at
-// sender_mac". DHCP guests make that claim as soon as they use their lease; guests with a
-// self-configured static address make it too (their first ARP, or the gratuitous ARP most stacks
-// send when an address is configured), which is how the gateway learns them without DHCP.
-//
-// A claim is judged against two authorities, in order:
-//  1. The lease: `lease_holder(address)` says which MAC holds a DHCP lease on the address (the
-//     DHCP server's pool). A claim by any other MAC is a conflict.
-//  2. An earlier claim: an address learned for one MAC and still fresh (seen within `lifetime`)
-//     belongs to that MAC; a claim by another is a conflict. Once the holder has been silent for
-//     `lifetime`, the address is up for grabs again (a VM that went away, or renumbered).
-// The gateway's own address is never up for grabs. A conflict is counted and reported to the
-// caller; the table keeps the holder (the caller typically logs it and drops the offending ARP so
-// that the other guests' ARP caches are not poisoned). Probes (sender 0.0.0.0, RFC 5227), claims
-// for addresses outside the subnet and for its network or broadcast addresses claim nothing and are
-// ignored (counted).
-//
-// One MAC may hold at most `max_per_mac` addresses (when set): a further new claim is refused
-// (over_limit) and not learned, so a guest announcing the whole subnet holds no more than its share.
-//
-// Memory is bounded: at most `capacity` entries. When full, a new claim first replaces a stale
-// entry; if none is stale it is not learned (table_full) — the gateway still serves that guest,
-// it only does not referee its address. Lookups and claims are O(1) on average (hash map on the
-// address); finding a stale entry when full is O(n), which only a full table pays.
-// Not thread-safe; one table per network, used from the thread that handles its frames.
+/// @file
+/// ankanet::gateway::basic_neighbor_table — the gateway's knowledge of which guest uses which IPv4
+/// address on its subnet, learned from the ARP the guests send; and the referee when two claim one.
+///
+/// Theory of operation. A pure engine: observe(frame, now, lease_holder) looks at one frame a guest
+/// sent. ARP requests, replies and gratuitous announcements all carry a *claim*: "sender_ip is at
+/// sender_mac". DHCP guests make that claim as soon as they use their lease; guests with a
+/// self-configured static address make it too (their first ARP, or the gratuitous ARP most stacks
+/// send when an address is configured), which is how the gateway learns them without DHCP.
+///
+/// A claim is judged against two authorities, in order:
+///  1. The lease: `lease_holder(address)` says which MAC holds a DHCP lease on the address (the
+///     DHCP server's pool). A claim by any other MAC is a conflict.
+///  2. An earlier claim: an address learned for one MAC and still fresh (seen within `lifetime`)
+///     belongs to that MAC; a claim by another is a conflict. Once the holder has been silent for
+///     `lifetime`, the address is up for grabs again (a VM that went away, or renumbered).
+/// The gateway's own address is never up for grabs. A conflict is counted and reported to the
+/// caller; the table keeps the holder (the caller typically logs it and drops the offending ARP so
+/// that the other guests' ARP caches are not poisoned). Probes (sender 0.0.0.0, RFC 5227), claims
+/// for addresses outside the subnet and for its network or broadcast addresses claim nothing and are
+/// ignored (counted).
+///
+/// One MAC may hold at most `max_per_mac` addresses (when set): a further new claim is refused
+/// (over_limit) and not learned, so a guest announcing the whole subnet holds no more than its share.
+///
+/// Memory is bounded: at most `capacity` entries. When full, a new claim first replaces a stale
+/// entry; if none is stale it is not learned (table_full) — the gateway still serves that guest,
+/// it only does not referee its address. Lookups and claims are O(1) on average (hash map on the
+/// address); finding a stale entry when full is O(n), which only a full table pays.
+/// Not thread-safe; one table per network, used from the thread that handles its frames.
 #pragma once
 
 #include <ankanet/wire/address.hpp>
@@ -57,19 +58,20 @@ enum class neighbor_observation {
 
 /// The two sides of a conflict, for the caller's log.
 struct neighbor_conflict {
-    wire::ipv4_address address;
+    wire::ipv4_address address; ///< address
     wire::mac_address holder;   ///< who keeps the address
     wire::mac_address claimant; ///< who claimed it too
     bool leased = false;        ///< the holder's right comes from a DHCP lease (else: an earlier claim)
     bool gateway = false;       ///< the address is the gateway's own
 };
 
+/// What the neighbour table did.
 struct neighbor_counters {
-    std::uint64_t learned = 0;
-    std::uint64_t refreshed = 0;
-    std::uint64_t conflicts = 0;
-    std::uint64_t ignored = 0;
-    std::uint64_t table_full = 0;
+    std::uint64_t learned = 0; ///< learned
+    std::uint64_t refreshed = 0; ///< refreshed
+    std::uint64_t conflicts = 0; ///< conflicts
+    std::uint64_t ignored = 0; ///< ignored
+    std::uint64_t table_full = 0; ///< table full
     std::uint64_t over_limit = 0; ///< new claims refused: the MAC holds max_per_mac addresses
     std::uint64_t malformed = 0; ///< ARP ethertype whose payload did not parse
 };
@@ -84,6 +86,7 @@ concept lease_holder_lookup = requires(F& f, wire::ipv4_address a) {
 
 /// The lease holder of a network without DHCP: nobody holds a lease.
 struct no_leases {
+    /// Nobody holds a lease.
     std::optional<wire::mac_address> operator()(wire::ipv4_address) const noexcept { return std::nullopt; }
 };
 
@@ -92,21 +95,25 @@ struct no_leases {
 template <class Clock = std::chrono::steady_clock>
 class basic_neighbor_table {
 public:
-    using clock_type = Clock;
-    using time_point = typename Clock::time_point;
-    using duration = typename Clock::duration;
+    using clock_type = Clock; ///< the clock it reads
+    using time_point = typename Clock::time_point; ///< a point in time of the clock
+    using duration = typename Clock::duration; ///< a duration of the clock
 
+    /// Sizes and lifetimes of the neighbour table.
     struct config {
         wire::ipv4_prefix subnet;        ///< the guests' subnet
         wire::ipv4_address gateway;      ///< the gateway's own address (never learned for a guest)
-        wire::mac_address gateway_mac;
+        wire::mac_address gateway_mac; ///< gateway MAC
         duration lifetime = std::chrono::minutes{20}; ///< how long a claim stands without being renewed
+
+        /// capacity
         std::size_t capacity = 4096;
         /// The most addresses one MAC may hold at once (0: no limit), so one guest claiming the
         /// whole subnet by ARP cannot hold every address against the others.
         std::size_t max_per_mac = 0;
     };
 
+    /// A guard for the network `c`; refusals are reported at most once per `report_interval`.
     explicit basic_neighbor_table(const config& cfg) : config_(cfg) { entries_.reserve(cfg.capacity); }
 
     /// Looks at one frame a guest sent.
@@ -194,8 +201,11 @@ public:
         return it == per_mac_.end() ? 0 : it->second;
     }
 
+    /// The number of elements.
     std::size_t size() const noexcept { return entries_.size(); }
+    /// What it counted so far.
     const neighbor_counters& stats() const noexcept { return stats_; }
+    /// The settings.
     const config& settings() const noexcept { return config_; }
 
 private:
@@ -238,6 +248,6 @@ private:
     neighbor_counters stats_;
 };
 
-using neighbor_table = basic_neighbor_table<>;
+using neighbor_table = basic_neighbor_table<>; ///< a neighbour table on the steady clock
 
 } // namespace ankanet::gateway

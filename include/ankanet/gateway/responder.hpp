@@ -1,12 +1,13 @@
-// ankanet::gateway::responder — the gateway answering for itself: ARP for its address and ICMP
-// echo (ping) to it. A pure engine: frames in, reply frames out through a callback; no I/O.
-//
-// Theory of operation. Every frame a guest sends is offered to handle(). Frames the gateway owns —
-// an ARP request for its IPv4 address, an IPv4 datagram to its address — are consumed: answered,
-// or counted and dropped when malformed. Everything else is left to the caller (handle() returns
-// false), so the responder composes with a switch, a DHCP server and a NAT behind it. Replies are
-// built in one fixed buffer owned by the responder; the callback must copy before returning.
-// Echo requests that are fragments are not reassembled here: they are counted and dropped.
+/// @file
+/// ankanet::gateway::responder — the gateway answering for itself: ARP for its address and ICMP
+/// echo (ping) to it. A pure engine: frames in, reply frames out through a callback; no I/O.
+///
+/// Theory of operation. Every frame a guest sends is offered to handle(). Frames the gateway owns —
+/// an ARP request for its IPv4 address, an IPv4 datagram to its address — are consumed: answered,
+/// or counted and dropped when malformed. Everything else is left to the caller (handle() returns
+/// false), so the responder composes with a switch, a DHCP server and a NAT behind it. Replies are
+/// built in one fixed buffer owned by the responder; the callback must copy before returning.
+/// Echo requests that are fragments are not reassembled here: they are counted and dropped.
 #pragma once
 
 #include <ankanet/wire/address.hpp>
@@ -24,22 +25,28 @@
 
 namespace ankanet::gateway {
 
+/// What the responder answered or dropped.
 struct responder_counters {
-    std::uint64_t arp_replies = 0;
-    std::uint64_t echo_replies = 0;
+    std::uint64_t arp_replies = 0; ///< ARP replies
+    std::uint64_t echo_replies = 0; ///< echo replies
     std::uint64_t dropped_malformed = 0;   ///< addressed to the gateway but did not parse
     std::uint64_t dropped_unsupported = 0; ///< addressed to the gateway, well-formed, not served here
 };
 
+/// The gateway's own answers: ARP for its address, ICMP echo to it.
 class responder {
 public:
     /// The largest frame the responder emits (a full-MTU echo reply).
     static constexpr std::size_t max_reply_len = 1500 + wire::ethernet::header_len;
 
+    /// Answers for the gateway at `address` with `mac`.
     responder(ipv4_address address, mac_address mac) noexcept : address_(address), mac_(mac) {}
 
+    /// The address.
     ipv4_address address() const noexcept { return address_; }
+    /// The MAC.
     mac_address mac() const noexcept { return mac_; }
+    /// What it counted so far.
     const responder_counters& stats() const noexcept { return stats_; }
 
     /// Offers one frame from a guest. `emit(const_bytes)` is called with each reply.
