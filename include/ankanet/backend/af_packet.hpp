@@ -1,77 +1,78 @@
-// ankanet::backend::af_packet_uplink — the bridge mode's uplink: a host interface's wire, through
-// an AF_PACKET socket (Linux).
-//
-// Theory of operation. In bridge mode the VMs are devices on the host's LAN (issue 14): their
-// frames leave through a host interface as they are, and the LAN's frames for them come back.
-// `af_packet_uplink` is that interface seen as a frame backend (backend.hpp): a SOCK_RAW packet
-// socket bound to the interface's ifindex for every protocol (ETH_P_ALL). send() puts a whole
-// Ethernet frame on the wire; async_receive()/try_receive() hand over the frames the interface
-// received that are meant for the VMs.
-//
-// What comes up, and why:
-//  * Only frames for the VMs. A classic BPF filter (SO_ATTACH_FILTER), built by the pure function
-//    af_packet_filter(), accepts a frame whose destination MAC is in a set — the VMs' own MACs
-//    with direct MACs, the uplink's MAC with MAC translation — or has the group bit set
-//    (broadcast, multicast). Everything else is dropped in the kernel, before it is copied to us:
-//    the host's own unicast traffic never reaches user space. set_accepted_macs() replaces the
-//    filter at run time as VMs come and go. The set holds at most af_packet_max_macs (64) MACs:
-//    each MAC costs four instructions, and the first MAC's jump to "accept" spans the tests of
-//    all the others: 4 * (n - 1) + 1 instructions, and a classic BPF conditional jump reaches 255.
-//  * Promiscuous mode only when asked (af_packet_options::promiscuous, for direct MACs: the NIC
-//    must take frames for MACs that are not its own). It is a PACKET_ADD_MEMBERSHIP
-//    (PACKET_MR_PROMISC) on the socket, so the kernel counts it and ends it when the socket closes,
-//    even when the process dies — no interface is left promiscuous behind us.
-//  * Not what the host sends. Frames the host's own stack (or another packet socket, or we) sends
-//    out of the interface are seen by packet sockets as PACKET_OUTGOING; PACKET_IGNORE_OUTGOING
-//    (Linux >= 4.20) keeps them out of our queue, so a broadcast the host sends is not looped back
-//    into the VMs a second time. On an older kernel the option is refused and each receive checks
-//    sll_pkttype instead (the frame is then still copied, and skipped). Our own sends are never
-//    read back either way (the kernel does not loop a packet socket's frames to itself).
-//  * No window before the filter: the socket is created with protocol 0 (it receives nothing),
-//    the filter attached, and only then bound with ETH_P_ALL to the interface.
-//
-// The data path:
-//  * Receive: the simpler of the two designs the issue names, one recvmsg per frame. An
-//    async_receive waits for readability (async_wait on the socket), then reads with
-//    MSG_DONTWAIT | MSG_TRUNC: the kernel returns the frame's real length even when it did not fit,
-//    so an oversize frame is known and counted (rx_oversize), as is a runt (rx_runt); neither is
-//    delivered. try_receive() (burst_backend) is the same read, synchronous, to drain a burst.
-//    Nothing is measured yet: recvmmsg or a PACKET_RX_RING (TPACKET_V3) would save system calls per
-//    frame, and is the next step if the bridge's throughput asks for it.
-//  * Send: one sendmsg per frame on the bound socket, MSG_DONTWAIT. A full queue (EAGAIN/ENOBUFS),
-//    an interface that is down (ENETDOWN) or any other error drops the frame (tx_dropped).
-//  * The interface going down: the kernel reports ENETDOWN once to a reader. While the interface
-//    still exists a receive swallows it and keeps waiting (frames resume when it comes back up);
-//    once it is deleted a receive completes with errc::peer_closed, and send returns it.
-//  * close() cancels a pending receive (std::errc::operation_canceled) and closes the socket, which
-//    ends promiscuous mode.
-// mac() is the interface's own MAC (SIOCGIFHWADDR at open), mtu() its MTU (SIOCGIFMTU at open).
-//
-// Offloads (af_packet_options::vnet_header, on by default). A packet socket sees frames as the
-// kernel holds them, after the NIC's offloads: GRO merges a TCP stream into super-frames of up to
-// 64 KiB, and a veth peer with checksum/TSO offload (the default) hands over TSO super-frames and
-// frames whose checksum is unfinished (CHECKSUM_PARTIAL). Without metadata those can only be
-// dropped as oversize or passed on with a bad checksum, which breaks TCP from the LAN to the VMs.
-// PACKET_VNET_HDR puts a virtio-net header (wire/offload.hpp) before every frame in both directions:
-//  * Receive reads it into the uplink's state with the same recvmsg (iovecs: header, then the
-//    caller's buffer) and keeps it for last_offload(); recvmsg then counts the header in what it
-//    returns (10 + the frame's real length under MSG_TRUNC). A GSO frame may be up to
-//    wire::offload::max_frame_len bytes, so a receive buffer should hold max_receive_len(). A
-//    header that does not parse, or a frame the kernel cannot describe in one (it fails the read
-//    with EINVAL and drops the frame), is counted in vnet_header_errors().
-//  * Send writes an all-clear header before a frame, or the metadata given to send(frame, meta):
-//    the kernel finishes the checksum and segments a super-frame (in software unless the NIC does
-//    TSO), so a GSO frame is exempt from the MTU up to wire::offload::max_frame_len.
-// Limits of the header: packet sockets write it in host byte order and wire::offload reads
-// little-endian, so a big-endian host would misread it (not handled); it carries no VLAN tag (see
-// below); GSO types the kernel cannot express in it (tunnels, for one) are lost as
-// vnet_header_errors. Segmenting what comes up is the consumer's job (backend::send_offloaded).
-//
-// Limits: Linux only; needs CAP_NET_RAW (open() says so when it is missing). Ethernet interfaces
-// only (ARPHRD_ETHER). The MTU and MAC are read once, at open. A VLAN tag the NIC stripped is not
-// put back (no PACKET_AUXDATA). Without vnet_header, unfinished checksums come up unfinished and
-// super-frames are dropped as oversize. Replacing the filter does not re-filter frames already
-// queued on the socket. No MAC is accepted beyond af_packet_max_macs.
+/// @file
+/// ankanet::backend::af_packet_uplink — the bridge mode's uplink: a host interface's wire, through
+/// an AF_PACKET socket (Linux).
+///
+/// Theory of operation. In bridge mode the VMs are devices on the host's LAN (issue 14): their
+/// frames leave through a host interface as they are, and the LAN's frames for them come back.
+/// `af_packet_uplink` is that interface seen as a frame backend (backend.hpp): a SOCK_RAW packet
+/// socket bound to the interface's ifindex for every protocol (ETH_P_ALL). send() puts a whole
+/// Ethernet frame on the wire; async_receive()/try_receive() hand over the frames the interface
+/// received that are meant for the VMs.
+///
+/// What comes up, and why:
+///  * Only frames for the VMs. A classic BPF filter (SO_ATTACH_FILTER), built by the pure function
+///    af_packet_filter(), accepts a frame whose destination MAC is in a set — the VMs' own MACs
+///    with direct MACs, the uplink's MAC with MAC translation — or has the group bit set
+///    (broadcast, multicast). Everything else is dropped in the kernel, before it is copied to us:
+///    the host's own unicast traffic never reaches user space. set_accepted_macs() replaces the
+///    filter at run time as VMs come and go. The set holds at most af_packet_max_macs (64) MACs:
+///    each MAC costs four instructions, and the first MAC's jump to "accept" spans the tests of
+///    all the others: 4 * (n - 1) + 1 instructions, and a classic BPF conditional jump reaches 255.
+///  * Promiscuous mode only when asked (af_packet_options::promiscuous, for direct MACs: the NIC
+///    must take frames for MACs that are not its own). It is a PACKET_ADD_MEMBERSHIP
+///    (PACKET_MR_PROMISC) on the socket, so the kernel counts it and ends it when the socket closes,
+///    even when the process dies — no interface is left promiscuous behind us.
+///  * Not what the host sends. Frames the host's own stack (or another packet socket, or we) sends
+///    out of the interface are seen by packet sockets as PACKET_OUTGOING; PACKET_IGNORE_OUTGOING
+///    (Linux >= 4.20) keeps them out of our queue, so a broadcast the host sends is not looped back
+///    into the VMs a second time. On an older kernel the option is refused and each receive checks
+///    sll_pkttype instead (the frame is then still copied, and skipped). Our own sends are never
+///    read back either way (the kernel does not loop a packet socket's frames to itself).
+///  * No window before the filter: the socket is created with protocol 0 (it receives nothing),
+///    the filter attached, and only then bound with ETH_P_ALL to the interface.
+///
+/// The data path:
+///  * Receive: the simpler of the two designs the issue names, one recvmsg per frame. An
+///    async_receive waits for readability (async_wait on the socket), then reads with
+///    MSG_DONTWAIT | MSG_TRUNC: the kernel returns the frame's real length even when it did not fit,
+///    so an oversize frame is known and counted (rx_oversize), as is a runt (rx_runt); neither is
+///    delivered. try_receive() (burst_backend) is the same read, synchronous, to drain a burst.
+///    Nothing is measured yet: recvmmsg or a PACKET_RX_RING (TPACKET_V3) would save system calls per
+///    frame, and is the next step if the bridge's throughput asks for it.
+///  * Send: one sendmsg per frame on the bound socket, MSG_DONTWAIT. A full queue (EAGAIN/ENOBUFS),
+///    an interface that is down (ENETDOWN) or any other error drops the frame (tx_dropped).
+///  * The interface going down: the kernel reports ENETDOWN once to a reader. While the interface
+///    still exists a receive swallows it and keeps waiting (frames resume when it comes back up);
+///    once it is deleted a receive completes with errc::peer_closed, and send returns it.
+///  * close() cancels a pending receive (std::errc::operation_canceled) and closes the socket, which
+///    ends promiscuous mode.
+/// mac() is the interface's own MAC (SIOCGIFHWADDR at open), mtu() its MTU (SIOCGIFMTU at open).
+///
+/// Offloads (af_packet_options::vnet_header, on by default). A packet socket sees frames as the
+/// kernel holds them, after the NIC's offloads: GRO merges a TCP stream into super-frames of up to
+/// 64 KiB, and a veth peer with checksum/TSO offload (the default) hands over TSO super-frames and
+/// frames whose checksum is unfinished (CHECKSUM_PARTIAL). Without metadata those can only be
+/// dropped as oversize or passed on with a bad checksum, which breaks TCP from the LAN to the VMs.
+/// PACKET_VNET_HDR puts a virtio-net header (wire/offload.hpp) before every frame in both directions:
+///  * Receive reads it into the uplink's state with the same recvmsg (iovecs: header, then the
+///    caller's buffer) and keeps it for last_offload(); recvmsg then counts the header in what it
+///    returns (10 + the frame's real length under MSG_TRUNC). A GSO frame may be up to
+///    wire::offload::max_frame_len bytes, so a receive buffer should hold max_receive_len(). A
+///    header that does not parse, or a frame the kernel cannot describe in one (it fails the read
+///    with EINVAL and drops the frame), is counted in vnet_header_errors().
+///  * Send writes an all-clear header before a frame, or the metadata given to send(frame, meta):
+///    the kernel finishes the checksum and segments a super-frame (in software unless the NIC does
+///    TSO), so a GSO frame is exempt from the MTU up to wire::offload::max_frame_len.
+/// Limits of the header: packet sockets write it in host byte order and wire::offload reads
+/// little-endian, so a big-endian host would misread it (not handled); it carries no VLAN tag (see
+/// below); GSO types the kernel cannot express in it (tunnels, for one) are lost as
+/// vnet_header_errors. Segmenting what comes up is the consumer's job (backend::send_offloaded).
+///
+/// Limits: Linux only; needs CAP_NET_RAW (open() says so when it is missing). Ethernet interfaces
+/// only (ARPHRD_ETHER). The MTU and MAC are read once, at open. A VLAN tag the NIC stripped is not
+/// put back (no PACKET_AUXDATA). Without vnet_header, unfinished checksums come up unfinished and
+/// super-frames are dropped as oversize. Replacing the filter does not re-filter frames already
+/// queued on the socket. No MAC is accepted beyond af_packet_max_macs.
 #pragma once
 
 #if defined(__linux__)
@@ -121,7 +122,7 @@
 #include <vector>
 
 #ifndef PACKET_IGNORE_OUTGOING
-#define PACKET_IGNORE_OUTGOING 23 // linux/if_packet.h since 4.20; older headers lack it
+#define PACKET_IGNORE_OUTGOING 23 ///< linux/if_packet.h since 4.20; older headers lack it
 #endif
 
 namespace ankanet::backend {
@@ -158,11 +159,13 @@ public:
 
 } // namespace detail
 
+/// The af packet error category.
 inline const std::error_category& af_packet_error_category() noexcept {
     static const detail::af_packet_error_category_impl instance;
     return instance;
 }
 
+/// Wraps `e` in a std::error_code of its category (found by argument-dependent lookup).
 inline std::error_code make_error_code(af_packet_errc e) noexcept { return {static_cast<int>(e), af_packet_error_category()}; }
 
 } // namespace ankanet::backend
@@ -420,7 +423,7 @@ struct receive_op {
 /// @endcode
 class af_packet_uplink {
 public:
-    using executor_type = boost::asio::any_io_executor;
+    using executor_type = boost::asio::any_io_executor; ///< the executor its asynchronous operations run on
 
     /// Opens the uplink on interface `interface_name` of the calling thread's network namespace.
     /// @return the uplink, or: af_packet_errc::bad_name, no_such_interface, interface_down,
@@ -494,7 +497,9 @@ public:
         return af_packet_uplink{std::move(state)};
     }
 
+    /// Move-constructs (memberwise).
     af_packet_uplink(af_packet_uplink&&) noexcept = default;
+    /// Move assignment.
     af_packet_uplink& operator=(af_packet_uplink&& other) noexcept {
         if (this != &other) {
             close();
@@ -506,14 +511,19 @@ public:
     af_packet_uplink& operator=(const af_packet_uplink&) = delete;
     ~af_packet_uplink() { close(); }
 
+    /// The executor its asynchronous operations run on.
     executor_type get_executor() const noexcept { return state_->descriptor.get_executor(); }
     /// The interface's MTU, read at open.
     std::size_t mtu() const noexcept { return state_->mtu; }
     /// The interface's own MAC, read at open (the MAC translated frames leave with).
     std::optional<wire::mac_address> mac() const noexcept { return state_->mac; }
+    /// What it counted so far.
     counters stats() const noexcept { return state_->stats; }
+    /// The name.
     const std::string& name() const noexcept { return state_->name; }
+    /// The ifindex.
     int ifindex() const noexcept { return state_->ifindex; }
+    /// Whether it is open.
     bool is_open() const noexcept { return state_ && state_->descriptor.is_open(); }
     /// Frames skipped because they were the host's own (only on kernels without PACKET_IGNORE_OUTGOING).
     std::uint64_t outgoing_skipped() const noexcept { return state_->outgoing_skipped; }

@@ -1,33 +1,34 @@
-// ankanet::backend — what every way of moving a VM's frames has in common.
-//
-// A backend is one VM's NIC as ankanet sees it: frames come in through `async_receive`, go out
-// through `send`. The contract, for every backend:
-//  * async_receive(buffer, handler) completes with exactly one frame of a valid size — at least an
-//    Ethernet header, at most `max_frame_len(mtu())` — or with an error: std::errc::operation_canceled
-//    after close(), errc::peer_closed when the peer went away. Errors are std::error_code throughout. Frames of a bad size never reach the caller; they are
-//    counted (rx_runt, rx_oversize) and skipped. One receive may be outstanding at a time.
-//  * send(frame) hands one frame to the peer and returns at once: the bytes are copied or written
-//    before it returns, so the caller may reuse its buffer. When the peer cannot take it now
-//    (a full queue, a socket that would block), the frame is dropped and counted (tx_dropped), as
-//    a NIC drops on a full ring; it is never queued without bound.
-//  * mtu() is the largest IP packet a frame may carry; mac() is the MAC the layer below imposes,
-//    when it imposes one (vmnet does; a TAP or a QEMU socket does not).
-//  * Backends are not thread-safe: use one from its executor's thread (post to it from elsewhere).
-//
-// Bursts (optional, the `burst_backend` concept). An async_receive completion costs a turn of the
-// event loop (an epoll_wait and a posted handler) for every frame; a backend that can hand over a
-// frame synchronously offers `try_receive(buffer) -> result<std::size_t>`, and a caller drains a
-// burst with it after each completion, paying the loop's round trip once per burst. One convention
-// for every backend that has it:
-//  * a frame: its size, with the same checks and counters as async_receive (bad sizes counted and
-//    skipped, rx_frames and rx_bytes counted for what is delivered);
-//  * nothing queued right now: std::errc::resource_unavailable_try_again (`nothing_queued`, test it
-//    with is_nothing_queued()) — the caller goes back to async_receive, which waits;
-//  * an async_receive is pending: std::errc::operation_in_progress — a caller's bug, never a link
-//    state: the pending receive keeps its frame;
-//  * anything else is what async_receive would have completed with (operation_canceled after
-//    close(), errc::peer_closed, errc::buffer_too_small, ...), and means the same.
-// try_receive never blocks and never completes anything through the executor.
+/// @file
+/// ankanet::backend — what every way of moving a VM's frames has in common.
+///
+/// A backend is one VM's NIC as ankanet sees it: frames come in through `async_receive`, go out
+/// through `send`. The contract, for every backend:
+///  * async_receive(buffer, handler) completes with exactly one frame of a valid size — at least an
+///    Ethernet header, at most `max_frame_len(mtu())` — or with an error: std::errc::operation_canceled
+///    after close(), errc::peer_closed when the peer went away. Errors are std::error_code throughout. Frames of a bad size never reach the caller; they are
+///    counted (rx_runt, rx_oversize) and skipped. One receive may be outstanding at a time.
+///  * send(frame) hands one frame to the peer and returns at once: the bytes are copied or written
+///    before it returns, so the caller may reuse its buffer. When the peer cannot take it now
+///    (a full queue, a socket that would block), the frame is dropped and counted (tx_dropped), as
+///    a NIC drops on a full ring; it is never queued without bound.
+///  * mtu() is the largest IP packet a frame may carry; mac() is the MAC the layer below imposes,
+///    when it imposes one (vmnet does; a TAP or a QEMU socket does not).
+///  * Backends are not thread-safe: use one from its executor's thread (post to it from elsewhere).
+///
+/// Bursts (optional, the `burst_backend` concept). An async_receive completion costs a turn of the
+/// event loop (an epoll_wait and a posted handler) for every frame; a backend that can hand over a
+/// frame synchronously offers `try_receive(buffer) -> result<std::size_t>`, and a caller drains a
+/// burst with it after each completion, paying the loop's round trip once per burst. One convention
+/// for every backend that has it:
+///  * a frame: its size, with the same checks and counters as async_receive (bad sizes counted and
+///    skipped, rx_frames and rx_bytes counted for what is delivered);
+///  * nothing queued right now: std::errc::resource_unavailable_try_again (`nothing_queued`, test it
+///    with is_nothing_queued()) — the caller goes back to async_receive, which waits;
+///  * an async_receive is pending: std::errc::operation_in_progress — a caller's bug, never a link
+///    state: the pending receive keeps its frame;
+///  * anything else is what async_receive would have completed with (operation_canceled after
+///    close(), errc::peer_closed, errc::buffer_too_small, ...), and means the same.
+/// try_receive never blocks and never completes anything through the executor.
 #pragma once
 
 #include <ankanet/error.hpp>
@@ -44,10 +45,11 @@
 
 namespace ankanet::backend {
 
+/// default MTU
 inline constexpr std::size_t default_mtu = 1500;
 /// The largest MTU any backend accepts (a 64 KiB jumbo frame, as passt allows).
 inline constexpr std::size_t max_mtu = 65520;
-inline constexpr std::size_t min_mtu = 576;
+inline constexpr std::size_t min_mtu = 576; ///< the smallest MTU accepted: the datagram size every IPv4 host must take (RFC 791)
 
 /// The longest frame a backend with this MTU passes: payload, Ethernet header and one VLAN tag.
 constexpr std::size_t max_frame_len(std::size_t mtu) noexcept {
@@ -57,14 +59,15 @@ constexpr std::size_t max_frame_len(std::size_t mtu) noexcept {
 /// Per-backend counters. Plain integers: a backend is used from one thread.
 struct counters {
     std::uint64_t rx_frames = 0;   ///< frames delivered to async_receive (and try_receive) callers
-    std::uint64_t rx_bytes = 0;
+    std::uint64_t rx_bytes = 0;    ///< bytes of those frames
     std::uint64_t rx_runt = 0;     ///< dropped: shorter than an Ethernet header
     std::uint64_t rx_oversize = 0; ///< dropped: longer than the MTU allows, or a lying length prefix
     std::uint64_t tx_frames = 0;   ///< frames handed to the peer
-    std::uint64_t tx_bytes = 0;
+    std::uint64_t tx_bytes = 0;    ///< bytes of those frames
     std::uint64_t tx_dropped = 0;  ///< dropped: the peer could not take them now, or was gone
     std::uint64_t tx_invalid = 0;  ///< refused by send: bad size
 
+    /// Memberwise equality.
     bool operator==(const counters&) const noexcept = default;
 };
 

@@ -1,47 +1,48 @@
-// ankanet::backend::fault_injector — a lossy, duplicating, reordering, corrupting link, on demand.
-//
-// Theory of operation. `fault_injector<Backend, Random>` is a frame_backend decorator, the
-// counterpart of netem (which this project's CI kernels lack) and of smoltcp's FaultInjector.
-// Each direction — rx, frames on their way from the peer to async_receive callers, and tx,
-// frames given to send() on their way to the peer — has its own rates, and every frame of a
-// valid size that passes is put through four decisions, in this order:
-//   1. drop       the frame is gone (send() still reports success: the wire ate it);
-//   2. corrupt    one random bit of the frame flips (below);
-//   3. reorder    the frame is held back and released right after the next frame, so the two
-//                 swap places. Only one frame is held per direction: while one is, the next
-//                 frame is not a candidate (it is the one that releases it);
-//   4. duplicate  the frame is passed twice, the copy straight after the original.
-// A decision whose rate is 0 never happens and consumes no randomness, so rate 0 everywhere
-// is an exact passthrough; a rate of 1 always happens. Frames of a refused size are not
-// touched: they go to the wrapped backend, which refuses and counts them.
-//
-// Corruption flips a bit after the Ethernet header (in the header itself when a frame has
-// nothing else). There is no FCS at this layer, so a flipped MAC would misroute a frame rather
-// than be detected, which is not what a corruption test asks for; past the header, a single
-// flipped bit always changes the IPv4 header checksum or the TCP/UDP/ICMP checksum covering it
-// (the one's-complement sum moves by a power of two, never by a multiple of 0xffff).
-//
-// Reproducibility. Each direction draws from its own `Random` engine, seeded from
-// fault_config::seed, so one direction's traffic does not shift the other's decisions: the same
-// seed, rates and frames give the same faults in the same places, run after run, on every
-// platform (a decision compares one 64-bit draw with rate * 2^64; no std::*_distribution, whose
-// output the standard leaves to each library). `Random` is a std::uniform_random_bit_generator
-// producing the full 64-bit range and constructible from a seed (std::mt19937_64 by default).
-//
-// Lifetime: the state lives on the heap, owned by the injector; a pending receive refers to it
-// weakly, so destroying the injector with a receive pending leaks nothing, and that receive
-// completes with operation_canceled if the next layer ever completes it.
-//
-// Memory: buffers for a held frame per direction, a corrupted copy on tx, and two rx frames
-// owed to the next receives (a duplicate, a released frame) — allocated once, never grown. A
-// held tx frame waits for the next send (or release_held()); a held rx frame is delivered
-// before an end-of-stream error. Counters of every decision are in faults().
-//
-// Bursts. When the wrapped backend has try_receive (burst_backend), the injector has it too, and
-// puts the frames it takes through the same rx decisions, from the same random stream, as
-// async_receive does: owed frames first, a dropped or held frame makes it take the next one (up to
-// fault_try_receive_looks frames per call, then "nothing queued"), a held frame comes out before
-// an end-of-stream error. So a port that drains bursts sees the same faults as one that does not.
+/// @file
+/// ankanet::backend::fault_injector — a lossy, duplicating, reordering, corrupting link, on demand.
+///
+/// Theory of operation. `fault_injector<Backend, Random>` is a frame_backend decorator, the
+/// counterpart of netem (which this project's CI kernels lack) and of smoltcp's FaultInjector.
+/// Each direction — rx, frames on their way from the peer to async_receive callers, and tx,
+/// frames given to send() on their way to the peer — has its own rates, and every frame of a
+/// valid size that passes is put through four decisions, in this order:
+///   1. drop       the frame is gone (send() still reports success: the wire ate it);
+///   2. corrupt    one random bit of the frame flips (below);
+///   3. reorder    the frame is held back and released right after the next frame, so the two
+///                 swap places. Only one frame is held per direction: while one is, the next
+///                 frame is not a candidate (it is the one that releases it);
+///   4. duplicate  the frame is passed twice, the copy straight after the original.
+/// A decision whose rate is 0 never happens and consumes no randomness, so rate 0 everywhere
+/// is an exact passthrough; a rate of 1 always happens. Frames of a refused size are not
+/// touched: they go to the wrapped backend, which refuses and counts them.
+///
+/// Corruption flips a bit after the Ethernet header (in the header itself when a frame has
+/// nothing else). There is no FCS at this layer, so a flipped MAC would misroute a frame rather
+/// than be detected, which is not what a corruption test asks for; past the header, a single
+/// flipped bit always changes the IPv4 header checksum or the TCP/UDP/ICMP checksum covering it
+/// (the one's-complement sum moves by a power of two, never by a multiple of 0xffff).
+///
+/// Reproducibility. Each direction draws from its own `Random` engine, seeded from
+/// fault_config::seed, so one direction's traffic does not shift the other's decisions: the same
+/// seed, rates and frames give the same faults in the same places, run after run, on every
+/// platform (a decision compares one 64-bit draw with rate * 2^64; no std::*_distribution, whose
+/// output the standard leaves to each library). `Random` is a std::uniform_random_bit_generator
+/// producing the full 64-bit range and constructible from a seed (std::mt19937_64 by default).
+///
+/// Lifetime: the state lives on the heap, owned by the injector; a pending receive refers to it
+/// weakly, so destroying the injector with a receive pending leaks nothing, and that receive
+/// completes with operation_canceled if the next layer ever completes it.
+///
+/// Memory: buffers for a held frame per direction, a corrupted copy on tx, and two rx frames
+/// owed to the next receives (a duplicate, a released frame) — allocated once, never grown. A
+/// held tx frame waits for the next send (or release_held()); a held rx frame is delivered
+/// before an end-of-stream error. Counters of every decision are in faults().
+///
+/// Bursts. When the wrapped backend has try_receive (burst_backend), the injector has it too, and
+/// puts the frames it takes through the same rx decisions, from the same random stream, as
+/// async_receive does: owed frames first, a dropped or held frame makes it take the next one (up to
+/// fault_try_receive_looks frames per call, then "nothing queued"), a held frame comes out before
+/// an end-of-stream error. So a port that drains bursts sees the same faults as one that does not.
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
@@ -71,12 +72,13 @@ namespace ankanet::backend {
 
 /// The probability, in [0, 1], of each fault for one direction.
 struct fault_rates {
-    double drop = 0.0;
-    double duplicate = 0.0;
-    double reorder = 0.0;
-    double corrupt = 0.0;
+    double drop = 0.0;      ///< a frame is lost
+    double duplicate = 0.0; ///< a frame is passed twice
+    double reorder = 0.0;   ///< a frame is held back and passed after the next
+    double corrupt = 0.0;   ///< a frame has one bit flipped
 };
 
+/// The faults to inject in each direction, and the seed of the generator that draws them.
 struct fault_config {
     fault_rates rx;         ///< frames from the peer, on their way to async_receive callers
     fault_rates tx;         ///< frames given to send(), on their way to the peer
@@ -86,17 +88,20 @@ struct fault_config {
 /// What the injector did in one direction.
 struct fault_counters {
     std::uint64_t frames = 0;     ///< frames of a valid size that reached the injector
-    std::uint64_t dropped = 0;
+    std::uint64_t dropped = 0;    ///< frames lost on purpose
     std::uint64_t duplicated = 0; ///< extra copies passed
     std::uint64_t reordered = 0;  ///< frames held back and passed after their successor
     std::uint64_t corrupted = 0;  ///< frames with one bit flipped
 
+    /// Memberwise equality.
     bool operator==(const fault_counters&) const noexcept = default;
 };
 
+/// What the injector did, per direction.
 struct fault_stats {
-    fault_counters rx;
-    fault_counters tx;
+    fault_counters rx; ///< frames from the peer
+    fault_counters tx; ///< frames to the peer
+    /// Memberwise equality.
     bool operator==(const fault_stats&) const noexcept = default;
 };
 
@@ -337,8 +342,8 @@ struct fault_receive_op {
 template <frame_backend Backend, fault_random Random = std::mt19937_64>
 class fault_injector {
 public:
-    using executor_type = typename Backend::executor_type;
-    using next_layer_type = Backend;
+    using executor_type = typename Backend::executor_type; ///< the executor its asynchronous operations run on
+    using next_layer_type = Backend; ///< the next layer type
 
     /// Wraps `next`. std::errc::invalid_argument when a rate is not in [0, 1].
     static result<fault_injector> create(Backend next, const fault_config& config) {
@@ -346,12 +351,17 @@ public:
         return fault_injector{std::make_shared<state_type>(std::move(next), config)};
     }
 
+    /// The executor its asynchronous operations run on.
     executor_type get_executor() const noexcept { return state_->next.get_executor(); }
+    /// The MTU.
     std::size_t mtu() const noexcept { return state_->next.mtu(); }
+    /// The MAC.
     std::optional<wire::mac_address> mac() const noexcept { return state_->next.mac(); }
     /// The wrapped backend's counters; what the injector did is in faults().
     counters stats() const noexcept { return state_->next.stats(); }
+    /// The faults.
     fault_stats faults() const noexcept { return {state_->rx.counters, state_->tx.counters}; }
+    /// The configuration it was made with.
     const fault_config& config() const noexcept { return state_->config_copy; }
 
     /// Receives one frame, after the rx faults. Frames owed from an earlier delivery (a
@@ -452,7 +462,9 @@ public:
         s.next.close();
     }
 
+    /// The next layer.
     Backend& next_layer() noexcept { return state_->next; }
+    /// The next layer.
     const Backend& next_layer() const noexcept { return state_->next; }
 
 private:

@@ -1,15 +1,16 @@
-// ankanet::backend::memory — an in-process link between two endpoints, for tests and for
-// hypervisors that own the device model and want no system call per frame.
-//
-// Theory of operation. `make_memory_link` returns two endpoints joined by two fixed rings, one per
-// direction, allocated once: `queue_depth` slots of max_frame_len(mtu) bytes each. send() copies the
-// frame into the peer's ring (one memcpy, no allocation) and, when the peer has a receive waiting,
-// posts its completion to the executor — never runs it inline, so handlers are not re-entered. A
-// full ring drops the frame and counts it, as a NIC with a full descriptor ring would. close() on
-// one end aborts its pending receive; the other end reads what is already queued, then gets errc::peer_closed.
-// try_receive() pops the next queued frame synchronously (burst_backend, backend.hpp), so a caller
-// that drains bursts pays one posted completion per burst rather than per frame.
-// Both endpoints live on one executor and are used from its thread.
+/// @file
+/// ankanet::backend::memory — an in-process link between two endpoints, for tests and for
+/// hypervisors that own the device model and want no system call per frame.
+///
+/// Theory of operation. `make_memory_link` returns two endpoints joined by two fixed rings, one per
+/// direction, allocated once: `queue_depth` slots of max_frame_len(mtu) bytes each. send() copies the
+/// frame into the peer's ring (one memcpy, no allocation) and, when the peer has a receive waiting,
+/// posts its completion to the executor — never runs it inline, so handlers are not re-entered. A
+/// full ring drops the frame and counts it, as a NIC with a full descriptor ring would. close() on
+/// one end aborts its pending receive; the other end reads what is already queued, then gets errc::peer_closed.
+/// try_receive() pops the next queued frame synchronously (burst_backend, backend.hpp), so a caller
+/// that drains bursts pays one posted completion per burst rather than per frame.
+/// Both endpoints live on one executor and are used from its thread.
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
@@ -157,11 +158,15 @@ private:
 /// One end of a memory link. Cheap to move; the link lives while either end does.
 class memory_endpoint {
 public:
-    using executor_type = boost::asio::any_io_executor;
+    using executor_type = boost::asio::any_io_executor; ///< the executor its asynchronous operations run on
 
+    /// The executor its asynchronous operations run on.
     executor_type get_executor() const noexcept { return link_->executor; }
+    /// The MTU.
     std::size_t mtu() const noexcept { return link_->mtu; }
+    /// The MAC.
     std::optional<wire::mac_address> mac() const noexcept { return std::nullopt; }
+    /// What it counted so far.
     counters stats() const noexcept { return self().stats; }
 
     /// Receives one frame into `buffer` (which should hold max_frame_len(mtu()) bytes; a frame that
@@ -193,6 +198,7 @@ public:
         return taken.size;
     }
 
+    /// Sends one frame to the other end of the link.
     std::error_code send(wire::const_bytes frame) {
         auto& me = self();
         if (auto why = check_frame_size(frame.size(), link_->mtu)) {

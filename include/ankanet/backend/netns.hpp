@@ -1,30 +1,31 @@
-// ankanet::backend::netns — run a piece of code inside another network namespace, then come back.
-//
-// Theory of operation. A network namespace is entered with setns(2) on a file that names it: a
-// bind mount such as /run/netns/NAME (what `ip netns add` creates) or /proc/PID/ns/net. Anything
-// created while inside — a TAP device, a socket — belongs to that namespace for the rest of its
-// life, wherever it is used from afterwards. That is how a TAP is made inside a guest's namespace
-// and then driven from the daemon's own namespace, as slirp4netns and pasta do.
-//
-// `netns_scope` is the RAII form: enter() opens the target, saves the calling thread's current
-// namespace (/proc/thread-self/ns/net), and switches; the destructor switches back. run_in_netns()
-// wraps a callable in one. Limits and why:
-//  * setns(2) changes the namespace of the calling *thread* only. Other threads of the process,
-//    including the one running the io_context, stay where they are. Do the work on the thread that
-//    entered, and do not let anything else run on that thread meanwhile (no io_context::run()
-//    inside the scope: a handler run there would open its sockets in the wrong namespace).
-//    A thread *created* inside the scope starts in the namespace and stays there: keep work that
-//    may start threads behind the scenes (Asio's resolver, for one) out of it.
-//  * Coming back must not fail: a thread left in the wrong namespace would quietly create every
-//    later socket there. If the return setns(2) fails anyway, the process aborts with a message.
-//    The same holds if a scope is destroyed on a thread other than the one that entered it (a bug).
-//  * Errors are std::error_code from the system call that failed, before anything changed: ENOENT
-//    (no such path), EINVAL (the file is not a network namespace), EPERM (no CAP_SYS_ADMIN over
-//    the target namespace's user namespace), ENOENT from /proc/thread-self when /proc is not
-//    mounted. An error_code cannot carry the path; the caller has it, and names it in its message.
-//  * Entering needs CAP_SYS_ADMIN; a multithreaded process may switch its threads' network
-//    namespaces independently (unlike user or mount namespaces).
-// Linux only.
+/// @file
+/// ankanet::backend::netns — run a piece of code inside another network namespace, then come back.
+///
+/// Theory of operation. A network namespace is entered with setns(2) on a file that names it: a
+/// bind mount such as /run/netns/NAME (what `ip netns add` creates) or /proc/PID/ns/net. Anything
+/// created while inside — a TAP device, a socket — belongs to that namespace for the rest of its
+/// life, wherever it is used from afterwards. That is how a TAP is made inside a guest's namespace
+/// and then driven from the daemon's own namespace, as slirp4netns and pasta do.
+///
+/// `netns_scope` is the RAII form: enter() opens the target, saves the calling thread's current
+/// namespace (/proc/thread-self/ns/net), and switches; the destructor switches back. run_in_netns()
+/// wraps a callable in one. Limits and why:
+///  * setns(2) changes the namespace of the calling *thread* only. Other threads of the process,
+///    including the one running the io_context, stay where they are. Do the work on the thread that
+///    entered, and do not let anything else run on that thread meanwhile (no io_context::run()
+///    inside the scope: a handler run there would open its sockets in the wrong namespace).
+///    A thread *created* inside the scope starts in the namespace and stays there: keep work that
+///    may start threads behind the scenes (Asio's resolver, for one) out of it.
+///  * Coming back must not fail: a thread left in the wrong namespace would quietly create every
+///    later socket there. If the return setns(2) fails anyway, the process aborts with a message.
+///    The same holds if a scope is destroyed on a thread other than the one that entered it (a bug).
+///  * Errors are std::error_code from the system call that failed, before anything changed: ENOENT
+///    (no such path), EINVAL (the file is not a network namespace), EPERM (no CAP_SYS_ADMIN over
+///    the target namespace's user namespace), ENOENT from /proc/thread-self when /proc is not
+///    mounted. An error_code cannot carry the path; the caller has it, and names it in its message.
+///  * Entering needs CAP_SYS_ADMIN; a multithreaded process may switch its threads' network
+///    namespaces independently (unlike user or mount namespaces).
+/// Linux only.
 #pragma once
 
 #if defined(__linux__)
@@ -99,6 +100,7 @@ public:
         return netns_scope{*home};
     }
 
+    /// Move-constructs.
     netns_scope(netns_scope&& other) noexcept
         : home_fd_(std::exchange(other.home_fd_, -1)), thread_id_(other.thread_id_) {}
     netns_scope& operator=(netns_scope&&) = delete;

@@ -1,19 +1,20 @@
-// ankanet::backend — sending a frame that carries offload metadata, to any backend.
-//
-// Theory of operation. A frame with a wire::offload (an unfinished checksum, a 64 KiB TCP
-// super-frame) can only go as it is to a backend that passes the metadata on — a TAP opened with
-// a virtio-net header, whose kernel finishes the work. Every other backend needs the frames a NIC
-// would have put on the wire. send_offloaded() makes that choice once, for all of them:
-//  * metadata that asks for nothing: backend.send(frame);
-//  * an `offload_backend` that accepts_offload() now: backend.send(frame, meta), one call;
-//  * otherwise wire::segment() finishes the checksum and cuts the super-frame in software, and
-//    each resulting frame goes through backend.send(). A segment the backend refuses or drops is
-//    counted there, as any frame is; the others are still sent (TCP retransmits the one lost), and
-//    the first error is returned.
-// The software path builds one segment at a time in a buffer owned by the calling thread, made on
-// its first use (wire::offload::max_frame_len bytes), so a send allocates nothing. Segments are
-// as long as the super-frame's headers plus gso_size: the sender picks gso_size to fit the
-// receiving backend's MTU, as a guest's TCP does from the MSS.
+/// @file
+/// ankanet::backend — sending a frame that carries offload metadata, to any backend.
+///
+/// Theory of operation. A frame with a wire::offload (an unfinished checksum, a 64 KiB TCP
+/// super-frame) can only go as it is to a backend that passes the metadata on — a TAP opened with
+/// a virtio-net header, whose kernel finishes the work. Every other backend needs the frames a NIC
+/// would have put on the wire. send_offloaded() makes that choice once, for all of them:
+///  * metadata that asks for nothing: backend.send(frame);
+///  * an `offload_backend` that accepts_offload() now: backend.send(frame, meta), one call;
+///  * otherwise wire::segment() finishes the checksum and cuts the super-frame in software, and
+///    each resulting frame goes through backend.send(). A segment the backend refuses or drops is
+///    counted there, as any frame is; the others are still sent (TCP retransmits the one lost), and
+///    the first error is returned.
+/// The software path builds one segment at a time in a buffer owned by the calling thread, made on
+/// its first use (wire::offload::max_frame_len bytes), so a send allocates nothing. Segments are
+/// as long as the super-frame's headers plus gso_size: the sender picks gso_size to fit the
+/// receiving backend's MTU, as a guest's TCP does from the MSS.
 #pragma once
 
 #include <ankanet/backend/backend.hpp>

@@ -1,38 +1,39 @@
-// ankanet::backend::pcap — write a VM's frames to a capture file that tcpdump and Wireshark read.
-//
-// Theory of operation. `basic_pcap_writer<Clock>` writes the classic libpcap format: a 24-byte
-// file header (magic 0xa1b2c3d4 for microsecond or 0xa1b23c4d for nanosecond timestamps,
-// version 2.4, LINKTYPE_ETHERNET), then per frame a 16-byte record header (seconds, fraction,
-// captured length, original length) and the frame bytes. All fields are written little-endian
-// whatever the host: readers detect the byte order from the magic, and a capture of the same
-// frames at the same times is byte-for-byte the same file on every machine.
-//
-// Records go into one buffer allocated at open (never grown; at least one largest record big)
-// and reach the file with write(2) when the next record would not fit, on flush(), close() and
-// destruction. A record enters the buffer whole or not at all, and a failed or short write keeps
-// the bytes it did not write for the next attempt, so a transient error (a full disk that frees
-// up) costs records, counted, but never the framing: the file is again a valid capture after the
-// next successful flush. When the buffer is still full after a failed write the new record is
-// dropped and counted. Recording never throws, never allocates, and costs the frame path a
-// memcpy plus, once per buffer, one write to a regular file (a blocking call, but one the page
-// cache absorbs; do not point the writer at a pipe nobody reads).
-//
-// `pcap_recorder<Backend, Clock>` is a frame_backend decorator: it forwards everything to the
-// backend it wraps and records each frame delivered by async_receive and each frame send()
-// handed over successfully (what actually crossed the link; refused and dropped frames are not
-// in the file, they are in the counters). When the wrapped backend drains bursts (burst_backend),
-// so does the recorder: try_receive forwards and records each frame it delivers, so a port's
-// burst path leaves the same capture as its one-frame-per-completion path. So are offloads (a TAP
-// opened with a virtio-net header): last_offload(), max_receive_len(), accepts_offload() and
-// send(frame, offload) are the wrapped backend's, and a super-frame is recorded whole, as tcpdump
-// on a TSO interface shows it (a record longer than the snaplen is cut, and counted). Several recorders may share one writer — the daemon's
-// `--pcap FILE` records every port into one file — as long as they all run on one thread, like
-// the backends themselves. Classic pcap has no direction field; tell directions apart by MAC.
-//
-// Timestamps come from the Clock policy (default std::chrono::system_clock): anything with a
-// `now()` whose time_since_epoch() counts from the Unix epoch. Tests pass a manual clock so the
-// file is deterministic. Times before the epoch are written as 0; the seconds field is 32 bits
-// (good until 2106), as the format defines.
+/// @file
+/// ankanet::backend::pcap — write a VM's frames to a capture file that tcpdump and Wireshark read.
+///
+/// Theory of operation. `basic_pcap_writer<Clock>` writes the classic libpcap format: a 24-byte
+/// file header (magic 0xa1b2c3d4 for microsecond or 0xa1b23c4d for nanosecond timestamps,
+/// version 2.4, LINKTYPE_ETHERNET), then per frame a 16-byte record header (seconds, fraction,
+/// captured length, original length) and the frame bytes. All fields are written little-endian
+/// whatever the host: readers detect the byte order from the magic, and a capture of the same
+/// frames at the same times is byte-for-byte the same file on every machine.
+///
+/// Records go into one buffer allocated at open (never grown; at least one largest record big)
+/// and reach the file with write(2) when the next record would not fit, on flush(), close() and
+/// destruction. A record enters the buffer whole or not at all, and a failed or short write keeps
+/// the bytes it did not write for the next attempt, so a transient error (a full disk that frees
+/// up) costs records, counted, but never the framing: the file is again a valid capture after the
+/// next successful flush. When the buffer is still full after a failed write the new record is
+/// dropped and counted. Recording never throws, never allocates, and costs the frame path a
+/// memcpy plus, once per buffer, one write to a regular file (a blocking call, but one the page
+/// cache absorbs; do not point the writer at a pipe nobody reads).
+///
+/// `pcap_recorder<Backend, Clock>` is a frame_backend decorator: it forwards everything to the
+/// backend it wraps and records each frame delivered by async_receive and each frame send()
+/// handed over successfully (what actually crossed the link; refused and dropped frames are not
+/// in the file, they are in the counters). When the wrapped backend drains bursts (burst_backend),
+/// so does the recorder: try_receive forwards and records each frame it delivers, so a port's
+/// burst path leaves the same capture as its one-frame-per-completion path. So are offloads (a TAP
+/// opened with a virtio-net header): last_offload(), max_receive_len(), accepts_offload() and
+/// send(frame, offload) are the wrapped backend's, and a super-frame is recorded whole, as tcpdump
+/// on a TSO interface shows it (a record longer than the snaplen is cut, and counted). Several recorders may share one writer — the daemon's
+/// `--pcap FILE` records every port into one file — as long as they all run on one thread, like
+/// the backends themselves. Classic pcap has no direction field; tell directions apart by MAC.
+///
+/// Timestamps come from the Clock policy (default std::chrono::system_clock): anything with a
+/// `now()` whose time_since_epoch() counts from the Unix epoch. Tests pass a manual clock so the
+/// file is deterministic. Times before the epoch are written as 0; the seconds field is 32 bits
+/// (good until 2106), as the format defines.
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
@@ -68,6 +69,8 @@
 namespace ankanet::backend {
 
 namespace pcap {
+/// A constant of the classic pcap file format (magic numbers, version, link type, sizes).
+/// @{
 inline constexpr std::uint32_t magic_microseconds = 0xa1b2c3d4;
 inline constexpr std::uint32_t magic_nanoseconds = 0xa1b23c4d;
 inline constexpr std::uint16_t version_major = 2;
@@ -77,11 +80,15 @@ inline constexpr std::size_t file_header_len = 24;
 inline constexpr std::size_t record_header_len = 16;
 /// Large enough for any frame a backend passes (the largest MTU, an Ethernet header, one VLAN tag).
 inline constexpr std::uint32_t default_snaplen = static_cast<std::uint32_t>(max_frame_len(max_mtu));
+/// @}
 } // namespace pcap
 
+/// How pcap timestamps are written: the classic microsecond format or the nanosecond one.
 enum class pcap_timestamp { microseconds, nanoseconds };
 
+/// How a pcap writer formats its file.
 struct pcap_options {
+    /// resolution
     pcap_timestamp resolution = pcap_timestamp::microseconds;
     /// Frames longer than this are cut to it (and counted); must be at least an Ethernet header.
     std::uint32_t snaplen = pcap::default_snaplen;
@@ -99,6 +106,7 @@ struct pcap_stats {
     std::uint64_t write_errors = 0;      ///< failed write(2) calls
     std::uint64_t bytes_written = 0;     ///< bytes that reached the file, headers included
 
+    /// Memberwise equality.
     bool operator==(const pcap_stats&) const noexcept = default;
 };
 
@@ -125,8 +133,8 @@ inline std::string pcap_error_message(const std::filesystem::path& path, std::er
 template <pcap_clock Clock = std::chrono::system_clock>
 class basic_pcap_writer {
 public:
-    using clock_type = Clock;
-    using time_point = decltype(std::declval<Clock&>().now());
+    using clock_type = Clock; ///< the clock it reads
+    using time_point = decltype(std::declval<Clock&>().now()); ///< a point in time of the clock
 
     /// Creates (or truncates) `path` and writes the file header to it before returning, so an
     /// unwritable file fails here rather than on the first frame. Errors are the system's
@@ -148,11 +156,13 @@ public:
         return writer;
     }
 
+    /// Move-constructs.
     basic_pcap_writer(basic_pcap_writer&& other) noexcept
         : clock_(std::move(other.clock_)), path_(std::move(other.path_)), buffer_(std::move(other.buffer_)),
           used_(std::exchange(other.used_, 0)), boundary_(std::exchange(other.boundary_, 0)), fd_(std::exchange(other.fd_, -1)), options_(other.options_),
           stats_(other.stats_), last_error_(other.last_error_) {}
 
+    /// Move assignment.
     basic_pcap_writer& operator=(basic_pcap_writer&& other) noexcept {
         if (this != &other) {
             close();
@@ -260,16 +270,21 @@ public:
         return ec;
     }
 
+    /// Whether it is open.
     bool is_open() const noexcept { return fd_ >= 0; }
+    /// What it counted so far.
     const pcap_stats& stats() const noexcept { return stats_; }
     /// The most recent write or close error; empty when there was none.
     std::error_code last_error() const noexcept { return last_error_; }
+    /// The path.
     const std::filesystem::path& path() const noexcept { return path_; }
+    /// The options.
     const pcap_options& options() const noexcept { return options_; }
     /// Bytes waiting in the buffer.
     std::size_t buffered() const noexcept { return used_; }
     /// The file descriptor, or -1 once closed. Still owned by the writer.
     int native_handle() const noexcept { return fd_; }
+    /// The clock.
     Clock& clock() noexcept { return clock_; }
 
 private:
@@ -340,7 +355,7 @@ private:
     std::error_code last_error_;
 };
 
-using pcap_writer = basic_pcap_writer<>;
+using pcap_writer = basic_pcap_writer<>; ///< a pcap writer on the system clock
 
 namespace detail {
 
@@ -373,9 +388,9 @@ struct pcap_receive_op {
 template <frame_backend Backend, pcap_clock Clock = std::chrono::system_clock>
 class pcap_recorder {
 public:
-    using executor_type = typename Backend::executor_type;
-    using next_layer_type = Backend;
-    using writer_type = basic_pcap_writer<Clock>;
+    using executor_type = typename Backend::executor_type; ///< the executor its asynchronous operations run on
+    using next_layer_type = Backend; ///< the next layer type
+    using writer_type = basic_pcap_writer<Clock>; ///< the writer type
 
     /// Wraps `next`; a null `writer` records nothing (a recorder that is switched off).
     pcap_recorder(Backend next, std::shared_ptr<basic_pcap_writer<Clock>> writer)
@@ -389,8 +404,11 @@ public:
         return pcap_recorder{std::move(next), std::make_shared<writer_type>(std::move(*writer))};
     }
 
+    /// The executor its asynchronous operations run on.
     executor_type get_executor() const noexcept { return next_.get_executor(); }
+    /// The MTU.
     std::size_t mtu() const noexcept { return next_.mtu(); }
+    /// The MAC.
     std::optional<wire::mac_address> mac() const noexcept { return next_.mac(); }
     /// The wrapped backend's counters: recording adds no drops of its own to the link.
     counters stats() const noexcept { return next_.stats(); }
@@ -429,16 +447,19 @@ public:
     {
         return next_.last_offload();
     }
+    /// The max receive length.
     std::size_t max_receive_len() const
         requires offload_receiver<Backend>
     {
         return next_.max_receive_len();
     }
+    /// Whether accepts offload.
     bool accepts_offload() const
         requires offload_backend<Backend>
     {
         return next_.accepts_offload();
     }
+    /// Sends one frame with its offload metadata, recording it as it goes.
     std::error_code send(wire::const_bytes frame, const wire::offload& meta)
         requires offload_backend<Backend>
     {
@@ -451,8 +472,11 @@ public:
     /// its last owner lets go, or on writer()->flush().
     void close() { next_.close(); }
 
+    /// The next layer.
     Backend& next_layer() noexcept { return next_; }
+    /// The next layer.
     const Backend& next_layer() const noexcept { return next_; }
+    /// The writer.
     const std::shared_ptr<writer_type>& writer() const noexcept { return writer_; }
 
 private:

@@ -1,52 +1,53 @@
-// ankanet::backend::port — one VM's link with its backend type erased, running its own receive loop.
-//
-// Theory of operation. A network holds VMs attached through different backends at once (a TAP, a
-// QEMU socket, a vfkit datagram socket). `make_port(name, backend)` wraps any frame_backend into a
-// `port` that the switch and the daemon handle alike: start() arms the backend's receive and re-arms
-// it after each burst, handing every frame to `on_frame` and calling `on_burst_end` once the burst
-// is over; the first error (peer gone, close(), a failed read) ends the loop and calls `on_closed`
-// once. Ports are shared_ptr-owned: the pending receive holds the port alive.
-//
-// Bursts. A completion of async_receive costs a turn of the event loop per frame (a posted handler
-// and an epoll_wait), which holds a link below a million frames a second. When the backend
-// models burst_backend (backend.hpp), each completion is followed by try_receive calls that deliver
-// what is already queued, up to burst_frames() frames per turn in all, in the order the backend
-// gives them; "nothing queued" (or the limit) ends the burst and re-arms async_receive. An error
-// from try_receive ends the burst, then the loop exactly as if async_receive had completed with it
-// (on_closed), since a non-blocking read may report a one-time error that the next async_receive
-// would not see again. The limit is what keeps the ports of one io_context fair: a flooded port
-// yields after a burst, and its next completion queues behind the handlers of every other port
-// that is ready.
-//
-// Frames live until the burst ends. Every frame span given to `on_frame` stays valid, and
-// unchanged, until `on_burst_end` returns (when the burst ends in an error: until on_burst_end has
-// returned and on_closed is called). So a consumer may keep spans into a burst's frames and act on
-// them all at once at its end: send a flow's datagrams in one sendmmsg whose iovecs point into the
-// frames, acknowledge once per burst (passt's model). Where the frames are:
-//  - the first, which async_receive completed with, in the port's own receive buffer of
-//    max_frame_len(mtu) bytes (it is pending between bursts, so it must be the port's);
-//  - the others, which try_receive takes synchronously, in consecutive regions of max_frame_len(mtu)
-//    bytes of one contiguous burst arena, region i - 1 holding frame i. The arena belongs to the
-//    thread, not the port: a burst runs within one handler, start to end, and the handlers of one
-//    thread never overlap, so one arena serves every port whose loop runs on that thread, and an
-//    idle port costs no more than its receive buffer. (A burst that would begin inside another's
-//    handler — nothing does that — is held to its first frame instead of sharing the arena.)
-// A burst holds burst_frames(mtu) = min(port_burst_limit, port_arena_budget / max_frame_len(mtu))
-// frames (at least one), and ends early when the arena is full. Memory: per port, the receive
-// buffer (1518 bytes at MTU 1500; 300 idle QEMU connections stay under 4 KiB of heap each,
-// tests/backend/qemu_stream_test.cpp); per thread, the arena, allocated at the first burst of more
-// than one frame and grown to the largest a port of the thread needs, never past 1 MiB: 63 regions
-// of 1518 bytes (94 KiB) at MTU 1500, 63 of 9018 (555 KiB) at MTU 9000, and at the largest MTU,
-// 65520, 14 of 65538 (896 KiB) for bursts of 15 frames.
-//
-// Offload metadata (backend/offload.hpp, wire/offload.hpp). send(frame, offload) hands a frame with
-// its virtio-net header to the backend through send_offloaded(): as it is to a backend that takes
-// offloads now (a TAP opened with tap_options::vnet_header), cut and finished in software for any
-// other. On receive, a backend that reports the header of the frame it delivered (`last_offload()`,
-// the TAP) has it read by received_offload() while on_frame runs; for every other backend it is
-// all clear. A backend that may deliver frames longer than its MTU allows (`max_receive_len()`: a
-// TAP with TSO4 takes 64 KiB super-frames) gets a receive buffer, and arena regions, that long, and
-// so fewer frames per burst (port_arena_budget / 65,553: 15).
+/// @file
+/// ankanet::backend::port — one VM's link with its backend type erased, running its own receive loop.
+///
+/// Theory of operation. A network holds VMs attached through different backends at once (a TAP, a
+/// QEMU socket, a vfkit datagram socket). `make_port(name, backend)` wraps any frame_backend into a
+/// `port` that the switch and the daemon handle alike: start() arms the backend's receive and re-arms
+/// it after each burst, handing every frame to `on_frame` and calling `on_burst_end` once the burst
+/// is over; the first error (peer gone, close(), a failed read) ends the loop and calls `on_closed`
+/// once. Ports are shared_ptr-owned: the pending receive holds the port alive.
+///
+/// Bursts. A completion of async_receive costs a turn of the event loop per frame (a posted handler
+/// and an epoll_wait), which holds a link below a million frames a second. When the backend
+/// models burst_backend (backend.hpp), each completion is followed by try_receive calls that deliver
+/// what is already queued, up to burst_frames() frames per turn in all, in the order the backend
+/// gives them; "nothing queued" (or the limit) ends the burst and re-arms async_receive. An error
+/// from try_receive ends the burst, then the loop exactly as if async_receive had completed with it
+/// (on_closed), since a non-blocking read may report a one-time error that the next async_receive
+/// would not see again. The limit is what keeps the ports of one io_context fair: a flooded port
+/// yields after a burst, and its next completion queues behind the handlers of every other port
+/// that is ready.
+///
+/// Frames live until the burst ends. Every frame span given to `on_frame` stays valid, and
+/// unchanged, until `on_burst_end` returns (when the burst ends in an error: until on_burst_end has
+/// returned and on_closed is called). So a consumer may keep spans into a burst's frames and act on
+/// them all at once at its end: send a flow's datagrams in one sendmmsg whose iovecs point into the
+/// frames, acknowledge once per burst (passt's model). Where the frames are:
+///  - the first, which async_receive completed with, in the port's own receive buffer of
+///    max_frame_len(mtu) bytes (it is pending between bursts, so it must be the port's);
+///  - the others, which try_receive takes synchronously, in consecutive regions of max_frame_len(mtu)
+///    bytes of one contiguous burst arena, region i - 1 holding frame i. The arena belongs to the
+///    thread, not the port: a burst runs within one handler, start to end, and the handlers of one
+///    thread never overlap, so one arena serves every port whose loop runs on that thread, and an
+///    idle port costs no more than its receive buffer. (A burst that would begin inside another's
+///    handler — nothing does that — is held to its first frame instead of sharing the arena.)
+/// A burst holds burst_frames(mtu) = min(port_burst_limit, port_arena_budget / max_frame_len(mtu))
+/// frames (at least one), and ends early when the arena is full. Memory: per port, the receive
+/// buffer (1518 bytes at MTU 1500; 300 idle QEMU connections stay under 4 KiB of heap each,
+/// tests/backend/qemu_stream_test.cpp); per thread, the arena, allocated at the first burst of more
+/// than one frame and grown to the largest a port of the thread needs, never past 1 MiB: 63 regions
+/// of 1518 bytes (94 KiB) at MTU 1500, 63 of 9018 (555 KiB) at MTU 9000, and at the largest MTU,
+/// 65520, 14 of 65538 (896 KiB) for bursts of 15 frames.
+///
+/// Offload metadata (backend/offload.hpp, wire/offload.hpp). send(frame, offload) hands a frame with
+/// its virtio-net header to the backend through send_offloaded(): as it is to a backend that takes
+/// offloads now (a TAP opened with tap_options::vnet_header), cut and finished in software for any
+/// other. On receive, a backend that reports the header of the frame it delivered (`last_offload()`,
+/// the TAP) has it read by received_offload() while on_frame runs; for every other backend it is
+/// all clear. A backend that may deliver frames longer than its MTU allows (`max_receive_len()`: a
+/// TAP with TSO4 takes 64 KiB super-frames) gets a receive buffer, and arena regions, that long, and
+/// so fewer frames per burst (port_arena_budget / 65,553: 15).
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
@@ -105,11 +106,13 @@ std::size_t port_receive_len(const Backend& backend) {
     }
 }
 
+/// A VM's link as the network sees it: a backend behind a virtual interface, with a receive loop that hands frames to the network (see the theory of operation).
 class port : public std::enable_shared_from_this<port> {
 public:
-    using frame_handler = std::function<void(port&, wire::const_bytes)>;
-    using close_handler = std::function<void(port&, std::error_code)>;
+    using frame_handler = std::function<void(port&, wire::const_bytes)>; ///< the frame handler type
+    using close_handler = std::function<void(port&, std::error_code)>; ///< the close handler type
 
+    /// A port whose logs call it `name`.
     explicit port(std::string name) : name_(std::move(name)) {}
     virtual ~port() = default;
     port(const port&) = delete;
@@ -118,6 +121,7 @@ public:
     /// What logs call this VM's link, e.g. "netns:/run/netns/vm1:eth0".
     const std::string& name() const noexcept { return name_; }
 
+    /// Sends one frame on the link.
     virtual std::error_code send(wire::const_bytes frame) = 0;
     /// Sends a frame with its offload metadata: natively where the backend takes it, else cut and
     /// finished in software into frames for send(frame) (backend::send_offloaded).
@@ -128,10 +132,13 @@ public:
     /// The offload metadata of the frame on_frame is handed now (all clear where the backend
     /// reports none); valid during on_frame.
     virtual wire::offload received_offload() const { return {}; }
+    /// The backend's counters.
     virtual counters stats() const = 0;
+    /// The link's MTU.
     virtual std::size_t mtu() const = 0;
+    /// The MAC the backend imposes on the VM, if any.
     virtual std::optional<wire::mac_address> mac() const = 0;
-    using burst_handler = std::function<void(port&)>;
+    using burst_handler = std::function<void(port&)>; ///< the burst handler type
 
     /// The most frames one burst delivers: burst_frames(mtu()) where the backend drains bursts (fewer
     /// where its receive buffer is longer, see "Offload metadata" above), 1 where it does not.
@@ -148,12 +155,14 @@ public:
     void start(frame_handler on_frame, close_handler on_closed, burst_handler on_burst_end) {
         start_loop(std::move(on_frame), std::move(on_closed), std::move(on_burst_end));
     }
+    /// Whether running.
     bool running() const noexcept { return running_; }
 
 protected:
+    /// Starts the backend's receive loop; start() calls it.
     virtual void start_loop(frame_handler on_frame, close_handler on_closed, burst_handler on_burst_end) = 0;
 
-    bool running_ = false;
+    bool running_ = false; ///< running 
 
 private:
     std::string name_;

@@ -1,95 +1,96 @@
-// ankanet::backend::qemu_stream — a VM's frames over QEMU's `-netdev stream` protocol.
-//
-// Theory of operation. QEMU's stream netdev (and passt, and socket_vmnet, which speak the same
-// protocol) carries Ethernet frames over a byte stream — a unix or TCP socket — by prefixing each
-// frame with its length as a 32-bit big-endian integer: [len][frame][len][frame]... There is no
-// handshake and no other framing. `qemu_stream_connection` is one VM on one such connected
-// socket; `qemu_stream_server` listens for VMs (a unix path, or a TCP endpoint) and hands each
-// accepted connection to a callback. Both meet the frame_backend contract (backend.hpp).
-//
-// Socket type. Every connection is a boost::asio::generic::stream_protocol::socket, so one
-// non-template class serves unix and TCP alike; a local::stream_protocol or ip::tcp socket the
-// caller connected itself is converted by adopt(). TCP sockets get TCP_NODELAY: each frame is one
-// small write and Nagle's delay would sit on interactive traffic.
-//
-// Memory. An idle connection holds no buffer: what it costs is its shared state (a few hundred
-// bytes), Asio's record of the descriptor and the pending wait, and the kernel's socket. The
-// receive buffer exists only while bytes are being taken in or a partial frame is held; the send
-// ring only while the socket has not taken everything sent. bench/qemu_stream_memory_bench.cpp
-// measures it: about 2.2 KB per idle connection as ankanetd holds one (most of it the port's frame
-// buffer, port.hpp), where it was about 395 KB when a 128 KiB receive buffer and a 256 KiB send
-// ring were allocated up front; tests/backend/qemu_stream_test.cpp bounds 300 idle connections.
-// A busy link holds up to receive_buffer + send_buffer while busy, and a peer that stops in the
-// middle of a frame keeps the receive buffer until it goes on or goes away.
-//
-// Receive. A pending async_receive with nothing buffered waits for the socket to become readable
-// (async_wait, which holds no buffer) rather than reading into one. When it is, a per-connection
-// buffer (`receive_buffer`, 64 KiB by default, at least two maximal frames) is allocated and
-// filled by a read as large as its free tail, so one read system call brings in as many frames as
-// fit; async_receive and try_receive then copy them out one at a time,
-// without another system call while whole frames remain. Before each read the partial frame at the
-// end (never more than one frame) is moved to the front, so reads stay large. When the connection
-// goes back to waiting (or try_receive finds nothing) with no byte left unparsed, the buffer is
-// freed. While the bytes hold no frame (a skipped oversize frame can outsize the buffer), a receive
-// reads again at once, up to 64 reads, then waits a turn of the event loop. An allocation that fails completes the receive with std::errc::not_enough_memory. For
-// each prefix:
-//  * length < 14 (a runt, zero included): the length and its bytes are skipped, rx_runt counted;
-//    the stream stays in sync.
-//  * max_frame_len(mtu) < length <= qemu_stream_max_length: a frame too long for this link but a
-//    plausible one (a guest whose MTU is above ours). Its bytes are skipped, rx_oversize counted,
-//    and the stream stays in sync, as a NIC drops a frame over its MTU and keeps the link.
-//  * length > qemu_stream_max_length (64 KiB + 4 KiB, the size of QEMU's own receive buffer for
-//    this protocol, so no QEMU peer sends more): the prefix is a lie or the stream is out of
-//    sync, and nothing after it can be trusted. rx_oversize is counted, the connection is closed
-//    (the peer sees end of stream), and the receive completes with errc::bad_length; later
-//    receives complete with errc::bad_length again and sends return std::errc::not_connected.
-//  * end of stream or a reset: frames already complete in the buffer are still delivered, then
-//    the receive completes with errc::peer_closed. A frame cut short by the disconnect is
-//    discarded; it is not counted, since it was never a frame.
-// A valid frame longer than the caller's buffer is dropped with errc::buffer_too_small, as the
-// memory backend does. A completion never runs inside async_receive: frames already buffered
-// are delivered through a post to the executor. That post is most of a frame's receive cost (Asio
-// polls its reactor between handlers: one epoll_wait per frame), so try_receive() offers the
-// synchronous path: it takes the next buffered frame, or does one non-blocking read, and says
-// "try again" when there is nothing; a caller drains a burst with it after each completion.
-//
-// Send. send() copies [len][frame] out at once and returns; it never blocks, and the only
-// memory it uses is the ring (plus Asio's recycled handler memory for the write). When nothing is
-// waiting to go out, it writes directly with one non-blocking sendmsg of the two pieces (no copy
-// at all, and no ring, when the kernel takes everything). Whatever the kernel did not take goes
-// into a bounded byte ring (`send_buffer`, at least one maximal frame; allocated whole at that
-// first short write, freed again as soon as it has drained), written by one async_write_some at a
-// time, in order. If the ring cannot be allocated the frame is dropped (tx_dropped,
-// std::errc::not_enough_memory) and, if part of it already went out, the link is shut, since the
-// stream would be out of sync. A frame that does not fit in the ring's free space is
-// dropped whole and counted (tx_dropped, std::errc::no_buffer_space): the stream never carries
-// part of a frame. So a peer that stops reading costs at most `send_buffer` bytes here plus the
-// kernel's socket buffer, and drops beyond that. tx_frames counts frames accepted into the stream;
-// if the connection then fails, the ones still in the ring are lost with it (the write error
-// makes later sends return errc::peer_closed).
-//
-// close() aborts a pending receive (std::errc::operation_canceled), discards unsent bytes and
-// closes the socket. A destroyed connection closes itself; its pending receive still completes,
-// because the operation holds the connection's state alive.
-//
-// The server. listen() on a unix path first deals with what is already there: nothing is fine; a
-// socket file that no one accepts on (connect() is refused) is a stale leftover of a crashed
-// process and is removed; a socket someone still listens on is refused (std::errc::address_in_use)
-// and any other kind of file is refused (std::errc::file_exists) — never deleted. The socket file
-// is created with the process umask; access control is the directory's and the umask's business.
-// close() (or destruction) stops accepting and removes the socket file, if it is still the one
-// this server created. Each accepted connection is adopted with the server's options and handed
-// to the callback, which owns it from then on; the server keeps no list of connections, only a
-// count of those alive (handed out, neither closed nor destroyed). At `max_connections` alive (256
-// by default) a new connection is accepted and closed at once — its peer sees end of stream, it
-// costs nothing here — and counted (refused()); on_limit() tells it once per run of refusals, so
-// a daemon can log it without a flood of lines. Failed
-// accepts are counted; when the process is out of descriptors or memory, accepting pauses for
-// 100 ms instead of spinning on a connection it cannot take. A TCP listener authenticates nobody:
-// whoever reaches it becomes a VM on the network, so bind it to loopback.
-//
-// Limits: no virtio-net header or offloads on the stream (QEMU sends none on it); no reconnection
-// here: a VM that connects again is a new connection, a new port. POSIX only.
+/// @file
+/// ankanet::backend::qemu_stream — a VM's frames over QEMU's `-netdev stream` protocol.
+///
+/// Theory of operation. QEMU's stream netdev (and passt, and socket_vmnet, which speak the same
+/// protocol) carries Ethernet frames over a byte stream — a unix or TCP socket — by prefixing each
+/// frame with its length as a 32-bit big-endian integer: [len][frame][len][frame]... There is no
+/// handshake and no other framing. `qemu_stream_connection` is one VM on one such connected
+/// socket; `qemu_stream_server` listens for VMs (a unix path, or a TCP endpoint) and hands each
+/// accepted connection to a callback. Both meet the frame_backend contract (backend.hpp).
+///
+/// Socket type. Every connection is a boost::asio::generic::stream_protocol::socket, so one
+/// non-template class serves unix and TCP alike; a local::stream_protocol or ip::tcp socket the
+/// caller connected itself is converted by adopt(). TCP sockets get TCP_NODELAY: each frame is one
+/// small write and Nagle's delay would sit on interactive traffic.
+///
+/// Memory. An idle connection holds no buffer: what it costs is its shared state (a few hundred
+/// bytes), Asio's record of the descriptor and the pending wait, and the kernel's socket. The
+/// receive buffer exists only while bytes are being taken in or a partial frame is held; the send
+/// ring only while the socket has not taken everything sent. bench/qemu_stream_memory_bench.cpp
+/// measures it: about 2.2 KB per idle connection as ankanetd holds one (most of it the port's frame
+/// buffer, port.hpp), where it was about 395 KB when a 128 KiB receive buffer and a 256 KiB send
+/// ring were allocated up front; tests/backend/qemu_stream_test.cpp bounds 300 idle connections.
+/// A busy link holds up to receive_buffer + send_buffer while busy, and a peer that stops in the
+/// middle of a frame keeps the receive buffer until it goes on or goes away.
+///
+/// Receive. A pending async_receive with nothing buffered waits for the socket to become readable
+/// (async_wait, which holds no buffer) rather than reading into one. When it is, a per-connection
+/// buffer (`receive_buffer`, 64 KiB by default, at least two maximal frames) is allocated and
+/// filled by a read as large as its free tail, so one read system call brings in as many frames as
+/// fit; async_receive and try_receive then copy them out one at a time,
+/// without another system call while whole frames remain. Before each read the partial frame at the
+/// end (never more than one frame) is moved to the front, so reads stay large. When the connection
+/// goes back to waiting (or try_receive finds nothing) with no byte left unparsed, the buffer is
+/// freed. While the bytes hold no frame (a skipped oversize frame can outsize the buffer), a receive
+/// reads again at once, up to 64 reads, then waits a turn of the event loop. An allocation that fails completes the receive with std::errc::not_enough_memory. For
+/// each prefix:
+///  * length < 14 (a runt, zero included): the length and its bytes are skipped, rx_runt counted;
+///    the stream stays in sync.
+///  * max_frame_len(mtu) < length <= qemu_stream_max_length: a frame too long for this link but a
+///    plausible one (a guest whose MTU is above ours). Its bytes are skipped, rx_oversize counted,
+///    and the stream stays in sync, as a NIC drops a frame over its MTU and keeps the link.
+///  * length > qemu_stream_max_length (64 KiB + 4 KiB, the size of QEMU's own receive buffer for
+///    this protocol, so no QEMU peer sends more): the prefix is a lie or the stream is out of
+///    sync, and nothing after it can be trusted. rx_oversize is counted, the connection is closed
+///    (the peer sees end of stream), and the receive completes with errc::bad_length; later
+///    receives complete with errc::bad_length again and sends return std::errc::not_connected.
+///  * end of stream or a reset: frames already complete in the buffer are still delivered, then
+///    the receive completes with errc::peer_closed. A frame cut short by the disconnect is
+///    discarded; it is not counted, since it was never a frame.
+/// A valid frame longer than the caller's buffer is dropped with errc::buffer_too_small, as the
+/// memory backend does. A completion never runs inside async_receive: frames already buffered
+/// are delivered through a post to the executor. That post is most of a frame's receive cost (Asio
+/// polls its reactor between handlers: one epoll_wait per frame), so try_receive() offers the
+/// synchronous path: it takes the next buffered frame, or does one non-blocking read, and says
+/// "try again" when there is nothing; a caller drains a burst with it after each completion.
+///
+/// Send. send() copies [len][frame] out at once and returns; it never blocks, and the only
+/// memory it uses is the ring (plus Asio's recycled handler memory for the write). When nothing is
+/// waiting to go out, it writes directly with one non-blocking sendmsg of the two pieces (no copy
+/// at all, and no ring, when the kernel takes everything). Whatever the kernel did not take goes
+/// into a bounded byte ring (`send_buffer`, at least one maximal frame; allocated whole at that
+/// first short write, freed again as soon as it has drained), written by one async_write_some at a
+/// time, in order. If the ring cannot be allocated the frame is dropped (tx_dropped,
+/// std::errc::not_enough_memory) and, if part of it already went out, the link is shut, since the
+/// stream would be out of sync. A frame that does not fit in the ring's free space is
+/// dropped whole and counted (tx_dropped, std::errc::no_buffer_space): the stream never carries
+/// part of a frame. So a peer that stops reading costs at most `send_buffer` bytes here plus the
+/// kernel's socket buffer, and drops beyond that. tx_frames counts frames accepted into the stream;
+/// if the connection then fails, the ones still in the ring are lost with it (the write error
+/// makes later sends return errc::peer_closed).
+///
+/// close() aborts a pending receive (std::errc::operation_canceled), discards unsent bytes and
+/// closes the socket. A destroyed connection closes itself; its pending receive still completes,
+/// because the operation holds the connection's state alive.
+///
+/// The server. listen() on a unix path first deals with what is already there: nothing is fine; a
+/// socket file that no one accepts on (connect() is refused) is a stale leftover of a crashed
+/// process and is removed; a socket someone still listens on is refused (std::errc::address_in_use)
+/// and any other kind of file is refused (std::errc::file_exists) — never deleted. The socket file
+/// is created with the process umask; access control is the directory's and the umask's business.
+/// close() (or destruction) stops accepting and removes the socket file, if it is still the one
+/// this server created. Each accepted connection is adopted with the server's options and handed
+/// to the callback, which owns it from then on; the server keeps no list of connections, only a
+/// count of those alive (handed out, neither closed nor destroyed). At `max_connections` alive (256
+/// by default) a new connection is accepted and closed at once — its peer sees end of stream, it
+/// costs nothing here — and counted (refused()); on_limit() tells it once per run of refusals, so
+/// a daemon can log it without a flood of lines. Failed
+/// accepts are counted; when the process is out of descriptors or memory, accepting pauses for
+/// 100 ms instead of spinning on a connection it cannot take. A TCP listener authenticates nobody:
+/// whoever reaches it becomes a VM on the network, so bind it to loopback.
+///
+/// Limits: no virtio-net header or offloads on the stream (QEMU sends none on it); no reconnection
+/// here: a VM that connects again is a new connection, a new port. POSIX only.
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
@@ -515,8 +516,8 @@ struct qemu_stream_receive_op {
 /// @endcode
 class qemu_stream_connection {
 public:
-    using executor_type = boost::asio::any_io_executor;
-    using socket_type = boost::asio::generic::stream_protocol::socket;
+    using executor_type = boost::asio::any_io_executor; ///< the executor its asynchronous operations run on
+    using socket_type = boost::asio::generic::stream_protocol::socket; ///< the socket type
 
     /// Takes over a connected stream socket (unix or TCP).
     /// @return the connection, or: std::errc::invalid_argument (MTU outside [min_mtu, max_mtu]);
@@ -560,7 +561,9 @@ public:
         return make(std::move(socket), options);
     }
 
+    /// Move-constructs (memberwise).
     qemu_stream_connection(qemu_stream_connection&&) noexcept = default;
+    /// Move assignment.
     qemu_stream_connection& operator=(qemu_stream_connection&& other) noexcept {
         if (this != &other) {
             close();
@@ -572,9 +575,13 @@ public:
     qemu_stream_connection& operator=(const qemu_stream_connection&) = delete;
     ~qemu_stream_connection() { close(); }
 
+    /// The executor its asynchronous operations run on.
     executor_type get_executor() const noexcept { return state_->socket.get_executor(); }
+    /// The MTU.
     std::size_t mtu() const noexcept { return state_->mtu; }
+    /// The MAC.
     std::optional<wire::mac_address> mac() const noexcept { return std::nullopt; }
+    /// What it counted so far.
     counters stats() const noexcept { return state_->stats; }
     /// False after close(), after the stream went out of sync, and for a moved-from connection.
     bool is_open() const noexcept { return state_ && state_->socket.is_open(); }
@@ -749,7 +756,9 @@ static_assert(frame_backend<qemu_stream_connection>);
 /// @endcode
 class qemu_stream_server {
 public:
-    using executor_type = boost::asio::any_io_executor;
+    using executor_type = boost::asio::any_io_executor; ///< the executor its asynchronous operations run on
+
+    /// the connection handler type
     using connection_handler = std::function<void(qemu_stream_connection)>;
     /// Called when a connection is refused because max_connections are alive: with the limit.
     using limit_handler = std::function<void(std::size_t)>;
@@ -781,7 +790,9 @@ public:
         return open(std::move(executor), boost::asio::generic::stream_protocol::endpoint{endpoint}, std::move(handler), options);
     }
 
+    /// Move-constructs (memberwise).
     qemu_stream_server(qemu_stream_server&&) noexcept = default;
+    /// Move assignment.
     qemu_stream_server& operator=(qemu_stream_server&& other) noexcept {
         if (this != &other) {
             close();
@@ -793,6 +804,7 @@ public:
     qemu_stream_server& operator=(const qemu_stream_server&) = delete;
     ~qemu_stream_server() { close(); }
 
+    /// The executor its asynchronous operations run on.
     executor_type get_executor() const noexcept { return state_->acceptor.get_executor(); }
     /// The TCP port listened on; 0 for a unix socket.
     std::uint16_t port() const {

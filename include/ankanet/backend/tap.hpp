@@ -1,65 +1,66 @@
-// ankanet::backend::tap — a VM's frames through a Linux TAP device.
-//
-// Theory of operation. A TAP is a virtual Ethernet interface whose "wire" is a file descriptor:
-// each write() injects one frame as if it arrived on the interface, each read() returns one frame
-// the kernel transmitted on it. `tap_device` is that fd, made non-blocking and driven by an
-// Asio posix::stream_descriptor; it meets the frame_backend contract (backend.hpp).
-//
-// Three ways to get one:
-//  * open(): /dev/net/tun + TUNSETIFF(IFF_TAP | IFF_NO_PI) in the calling thread's namespace. An
-//    empty name lets the kernel pick (tap0, tap1, ...); name() reports the name it got. A name
-//    that exists and is a TAP the caller may use (a persistent one, `ip tuntap add mode tap`) is
-//    attached to, as QEMU does.
-//  * adopt(): a TAP fd a hypervisor or a management tool already opened. It is checked with
-//    TUNGETIFF and refused if it is a TUN (IP packets without an Ethernet header), or if its
-//    IFF_VNET_HDR (a virtio-net header before every frame) differs from what tap_options asks
-//    (see "Offloads" below). A TAP opened without IFF_NO_PI
-//    (a 4-byte packet-information header before every frame) is refused when the kernel lets us
-//    see it, which is seldom: TUNGETIFF reports IFF_NOFILTER ("no socket filter attached") in the
-//    same bit as IFF_NO_PI (0x1000), so without a filter the bit is set either way. The caller
-//    answers for IFF_NO_PI then; QEMU, libvirt and `ip tuntap` all set it.
-//  * open_in_netns(): the TAP is created inside another network namespace (netns.hpp), so the
-//    namespace's own kernel stack is the "guest" behind it, as with pasta. The fd keeps working
-//    from the caller's namespace. tap_options can set the interface's MAC (in that setup, the
-//    guest's MAC), its MTU, and bring it up, through a socket created in the namespace.
-//
-// The data path:
-//  * Receive: each read() returns exactly one frame. The read asks for at most max_frame_len(mtu)
-//    bytes into the caller's buffer plus one byte of overflow: the kernel truncates a longer frame
-//    to what fits and says nothing, so a frame that reaches the overflow byte is known to be too
-//    long. Runts and oversize frames (a guest whose interface MTU is above ours) are counted
-//    (rx_runt, rx_oversize) and the read is issued again; the caller's receive completes only with
-//    a good frame or an error. A good frame longer than a caller's short buffer is dropped with
-//    errc::buffer_too_small, as the memory backend does. The buffer's bytes past the returned
-//    size are unspecified. try_receive() is the same read done synchronously (burst_backend,
-//    backend.hpp): non-blocking readv calls, skipping bad sizes as above, until a good frame, an
-//    error, or EAGAIN ("nothing queued"). A caller draining a burst with it after each completion
-//    pays one event-loop round trip per burst instead of one per frame; the system call per frame
-//    remains (a TAP gives one frame per read).
-//  * Send: one write() per frame on the non-blocking fd. The kernel takes the whole frame or
-//    fails; there are no partial writes. EAGAIN, or any other error (EIO while the interface is
-//    down, say), is a counted drop (tx_dropped) and is returned; nothing is queued here.
-//  * End of the link: when the interface is deleted (`ip link del`) the kernel detaches the fd and
-//    reports EBADFD; a pending receive then completes with errc::peer_closed and send returns it.
-//    Deleting the namespace's name (`ip netns del`) is not an end: the fd holds a reference to
-//    the namespace it was opened in, which lives on, with the interface, until the fd is closed.
-//  * close() aborts a pending receive with std::errc::operation_canceled. A destroyed device
-//    closes itself; its pending receive still completes (canceled), because the operation holds
-//    the device's state alive, as an Asio socket's pending operation does.
-// mac() is nullopt: a TAP imposes no MAC on the frames it carries.
-//
-// Offloads (opt-in, tap_options::vnet_header). With IFF_VNET_HDR every frame on the fd is preceded
-// by a virtio-net header (wire/offload.hpp). Receive reads it into the device's state with the same
-// readv, hands over only the frame, and keeps the parsed header for last_offload(); a header that
-// does not parse drops the frame (vnet_header_errors()). send(frame) writes an all-zero header,
-// send(frame, offload) the given one. TUNSETOFFLOAD then tells the kernel what we accept from it:
-// unfinished checksums (TUN_F_CSUM) and TCPv4 super-frames (TUN_F_TSO4), which may be up to
-// wire::offload::max_frame_len bytes long: a GSO frame is exempt from the MTU on both paths, and a
-// receive buffer should hold max_receive_len(). Frames we write may carry GSO whatever we accept;
-// the kernel segments them. Without the option nothing changes: no header, the same system calls.
-//
-// Limits: one queue (IFF_MULTI_QUEUE devices are accepted by adopt(), but only the adopted queue is
-// read); no TSO6/UFO offloads. Linux only.
+/// @file
+/// ankanet::backend::tap — a VM's frames through a Linux TAP device.
+///
+/// Theory of operation. A TAP is a virtual Ethernet interface whose "wire" is a file descriptor:
+/// each write() injects one frame as if it arrived on the interface, each read() returns one frame
+/// the kernel transmitted on it. `tap_device` is that fd, made non-blocking and driven by an
+/// Asio posix::stream_descriptor; it meets the frame_backend contract (backend.hpp).
+///
+/// Three ways to get one:
+///  * open(): /dev/net/tun + TUNSETIFF(IFF_TAP | IFF_NO_PI) in the calling thread's namespace. An
+///    empty name lets the kernel pick (tap0, tap1, ...); name() reports the name it got. A name
+///    that exists and is a TAP the caller may use (a persistent one, `ip tuntap add mode tap`) is
+///    attached to, as QEMU does.
+///  * adopt(): a TAP fd a hypervisor or a management tool already opened. It is checked with
+///    TUNGETIFF and refused if it is a TUN (IP packets without an Ethernet header), or if its
+///    IFF_VNET_HDR (a virtio-net header before every frame) differs from what tap_options asks
+///    (see "Offloads" below). A TAP opened without IFF_NO_PI
+///    (a 4-byte packet-information header before every frame) is refused when the kernel lets us
+///    see it, which is seldom: TUNGETIFF reports IFF_NOFILTER ("no socket filter attached") in the
+///    same bit as IFF_NO_PI (0x1000), so without a filter the bit is set either way. The caller
+///    answers for IFF_NO_PI then; QEMU, libvirt and `ip tuntap` all set it.
+///  * open_in_netns(): the TAP is created inside another network namespace (netns.hpp), so the
+///    namespace's own kernel stack is the "guest" behind it, as with pasta. The fd keeps working
+///    from the caller's namespace. tap_options can set the interface's MAC (in that setup, the
+///    guest's MAC), its MTU, and bring it up, through a socket created in the namespace.
+///
+/// The data path:
+///  * Receive: each read() returns exactly one frame. The read asks for at most max_frame_len(mtu)
+///    bytes into the caller's buffer plus one byte of overflow: the kernel truncates a longer frame
+///    to what fits and says nothing, so a frame that reaches the overflow byte is known to be too
+///    long. Runts and oversize frames (a guest whose interface MTU is above ours) are counted
+///    (rx_runt, rx_oversize) and the read is issued again; the caller's receive completes only with
+///    a good frame or an error. A good frame longer than a caller's short buffer is dropped with
+///    errc::buffer_too_small, as the memory backend does. The buffer's bytes past the returned
+///    size are unspecified. try_receive() is the same read done synchronously (burst_backend,
+///    backend.hpp): non-blocking readv calls, skipping bad sizes as above, until a good frame, an
+///    error, or EAGAIN ("nothing queued"). A caller draining a burst with it after each completion
+///    pays one event-loop round trip per burst instead of one per frame; the system call per frame
+///    remains (a TAP gives one frame per read).
+///  * Send: one write() per frame on the non-blocking fd. The kernel takes the whole frame or
+///    fails; there are no partial writes. EAGAIN, or any other error (EIO while the interface is
+///    down, say), is a counted drop (tx_dropped) and is returned; nothing is queued here.
+///  * End of the link: when the interface is deleted (`ip link del`) the kernel detaches the fd and
+///    reports EBADFD; a pending receive then completes with errc::peer_closed and send returns it.
+///    Deleting the namespace's name (`ip netns del`) is not an end: the fd holds a reference to
+///    the namespace it was opened in, which lives on, with the interface, until the fd is closed.
+///  * close() aborts a pending receive with std::errc::operation_canceled. A destroyed device
+///    closes itself; its pending receive still completes (canceled), because the operation holds
+///    the device's state alive, as an Asio socket's pending operation does.
+/// mac() is nullopt: a TAP imposes no MAC on the frames it carries.
+///
+/// Offloads (opt-in, tap_options::vnet_header). With IFF_VNET_HDR every frame on the fd is preceded
+/// by a virtio-net header (wire/offload.hpp). Receive reads it into the device's state with the same
+/// readv, hands over only the frame, and keeps the parsed header for last_offload(); a header that
+/// does not parse drops the frame (vnet_header_errors()). send(frame) writes an all-zero header,
+/// send(frame, offload) the given one. TUNSETOFFLOAD then tells the kernel what we accept from it:
+/// unfinished checksums (TUN_F_CSUM) and TCPv4 super-frames (TUN_F_TSO4), which may be up to
+/// wire::offload::max_frame_len bytes long: a GSO frame is exempt from the MTU on both paths, and a
+/// receive buffer should hold max_receive_len(). Frames we write may carry GSO whatever we accept;
+/// the kernel segments them. Without the option nothing changes: no header, the same system calls.
+///
+/// Limits: one queue (IFF_MULTI_QUEUE devices are accepted by adopt(), but only the adopted queue is
+/// read); no TSO6/UFO offloads. Linux only.
 #pragma once
 
 #if defined(__linux__)
@@ -133,11 +134,13 @@ public:
 
 } // namespace detail
 
+/// The tap error category.
 inline const std::error_category& tap_error_category() noexcept {
     static const detail::tap_error_category_impl instance;
     return instance;
 }
 
+/// Wraps `e` in a std::error_code of its category (found by argument-dependent lookup).
 inline std::error_code make_error_code(tap_errc e) noexcept { return {static_cast<int>(e), tap_error_category()}; }
 
 } // namespace ankanet::backend
@@ -401,7 +404,7 @@ struct tap_receive_op {
 /// @endcode
 class tap_device {
 public:
-    using executor_type = boost::asio::any_io_executor;
+    using executor_type = boost::asio::any_io_executor; ///< the executor its asynchronous operations run on
 
     /// Creates (or attaches to) TAP interface `name` in the calling thread's network namespace.
     /// @param name the interface name, shorter than IFNAMSIZ (16); empty lets the kernel choose.
@@ -433,6 +436,7 @@ public:
         if (device) fd.release();
         return device;
     }
+    /// Opens the TAP interface `name` (created if missing) with `mtu`; as open(executor, name, options).
     [[nodiscard]] static result<tap_device> open(executor_type executor, std::string_view name, std::size_t mtu) {
         tap_options options;
         options.mtu = mtu;
@@ -486,6 +490,7 @@ public:
                                                           std::string_view name, const tap_options& options = {}) {
         return run_in_netns(netns_path, [&]() -> result<tap_device> { return open(std::move(executor), name, options); });
     }
+    /// As open(), inside the network namespace at `netns_path`.
     [[nodiscard]] static result<tap_device> open_in_netns(executor_type executor, const std::filesystem::path& netns_path,
                                                           std::string_view name, std::size_t mtu) {
         tap_options options;
@@ -493,7 +498,9 @@ public:
         return open_in_netns(std::move(executor), netns_path, name, options);
     }
 
+    /// Move-constructs (memberwise).
     tap_device(tap_device&&) noexcept = default;
+    /// Move assignment.
     tap_device& operator=(tap_device&& other) noexcept {
         if (this != &other) {
             close();
@@ -505,12 +512,17 @@ public:
     tap_device& operator=(const tap_device&) = delete;
     ~tap_device() { close(); }
 
+    /// The executor its asynchronous operations run on.
     executor_type get_executor() const noexcept { return state_->descriptor.get_executor(); }
+    /// The MTU.
     std::size_t mtu() const noexcept { return state_->mtu; }
+    /// The MAC.
     std::optional<wire::mac_address> mac() const noexcept { return std::nullopt; }
+    /// What it counted so far.
     counters stats() const noexcept { return state_->stats; }
     /// The interface's name, as the kernel reported it (the one it chose, for an empty name).
     const std::string& name() const noexcept { return state_->name; }
+    /// Whether it is open.
     bool is_open() const noexcept { return state_ && state_->descriptor.is_open(); }
 
     /// The device was opened with a virtio-net header (tap_options::vnet_header): send(frame,

@@ -1,77 +1,78 @@
-// ankanet::backend::unix_dgram — a VM's frames as unix datagrams, one frame per datagram.
-//
-// Theory of operation. vfkit, krunkit and Apple's Virtualization.framework (a
-// VZFileHandleNetworkDeviceAttachment is handed one end of a datagram socket pair), QEMU's
-// `-netdev dgram` with unix addresses, and gvproxy / vmnet-helper on the other side of them, all
-// carry Ethernet frames the same way: each datagram is exactly one frame, with no header. The
-// datagram boundary is the framing, so there is nothing to resynchronise: a bad datagram is
-// dropped alone. `unix_dgram_endpoint` is one VM on one such socket; it meets the frame_backend
-// contract (backend.hpp).
-//
-// Who the peer is. Three ways, chosen when the endpoint is made:
-//  * A connected socket: adopt() of one end of socketpair(AF_UNIX, SOCK_DGRAM), the other end of
-//    which went to the VM (as with Virtualization.framework). The kernel knows the peer;
-//    send() uses send(2), and no one else can send to us.
-//  * A bound path with the peer given: bind(path, peer_path). For QEMU's `-netdev
-//    dgram,local.type=unix,local.path=PEER,remote.type=unix,remote.path=OURS`. Frames are sent with
-//    sendto(peer_path); datagrams from any other sender are dropped (counted in rx_foreign()).
-//    The peer need not exist yet: until it binds its path, sends are dropped (errc::peer_closed).
-//  * A bound path, peer learned: bind(path) with no peer. The first datagram from a sender that
-//    has an address (a bound socket) names the peer, and from then on it is as above. This is how
-//    vfkit attaches: it binds a path of its own and connects to ours; vfkit (and krunkit with
-//    vfkitMagic=on) then sends a short "magic" datagram, so that we learn its address before the
-//    guest says anything (the magic is shorter than an Ethernet header, so it is also counted as
-//    a runt; nothing else is made of it). Datagrams from
-//    senders without an address cannot be answered and are dropped as foreign; so is everything
-//    from a second sender. Until the peer is known, sends are dropped (std::errc::not_connected).
-// A bound socket is never connect()ed to its peer. sendto() by path resolves the path on every
-// send (a filesystem lookup in the kernel; QEMU's own dgram netdev sends the same way), but a VM
-// that restarts and binds the same path again is reached at once. A socket connected to the old
-// peer would keep pointing at the dead one, and Linux refuses (EPERM) datagrams to a connected
-// socket from anyone but its peer, so the restarted VM could not reach us either until one of
-// our sends failed. The price: Linux bounds the receive queue of a socket not connected to its
-// sender at net.unix.max_dgram_qlen datagrams (see below), so a peer sending faster than we read
-// is pushed back sooner (QEMU waits for the socket to be writable again; it does not drop). The
-// peer is a path, not a process.
-//
-// Receive. One recvmsg per datagram, with MSG_TRUNC, so the kernel reports a datagram's real
-// length even when it was longer than the buffer: a runt (< 14 bytes, the zero-length datagram
-// included) counts rx_runt, a datagram longer than max_frame_len(mtu) counts rx_oversize, and
-// both are skipped — the receive completes only with a good frame or an error. A good frame
-// longer than the caller's buffer is dropped with errc::buffer_too_small, as the other backends
-// do. A datagram socket has no end of stream: a receive on a path-bound socket never completes
-// with errc::peer_closed. Nor does the kernel wake the reader of a socket pair whose other end
-// was closed; the first send after that fails (ECONNREFUSED), and from then on the link is down:
-// the pending receive, and every later one, completes with errc::peer_closed and sends return it.
-// Completions are never run inside async_receive; try_receive() is the synchronous path for
-// draining a burst after a completion (non-blocking recvmsg, "try again" when there is nothing),
-// which saves the event loop's round trip per frame.
-//
-// Send. One non-blocking send/sendto per frame; a datagram is taken whole or not at all. When the
-// socket cannot take it now (EAGAIN, ENOBUFS) the frame is dropped and counted (tx_dropped,
-// std::errc::no_buffer_space); nothing is queued here. A peer that is gone or not bound yet
-// (ECONNREFUSED, ENOENT) is also a counted drop, errc::peer_closed; the next send tries again.
-//
-// Socket buffers. For datagrams the buffer sizes decide how large a burst survives. Apple's
-// documentation for VZFileHandleNetworkDeviceAttachment asks for SO_RCVBUF at least twice
-// SO_SNDBUF, and four times for best performance; vfkit's guidance is 1 MiB to send and 4 MiB to
-// receive. Those are the defaults here, set on the socket at creation (Linux doubles the value
-// asked for, and caps it at net.core.wmem_max / rmem_max unless the caller has CAP_NET_ADMIN,
-// in which case SO_SNDBUFFORCE / SO_RCVBUFFORCE lift the cap; both are tried). On Linux two
-// more limits apply to unix datagrams: bytes a sender has queued at the receiver count against
-// the *sender's* SO_SNDBUF until they are read, and a receiver not connected to its sender
-// accepts at most net.unix.max_dgram_qlen datagrams in its queue (10 by default) before the
-// sender gets EAGAIN. A peer that floods us faster than we read is therefore held back by its
-// own socket, not by our memory.
-//
-// close() aborts a pending receive (std::errc::operation_canceled), closes the socket and
-// removes the socket file bind() created (if it is still that file). bind() treats what is
-// already at its path as qemu_stream's server does: a stale socket file (connect refused) is
-// removed, a live socket is refused with std::errc::address_in_use, any other file with
-// std::errc::file_exists.
-//
-// Limits: one frame per datagram, no virtio-net header or offloads; Linux and macOS semantics
-// differ in the buffer limits above (this header is written and tested against Linux). POSIX only.
+/// @file
+/// ankanet::backend::unix_dgram — a VM's frames as unix datagrams, one frame per datagram.
+///
+/// Theory of operation. vfkit, krunkit and Apple's Virtualization.framework (a
+/// VZFileHandleNetworkDeviceAttachment is handed one end of a datagram socket pair), QEMU's
+/// `-netdev dgram` with unix addresses, and gvproxy / vmnet-helper on the other side of them, all
+/// carry Ethernet frames the same way: each datagram is exactly one frame, with no header. The
+/// datagram boundary is the framing, so there is nothing to resynchronise: a bad datagram is
+/// dropped alone. `unix_dgram_endpoint` is one VM on one such socket; it meets the frame_backend
+/// contract (backend.hpp).
+///
+/// Who the peer is. Three ways, chosen when the endpoint is made:
+///  * A connected socket: adopt() of one end of socketpair(AF_UNIX, SOCK_DGRAM), the other end of
+///    which went to the VM (as with Virtualization.framework). The kernel knows the peer;
+///    send() uses send(2), and no one else can send to us.
+///  * A bound path with the peer given: bind(path, peer_path). For QEMU's `-netdev
+///    dgram,local.type=unix,local.path=PEER,remote.type=unix,remote.path=OURS`. Frames are sent with
+///    sendto(peer_path); datagrams from any other sender are dropped (counted in rx_foreign()).
+///    The peer need not exist yet: until it binds its path, sends are dropped (errc::peer_closed).
+///  * A bound path, peer learned: bind(path) with no peer. The first datagram from a sender that
+///    has an address (a bound socket) names the peer, and from then on it is as above. This is how
+///    vfkit attaches: it binds a path of its own and connects to ours; vfkit (and krunkit with
+///    vfkitMagic=on) then sends a short "magic" datagram, so that we learn its address before the
+///    guest says anything (the magic is shorter than an Ethernet header, so it is also counted as
+///    a runt; nothing else is made of it). Datagrams from
+///    senders without an address cannot be answered and are dropped as foreign; so is everything
+///    from a second sender. Until the peer is known, sends are dropped (std::errc::not_connected).
+/// A bound socket is never connect()ed to its peer. sendto() by path resolves the path on every
+/// send (a filesystem lookup in the kernel; QEMU's own dgram netdev sends the same way), but a VM
+/// that restarts and binds the same path again is reached at once. A socket connected to the old
+/// peer would keep pointing at the dead one, and Linux refuses (EPERM) datagrams to a connected
+/// socket from anyone but its peer, so the restarted VM could not reach us either until one of
+/// our sends failed. The price: Linux bounds the receive queue of a socket not connected to its
+/// sender at net.unix.max_dgram_qlen datagrams (see below), so a peer sending faster than we read
+/// is pushed back sooner (QEMU waits for the socket to be writable again; it does not drop). The
+/// peer is a path, not a process.
+///
+/// Receive. One recvmsg per datagram, with MSG_TRUNC, so the kernel reports a datagram's real
+/// length even when it was longer than the buffer: a runt (< 14 bytes, the zero-length datagram
+/// included) counts rx_runt, a datagram longer than max_frame_len(mtu) counts rx_oversize, and
+/// both are skipped — the receive completes only with a good frame or an error. A good frame
+/// longer than the caller's buffer is dropped with errc::buffer_too_small, as the other backends
+/// do. A datagram socket has no end of stream: a receive on a path-bound socket never completes
+/// with errc::peer_closed. Nor does the kernel wake the reader of a socket pair whose other end
+/// was closed; the first send after that fails (ECONNREFUSED), and from then on the link is down:
+/// the pending receive, and every later one, completes with errc::peer_closed and sends return it.
+/// Completions are never run inside async_receive; try_receive() is the synchronous path for
+/// draining a burst after a completion (non-blocking recvmsg, "try again" when there is nothing),
+/// which saves the event loop's round trip per frame.
+///
+/// Send. One non-blocking send/sendto per frame; a datagram is taken whole or not at all. When the
+/// socket cannot take it now (EAGAIN, ENOBUFS) the frame is dropped and counted (tx_dropped,
+/// std::errc::no_buffer_space); nothing is queued here. A peer that is gone or not bound yet
+/// (ECONNREFUSED, ENOENT) is also a counted drop, errc::peer_closed; the next send tries again.
+///
+/// Socket buffers. For datagrams the buffer sizes decide how large a burst survives. Apple's
+/// documentation for VZFileHandleNetworkDeviceAttachment asks for SO_RCVBUF at least twice
+/// SO_SNDBUF, and four times for best performance; vfkit's guidance is 1 MiB to send and 4 MiB to
+/// receive. Those are the defaults here, set on the socket at creation (Linux doubles the value
+/// asked for, and caps it at net.core.wmem_max / rmem_max unless the caller has CAP_NET_ADMIN,
+/// in which case SO_SNDBUFFORCE / SO_RCVBUFFORCE lift the cap; both are tried). On Linux two
+/// more limits apply to unix datagrams: bytes a sender has queued at the receiver count against
+/// the *sender's* SO_SNDBUF until they are read, and a receiver not connected to its sender
+/// accepts at most net.unix.max_dgram_qlen datagrams in its queue (10 by default) before the
+/// sender gets EAGAIN. A peer that floods us faster than we read is therefore held back by its
+/// own socket, not by our memory.
+///
+/// close() aborts a pending receive (std::errc::operation_canceled), closes the socket and
+/// removes the socket file bind() created (if it is still that file). bind() treats what is
+/// already at its path as qemu_stream's server does: a stale socket file (connect refused) is
+/// removed, a live socket is refused with std::errc::address_in_use, any other file with
+/// std::errc::file_exists.
+///
+/// Limits: one frame per datagram, no virtio-net header or offloads; Linux and macOS semantics
+/// differ in the buffer limits above (this header is written and tested against Linux). POSIX only.
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
@@ -262,7 +263,7 @@ struct unix_dgram_receive_op {
 /// @endcode
 class unix_dgram_endpoint {
 public:
-    using executor_type = boost::asio::any_io_executor;
+    using executor_type = boost::asio::any_io_executor; ///< the executor its asynchronous operations run on
 
     /// Binds a datagram socket at `path` (removing a stale socket file first). The peer is
     /// `peer` when given, else learned from the first datagram (see the top of the file).
@@ -325,7 +326,9 @@ public:
         return unix_dgram_endpoint{std::make_shared<detail::unix_dgram_state>(std::move(socket), options.mtu, connected)};
     }
 
+    /// Move-constructs (memberwise).
     unix_dgram_endpoint(unix_dgram_endpoint&&) noexcept = default;
+    /// Move assignment.
     unix_dgram_endpoint& operator=(unix_dgram_endpoint&& other) noexcept {
         if (this != &other) {
             close();
@@ -337,9 +340,13 @@ public:
     unix_dgram_endpoint& operator=(const unix_dgram_endpoint&) = delete;
     ~unix_dgram_endpoint() { close(); }
 
+    /// The executor its asynchronous operations run on.
     executor_type get_executor() const noexcept { return state_->socket.get_executor(); }
+    /// The MTU.
     std::size_t mtu() const noexcept { return state_->mtu; }
+    /// The MAC.
     std::optional<wire::mac_address> mac() const noexcept { return std::nullopt; }
+    /// What it counted so far.
     counters stats() const noexcept { return state_->stats; }
     /// Datagrams dropped because they came from someone other than the peer (bound sockets only).
     std::uint64_t rx_foreign() const noexcept { return state_->rx_foreign; }
@@ -348,6 +355,7 @@ public:
         if (!state_->peer) return std::nullopt;
         return std::filesystem::path{state_->peer->path()};
     }
+    /// Whether it is open.
     bool is_open() const noexcept { return state_ && state_->socket.is_open(); }
     /// The socket's descriptor (e.g. to read back the buffer sizes the kernel granted). Still ours.
     int native_handle() { return state_->socket.native_handle(); }

@@ -1,31 +1,32 @@
-// ankanet::backend::vmnet — a VM's frames through Apple's vmnet.framework (macOS only).
-//
-// Theory of operation. open_vmnet() starts a vmnet interface in shared (NAT), host-only or
-// bridged mode and returns a frame_backend for it. Everything but the calls into the framework
-// lives in vmnet_batch.hpp, behind the vmnet_framework policy, and is tested on every platform
-// with a fake framework; this header supplies the one policy that calls Apple:
-//
-//  * vmnet_start_interface() takes an XPC dictionary (vmnet_operation_mode_key: VMNET_SHARED_MODE,
-//    VMNET_HOST_MODE or VMNET_BRIDGED_MODE; for bridged, vmnet_shared_interface_name_key names
-//    the host interface; optionally vmnet_interface_id_key, a UUID that keeps the MAC stable
-//    across runs) and a serial dispatch queue. Its completion block, on that queue, reports the
-//    status and a dictionary with vmnet_mac_address_key (text), vmnet_mtu_key and
-//    vmnet_max_packet_size_key (uint64). open_vmnet() waits for it (bounded by a timeout) and
-//    maps the values with map_vmnet_parameters().
-//  * read/write are vmnet_read/vmnet_write on arrays of struct vmpktdesc; both are non-blocking.
-//  * start_events() registers a VMNET_INTERFACE_PACKETS_AVAILABLE callback on the same queue,
-//    which calls the backend's thread-safe wake function. stop_events() unregisters it (NULL
-//    queue and callback, as documented) and then runs an empty block synchronously on the serial
-//    queue, so a callback already under way has finished when it returns.
-//  * The policy's destructor stops the interface (vmnet_stop_interface) and waits for that
-//    completion, bounded, before releasing the queue.
-//
-// Requirements: macOS 10.15 or later (bridged mode and its interface-name key), a compiler with
-// blocks (Apple clang), linking with -framework vmnet, and root or the com.apple.vm.networking
-// entitlement (without them the start fails with vmnet_errc::failure or invalid_access).
-//
-// Not exercised by this project's CI, which runs on Linux: this file is written against Apple's
-// documented API and compiled on macOS only. On every other system it is empty.
+/// @file
+/// ankanet::backend::vmnet — a VM's frames through Apple's vmnet.framework (macOS only).
+///
+/// Theory of operation. open_vmnet() starts a vmnet interface in shared (NAT), host-only or
+/// bridged mode and returns a frame_backend for it. Everything but the calls into the framework
+/// lives in vmnet_batch.hpp, behind the vmnet_framework policy, and is tested on every platform
+/// with a fake framework; this header supplies the one policy that calls Apple:
+///
+///  * vmnet_start_interface() takes an XPC dictionary (vmnet_operation_mode_key: VMNET_SHARED_MODE,
+///    VMNET_HOST_MODE or VMNET_BRIDGED_MODE; for bridged, vmnet_shared_interface_name_key names
+///    the host interface; optionally vmnet_interface_id_key, a UUID that keeps the MAC stable
+///    across runs) and a serial dispatch queue. Its completion block, on that queue, reports the
+///    status and a dictionary with vmnet_mac_address_key (text), vmnet_mtu_key and
+///    vmnet_max_packet_size_key (uint64). open_vmnet() waits for it (bounded by a timeout) and
+///    maps the values with map_vmnet_parameters().
+///  * read/write are vmnet_read/vmnet_write on arrays of struct vmpktdesc; both are non-blocking.
+///  * start_events() registers a VMNET_INTERFACE_PACKETS_AVAILABLE callback on the same queue,
+///    which calls the backend's thread-safe wake function. stop_events() unregisters it (NULL
+///    queue and callback, as documented) and then runs an empty block synchronously on the serial
+///    queue, so a callback already under way has finished when it returns.
+///  * The policy's destructor stops the interface (vmnet_stop_interface) and waits for that
+///    completion, bounded, before releasing the queue.
+///
+/// Requirements: macOS 10.15 or later (bridged mode and its interface-name key), a compiler with
+/// blocks (Apple clang), linking with -framework vmnet, and root or the com.apple.vm.networking
+/// entitlement (without them the start fails with vmnet_errc::failure or invalid_access).
+///
+/// Not exercised by this project's CI, which runs on Linux: this file is written against Apple's
+/// documented API and compiled on macOS only. On every other system it is empty.
 #pragma once
 
 #if defined(__APPLE__)

@@ -1,40 +1,41 @@
-// ankanet::backend::vmnet_batch — everything of the vmnet backend that does not need Apple.
-//
-// Theory of operation. Apple's vmnet.framework moves packets in batches: vmnet_read and
-// vmnet_write take an array of `struct vmpktdesc` (vm_pkt_size, an iovec array and its count,
-// vm_flags) and a packet count that they update to what they actually read or wrote. New
-// packets are announced by an event callback (VMNET_INTERFACE_PACKETS_AVAILABLE) on a dispatch
-// queue, i.e. on another thread. vmnet.h documents at most 200 packets and 256 KiB per call, and
-// each read buffer at least vmnet_max_packet_size_key bytes long. This header turns that into a
-// frame_backend, with the framework behind a policy (`vmnet_framework`), so that all of it —
-// batching, splitting, size checks, parameter mapping, wake-ups, counters — is built and tested
-// on every platform. vmnet.hpp supplies the one policy that calls Apple's functions.
-//
-//  * Transmit: send() appends the frame to a batch of up to `batch_packets` frames and 256 KiB,
-//    in a buffer allocated once, and posts one flush to the executor; every send made in the
-//    same turn of the event loop goes out in a single write call. A full batch (by count or by
-//    bytes) is written at once, inline. The batch
-//    is emptied by every write: a packet vmnet did not take is dropped and counted (tx_dropped)
-//    rather than kept, since vmnet has no "writable" event to retry on and a NIC with a full ring
-//    drops too. Frames are checked against the MTU and against the interface's max packet size.
-//  * Receive: a read hands vmnet one descriptor and one iovec per slot, each slot
-//    max_packet_size bytes. The completed batch is split into frames by each descriptor's
-//    vm_pkt_size; a size beyond the slot (a framework that lies) is refused and counted as
-//    rx_oversize, as are frames over max_frame_len(mtu); runts are rx_runt. Frames are copied
-//    from our own slots, never through pointers the framework might have changed. One frame
-//    completes each async_receive, posted, never inline.
-//  * Wake-ups: the framework's event callback (any thread) sets an atomic flag and, if it was
-//    clear, posts one wake to the executor — a burst of events costs one post. A receive always
-//    tries a non-blocking read before it waits for a wake, so an edge-triggered event that fired
-//    while we were busy is never needed twice, and one that fires after an empty read is
-//    never missed.
-//  * Lifetime: the state lives in a shared_ptr; posted work holds a weak_ptr and does nothing
-//    once the backend is gone. Closing or destroying the backend calls the policy's
-//    stop_events(), which must not return while a callback may still run.
-//
-// Limits. vm_flags is always 0 (no offloads; vmnet's TSO and checksum offload keys are not
-// requested). One iovec per packet. The Apple side (vmnet.hpp) compiles only on macOS and is not
-// exercised by this project's CI; what is tested here is this header, with a fake framework.
+/// @file
+/// ankanet::backend::vmnet_batch — everything of the vmnet backend that does not need Apple.
+///
+/// Theory of operation. Apple's vmnet.framework moves packets in batches: vmnet_read and
+/// vmnet_write take an array of `struct vmpktdesc` (vm_pkt_size, an iovec array and its count,
+/// vm_flags) and a packet count that they update to what they actually read or wrote. New
+/// packets are announced by an event callback (VMNET_INTERFACE_PACKETS_AVAILABLE) on a dispatch
+/// queue, i.e. on another thread. vmnet.h documents at most 200 packets and 256 KiB per call, and
+/// each read buffer at least vmnet_max_packet_size_key bytes long. This header turns that into a
+/// frame_backend, with the framework behind a policy (`vmnet_framework`), so that all of it —
+/// batching, splitting, size checks, parameter mapping, wake-ups, counters — is built and tested
+/// on every platform. vmnet.hpp supplies the one policy that calls Apple's functions.
+///
+///  * Transmit: send() appends the frame to a batch of up to `batch_packets` frames and 256 KiB,
+///    in a buffer allocated once, and posts one flush to the executor; every send made in the
+///    same turn of the event loop goes out in a single write call. A full batch (by count or by
+///    bytes) is written at once, inline. The batch
+///    is emptied by every write: a packet vmnet did not take is dropped and counted (tx_dropped)
+///    rather than kept, since vmnet has no "writable" event to retry on and a NIC with a full ring
+///    drops too. Frames are checked against the MTU and against the interface's max packet size.
+///  * Receive: a read hands vmnet one descriptor and one iovec per slot, each slot
+///    max_packet_size bytes. The completed batch is split into frames by each descriptor's
+///    vm_pkt_size; a size beyond the slot (a framework that lies) is refused and counted as
+///    rx_oversize, as are frames over max_frame_len(mtu); runts are rx_runt. Frames are copied
+///    from our own slots, never through pointers the framework might have changed. One frame
+///    completes each async_receive, posted, never inline.
+///  * Wake-ups: the framework's event callback (any thread) sets an atomic flag and, if it was
+///    clear, posts one wake to the executor — a burst of events costs one post. A receive always
+///    tries a non-blocking read before it waits for a wake, so an edge-triggered event that fired
+///    while we were busy is never needed twice, and one that fires after an empty read is
+///    never missed.
+///  * Lifetime: the state lives in a shared_ptr; posted work holds a weak_ptr and does nothing
+///    once the backend is gone. Closing or destroying the backend calls the policy's
+///    stop_events(), which must not return while a callback may still run.
+///
+/// Limits. vm_flags is always 0 (no offloads; vmnet's TSO and checksum offload keys are not
+/// requested). One iovec per packet. The Apple side (vmnet.hpp) compiles only on macOS and is not
+/// exercised by this project's CI; what is tested here is this header, with a fake framework.
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
@@ -101,11 +102,13 @@ public:
 };
 } // namespace detail
 
+/// The vmnet category.
 inline const std::error_category& vmnet_category() noexcept {
     static const detail::vmnet_category_impl instance;
     return instance;
 }
 
+/// Wraps `e` in a std::error_code of its category (found by argument-dependent lookup).
 inline std::error_code make_error_code(vmnet_errc e) noexcept { return {static_cast<int>(e), vmnet_category()}; }
 
 } // namespace ankanet::backend
@@ -119,7 +122,7 @@ namespace ankanet::backend {
 
 /// vmnet.h: each read or write call moves at most 200 packets and 256 KiB.
 inline constexpr std::size_t vmnet_max_packets_per_call = 200;
-inline constexpr std::size_t vmnet_max_bytes_per_call = std::size_t{256} * 1024;
+inline constexpr std::size_t vmnet_max_bytes_per_call = std::size_t{256} * 1024; ///< vmnet max bytes per call
 
 /// What the interface's start completion reports, checked and in ankanet's terms.
 struct vmnet_parameters {
@@ -127,6 +130,7 @@ struct vmnet_parameters {
     std::size_t mtu = default_mtu;   ///< the backend's mtu()
     std::size_t max_packet_size = 0; ///< the longest frame vmnet reads or writes, and each buffer's size
 
+    /// Memberwise equality.
     bool operator==(const vmnet_parameters&) const noexcept = default;
 };
 
@@ -178,6 +182,7 @@ inline result<vmnet_parameters> map_vmnet_parameters(std::string_view mac_text, 
     return mapped;
 }
 
+/// Sizes of the batches a vmnet backend reads and writes per call.
 struct vmnet_batch_options {
     /// Packets per vmnet_read / vmnet_write call, 1 to vmnet_max_packets_per_call. Reads are
     /// further limited so that all buffers together stay within vmnet_max_bytes_per_call.
@@ -194,6 +199,7 @@ struct vmnet_batch_stats {
     std::uint64_t wakeups = 0;        ///< packets-available events that reached the executor
     std::uint64_t bad_counts = 0;     ///< calls whose returned count was out of range (clamped)
 
+    /// Memberwise equality.
     bool operator==(const vmnet_batch_stats&) const noexcept = default;
 };
 
@@ -237,15 +243,22 @@ concept vmnet_framework = std::movable<Framework> && vmnet_descriptor<typename F
 template <vmnet_descriptor Descriptor>
 class vmnet_tx_batch {
 public:
+    /// A batch of `capacity` frames of at most `max_frame` bytes each.
     vmnet_tx_batch(std::size_t capacity, std::size_t max_frame)
         : storage_(std::max(max_frame, std::min(capacity * max_frame, vmnet_max_bytes_per_call))), sizes_(capacity),
           iov_(capacity), descriptors_(capacity), max_frame_(max_frame) {}
 
+    /// The capacity.
     std::size_t capacity() const noexcept { return sizes_.size(); }
+    /// The number of elements.
     std::size_t size() const noexcept { return count_; }
+    /// The bytes.
     std::size_t bytes() const noexcept { return bytes_; }
+    /// Whether empty.
     bool empty() const noexcept { return count_ == 0; }
+    /// Whether full.
     bool full() const noexcept { return count_ == sizes_.size(); }
+    /// The max frame.
     std::size_t max_frame() const noexcept { return max_frame_; }
 
     /// Whether a frame of `size` bytes fits in what is left of the buffer.
@@ -282,6 +295,7 @@ public:
         return total;
     }
 
+    /// Empties the batch.
     void clear() noexcept {
         count_ = 0;
         bytes_ = 0;
@@ -299,7 +313,7 @@ private:
 
 /// One packet of a completed read: its bytes, or why it was refused.
 struct vmnet_packet {
-    wire::const_bytes frame;
+    wire::const_bytes frame; ///< frame
     std::error_code error; ///< bad_length: the reported size exceeds the buffer
 };
 
@@ -313,7 +327,9 @@ public:
           capacity_(std::max<std::size_t>(1, std::min(packets, vmnet_max_bytes_per_call / std::max<std::size_t>(slot_size, 1)))),
           storage_(capacity_ * slot_size), iov_(capacity_), descriptors_(capacity_) {}
 
+    /// The capacity.
     std::size_t capacity() const noexcept { return capacity_; }
+    /// The slot size.
     std::size_t slot_size() const noexcept { return slot_size_; }
     /// Packets of the last read not yet taken by next().
     std::size_t remaining() const noexcept { return count_ - next_; }
@@ -417,9 +433,9 @@ private:
 template <vmnet_framework Framework>
 class basic_vmnet_backend {
 public:
-    using executor_type = boost::asio::any_io_executor;
-    using framework_type = Framework;
-    using descriptor_type = typename Framework::descriptor_type;
+    using executor_type = boost::asio::any_io_executor; ///< the executor its asynchronous operations run on
+    using framework_type = Framework; ///< the framework type
+    using descriptor_type = typename Framework::descriptor_type; ///< the descriptor type
 
     /// Takes over a started interface. std::errc::invalid_argument for batch options or
     /// parameters out of range (see map_vmnet_parameters); otherwise what the policy's
@@ -448,7 +464,9 @@ public:
         return basic_vmnet_backend{std::move(s)};
     }
 
+    /// Move-constructs (memberwise).
     basic_vmnet_backend(basic_vmnet_backend&&) noexcept = default;
+    /// Move assignment.
     basic_vmnet_backend& operator=(basic_vmnet_backend&&) noexcept = default;
     basic_vmnet_backend(const basic_vmnet_backend&) = delete;
     basic_vmnet_backend& operator=(const basic_vmnet_backend&) = delete;
@@ -456,13 +474,19 @@ public:
     /// only reaches through a weak_ptr).
     ~basic_vmnet_backend() = default;
 
+    /// The executor its asynchronous operations run on.
     executor_type get_executor() const noexcept { return state_->executor; }
+    /// The MTU.
     std::size_t mtu() const noexcept { return state_->parameters.mtu; }
     /// vmnet assigns the MAC; frames the guest sends must carry it.
     std::optional<wire::mac_address> mac() const noexcept { return state_->parameters.mac; }
+    /// What it counted so far.
     counters stats() const noexcept { return state_->stats; }
+    /// The batch stats.
     const vmnet_batch_stats& batch_stats() const noexcept { return state_->batch; }
+    /// The parameters.
     const vmnet_parameters& parameters() const noexcept { return state_->parameters; }
+    /// The vmnet framework calls it makes (the real one, or a test double).
     Framework& framework() noexcept { return state_->framework; }
 
     /// Receives one frame (see the contract in backend.hpp). A frame longer than `buffer` is
