@@ -1,5 +1,6 @@
-// ankanet — everything the library offers, in one include. Hypervisors usually include only the
-// mode they need (shared.hpp, host.hpp, ...); this header is for tools and quick experiments.
+/// @file
+/// ankanet — everything the library offers, in one include. Hypervisors usually include only the
+/// mode they need (shared.hpp, host.hpp, ...); this header is for tools and quick experiments.
 #pragma once
 
 #include <ankanet/bridge.hpp>

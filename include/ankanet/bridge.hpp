@@ -1,39 +1,40 @@
-// ankanet/bridge.hpp — the bridge network card: each VM is its own device on the LAN, with its own
-// address from the LAN's DHCP server; the LAN's router and DNS serve it. No DHCP, NAT or DNS of
-// ankanet's own is compiled in.
-//
-// Theory of operation. A bridge network is a basic_network whose gateway port is an uplink
-// (network.hpp, "Uplink"): the learning switch joins the VMs to each other and to the host
-// interface, whose backend (an AF_PACKET socket on Linux, backend/af_packet.hpp) is wrapped by
-// bridge::lan_uplink for the MAC mode (bridge/lan_uplink.hpp):
-//  * translate (the default, as the product: "by default, DHCP will not see your VM's MAC
-//    address"): frames leave with the interface's MAC and l2::mac_translator maps the replies back
-//    by IP address and DHCP transaction, so several VMs share the one MAC an access point accepts;
-//    inside each VM its own MAC is seen. The interface need not be promiscuous.
-//  * direct: frames leave with the VM's own MAC and the LAN's DHCP server sees each VM as itself;
-//    the interface is put in promiscuous mode for as long as the bridge runs (the kernel ends it
-//    when the socket closes, however the process ends).
-// The uplink is the interface the options name, else the one $ANKA_BRIDGE_NAME names. One VM cannot
-// take another's address: bridge::address_guard binds each address the LAN's DHCP server
-// acknowledges to its VM and drops another VM's ARP or IPv4 claims on it (DHCP snooping and dynamic
-// ARP inspection, as a managed switch does).
-// A MAC drawn for a VM (random, or stable from its UUID) is never one the LAN uses: the switch
-// learns the sources it sees on the uplink, and the network draws again past any of them
-// (mac_collision_event). With direct MACs, open_bridge_network() also probes the LAN when it starts
-// (bridge/lan_probe.hpp) so that quiet devices speak up; give them bridge_probe_time before adding
-// ports with drawn MACs. With translation a VM's MAC never reaches the LAN, so there is nothing to
-// collide with and nothing is probed.
-//
-// @par Example
-// @code
-// #include <ankanet/bridge.hpp>
-// boost::asio::io_context io;
-// std::string why;
-// auto net = ankanet::open_bridge_network(io.get_executor(), {.interface = "eth0"}, &why);
-// if (!net) { std::fprintf(stderr, "%s\n", why.c_str()); return 1; }  // one line: "bridge uplink eth0: ..."
-// auto vm = (*net)->attach("vm1", std::move(tap), ankanet::port_mac::random());
-// io.run();                                                            // the LAN's DHCP server answers
-// @endcode
+/// @file
+/// ankanet/bridge.hpp — the bridge network card: each VM is its own device on the LAN, with its own
+/// address from the LAN's DHCP server; the LAN's router and DNS serve it. No DHCP, NAT or DNS of
+/// ankanet's own is compiled in.
+///
+/// Theory of operation. A bridge network is a basic_network whose gateway port is an uplink
+/// (network.hpp, "Uplink"): the learning switch joins the VMs to each other and to the host
+/// interface, whose backend (an AF_PACKET socket on Linux, backend/af_packet.hpp) is wrapped by
+/// bridge::lan_uplink for the MAC mode (bridge/lan_uplink.hpp):
+///  * translate (the default, as the product: "by default, DHCP will not see your VM's MAC
+///    address"): frames leave with the interface's MAC and l2::mac_translator maps the replies back
+///    by IP address and DHCP transaction, so several VMs share the one MAC an access point accepts;
+///    inside each VM its own MAC is seen. The interface need not be promiscuous.
+///  * direct: frames leave with the VM's own MAC and the LAN's DHCP server sees each VM as itself;
+///    the interface is put in promiscuous mode for as long as the bridge runs (the kernel ends it
+///    when the socket closes, however the process ends).
+/// The uplink is the interface the options name, else the one $ANKA_BRIDGE_NAME names. One VM cannot
+/// take another's address: bridge::address_guard binds each address the LAN's DHCP server
+/// acknowledges to its VM and drops another VM's ARP or IPv4 claims on it (DHCP snooping and dynamic
+/// ARP inspection, as a managed switch does).
+/// A MAC drawn for a VM (random, or stable from its UUID) is never one the LAN uses: the switch
+/// learns the sources it sees on the uplink, and the network draws again past any of them
+/// (mac_collision_event). With direct MACs, open_bridge_network() also probes the LAN when it starts
+/// (bridge/lan_probe.hpp) so that quiet devices speak up; give them bridge_probe_time before adding
+/// ports with drawn MACs. With translation a VM's MAC never reaches the LAN, so there is nothing to
+/// collide with and nothing is probed.
+///
+/// @par Example
+/// @code
+/// #include <ankanet/bridge.hpp>
+/// boost::asio::io_context io;
+/// std::string why;
+/// auto net = ankanet::open_bridge_network(io.get_executor(), {.interface = "eth0"}, &why);
+/// if (!net) { std::fprintf(stderr, "%s\n", why.c_str()); return 1; }  // one line: "bridge uplink eth0: ..."
+/// auto vm = (*net)->attach("vm1", std::move(tap), ankanet::port_mac::random());
+/// io.run();                                                            // the LAN's DHCP server answers
+/// @endcode
 #pragma once
 
 #include <ankanet/backend/memory.hpp>
@@ -65,14 +66,14 @@ namespace ankanet {
 /// The traits of bridge networks: the gateway port is an uplink.
 template <class Traits = default_network_traits>
 struct bridge_traits : Traits {
-    static constexpr bool uplink = true;
+    static constexpr bool uplink = true; ///< the gateway port is the LAN uplink
 };
 
 /// A bridge network with policies of your own (a clock, an observer).
 template <class Traits = default_network_traits>
 using basic_bridge_network = basic_network<bridge_traits<Traits>, bridge::port_tracker, bridge::address_guard>;
 
-using bridge_network = basic_bridge_network<>;
+using bridge_network = basic_bridge_network<>; ///< a bridge network with the default traits
 
 /// The environment variable naming the uplink when the options do not.
 inline constexpr const char* bridge_interface_variable = "ANKA_BRIDGE_NAME";
@@ -83,7 +84,7 @@ inline constexpr std::chrono::milliseconds bridge_probe_time{500};
 /// What a bridge network is built from.
 struct bridge_options {
     std::string interface;                              ///< the uplink; empty: $ANKA_BRIDGE_NAME
-    bridge::mac_mode mac_mode = bridge::mac_mode::translate;
+    bridge::mac_mode mac_mode = bridge::mac_mode::translate; ///< how VM MACs appear on the LAN
     std::size_t mtu = 0;                                ///< offered to VMs; 0: the interface's
     bool isolate = false;                               ///< VMs reach the LAN but not each other
     l2::mac_prefix mac_prefix{};                        ///< where drawn MACs come from

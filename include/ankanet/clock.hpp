@@ -1,10 +1,11 @@
-// ankanet — time as a policy: the clocks a network reads `now` from.
-//
-// A network needs two times at once: a steady one, for what ages (the switch's MAC table, the
-// neighbour table, flow timeouts), and the wall clock, for what is written down and must survive a
-// restart (DHCP lease expiry, kept as Unix time in the lease file). A network clock gives both in
-// one `network_time`, read once per burst of frames; no engine reads a clock of its own on the data
-// path. Tests use manual_clock and move time by hand.
+/// @file
+/// ankanet — time as a policy: the clocks a network reads `now` from.
+///
+/// A network needs two times at once: a steady one, for what ages (the switch's MAC table, the
+/// neighbour table, flow timeouts), and the wall clock, for what is written down and must survive a
+/// restart (DHCP lease expiry, kept as Unix time in the lease file). A network clock gives both in
+/// one `network_time`, read once per burst of frames; no engine reads a clock of its own on the data
+/// path. Tests use manual_clock and move time by hand.
 #pragma once
 
 #include <chrono>
@@ -14,8 +15,8 @@ namespace ankanet {
 
 /// One reading of both clocks.
 struct network_time {
-    std::chrono::steady_clock::time_point steady{};
-    std::chrono::system_clock::time_point wall{};
+    std::chrono::steady_clock::time_point steady{}; ///< for timers and ageing
+    std::chrono::system_clock::time_point wall{};     ///< for lease times, which outlive a reboot
 
     /// The wall time in whole seconds, as the DHCP lease pool counts.
     std::chrono::sys_seconds wall_seconds() const noexcept { return std::chrono::floor<std::chrono::seconds>(wall); }
@@ -30,6 +31,7 @@ concept network_clock = requires(C& c) {
 
 /// The real clocks.
 struct real_clock {
+    /// The current time.
     network_time now() const noexcept { return {std::chrono::steady_clock::now(), std::chrono::system_clock::now()}; }
 };
 
@@ -46,7 +48,9 @@ public:
     explicit manual_clock(std::chrono::sys_seconds wall_start = std::chrono::sys_seconds{std::chrono::seconds{1767225600}}) noexcept
         : now_{std::chrono::steady_clock::time_point{std::chrono::hours{24}}, wall_start} {}
 
+    /// The current time.
     network_time now() const noexcept { return now_; }
+    /// Moves both clocks forward by `by`.
     void advance(std::chrono::steady_clock::duration by) noexcept {
         now_.steady += by;
         now_.wall += std::chrono::duration_cast<std::chrono::system_clock::duration>(by);

@@ -1,11 +1,12 @@
-// ankanet — network modes and their configuration.
-//
-// The four network-card types a VM can have, and what each means for ankanet:
-//   shared        NAT + DHCP on 192.168.64.0/24; the gateway (also DHCP server and DNS) is .1; VMs reach
-//                 the outside world, the host and each other.
-//   host          the same on 192.168.128.0/24, but nothing beyond the host is reachable.
-//   bridge        the VM is its own device on the LAN; the uplink comes from ANKA_BRIDGE_NAME or config.
-//   disconnected  the cable is unplugged: no frame goes anywhere.
+/// @file
+/// ankanet — network modes and their configuration.
+///
+/// The four network-card types a VM can have, and what each means for ankanet:
+///   shared        NAT + DHCP on 192.168.64.0/24; the gateway (also DHCP server and DNS) is .1; VMs reach
+///                 the outside world, the host and each other.
+///   host          the same on 192.168.128.0/24, but nothing beyond the host is reachable.
+///   bridge        the VM is its own device on the LAN; the uplink comes from ANKA_BRIDGE_NAME or config.
+///   disconnected  the cable is unplugged: no frame goes anywhere.
 #pragma once
 
 #include <ankanet/result.hpp>
@@ -20,8 +21,10 @@
 
 namespace ankanet {
 
+/// The network card types.
 enum class network_mode { shared, host, bridge, disconnected };
 
+/// Each network_mode with its name (to_string, parsing).
 inline constexpr std::array<std::pair<network_mode, std::string_view>, 4> network_mode_names{{
     {network_mode::shared, "shared"},
     {network_mode::host, "host"},
@@ -29,6 +32,7 @@ inline constexpr std::array<std::pair<network_mode, std::string_view>, 4> networ
     {network_mode::disconnected, "disconnected"},
 }};
 
+/// The text form.
 constexpr std::string_view to_string(network_mode mode) noexcept {
     for (const auto& [m, name] : network_mode_names) {
         if (m == mode) return name;
@@ -62,7 +66,9 @@ inline constexpr mac_address default_gateway_mac{{0x02, 0x61, 0x6e, 0x6b, 0x61, 
 } // namespace ankanet
 
 template <>
+/// Formats a network_mode with {fmt}, as its name.
 struct fmt::formatter<ankanet::network_mode> : fmt::formatter<std::string_view> {
+    /// Writes the mode's name.
     auto format(ankanet::network_mode mode, fmt::format_context& ctx) const {
         return fmt::formatter<std::string_view>::format(ankanet::to_string(mode), ctx);
     }

@@ -1,8 +1,9 @@
-// ankanet — error codes.
-//
-// Every fallible operation reports a `std::error_code` in the ankanet category (or a
-// `result<T>` holding one), never an exception on the per-packet path. The codes name *why* a
-// packet or an input was refused, so counters and logs can say it plainly.
+/// @file
+/// ankanet — error codes.
+///
+/// Every fallible operation reports a `std::error_code` in the ankanet category (or a
+/// `result<T>` holding one), never an exception on the per-packet path. The codes name *why* a
+/// packet or an input was refused, so counters and logs can say it plainly.
 #pragma once
 
 #include <string>
@@ -63,6 +64,7 @@ inline const std::error_category& error_category() noexcept {
     return instance;
 }
 
+/// Wraps `e` in a std::error_code of its category (found by argument-dependent lookup).
 inline std::error_code make_error_code(errc e) noexcept {
     return {static_cast<int>(e), error_category()};
 }

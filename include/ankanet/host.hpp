@@ -1,18 +1,19 @@
-// ankanet/host.hpp — the host network card: like shared, on 192.168.128.0/24, and nothing beyond
-// the host is reachable. VMs get 192.168.128.2–254 by DHCP from the gateway 192.168.128.1 and reach
-// each other, the gateway, and the host's loopback at the gateway's address. The translators are
-// compiled with the host-only egress policy alone, and without the ICMP translator (a host-mode
-// guest pings the gateway, which answers itself): no code that could carry a flow beyond the host
-// is in a program that includes only this.
-//
-// @par Example
-// @code
-// #include <ankanet/host.hpp>
-// boost::asio::io_context io;
-// auto net = ankanet::make_host_network(io.get_executor(), {.lease_time = std::chrono::minutes{10}});
-// @endcode
-// Besides the network it brings what an embedder needs to run VMs in-process: memory links
-// (backend/memory.hpp) and a DHCP client's frames for an in-process guest (dhcp/client_frames.hpp).
+/// @file
+/// ankanet/host.hpp — the host network card: like shared, on 192.168.128.0/24, and nothing beyond
+/// the host is reachable. VMs get 192.168.128.2–254 by DHCP from the gateway 192.168.128.1 and reach
+/// each other, the gateway, and the host's loopback at the gateway's address. The translators are
+/// compiled with the host-only egress policy alone, and without the ICMP translator (a host-mode
+/// guest pings the gateway, which answers itself): no code that could carry a flow beyond the host
+/// is in a program that includes only this.
+///
+/// @par Example
+/// @code
+/// #include <ankanet/host.hpp>
+/// boost::asio::io_context io;
+/// auto net = ankanet::make_host_network(io.get_executor(), {.lease_time = std::chrono::minutes{10}});
+/// @endcode
+/// Besides the network it brings what an embedder needs to run VMs in-process: memory links
+/// (backend/memory.hpp) and a DHCP client's frames for an in-process guest (dhcp/client_frames.hpp).
 #pragma once
 
 #include <ankanet/backend/memory.hpp>
@@ -48,7 +49,7 @@ using basic_host_network =
                   nat::tcp_translator<nat::egress_host_only>, nat::udp_translator<nat::egress_host_only>, forward::service,
                   gateway::responder>;
 
-using host_network = basic_host_network<>;
+using host_network = basic_host_network<>; ///< a host network with the default traits
 
 /// A host network set up by `options` (defaults: 192.168.128.1/24, DHCP .2–.254, leases in memory),
 /// whose host sockets run on `executor`. `options.egress` is not used: host mode reaches the host only.

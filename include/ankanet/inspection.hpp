@@ -1,5 +1,6 @@
-// ankanet::inspection — what a gateway service that inspects VM frames decides about one (see
-// vm_frame_inspector in network.hpp). Its own header so that services name it without the network.
+/// @file
+/// ankanet::inspection — what a gateway service that inspects VM frames decides about one (see
+/// vm_frame_inspector in network.hpp). Its own header so that services name it without the network.
 #pragma once
 
 #include <cstdint>

@@ -1,118 +1,119 @@
-// ankanet::basic_network — one VM network: its VM ports, the learning switch between them, and the
-// gateway services on the switch's gateway port. The one place the parts are composed.
-//
-// Theory of operation. A pure core plus thin Asio glue.
-//
-// The core, input(port, frame, now, emit), takes one frame a VM sent and calls emit(port, frame)
-// for every frame that leaves towards a VM. No sockets, no clock, no threads: it can be driven from
-// a unit test with a manual clock, or from a hypervisor that moves frames itself. Per frame:
-//  1. The port must exist (dense handle: index plus generation, so a stale handle is refused) and
-//     its link must be up (set_link); a network whose Traits say `unplugged` (disconnected mode)
-//     passes nothing; the frame must be a valid size for the network's MTU. Every drop is counted.
-//  2. The frame is parsed once (wire::parsed_frame); every service sees that one view.
-//  3. A port whose MAC is not known yet (QEMU and vfkit guests choose their own) registers the
-//     source MAC of its first frame; a MAC another port holds is refused and the port detached.
-//  4. Services that inspect VM frames may drop it (the ARP guard), or take it for the gateway without
-//     switching it (the DHCP service takes client messages, so no other VM sees them); the first
-//     service that does not pass it decides.
-//  5. The learning switch forwards it: to VM ports through emit, and to the gateway port when it is
-//     for the gateway MAC or flooded. A frame reaching the gateway is offered to each service in
-//     the order of the Services pack until one takes it.
-//  6. Services answer into a fixed-size reply queue, never into the switch: after the switch has
-//     returned, the queued replies enter the switch from the gateway port — or, for a reply a
-//     service addressed to one port (ctx.answer, ctx.send_to), go to that port alone. So nothing re-enters the
-//     switch from inside its own callback, and a reply never outlives the buffer it was built in.
-// One `now` (steady and wall time, from the Clock policy) serves a whole burst.
-//  7. A service may hold a reply back until something outside the data path has happened — the
-//     DHCP service holds an ACK until its lease is on disk. flush(now, emit) hands such replies to
-//     the switch from the gateway port, through the same reply queue. The glue calls it when a
-//     service wakes it (from any thread): the wakeup is posted to the first backend's executor.
-//  8. Frames come in bursts: every frame a port's receive loop delivers in one turn of the event
-//     loop (backend/port.hpp), all of which stay in memory until the burst ends. When it ends,
-//     each service's end_burst(ctx) hook runs, and the replies it queued are drained. The lifetime
-//     contract: a frame handed to a service's inspect() (or handle()) stays valid and unchanged
-//     until the end_burst that follows has returned. So a service may keep spans into the frames
-//     instead of copying them, and act on a whole batch once: send a flow's datagrams in one
-//     sendmmsg whose iovecs point into the frames (nat::udp_translator), acknowledge once per burst.
-//     The core has the same contract: input() is a burst of one frame (it calls end_burst itself,
-//     so a caller feeding frames one by one has nothing to do); burst_input() adds a frame to a
-//     burst that the caller ends with end_burst(now, emit), keeping every frame it gave alive and
-//     unchanged until then.
-//  9. Offload metadata (wire/offload.hpp: the virtio-net header — checksum unfinished, a TCPv4 GSO
-//     super-frame of up to 64 KiB). A service may queue a reply with it (ctx(frame, offload),
-//     ctx.answer(frame, offload), ctx.send_to(port, frame, offload)); the queue keeps it beside the
-//     frame (all clear: none), and a GSO reply may be up to wire::offload::max_frame_len bytes
-//     whatever the MTU. Leaving the network, in one place (emit_frame) for every path: an Emit
-//     also invocable as emit(port, frame, const wire::offload&) (an `offload_emitter`) is called so
-//     for every frame that carries metadata, and as emit(port, frame) for all others; an Emit that
-//     takes bytes only never sees metadata: the network finishes the checksum and cuts the
-//     super-frame itself (wire::segment) and emits each plain, valid segment. So callers written
-//     before offloads keep working unchanged. The glue's emit is an offload_emitter: it passes the
-//     metadata to the port's backend (backend::port::send(frame, offload), which is
-//     backend::send_offloaded: natively to a TAP opened with a virtio-net header, cut in software
-//     for any other backend). The capture tap (set_frame_tap) sees a reply as it was queued.
-//     Entering the network, a frame with metadata (burst_input(port, frame, offload, ...); the glue
-//     passes what the port's backend reported for it, backend::port::received_offload()) takes
-//     one of two ways:
-//      * A guest's TCPv4 segment or super-frame whose only pending work is its TCP checksum, cut
-//        into segments that each fit the MTU (wire::is_tcpv4_offload) travels whole: the services
-//        see it as it is, with the metadata in ctx.offload() (the TCP translator then takes its
-//        payload in one write and skips the unfinished checksum), the switch passes it to another
-//        VM with its metadata (one write to a TAP with a virtio-net header, cut in software for
-//        any other backend), and the uplink sends it so. This is the guest kernel's TSO end to
-//        end: one system call per 64 KiB instead of one per MTU-sized frame. Counted in
-//        offload_whole. Other services only read headers of TCP frames, which are the same.
-//      * Any other frame whose one pending work is a checksum (a guest's UDP datagram) is
-//        finished in a copy that lives until the burst ends (an arena of a burst's worth of
-//        MTU-sized frames, at most 1 MiB, made on first use), so it keeps its place in the
-//        caller's burst and the UDP translator still sends a burst's datagrams in one sendmmsg.
-//      * Anything else (segments longer than the MTU, a VLAN tag, a full arena) is made plain
-//        before anything sees it: its checksum finished and a super-frame cut into
-//        segments in software, each segment a burst of its own (burst_input, then end_burst: the
-//        segments are built one at a time in one buffer, which the burst lifetime contract would
-//        not allow to be reused within a burst), so the earlier frames of the caller's burst are
-//        acted on at the first segment's end_burst. A piece longer than the MTU is then dropped as
-//        any plain frame would be; metadata the network cannot apply (a malformed super-frame)
-//        drops the frame, counted in dropped_bad_offload.
-//     Leaving towards a guest, services may build super-frames themselves for ports that take
-//     them (service_context::takes_offload: the TCP translator sends host data in 64 KiB GSO
-//     frames so).
-//     Cost when unused: one "is it plain" test per frame; the fallback's two segment buffers
-//     (wire::offload::max_frame_len bytes each) are allocated on first use, and the reply queue's
-//     storage grows (once, to what the largest burst of super-frames needs, never past
-//     reply_queue_depth × 64 KiB) only when a queued super-frame does not fit the MTU-sized slots.
-//
-// The glue, attach(name, backend, mac) / connect(port, backend), binds any frame_backend to a port:
-// its receive loop feeds burst_input() with one clock reading per burst and calls end_burst() when
-// the burst ends, emit sends to the target port's backend, and a backend that closes detaches its
-// port. The io_context that runs the backends is the caller's. stop() closes every backend.
-//
-// Services. Each element of the Services pack is a gateway service (see `gateway_service`): it
-// handles frames for the gateway, or inspects frames from VMs, or both, and may offer optional
-// hooks (lease authority, port removal, polling, event binding) that the network finds at compile
-// time. A service the pack does not name is not compiled into the program.
-//
-// Uplink (bridge mode: Traits::uplink). The gateway port may lead to a LAN: frames the switch sends
-// to the gateway port that no service takes leave through emit(uplink_port(), frame), and the LAN's
-// frames enter with uplink_input(), switched from the gateway port — their sources learned there,
-// never over a VM's own MAC (sticky entries) — to the VMs. A unicast frame from the LAN for a MAC no
-// port holds is dropped and counted (uplink_not_for_vm), never flooded: a VM sees the LAN's
-// broadcasts and its own traffic, not the host's or another VM's. A LAN frame sourced from a VM's
-// MAC is dropped (uplink_source_is_vm): on this network the MAC is the VM's, however long it has
-// been quiet. A plain frame longer than the network's MTU allows is dropped as a VM port's would be. The LAN's frames may carry offload
-// metadata (a packet socket's GRO or TSO super-frame), which travels with them to the VM's backend
-// (natively to a TAP with a virtio-net header, cut in software for any other), as replies' does.
-// The glue binds a backend with connect_uplink(). MACs the LAN is known to use can be held with
-// reserve_mac(): drawn MACs avoid them and a port asking for one is refused. A drawn MAC (random
-// or stable) the switch has learned on the uplink is such a MAC: add_port holds it for the LAN,
-// reports a mac_collision_event and draws another, so a VM never takes a LAN device's address.
-//
-// Events (ports attached, refused, detached, links changed, and whatever the services report) go to
-// the Traits' observer, which the default traits make a no-op the compiler removes.
-//
-// Costs. input() allocates nothing once warm (the reply queue is allocated at construction), finds
-// its port by index, and reads the clock not at all. Ports are added and removed outside of input()
-// only. Not thread-safe: one network, one thread (its backends' executor).
+/// @file
+/// ankanet::basic_network — one VM network: its VM ports, the learning switch between them, and the
+/// gateway services on the switch's gateway port. The one place the parts are composed.
+///
+/// Theory of operation. A pure core plus thin Asio glue.
+///
+/// The core, input(port, frame, now, emit), takes one frame a VM sent and calls emit(port, frame)
+/// for every frame that leaves towards a VM. No sockets, no clock, no threads: it can be driven from
+/// a unit test with a manual clock, or from a hypervisor that moves frames itself. Per frame:
+///  1. The port must exist (dense handle: index plus generation, so a stale handle is refused) and
+///     its link must be up (set_link); a network whose Traits say `unplugged` (disconnected mode)
+///     passes nothing; the frame must be a valid size for the network's MTU. Every drop is counted.
+///  2. The frame is parsed once (wire::parsed_frame); every service sees that one view.
+///  3. A port whose MAC is not known yet (QEMU and vfkit guests choose their own) registers the
+///     source MAC of its first frame; a MAC another port holds is refused and the port detached.
+///  4. Services that inspect VM frames may drop it (the ARP guard), or take it for the gateway without
+///     switching it (the DHCP service takes client messages, so no other VM sees them); the first
+///     service that does not pass it decides.
+///  5. The learning switch forwards it: to VM ports through emit, and to the gateway port when it is
+///     for the gateway MAC or flooded. A frame reaching the gateway is offered to each service in
+///     the order of the Services pack until one takes it.
+///  6. Services answer into a fixed-size reply queue, never into the switch: after the switch has
+///     returned, the queued replies enter the switch from the gateway port — or, for a reply a
+///     service addressed to one port (ctx.answer, ctx.send_to), go to that port alone. So nothing re-enters the
+///     switch from inside its own callback, and a reply never outlives the buffer it was built in.
+/// One `now` (steady and wall time, from the Clock policy) serves a whole burst.
+///  7. A service may hold a reply back until something outside the data path has happened — the
+///     DHCP service holds an ACK until its lease is on disk. flush(now, emit) hands such replies to
+///     the switch from the gateway port, through the same reply queue. The glue calls it when a
+///     service wakes it (from any thread): the wakeup is posted to the first backend's executor.
+///  8. Frames come in bursts: every frame a port's receive loop delivers in one turn of the event
+///     loop (backend/port.hpp), all of which stay in memory until the burst ends. When it ends,
+///     each service's end_burst(ctx) hook runs, and the replies it queued are drained. The lifetime
+///     contract: a frame handed to a service's inspect() (or handle()) stays valid and unchanged
+///     until the end_burst that follows has returned. So a service may keep spans into the frames
+///     instead of copying them, and act on a whole batch once: send a flow's datagrams in one
+///     sendmmsg whose iovecs point into the frames (nat::udp_translator), acknowledge once per burst.
+///     The core has the same contract: input() is a burst of one frame (it calls end_burst itself,
+///     so a caller feeding frames one by one has nothing to do); burst_input() adds a frame to a
+///     burst that the caller ends with end_burst(now, emit), keeping every frame it gave alive and
+///     unchanged until then.
+///  9. Offload metadata (wire/offload.hpp: the virtio-net header — checksum unfinished, a TCPv4 GSO
+///     super-frame of up to 64 KiB). A service may queue a reply with it (ctx(frame, offload),
+///     ctx.answer(frame, offload), ctx.send_to(port, frame, offload)); the queue keeps it beside the
+///     frame (all clear: none), and a GSO reply may be up to wire::offload::max_frame_len bytes
+///     whatever the MTU. Leaving the network, in one place (emit_frame) for every path: an Emit
+///     also invocable as emit(port, frame, const wire::offload&) (an `offload_emitter`) is called so
+///     for every frame that carries metadata, and as emit(port, frame) for all others; an Emit that
+///     takes bytes only never sees metadata: the network finishes the checksum and cuts the
+///     super-frame itself (wire::segment) and emits each plain, valid segment. So callers written
+///     before offloads keep working unchanged. The glue's emit is an offload_emitter: it passes the
+///     metadata to the port's backend (backend::port::send(frame, offload), which is
+///     backend::send_offloaded: natively to a TAP opened with a virtio-net header, cut in software
+///     for any other backend). The capture tap (set_frame_tap) sees a reply as it was queued.
+///     Entering the network, a frame with metadata (burst_input(port, frame, offload, ...); the glue
+///     passes what the port's backend reported for it, backend::port::received_offload()) takes
+///     one of two ways:
+///      * A guest's TCPv4 segment or super-frame whose only pending work is its TCP checksum, cut
+///        into segments that each fit the MTU (wire::is_tcpv4_offload) travels whole: the services
+///        see it as it is, with the metadata in ctx.offload() (the TCP translator then takes its
+///        payload in one write and skips the unfinished checksum), the switch passes it to another
+///        VM with its metadata (one write to a TAP with a virtio-net header, cut in software for
+///        any other backend), and the uplink sends it so. This is the guest kernel's TSO end to
+///        end: one system call per 64 KiB instead of one per MTU-sized frame. Counted in
+///        offload_whole. Other services only read headers of TCP frames, which are the same.
+///      * Any other frame whose one pending work is a checksum (a guest's UDP datagram) is
+///        finished in a copy that lives until the burst ends (an arena of a burst's worth of
+///        MTU-sized frames, at most 1 MiB, made on first use), so it keeps its place in the
+///        caller's burst and the UDP translator still sends a burst's datagrams in one sendmmsg.
+///      * Anything else (segments longer than the MTU, a VLAN tag, a full arena) is made plain
+///        before anything sees it: its checksum finished and a super-frame cut into
+///        segments in software, each segment a burst of its own (burst_input, then end_burst: the
+///        segments are built one at a time in one buffer, which the burst lifetime contract would
+///        not allow to be reused within a burst), so the earlier frames of the caller's burst are
+///        acted on at the first segment's end_burst. A piece longer than the MTU is then dropped as
+///        any plain frame would be; metadata the network cannot apply (a malformed super-frame)
+///        drops the frame, counted in dropped_bad_offload.
+///     Leaving towards a guest, services may build super-frames themselves for ports that take
+///     them (service_context::takes_offload: the TCP translator sends host data in 64 KiB GSO
+///     frames so).
+///     Cost when unused: one "is it plain" test per frame; the fallback's two segment buffers
+///     (wire::offload::max_frame_len bytes each) are allocated on first use, and the reply queue's
+///     storage grows (once, to what the largest burst of super-frames needs, never past
+///     reply_queue_depth × 64 KiB) only when a queued super-frame does not fit the MTU-sized slots.
+///
+/// The glue, attach(name, backend, mac) / connect(port, backend), binds any frame_backend to a port:
+/// its receive loop feeds burst_input() with one clock reading per burst and calls end_burst() when
+/// the burst ends, emit sends to the target port's backend, and a backend that closes detaches its
+/// port. The io_context that runs the backends is the caller's. stop() closes every backend.
+///
+/// Services. Each element of the Services pack is a gateway service (see `gateway_service`): it
+/// handles frames for the gateway, or inspects frames from VMs, or both, and may offer optional
+/// hooks (lease authority, port removal, polling, event binding) that the network finds at compile
+/// time. A service the pack does not name is not compiled into the program.
+///
+/// Uplink (bridge mode: Traits::uplink). The gateway port may lead to a LAN: frames the switch sends
+/// to the gateway port that no service takes leave through emit(uplink_port(), frame), and the LAN's
+/// frames enter with uplink_input(), switched from the gateway port — their sources learned there,
+/// never over a VM's own MAC (sticky entries) — to the VMs. A unicast frame from the LAN for a MAC no
+/// port holds is dropped and counted (uplink_not_for_vm), never flooded: a VM sees the LAN's
+/// broadcasts and its own traffic, not the host's or another VM's. A LAN frame sourced from a VM's
+/// MAC is dropped (uplink_source_is_vm): on this network the MAC is the VM's, however long it has
+/// been quiet. A plain frame longer than the network's MTU allows is dropped as a VM port's would be. The LAN's frames may carry offload
+/// metadata (a packet socket's GRO or TSO super-frame), which travels with them to the VM's backend
+/// (natively to a TAP with a virtio-net header, cut in software for any other), as replies' does.
+/// The glue binds a backend with connect_uplink(). MACs the LAN is known to use can be held with
+/// reserve_mac(): drawn MACs avoid them and a port asking for one is refused. A drawn MAC (random
+/// or stable) the switch has learned on the uplink is such a MAC: add_port holds it for the LAN,
+/// reports a mac_collision_event and draws another, so a VM never takes a LAN device's address.
+///
+/// Events (ports attached, refused, detached, links changed, and whatever the services report) go to
+/// the Traits' observer, which the default traits make a no-op the compiler removes.
+///
+/// Costs. input() allocates nothing once warm (the reply queue is allocated at construction), finds
+/// its port by index, and reads the clock not at all. Ports are added and removed outside of input()
+/// only. Not thread-safe: one network, one thread (its backends' executor).
 #pragma once
 
 #include <ankanet/backend/backend.hpp>
@@ -169,9 +170,13 @@ public:
     /// A MAC the operator chose.
     static port_mac custom(mac_address mac) noexcept { return port_mac{mac}; }
 
+    /// The custom MAC.
     const mac_address* custom_mac() const noexcept { return std::get_if<mac_address>(&choice_); }
+    /// The uuid.
     const l2::vm_uuid* uuid() const noexcept { return std::get_if<l2::vm_uuid>(&choice_); }
+    /// Whether it is random.
     bool is_random() const noexcept { return std::holds_alternative<random_t>(choice_); }
+    /// Whether it is first frame.
     bool is_first_frame() const noexcept { return std::holds_alternative<first_frame_t>(choice_); }
 
 private:
@@ -222,59 +227,60 @@ struct network_counters {
 
 /// A port was added (add_port(), attach()); port_detached_event ends it.
 struct port_added_event {
-    std::string_view port;
+    std::string_view port; ///< the port's name
     std::optional<mac_address> mac;  ///< none: taken from its first frame
 };
 /// A backend was connected to a port (attach(), connect()).
 struct port_attached_event {
-    std::string_view port;
+    std::string_view port; ///< the port's name
     std::size_t mtu = 0;             ///< the backend's
     std::optional<mac_address> mac;  ///< none: taken from its first frame
 };
 /// A port registered the source MAC of its first frame.
 struct port_mac_learned_event {
-    std::string_view port;
-    mac_address mac;
+    std::string_view port; ///< the port's name
+    mac_address mac; ///< the MAC it registered
 };
 /// A port (or the MAC it asked for) was refused; `reason` says why, naming both VMs on a conflict.
 struct port_refused_event {
-    std::string_view port;
-    std::string_view reason;
+    std::string_view port; ///< the port's name
+    std::string_view reason; ///< why, in words
 };
 /// A port was removed. `backend` holds its backend's counters when it had one.
 struct port_detached_event {
-    std::string_view port;
-    std::error_code reason;
-    std::optional<backend::counters> backend;
-    l2::port_counters switch_counters;
-    network_port_counters counters;
+    std::string_view port; ///< the port's name
+    std::error_code reason; ///< why it went: remove_port()'s `why`, or the backend's error
+    std::optional<backend::counters> backend; ///< the backend's counters, when it had one
+    l2::port_counters switch_counters; ///< what the switch counted for the port
+    network_port_counters counters; ///< what the network counted for the port
 };
 /// An uplink was connected (connect_uplink(): bridge mode's host interface).
 struct uplink_attached_event {
-    std::string_view name;
-    std::size_t mtu = 0;
+    std::string_view name; ///< the uplink's name
+    std::size_t mtu = 0; ///< the uplink backend's MTU
     std::optional<mac_address> mac; ///< the uplink's own (the host interface's)
 };
 /// The uplink closed (its interface went away, or stop()); the VMs stay, cut off from the LAN.
 struct uplink_detached_event {
-    std::string_view name;
-    std::error_code reason;
-    backend::counters counters;
+    std::string_view name; ///< the uplink's name
+    std::error_code reason; ///< why it closed: the backend's error, errc::peer_closed when it just ended
+    backend::counters counters; ///< the uplink backend's counters
 };
 /// A MAC drawn for a port (random or stable) was found in use on the LAN behind the uplink (the
 /// switch had learned it there): it is held for the LAN (reserve_mac) and another is drawn.
 struct mac_collision_event {
-    std::string_view port;
-    mac_address mac;
+    std::string_view port; ///< the port's name
+    mac_address mac; ///< the MAC found on the LAN, now held for it
 };
 /// A port's link (its cable) went up or down.
 struct link_changed_event {
-    std::string_view port;
-    bool up = false;
+    std::string_view port; ///< the port's name
+    bool up = false; ///< true: the link is up
 };
 
 /// An observer that wants no event: every call compiles to nothing.
 struct null_observer {
+    /// Ignores every event.
     template <class Event>
     void on(const Event&) noexcept {}
 };
@@ -297,6 +303,7 @@ struct default_network_traits {
     static constexpr std::size_t mac_capacity = 4096;    ///< the switch's MAC table
     static constexpr std::size_t reply_queue_depth = 16; ///< gateway replies one input() may queue
     static constexpr bool unplugged = false;             ///< true: the network passes nothing
+
     /// true: the gateway port is an uplink to a LAN (bridge mode), see "Uplink" at the top of the file.
     static constexpr bool uplink = false;
 };
@@ -425,7 +432,7 @@ struct checked_service {
 /// What every network needs to know, whatever its services.
 struct network_config {
     ipv4_prefix subnet{ipv4_address{192, 168, 64, 1}, 24}; ///< its address() is the gateway's
-    mac_address gateway_mac = default_gateway_mac;
+    mac_address gateway_mac = default_gateway_mac; ///< the gateway's own MAC
     std::size_t mtu = backend::default_mtu;     ///< the largest IP packet a frame carries
     bool isolate = false;                       ///< VMs reach the gateway but not each other
     l2::mac_prefix mac_prefix{};                ///< where random and stable MACs are drawn
@@ -462,10 +469,10 @@ class basic_network {
     static_assert((detail::checked_service<Services>::value && ...));
 
 public:
-    using traits_type = Traits;
-    using clock_type = typename Traits::clock_type;
-    using observer_type = typename Traits::observer_type;
-    using switch_type = l2::basic_learning_switch<Traits::mac_capacity, std::chrono::steady_clock>;
+    using traits_type = Traits; ///< the Traits it was built with
+    using clock_type = typename Traits::clock_type; ///< the clock it reads
+    using observer_type = typename Traits::observer_type; ///< the NetworkObserver events go to
+    using switch_type = l2::basic_learning_switch<Traits::mac_capacity, std::chrono::steady_clock>; ///< the learning switch between the ports
 
     /// What a service is handed with each frame: the time, the ingress port, a way to answer, to
     /// report events and to ask the lease authority. Valid during the call only.
@@ -488,7 +495,9 @@ public:
         /// 9). Metadata validate() refuses is dropped (replies_dropped); all-clear metadata is a
         /// plain reply.
         void operator()(wire::const_bytes frame, const wire::offload& meta) { network_.queue_reply(frame, std::nullopt, meta); }
+        /// As answer(frame), with offload metadata.
         void answer(wire::const_bytes frame, const wire::offload& meta) { network_.queue_reply(frame, port_, meta); }
+        /// As send_to(to, frame), with offload metadata.
         void send_to(port_handle to, wire::const_bytes frame, const wire::offload& meta) { network_.queue_reply(frame, to, meta); }
         /// Whether frames with offload metadata reach `to` as they are (its backend is a TAP opened
         /// with a virtio-net header): a service then sends it super-frames (GSO) rather than
@@ -506,6 +515,7 @@ public:
         /// super-frame that travels whole (theory of operation 9), whose TCP checksum is then
         /// unfinished (the sender's NIC work, not a corruption) and whose payload may exceed the MSS.
         const wire::offload& offload() const noexcept { return offload_; }
+        /// The time of the input being handled.
         network_time now() const noexcept { return now_; }
         /// The name of the port the frame came from.
         std::string_view port_name() const noexcept { return port_name_; }
@@ -636,6 +646,7 @@ public:
         }
         return all;
     }
+    /// The number of ports.
     std::size_t port_count() const noexcept { return slots_.size() - free_.size(); }
 
     // --- the data path (the pure core) ----------------------------------------------------------
@@ -702,6 +713,7 @@ public:
     template <class Emit>
         requires std::invocable<Emit&, port_handle, wire::const_bytes>
     void uplink_input(wire::const_bytes frame, const wire::offload& meta, network_time now, Emit&& emit);
+    /// As above, for a frame without offload metadata.
     template <class Emit>
         requires std::invocable<Emit&, port_handle, wire::const_bytes>
     void uplink_input(wire::const_bytes frame, network_time now, Emit&& emit) {
@@ -715,7 +727,8 @@ public:
     /// The holders the network itself names: a MAC drawn for a port but found on the LAN, and the
     /// uplink's own (reserve it so that no VM takes the host's MAC).
     static constexpr std::string_view lan_holder = "a device on the LAN";
-    static constexpr std::string_view uplink_holder = "the uplink";
+    static constexpr std::string_view uplink_holder = "the uplink"; ///< the holder of the uplink's own MAC
+    /// Gives back a MAC reserve_mac() held.
     std::error_code release_mac(mac_address mac) { return registry_.remove(mac); }
 
     /// Runs the services' timers (lease expiry, ...) at `now`. Call it now and then (every few
@@ -783,14 +796,21 @@ public:
     /// The service of type S (which must be one of Services).
     template <class S>
     S& service() noexcept { return std::get<S>(services_); }
+    /// The service of type S, read-only.
     template <class S>
     const S& service() const noexcept { return std::get<S>(services_); }
 
+    /// The configuration it was made with.
     const network_config& config() const noexcept { return config_; }
+    /// What it counted so far.
     const network_counters& stats() const noexcept { return stats_; }
+    /// The switch between the ports (its tables, its counters).
     const switch_type& learning_switch() const noexcept { return switch_; }
+    /// The MACs held by ports and reserved (reserve_mac()).
     const l2::mac_registry& registry() const noexcept { return registry_; }
+    /// The clock the network reads.
     clock_type& clock() noexcept { return clock_; }
+    /// The observer events go to.
     observer_type& observer() noexcept { return observer_; }
 
 private:

@@ -1,28 +1,29 @@
-// ankanet::printable — text that someone else chose, made safe to write into a log line.
-//
-// Theory of operation. Much of what a network logs was written by a guest: a DHCP host name
-// (option 12), a DECLINE's message (56), a client identifier, a vendor class. Written as is, a
-// newline in it forges a whole log line ("\nankanetd: leased 10.0.0.2 to ..."), a carriage return
-// overwrites the line on a terminal, and ANSI escape sequences (ESC [ 31 m) recolour, move the
-// cursor or retitle the terminal of whoever reads the log. `printable(text)` wraps such text for
-// fmt: printable ASCII (0x20 space to 0x7e '~') is written as is, and every other byte — control
-// characters, DEL, every byte from 0x80 up (so UTF-8 too: a log line is plain ASCII) — and the
-// backslash itself are written as `\xNN` (two lowercase hex digits). Because a backslash from the
-// text always becomes `\x5c`, a backslash in the output always starts an escape written here: the
-// text cannot fake an escape, and cannot fake the truncation marker either.
-//
-// Bounded. At most `max_bytes` bytes of the text are written (256 by default), so one line stays
-// at most 4 × max_bytes characters plus the marker however long the text; the rest is replaced by
-// the marker `\...[N more bytes]`.
-//
-// The escaping is lossless for text up to max_bytes: `\xNN` decodes back to the byte, and every
-// other character is the byte itself.
-//
-// @par Example
-// @code
-//   fmt::print(stderr, "DHCP leased {} to {} ({})\n", address, mac, ankanet::printable(host_name));
-//   // host name "evil\nankanetd: FORGED" -> "... (evil\x0aankanetd: FORGED)"
-// @endcode
+/// @file
+/// ankanet::printable — text that someone else chose, made safe to write into a log line.
+///
+/// Theory of operation. Much of what a network logs was written by a guest: a DHCP host name
+/// (option 12), a DECLINE's message (56), a client identifier, a vendor class. Written as is, a
+/// newline in it forges a whole log line ("\nankanetd: leased 10.0.0.2 to ..."), a carriage return
+/// overwrites the line on a terminal, and ANSI escape sequences (ESC [ 31 m) recolour, move the
+/// cursor or retitle the terminal of whoever reads the log. `printable(text)` wraps such text for
+/// fmt: printable ASCII (0x20 space to 0x7e '~') is written as is, and every other byte — control
+/// characters, DEL, every byte from 0x80 up (so UTF-8 too: a log line is plain ASCII) — and the
+/// backslash itself are written as `\xNN` (two lowercase hex digits). Because a backslash from the
+/// text always becomes `\x5c`, a backslash in the output always starts an escape written here: the
+/// text cannot fake an escape, and cannot fake the truncation marker either.
+///
+/// Bounded. At most `max_bytes` bytes of the text are written (256 by default), so one line stays
+/// at most 4 × max_bytes characters plus the marker however long the text; the rest is replaced by
+/// the marker `\...[N more bytes]`.
+///
+/// The escaping is lossless for text up to max_bytes: `\xNN` decodes back to the byte, and every
+/// other character is the byte itself.
+///
+/// @par Example
+/// @code
+///   fmt::print(stderr, "DHCP leased {} to {} ({})\n", address, mac, ankanet::printable(host_name));
+///   // host name "evil\nankanetd: FORGED" -> "... (evil\x0aankanetd: FORGED)"
+/// @endcode
 #pragma once
 
 #include <fmt/format.h>
@@ -40,8 +41,8 @@ inline constexpr std::size_t printable_default_max_bytes = 256;
 /// A view of text to be written escaped (see printable()). Holds no copy: the text must outlive
 /// the formatting call.
 struct printable_text {
-    std::string_view text;
-    std::size_t max_bytes = printable_default_max_bytes;
+    std::string_view text; ///< text
+    std::size_t max_bytes = printable_default_max_bytes; ///< max bytes
 };
 
 /// Wraps `text` for fmt: written with every byte that is not printable ASCII, and the backslash,
@@ -95,11 +96,13 @@ OutputIt write_printable(OutputIt out, const printable_text& p) {
 /// Formats ankanet::printable_text with an empty format spec only: "{}".
 template <>
 struct fmt::formatter<ankanet::printable_text> {
+    /// Takes no format specification.
     constexpr auto parse(fmt::format_parse_context& ctx) {
         auto it = ctx.begin();
         if (it != ctx.end() && *it != '}') throw fmt::format_error("ankanet::printable takes no format spec");
         return it;
     }
+    /// Writes the text.
     auto format(const ankanet::printable_text& p, fmt::format_context& ctx) const {
         return ankanet::write_printable(ctx.out(), p);
     }

@@ -1,18 +1,19 @@
-// ankanet/shared.hpp — the shared network card: NAT + DHCP. VMs get 192.168.64.2–254 from the
-// gateway 192.168.64.1, which is also their DHCP server identifier, router and DNS server; they
-// reach each other, the gateway, and — through the NAT translators, over host sockets — the host
-// (its loopback, at the gateway's address) and everything the egress policy allows beyond it.
-//
-// @par Example
-// @code
-// #include <ankanet/shared.hpp>
-// boost::asio::io_context io;
-// auto net = ankanet::make_shared_network(io.get_executor(), {});   // result<unique_ptr<shared_network>>
-// auto vm = (*net)->attach("vm1", std::move(backend), ankanet::port_mac::random());
-// io.run();                                                          // the VM gets a lease by DHCP
-// @endcode
-// Besides the network it brings what an embedder needs to run VMs in-process: memory links
-// (backend/memory.hpp) and a DHCP client's frames for an in-process guest (dhcp/client_frames.hpp).
+/// @file
+/// ankanet/shared.hpp — the shared network card: NAT + DHCP. VMs get 192.168.64.2–254 from the
+/// gateway 192.168.64.1, which is also their DHCP server identifier, router and DNS server; they
+/// reach each other, the gateway, and — through the NAT translators, over host sockets — the host
+/// (its loopback, at the gateway's address) and everything the egress policy allows beyond it.
+///
+/// @par Example
+/// @code
+/// #include <ankanet/shared.hpp>
+/// boost::asio::io_context io;
+/// auto net = ankanet::make_shared_network(io.get_executor(), {});   // result<unique_ptr<shared_network>>
+/// auto vm = (*net)->attach("vm1", std::move(backend), ankanet::port_mac::random());
+/// io.run();                                                          // the VM gets a lease by DHCP
+/// @endcode
+/// Besides the network it brings what an embedder needs to run VMs in-process: memory links
+/// (backend/memory.hpp) and a DHCP client's frames for an in-process guest (dhcp/client_frames.hpp).
 #pragma once
 
 #include <ankanet/backend/memory.hpp>
@@ -46,7 +47,7 @@ using basic_shared_network =
     basic_network<Traits, gateway::arp_guard, dhcp::service, dns::gateway_dns, nat::tcp_translator<Egress>,
                   nat::udp_translator<Egress>, nat::icmp_translator<Egress>, forward::service, gateway::responder>;
 
-using shared_network = basic_shared_network<>;
+using shared_network = basic_shared_network<>; ///< a shared network with the default traits and runtime_egress
 
 /// A shared network set up by `options` (defaults: 192.168.64.1/24, DHCP .2–.254, leases in memory,
 /// egress anywhere), whose host sockets run on `executor`. With a static Egress other than

@@ -1,8 +1,12 @@
-// ankanet — version of the library. CMake reads the three numbers below; change them here only.
+/// @file
+/// ankanet — version of the library. CMake reads the three numbers below; change them here only.
 #pragma once
 
+/// Major version.
 #define ANKANET_VERSION_MAJOR 0
+/// Minor version.
 #define ANKANET_VERSION_MINOR 1
+/// Patch version.
 #define ANKANET_VERSION_PATCH 0
 
 /// The version as one comparable number: major * 10000 + minor * 100 + patch.
