@@ -189,10 +189,10 @@ struct reservation {
 
 /// The pool's configuration. The range must lie within `subnet`.
 struct lease_pool_config {
-    wire::ipv4_prefix subnet; ///< subnet
-    wire::ipv4_address first; ///< first
-    wire::ipv4_address last; ///< last
-    seconds lease_time{3600}; ///< lease time
+    wire::ipv4_prefix subnet; ///< the network the leases are in
+    wire::ipv4_address first; ///< the lowest address handed out
+    wire::ipv4_address last;  ///< the highest address handed out
+    seconds lease_time{3600}; ///< how long a lease lasts
     seconds offer_hold{60};              ///< how long an unanswered OFFER holds its address
     seconds decline_quarantine{600};     ///< how long a DECLINEd address stays out of the pool
 
@@ -203,8 +203,8 @@ struct lease_pool_config {
     /// identifier replaces that MAC's oldest lease. One guest NIC cannot take more of the pool by
     /// inventing client identifiers, and one that changed its identifier is not locked out. 0: no limit.
     std::size_t max_leases_per_mac = 1;
-    std::vector<reservation> reservations; ///< reservations
-    std::vector<wire::ipv4_address> excluded; ///< excluded
+    std::vector<reservation> reservations; ///< fixed addresses for given clients
+    std::vector<wire::ipv4_address> excluded; ///< never handed out
 };
 
 /// What a client asks for in DISCOVER / REQUEST.

@@ -118,14 +118,14 @@ struct lease_event {
 /// dropped_malformed when it lacks the address it must name.
 struct server_counters {
     // Well-formed messages received, by type.
-    std::uint64_t discovers = 0; ///< discovers
-    std::uint64_t requests = 0; ///< requests
-    std::uint64_t declines = 0; ///< declines
-    std::uint64_t releases = 0; ///< releases
-    std::uint64_t informs = 0; ///< informs
+    std::uint64_t discovers = 0; ///< DHCPDISCOVERs received
+    std::uint64_t requests = 0; ///< DHCPREQUESTs received
+    std::uint64_t declines = 0; ///< DHCPDECLINEs received
+    std::uint64_t releases = 0; ///< DHCPRELEASEs received
+    std::uint64_t informs = 0; ///< DHCPINFORMs received
     // Replies sent, by type (ACKs to INFORM included in acks).
-    std::uint64_t offers = 0; ///< offers
-    std::uint64_t acks = 0; ///< acks
+    std::uint64_t offers = 0; ///< DHCPOFFERs sent
+    std::uint64_t acks = 0; ///< DHCPACKs sent
 
     /// naks
     std::uint64_t naks = 0;

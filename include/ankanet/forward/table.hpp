@@ -96,8 +96,8 @@ constexpr std::string_view to_string(protocol p) noexcept { return p == protocol
 /// Which VM a rule leads into: the one whose port has this MAC, or this name. Empty: whatever VM is
 /// the network's only one when a connection arrives (refused while there are none or several).
 struct vm_selector {
-    std::optional<wire::mac_address> mac; ///< MAC
-    std::string name; ///< name
+    std::optional<wire::mac_address> mac; ///< the VM whose port has this MAC
+    std::string name; ///< else the VM whose port has this name
 
     /// Whether empty.
     bool empty() const noexcept { return !mac && name.empty(); }
@@ -127,12 +127,12 @@ inline std::string to_string(const vm_selector& vm) {
 /// One forward: host ports [host_port, host_port_last] on host_address lead to guest ports
 /// [guest_port, guest_port + (host_port_last - host_port)] of the VM.
 struct rule {
-    protocol proto = protocol::tcp; ///< proto
-    wire::ipv4_address host_address{127, 0, 0, 1}; ///< host address
-    std::uint16_t host_port = 0; ///< host port
+    protocol proto = protocol::tcp; ///< TCP or UDP
+    wire::ipv4_address host_address{127, 0, 0, 1}; ///< the host address listened on
+    std::uint16_t host_port = 0; ///< the first host port listened on
     std::uint16_t host_port_last = 0; ///< == host_port for a single port
-    std::uint16_t guest_port = 0; ///< guest port
-    vm_selector vm; ///< VM
+    std::uint16_t guest_port = 0; ///< the first guest port reached
+    vm_selector vm; ///< the VM reached
 
     /// The ports.
     std::size_t ports() const noexcept { return host_port_last >= host_port ? std::size_t{host_port_last} - host_port + 1 : 0; }

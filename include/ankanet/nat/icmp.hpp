@@ -66,25 +66,25 @@ namespace ankanet::nat {
 struct icmp_limits {
     std::size_t capacity = 1024;        ///< echo flows at once (at most 65536: the id space)
     std::size_t max_flows_per_vm = 64;  ///< 0: the whole capacity
-    std::size_t max_vms = 256; ///< max VMs
-    std::chrono::seconds timeout{60}; ///< timeout
-    icmp_socket_kind sockets = icmp_socket_kind::automatic; ///< sockets
+    std::size_t max_vms = 256; ///< VM port indexes below this may open flows
+    std::chrono::seconds timeout{60}; ///< an echo flow is closed this long after its last request
+    icmp_socket_kind sockets = icmp_socket_kind::automatic; ///< what carries guests' pings
 };
 
 /// What the ICMP translator did.
 struct icmp_counters {
     std::uint64_t requests = 0;           ///< echo requests carried guest → host
     std::uint64_t replies = 0;            ///< echo replies carried host → guest
-    std::uint64_t flows_opened = 0; ///< flows opened
-    std::uint64_t flows_expired = 0; ///< flows expired
-    std::uint64_t refused_egress = 0; ///< refused egress
-    std::uint64_t refused_limit = 0; ///< refused limit
+    std::uint64_t flows_opened = 0; ///< echo flows opened
+    std::uint64_t flows_expired = 0; ///< echo flows closed by the timeout
+    std::uint64_t refused_egress = 0; ///< refused by the egress policy
+    std::uint64_t refused_limit = 0; ///< refused by a flow limit
     std::uint64_t refused_socket = 0;     ///< no socket (none available, or opening one failed)
     std::uint64_t dropped_malformed = 0; ///< dropped malformed
-    std::uint64_t dropped_martian = 0; ///< dropped martian
+    std::uint64_t dropped_martian = 0; ///< to a destination a guest can never reach
     std::uint64_t dropped_fragment = 0; ///< dropped fragment
     std::uint64_t dropped_spoofed = 0;    ///< not from the port's MAC, or from no address a VM of the subnet has
-    std::uint64_t dropped_send = 0; ///< dropped send
+    std::uint64_t dropped_send = 0; ///< the host socket refused the send
     std::uint64_t ignored_host_icmp = 0;  ///< raw socket: ICMP that named no flow
 };
 

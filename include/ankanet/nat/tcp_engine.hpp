@@ -198,15 +198,15 @@ struct tcp_limits {
     std::size_t max_vms = 256;          ///< VM port indexes below this may open flows
     std::size_t vm_flows = 1024;        ///< flows per VM
     std::size_t vm_half_open = 64;      ///< flows per VM whose handshake is not finished (SYN flood)
-    std::chrono::milliseconds connect_timeout{10'000}; ///< connect timeout
-    std::chrono::milliseconds rto_initial{1'000}; ///< rto initial
-    std::chrono::milliseconds rto_max{60'000}; ///< rto max
+    std::chrono::milliseconds connect_timeout{10'000}; ///< a connect still pending after this is reset
+    std::chrono::milliseconds rto_initial{1'000}; ///< the first retransmission timeout (RFC 6298)
+    std::chrono::milliseconds rto_max{60'000}; ///< the retransmission timeout doubles up to this
     std::uint8_t max_retransmits = 10;  ///< then both sides are reset
 
     /// SYNs resent to a guest that does not answer an inbound connection (1+2+4+8+16 s, then 32 s
     /// more for the last: about a minute, as long as Linux's tcp_syn_retries=5 waits).
     std::uint8_t inbound_syn_retries = 5;
-    std::chrono::seconds idle_timeout{7200}; ///< idle timeout
+    std::chrono::seconds idle_timeout{7200}; ///< a flow with no traffic for this long is closed
     std::uint8_t our_window_shift = 7;  ///< window scale we offer (windows up to 8 MiB)
     std::size_t burst_segments = 64;    ///< guest data segments held for end_burst() (a port's burst)
 
@@ -232,7 +232,7 @@ struct tcp_stats {
     std::uint64_t connected = 0;           ///< connects that succeeded
     std::uint64_t connect_refused = 0;     ///< answered with an RST
     std::uint64_t connect_unreachable = 0; ///< answered with ICMP host/net unreachable
-    std::uint64_t connect_timeouts = 0; ///< connect timeouts
+    std::uint64_t connect_timeouts = 0; ///< connects reset by connect_timeout
     std::uint64_t rst_unknown = 0;         ///< RSTs sent for segments of no flow
     std::uint64_t rst_from_guest = 0;      ///< flows the guest reset
     std::uint64_t rst_to_guest = 0;        ///< flows reset towards the guest (host error, timeout)
@@ -247,14 +247,14 @@ struct tcp_stats {
     std::uint64_t guest_segments_batched = 0; ///< guest data segments that went out in them
     std::uint64_t short_sends = 0;         ///< guest data the kernel did not take whole
     std::uint64_t retransmits = 0;         ///< RTO expiries that rewound a flow
-    std::uint64_t fast_retransmits = 0; ///< fast retransmits
-    std::uint64_t zero_window_probes = 0; ///< zero window probes
+    std::uint64_t fast_retransmits = 0; ///< rewinds after three duplicate ACKs
+    std::uint64_t zero_window_probes = 0; ///< one-byte probes sent into a zero window
     std::uint64_t window_shrinks = 0;      ///< guest windows that shrank below what was in flight
     std::uint64_t bad_segments = 0;        ///< unparsable, bad checksum, ...
-    std::uint64_t bytes_to_host = 0; ///< bytes to host
+    std::uint64_t bytes_to_host = 0; ///< guest payload bytes the host sockets took
     std::uint64_t bytes_to_guest = 0;      ///< payload bytes in frames (retransmissions included)
     std::uint64_t flows_closed = 0;        ///< flows that ended with both FINs ACKed
-    std::uint64_t idle_timeouts = 0; ///< idle timeouts
+    std::uint64_t idle_timeouts = 0; ///< flows closed by idle_timeout
     std::uint64_t vm_gone_resets = 0;      ///< flows reset because their VM's port went away
     std::uint64_t inbound_opened = 0;      ///< inbound connections adopted (open_inbound)
     std::uint64_t inbound_refused = 0;     ///< ... not adopted: the VM's flow limit, a full table, the tuple in use

@@ -46,9 +46,9 @@ namespace ankanet::nat {
 /// What every translator of a network is told about it.
 struct translation_config {
     wire::ipv4_prefix subnet{wire::ipv4_address{192, 168, 64, 1}, 24}; ///< address(): the gateway's
-    wire::mac_address gateway_mac = default_gateway_mac; ///< gateway MAC
+    wire::mac_address gateway_mac = default_gateway_mac; ///< the gateway's own MAC
     bool host_loopback = true;  ///< the gateway's address stands for the host's loopback
-    wire::ipv4_address host_loopback_address{127, 0, 0, 1}; ///< host loopback address
+    wire::ipv4_address host_loopback_address{127, 0, 0, 1}; ///< where flows to the gateway's address go on the host
     std::size_t mtu = 1500;     ///< the largest IPv4 datagram a frame towards a guest may carry
 };
 

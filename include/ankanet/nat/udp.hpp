@@ -102,9 +102,9 @@ namespace ankanet::nat {
 struct udp_limits {
     std::size_t capacity = 4096;          ///< UDP flows at once
     std::size_t max_flows_per_vm = 1024;  ///< 0: the whole capacity
-    std::size_t max_vms = 256; ///< max VMs
-    std::chrono::seconds one_way_timeout{30}; ///< one way timeout
-    std::chrono::seconds bidirectional_timeout{180}; ///< bidirectional timeout
+    std::size_t max_vms = 256; ///< VM port indexes below this may open flows
+    std::chrono::seconds one_way_timeout{30}; ///< idle time that closes a flow that never had a reply
+    std::chrono::seconds bidirectional_timeout{180}; ///< idle time that closes a flow that had a reply
 };
 
 /// What the UDP translator did.
@@ -112,7 +112,7 @@ struct udp_counters {
     std::uint64_t guest_datagrams = 0;    ///< carried guest → host
     std::uint64_t host_datagrams = 0;     ///< carried host → guest
     std::uint64_t flows_opened = 0; ///< flows opened
-    std::uint64_t flows_expired = 0; ///< flows expired
+    std::uint64_t flows_expired = 0; ///< flows closed by their timeout
     std::uint64_t flows_inbound = 0;      ///< forwards' clients adopted by carry_inbound() (not in flows_opened)
     std::uint64_t refused_egress = 0;     ///< new flows the egress policy refused
     std::uint64_t refused_limit = 0;      ///< new flows over the VM's limit or the table's capacity
