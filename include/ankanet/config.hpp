@@ -2,11 +2,13 @@
 /// ankanet — network modes and their configuration.
 ///
 /// The four network-card types a VM can have, and what each means for ankanet:
+/// @code{.unparsed}
 ///   shared        NAT + DHCP on 192.168.64.0/24; the gateway (also DHCP server and DNS) is .1; VMs reach
 ///                 the outside world, the host and each other.
 ///   host          the same on 192.168.128.0/24, but nothing beyond the host is reachable.
 ///   bridge        the VM is its own device on the LAN; the uplink comes from ANKA_BRIDGE_NAME or config.
 ///   disconnected  the cable is unplugged: no frame goes anywhere.
+/// @endcode
 #pragma once
 
 #include <ankanet/result.hpp>

@@ -6,12 +6,14 @@
 /// Each direction — rx, frames on their way from the peer to async_receive callers, and tx,
 /// frames given to send() on their way to the peer — has its own rates, and every frame of a
 /// valid size that passes is put through four decisions, in this order:
+/// @code{.unparsed}
 ///   1. drop       the frame is gone (send() still reports success: the wire ate it);
 ///   2. corrupt    one random bit of the frame flips (below);
 ///   3. reorder    the frame is held back and released right after the next frame, so the two
 ///                 swap places. Only one frame is held per direction: while one is, the next
 ///                 frame is not a candidate (it is the one that releases it);
 ///   4. duplicate  the frame is passed twice, the copy straight after the original.
+/// @endcode
 /// A decision whose rate is 0 never happens and consumes no randomness, so rate 0 everywhere
 /// is an exact passthrough; a rate of 1 always happens. Frames of a refused size are not
 /// touched: they go to the wrapped backend, which refuses and counts them.

@@ -106,7 +106,8 @@ std::size_t port_receive_len(const Backend& backend) {
     }
 }
 
-/// A VM's link as the network sees it: a backend behind a virtual interface, with a receive loop that hands frames to the network (see the theory of operation).
+/// One VM's link, its backend type erased, running its own receive loop (see the theory of
+/// operation).
 class port : public std::enable_shared_from_this<port> {
 public:
     using frame_handler = std::function<void(port&, wire::const_bytes)>; ///< the frame handler type

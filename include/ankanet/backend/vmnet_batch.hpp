@@ -182,7 +182,7 @@ inline result<vmnet_parameters> map_vmnet_parameters(std::string_view mac_text, 
     return mapped;
 }
 
-/// Sizes of the batches a vmnet backend reads and writes per call.
+/// How many packets a vmnet backend moves per call.
 struct vmnet_batch_options {
     /// Packets per vmnet_read / vmnet_write call, 1 to vmnet_max_packets_per_call. Reads are
     /// further limited so that all buffers together stay within vmnet_max_bytes_per_call.

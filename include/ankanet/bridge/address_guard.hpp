@@ -48,7 +48,7 @@ struct address_claim_refused_event {
     bool arp = false;        ///< an ARP claim (else an IPv4 packet with that source)
 };
 
-/// What the address guard refused or passed.
+/// What the address guard learned and refused.
 struct address_guard_counters {
     std::uint64_t bindings_learned = 0; ///< DHCPACKs for a VM seen on the uplink
     std::uint64_t arp_refused = 0; ///< ARP refused

@@ -4,11 +4,13 @@
 /// Theory of operation. The pool owns a contiguous range first..last inside one subnet. Every
 /// address of the range has a slot, indexed by `address - first`, in one of six states:
 ///
+/// @code{.unparsed}
 ///   free ──offer──▶ offered ──commit──▶ bound ──release / expiry──▶ free
 ///     ▲                │                  │
 ///     └──hold expires──┘                  └──decline──▶ declined ──quarantine ends──▶ free
 ///   reserved (a fixed address for one client; never handed to anyone else)
 ///   excluded (configured out, or the subnet's network/broadcast address; never handed out)
+/// @endcode
 ///
 /// Free slots sit on an intrusive doubly-linked FIFO list (two uint32 per address): taking any free
 /// address, taking one named address, and returning one are all O(1), and the address handed to a

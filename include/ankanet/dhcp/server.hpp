@@ -17,6 +17,7 @@
 /// a frame that fails is counted and dropped: server_counters says why.
 ///
 /// What is done with a message (RFC 2131 §4.3):
+/// @code{.unparsed}
 ///   DISCOVER            pool.offer() (option 50 honoured by the pool) → OFFER; pool exhausted → silence.
 ///   REQUEST, server id  SELECTING. Another server's id: the client chose it; an offer we made and the
 ///                       client never took is released at once, and we stay silent. Ours: confirm
@@ -36,6 +37,7 @@
 ///                       out.
 ///   DECLINE             pool.decline(option 50): quarantined. RELEASE: pool.release(ciaddr). No reply.
 ///   INFORM              ACK with the configuration options, no lease time and yiaddr 0, to ciaddr.
+/// @endcode
 /// A store that refuses a write (a full disk under file_lease_store) is the server's problem, not the
 /// client's: no NAK, no ACK — the client retries — and store_errors counts it.
 ///

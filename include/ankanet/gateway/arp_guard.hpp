@@ -59,14 +59,15 @@ struct arp_limit_event {
     std::uint64_t dropped = 0; ///< ARP frames of this VM dropped for it so far
 };
 
-/// What the ARP guard refused or passed.
+/// What the ARP guard dropped and saw.
 struct arp_guard_counters {
     std::uint64_t conflicts_dropped = 0; ///< ARP frames dropped for claiming another's address
     std::uint64_t over_limit_dropped = 0; ///< ARP frames dropped: the VM holds its limit of addresses
     std::uint64_t static_addresses = 0;  ///< addresses first seen in use without a lease
 };
 
-/// The gateway's ARP guard: keeps a VM from claiming an address that is not its own (see the theory of operation).
+/// The service that keeps one VM from taking another's IPv4 address by ARP (see the theory of
+/// operation).
 class arp_guard {
 public:
     using config = neighbor_table::config; ///< the config type

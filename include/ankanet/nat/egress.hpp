@@ -6,11 +6,13 @@
 /// port, protocol). A refused flow gets an RST or ICMP administratively prohibited from the
 /// translator and is counted there. The policies:
 ///
+/// @code{.unparsed}
 ///   egress_any        shared mode: everywhere but the never-reachable destinations (below) and
 ///                     169.254.0.0/16 link-local, which holds cloud instance-metadata services
 ///                     (169.254.169.254) that would hand the guest the host's credentials.
 ///   egress_host_only  host mode: the host only, i.e. its loopback 127.0.0.0/8.
 ///   egress_allow_list the listed CIDRs only (tests: 127.0.0.0/8, loopback only).
+/// @endcode
 ///
 /// The destination judged is the host-side one, the address the translator will connect() to:
 /// the guest's destination, or host loopback when the guest addressed the gateway and the gateway

@@ -5,12 +5,14 @@
 /// owned header. Every length the header states is proven against the buffer once, in check_len(),
 /// in this order:
 ///
+/// @code{.unparsed}
 ///   buffer  < 20 bytes                       -> truncated
 ///   version != 4                             -> bad_version
 ///   IHL     < 5 words                        -> bad_header_length
 ///   IHL * 4 > buffer                         -> truncated          (options run past the buffer)
 ///   total_length < IHL * 4                   -> bad_length         (the datagram ends inside its header)
 ///   total_length > buffer                    -> bad_length         (the length lies, or the frame was cut)
+/// @endcode
 ///
 /// A buffer *longer* than total_length is accepted: Ethernet pads frames to 60 bytes, so a short
 /// datagram arrives with trailing padding. payload() therefore ends at total_length, never at the
