@@ -3,7 +3,7 @@
 ///
 /// Theory of operation. Much of what a network logs was written by a guest: a DHCP host name
 /// (option 12), a DECLINE's message (56), a client identifier, a vendor class. Written as is, a
-/// newline in it forges a whole log line ("\nankanetd: leased 10.0.0.2 to ..."), a carriage return
+/// newline in it forges a whole log line (`"\nankanetd: leased 10.0.0.2 to ..."`), a carriage return
 /// overwrites the line on a terminal, and ANSI escape sequences (ESC [ 31 m) recolour, move the
 /// cursor or retitle the terminal of whoever reads the log. `printable(text)` wraps such text for
 /// fmt: printable ASCII (0x20 space to 0x7e '~') is written as is, and every other byte — control

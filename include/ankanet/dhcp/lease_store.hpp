@@ -38,7 +38,7 @@
 ///   ankanet-leases 1
 ///   `<mac> <client-id hex | -> <ipv4> <expiry unix seconds> <hostname escaped | ->`
 ///
-/// The hostname is percent-escaped: every byte outside '!'..'~', plus '%', becomes %XX, and a
+/// The hostname is percent-escaped: every byte outside '!'..'~', plus '%', becomes \%XX, and a
 /// hostname that is exactly "-" is written "%2D", so "-" alone always means "none".
 ///
 /// Loading is strict: an unknown header, a malformed line, a second lease on one address or a second

@@ -24,7 +24,7 @@
 ///   `<mac> <name, percent-escaped>`
 ///
 /// The name is percent-escaped as the lease file's host names are: every byte outside '!'..'~', and
-/// '%', becomes %XX, so a name holds any bytes and a line is always two fields. Loading is strict: an
+/// '%', becomes \%XX, so a name holds any bytes and a line is always two fields. Loading is strict: an
 /// unknown header, a malformed line, a MAC that is not a unicast address, a name twice or a MAC
 /// twice (two VMs cannot share one) is an error naming "file:line", and after a failed load the
 /// memory refuses every write (not_loaded), so it never overwrites what it could not read.
