@@ -67,8 +67,8 @@ inline constexpr mac_address default_gateway_mac{{0x02, 0x61, 0x6e, 0x6b, 0x61, 
 
 } // namespace ankanet
 
-template <>
 /// Formats a network_mode with {fmt}, as its name.
+template <>
 struct fmt::formatter<ankanet::network_mode> : fmt::formatter<std::string_view> {
     /// Writes the mode's name.
     auto format(ankanet::network_mode mode, fmt::format_context& ctx) const {

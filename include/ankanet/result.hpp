@@ -18,8 +18,8 @@
 
 namespace ankanet {
 
-template <class T>
 /// A value of type T, or the std::error_code that says why there is none.
+template <class T>
 class [[nodiscard]] result {
     static_assert(!std::is_reference_v<T>, "result<T> holds values");
     static_assert(!std::is_same_v<std::remove_cv_t<T>, std::error_code>, "result<error_code> is ambiguous");

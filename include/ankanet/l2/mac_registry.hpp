@@ -191,8 +191,8 @@ private:
 
 } // namespace ankanet::l2
 
-template <>
 /// Formats a registry_error with {fmt}.
+template <>
 struct fmt::formatter<ankanet::l2::registry_error> : fmt::formatter<std::string_view> {
     /// Writes the error's text.
     auto format(const ankanet::l2::registry_error& e, fmt::format_context& ctx) const {

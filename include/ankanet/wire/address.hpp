@@ -226,17 +226,17 @@ private:
 
 // --- text -------------------------------------------------------------------------------------
 
-/// The text form.
+/// "02:00:00:00:00:01": six lowercase hex bytes, colon-separated.
 inline std::string to_string(const mac_address& mac) {
     const auto& o = mac.octets();
     return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3], o[4], o[5]);
 }
-/// The text form.
+/// Dotted-quad text, "192.168.64.1".
 inline std::string to_string(const ipv4_address& address) {
     const auto o = address.octets();
     return fmt::format("{}.{}.{}.{}", o[0], o[1], o[2], o[3]);
 }
-/// The text form.
+/// "192.168.64.1/24": the address as given (host bits kept) and the length.
 inline std::string to_string(const ipv4_prefix& prefix) {
     return fmt::format("{}/{}", to_string(prefix.address()), prefix.length());
 }
@@ -257,24 +257,24 @@ using wire::mac_address;
 } // namespace ankanet
 
 // fmt: "{}" prints the canonical text form.
-template <>
 /// Formats a mac_address with {fmt}, as six colon-separated hex bytes.
+template <>
 struct fmt::formatter<ankanet::wire::mac_address> : fmt::formatter<std::string_view> {
     /// Writes colon-separated hex.
     auto format(const ankanet::wire::mac_address& v, fmt::format_context& ctx) const {
         return fmt::formatter<std::string_view>::format(ankanet::wire::to_string(v), ctx);
     }
 };
-template <>
 /// Formats an ipv4_address with {fmt}, in dotted-quad form.
+template <>
 struct fmt::formatter<ankanet::wire::ipv4_address> : fmt::formatter<std::string_view> {
     /// Writes dotted-quad text.
     auto format(const ankanet::wire::ipv4_address& v, fmt::format_context& ctx) const {
         return fmt::formatter<std::string_view>::format(ankanet::wire::to_string(v), ctx);
     }
 };
-template <>
 /// Formats an ipv4_prefix with {fmt}, as address/length.
+template <>
 struct fmt::formatter<ankanet::wire::ipv4_prefix> : fmt::formatter<std::string_view> {
     /// Writes address/length.
     auto format(const ankanet::wire::ipv4_prefix& v, fmt::format_context& ctx) const {
@@ -282,8 +282,8 @@ struct fmt::formatter<ankanet::wire::ipv4_prefix> : fmt::formatter<std::string_v
     }
 };
 
-template <>
 /// Hashes a mac_address, for unordered containers.
+template <>
 struct std::hash<ankanet::wire::mac_address> {
     /// The hash.
     std::size_t operator()(const ankanet::wire::mac_address& mac) const noexcept {
@@ -292,16 +292,16 @@ struct std::hash<ankanet::wire::mac_address> {
         return std::hash<std::uint64_t>{}(packed);
     }
 };
-template <>
 /// Hashes an ipv4_address, for unordered containers.
+template <>
 struct std::hash<ankanet::wire::ipv4_address> {
     /// The hash.
     std::size_t operator()(const ankanet::wire::ipv4_address& a) const noexcept {
         return std::hash<std::uint32_t>{}(a.to_u32());
     }
 };
-template <>
 /// Hashes an ipv4_prefix, for unordered containers.
+template <>
 struct std::hash<ankanet::wire::ipv4_prefix> {
     /// The hash.
     std::size_t operator()(const ankanet::wire::ipv4_prefix& p) const noexcept {
