@@ -152,7 +152,7 @@ public:
     template <class Ctx>
     std::size_t release_held(Ctx& ctx, std::size_t room) { return state_->release(ctx, room); }
 
-    /// The function the service calls when it has frames for the VMs.
+    /// Sets the function the service calls when it has frames for the VMs.
     void bind_wakeup(std::function<void()> wake) {
         state_->wake = std::move(wake);
         state_->wake_pending = false;

@@ -114,7 +114,7 @@ public:
     /// Sends the guests what the host sockets received; at most `room` frames.
     template <class Ctx>
     std::size_t release_held(Ctx& ctx, std::size_t room) { return state_->release(ctx, room); }
-    /// The function the translator calls when it has frames for the guests.
+    /// Sets the function the translator calls when it has frames for the guests.
     void bind_wakeup(std::function<void()> wake) { state_->wake.bind(std::move(wake)); }
     /// Closes every flow's socket and the timer: the network is stopping.
     void stop() { state_->close_all(); }
