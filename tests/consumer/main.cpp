@@ -1,26 +1,12 @@
 // An outside program built against ankanet: it must compile with only the package's own usage
 // requirements and print what it computed, which the consumer test checks.
 //
-// A hypervisor in miniature: a shared network (a host network when built with
-// -DANKANET_CONSUMER_HOST), one VM on a memory link, and the VM's DHCP exchange (a real DISCOVER,
-// then a REQUEST for what was offered) until the ACK says which address it has.
-// Its only ankanet include is the mode's header, which brings the memory backend, a DHCP client's
-// frames for an in-process guest and the version string with the network.
-#ifdef ANKANET_CONSUMER_HOST
-#include <ankanet/host.hpp>
-#define ANKANET_CONSUMER_NETWORK make_host_network
-#else
+// A hypervisor in miniature: a shared network, one VM on a memory link, and the VM's DHCP exchange
+// (a real DISCOVER, then a REQUEST for what was offered) until the ACK says which address it has.
+// Its only include is <ankanet/shared.hpp>, which must bring everything used here: the memory
+// backend, a DHCP client's frames for an in-process guest, the version string, Asio's io_context
+// and fmt. The consumer test checks that this is the file's one include.
 #include <ankanet/shared.hpp>
-#define ANKANET_CONSUMER_NETWORK make_shared_network
-#endif
-
-#include <boost/asio/io_context.hpp>
-#include <fmt/core.h>
-
-#include <array>
-#include <cstddef>
-#include <optional>
-#include <utility>
 
 namespace {
 
@@ -44,7 +30,7 @@ std::optional<ankanet::dhcp::server_reply> exchange(boost::asio::io_context& io,
 
 int main() {
     boost::asio::io_context io;
-    auto net = ankanet::ANKANET_CONSUMER_NETWORK(io.get_executor(), {});
+    auto net = ankanet::make_shared_network(io.get_executor(), {});
     if (!net) return 1;
     auto [network_end, vm] = ankanet::backend::make_memory_link(io.get_executor());
     const ankanet::wire::mac_address mac{{0x52, 0x54, 0x00, 0xc0, 0xff, 0xee}};
