@@ -23,6 +23,7 @@ vcpkg_cmake_configure(
         -DANKANET_BUILD_EXAMPLES=OFF
         -DANKANET_BUILD_BENCH=OFF
         -DANKANET_BUILD_FUZZ=OFF
+        -DANKANET_BUILD_DOCS=OFF
         -DANKANET_INSTALL=ON
         -DANKANET_CMAKE_DIR=share/${PORT}
 )
