@@ -129,12 +129,12 @@ int main(int argc, char** argv) {
                    "a resolver the gateway's DNS server relays queries to; repeatable, tried in order\n"
                    "(default: the host's /etc/resolv.conf)")
         ->type_name("IP[:PORT]")
-        ->take_last(); // one value per occurrence, as ankanetd takes it
+        ->allow_extra_args(false); // one value per occurrence, as ankanetd takes it
     app.add_option("--forward", s.forwards,
                    "forward host port(s) to COMMAND's port(s); repeatable. TCP and 127.0.0.1 unless given\n"
                    "(0.0.0.0: every address)")
         ->type_name("[tcp:|udp:][HOSTADDR:]HOSTPORT[-END]:GUESTPORT[-END]")
-        ->take_last();
+        ->allow_extra_args(false);
     app.add_option("--mtu", s.mtu, "MTU of COMMAND's interface (576..65520, default 1500)")
         ->type_name("N")
         ->check(CLI::Range(ankanet::backend::min_mtu, ankanet::backend::max_mtu));

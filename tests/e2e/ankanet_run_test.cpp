@@ -214,6 +214,7 @@ TEST_CASE("ankanet-run: a bad option or value is one line, exit status 2, and no
                                                                       {"--dns-upstream", "not-an-address"},
                                                                       {"--forward", "99999:80"},
                                                                       {"--forward", "8080:80@vm2"},
+                                                                      {"--forward", "8080:80", "8081:81"},
                                                                       {"--mtu", "100"}}) {
         const auto run = run_command(ankanet_run(options, {"touch", marker}));
         INFO(options.front() << ": " << run.output);

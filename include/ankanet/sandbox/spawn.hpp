@@ -82,8 +82,6 @@
 #include <utility>
 #include <vector>
 
-extern char** environ;
-
 namespace ankanet::sandbox {
 
 /// Whether the child gets a user namespace of its own.
@@ -334,6 +332,7 @@ inline result<child> spawn(const spawn_options& options, std::string* why = null
 /// it, so no command outlives the object that ran it by accident.
 class child {
 public:
+    /// Takes over `other`'s process, descriptors and set-up state; `other` is left empty.
     child(child&& other) noexcept
         : pid_(std::exchange(other.pid_, -1)), socket_(std::exchange(other.socket_, -1)), tap_(std::exchange(other.tap_, -1)),
           resolv_conf_file_(std::move(other.resolv_conf_file_)), step_(other.step_) {
@@ -342,6 +341,7 @@ public:
     child& operator=(child&&) = delete;
     child(const child&) = delete;
     child& operator=(const child&) = delete;
+    /// Kills (SIGKILL) and reaps a child not waited for; closes what it still holds.
     ~child() {
         if (pid_ > 0) {
             ::kill(pid_, SIGKILL);
