@@ -13,28 +13,43 @@
 # and a DNS upstream on 127.0.0.1:9 that nobody answers; the namespace, the servers and the daemon are
 # gone when the script ends. Without root (no namespaces) it runs ankanet-demo's in-memory exchange.
 #
-#   scripts/demo.sh [--build-dir DIR]      (default build-demo; the build is not counted in the
-#                                           demo's own time, which it prints at the end)
+#   scripts/demo.sh [--build-dir DIR] [--bin-dir DIR] [--transfer-mib N]
+#     --build-dir DIR    where to build (default build-demo); the build is not counted in the demo's
+#                        own time, which it prints at the end
+#     --bin-dir DIR      use the ankanetd and ankanet-demo already built in DIR: install and build
+#                        nothing (tests/e2e/examples_test.cpp runs the demo so)
+#     --transfer-mib N   the size of each throughput download (default 512)
 set -euo pipefail
-cd "$(dirname "$0")/.."
 build=build-demo
-case "${1:-}" in
-  --build-dir) build=${2:?--build-dir needs a directory} ;;
-  "") ;;
-  *) echo "usage: $0 [--build-dir DIR]" >&2; exit 2 ;;
-esac
+bin=""
+transfer_mib=512
+usage() { echo "usage: $0 [--build-dir DIR] [--bin-dir DIR] [--transfer-mib N]" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build-dir) build=${2:?--build-dir needs a directory}; shift 2 ;;
+    --bin-dir) bin=${2:?--bin-dir needs a directory}; shift 2 ;;
+    --transfer-mib) transfer_mib=${2:?--transfer-mib needs a size}; shift 2 ;;
+    *) usage ;;
+  esac
+done
+case "$transfer_mib" in ''|*[!0-9]*|0) echo "demo: --transfer-mib: a positive number of MiB" >&2; exit 2 ;; esac
+if [ -n "$bin" ]; then bin=$(realpath -e "$bin") || { echo "demo: --bin-dir: no such directory" >&2; exit 2; }; fi
+cd "$(dirname "$0")/.."
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-scripts/install-deps.sh --demo
-# Only the examples: the test suite's packages (Catch2, ...) need not be installed for the demo.
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DANKANET_BUILD_TESTS=OFF -DANKANET_BUILD_BENCH=OFF -DANKANET_BUILD_FUZZ=OFF -DANKANET_BUILD_EXAMPLES=ON >/dev/null
-cmake --build "$build" --target ankanet-demo ankanetd
+if [ -z "$bin" ]; then
+  scripts/install-deps.sh --demo
+  # Only the examples: the test suite's packages (Catch2, ...) need not be installed for the demo.
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DANKANET_BUILD_TESTS=OFF -DANKANET_BUILD_BENCH=OFF -DANKANET_BUILD_FUZZ=OFF -DANKANET_BUILD_EXAMPLES=ON >/dev/null
+  cmake --build "$build" --target ankanet-demo ankanetd
+  bin=$build/examples
+fi
 
 if [ "$(id -u)" -ne 0 ] || [ ! -w /dev/net/tun ]; then
   echo "demo: not root or no /dev/net/tun: showing ankanet-demo's in-memory exchange instead"
-  exec "$build"/examples/ankanet-demo
+  exec "$bin"/ankanet-demo
 fi
 
 started=$(date +%s.%N)
@@ -75,8 +90,8 @@ forward_port=$(free_port)
 mkdir -p "$work/host-www" "$work/guest-www"
 echo "hello from the host's web server on 127.0.0.1:$host_port" > "$work/host-www/index.html"
 echo "hello from the guest's web server, through ankanetd's port forward" > "$work/guest-www/index.html"
-# Sparse files: 512 MiB each way, read from the page cache without using the disk.
-truncate -s 512M "$work/host-www/big" "$work/guest-www/big"
+# Sparse files, one download each way, read from the page cache without using the disk.
+truncate -s "${transfer_mib}M" "$work/host-www/big" "$work/guest-www/big"
 
 step "ankanetd serves one guest (network namespace $guest) on the shared network"
 ip netns add "$guest"
@@ -84,7 +99,7 @@ in_guest ip link set lo up
 daemon_args=(--mode shared --netns "$guest" --leases "$work/leases" --control "$work/control"
              --egress 127.0.0.0/8 --dns-upstream 127.0.0.1:9 --forward "127.0.0.1:$forward_port:80")
 echo "ankanetd ${daemon_args[*]}"
-"$build"/examples/ankanetd "${daemon_args[@]}" 2> "$work/ankanetd.log" &
+"$bin"/ankanetd "${daemon_args[@]}" 2> "$work/ankanetd.log" &
 pids+=($!)
 wait_for "the guest's NIC" in_guest ip link show eth0
 
@@ -112,13 +127,15 @@ echo "guest\$ curl http://192.168.64.1:$host_port/"
 in_guest curl -sS --max-time 5 "http://192.168.64.1:$host_port/"
 
 step "3. the host fetches a page the guest serves, through the forward 127.0.0.1:$forward_port -> $address:80"
-in_guest busybox httpd -f -p 80 -h "$work/guest-www" &
+# Started directly (not through in_guest, a function whose subshell would stand between): the PID
+# is the server's own, so the EXIT trap stops it.
+ip netns exec "$guest" busybox httpd -f -p 80 -h "$work/guest-www" &
 pids+=($!)
 wait_for "the guest's web server" in_guest sh -c "ss -Htln 'sport = :80' | grep -q ."
 echo "host\$ curl http://127.0.0.1:$forward_port/"
 curl -sS --max-time 5 "http://127.0.0.1:$forward_port/"
 
-step "4. throughput, one 512 MiB download each way (curl, busybox httpd)"
+step "4. throughput, one $transfer_mib MiB download each way (curl, busybox httpd)"
 read -r bytes seconds < <(in_guest curl -sS --max-time 30 -o /dev/null -w '%{size_download} %{time_total}\n' \
                             "http://192.168.64.1:$host_port/big")
 echo "host -> guest through the NAT:     $(rate "$bytes" "$seconds")"
@@ -127,7 +144,7 @@ read -r bytes seconds < <(curl -sS --max-time 30 -o /dev/null -w '%{size_downloa
 echo "guest -> host through the forward: $(rate "$bytes" "$seconds")"
 
 step "5. what ankanetd knows: its VMs (ankanetd ctl), its lease file, its log"
-"$build"/examples/ankanetd ctl "$work/control" vms || true
+"$bin"/ankanetd ctl "$work/control" vms || true
 echo "lease file:"
 sed 's/^/  /' "$work/leases"
 kill -TERM "${pids[0]}"
