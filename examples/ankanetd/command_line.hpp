@@ -1,14 +1,8 @@
-// ankanetd's command line: parsed into `options`, every mistake reported as one clear sentence.
+// ankanetd's command line: parsed into `options` by CLI11 (generated --help, short options, a
+// TOML/INI --config file equivalent to the flags), every mistake reported as one clear sentence.
 //
-//   ankanetd [--mode shared|host|bridge|disconnected] [--netns PATH[,ifname=NAME][,mac=MAC|,uuid=UUID]]...
-//            [--qemu-socket PATH]... [--dgram-socket PATH]... [--mtu N] [--pcap FILE] [--no-offload]
-//            [--subnet CIDR] [--dhcp-range FIRST-LAST] [--reserve MAC=IP]... [--lease-time SECONDS]
-//            [--leases FILE] [--mac-secret FILE] [--dhcp-rate N[/BURST]] [--isolate]
-//            [--egress any|host|CIDR[,CIDR...]] [--no-host-loopback] [--max-flows-per-vm N]
-//            [--dns-upstream IP[:PORT]]...
-//            [--forward [tcp:|udp:][HOSTADDR:]HOSTPORT[-END]:GUESTPORT[-END][@VM]]... [--control PATH]
-//            [--bridge-interface IF] [--direct-mac]
-//   ankanetd ctl PATH [--json] list|vms|forward add SPEC|forward remove ID|SPEC|link VM up|down
+//   ankanetd [OPTIONS]            (ankanetd --help lists every one)
+//   ankanetd ctl PATH [--json] list|vms|leases|forward add SPEC|forward remove ID|SPEC|link VM up|down
 //
 // Kept apart from main.cpp so tests can check every accepted and refused spelling. parse_command_line
 // checks each value on its own; plan_network then checks them together (a range inside the subnet,
@@ -26,6 +20,7 @@
 #include <ankanet/nat/egress.hpp>
 #include <ankanet/wire/address.hpp>
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -86,11 +81,14 @@ struct options {
     std::vector<ankanet::dns::upstream> dns_upstreams; ///< --dns-upstream; none: the host's /etc/resolv.conf
     std::vector<ankanet::forward::rule> forwards; ///< --forward, with @VM as given (resolve_forward_vm maps it)
     std::optional<std::string> control;         ///< --control: the control socket's path
+    std::optional<std::string> pid_file;        ///< --pid-file: written once ready, removed on a clean exit
+    std::optional<std::string> runas;           ///< --runas: the user the daemon becomes once set up
     std::optional<std::string> bridge_interface; ///< --bridge-interface; bridge mode falls back to $ANKA_BRIDGE_NAME
     bool direct_mac = false;                    ///< --direct-mac: bridge mode puts VMs' own MACs on the LAN
     bool offload = true;                        ///< --no-offload turns the --netns TAPs' virtio-net header off
     bool mtu_given = false;                     ///< --mtu was given (bridge mode otherwise takes the interface's)
-    std::vector<std::string> given;             ///< the value options given, by name (to refuse those a mode has no use for)
+    std::vector<std::string> given;             ///< the options given, by long name (to refuse those a mode has no use for)
+    int verbosity = 0;                          ///< -v (1: debug) minus -q (-1: warnings and errors only)
 };
 
 inline constexpr std::size_t max_flows_per_vm_limit = 65536;
@@ -106,68 +104,10 @@ struct network_plan {
 
 /// What parsing asks the program to do.
 struct run { options opts; };
-struct show_help {};
+struct show_help { std::string text; }; ///< the generated help
 struct show_version {};
 struct usage_error { std::string message; };
 using command = std::variant<run, show_help, show_version, usage_error>;
-
-inline constexpr std::string_view usage_text =
-    "usage: ankanetd [--mode shared|host|bridge|disconnected]\n"
-    "                [--netns PATH[,ifname=NAME][,mac=MAC|,uuid=UUID]]... [--qemu-socket PATH]...\n"
-    "                [--dgram-socket PATH]... [--mtu N] [--pcap FILE] [--no-offload]\n"
-    "                [--subnet CIDR] [--dhcp-range FIRST-LAST] [--reserve MAC=IP]...\n"
-    "                [--lease-time SECONDS] [--leases FILE] [--mac-secret FILE]\n"
-    "                [--dhcp-rate N[/BURST]] [--isolate]\n"
-    "                [--egress any|host|CIDR[,CIDR...]] [--no-host-loopback] [--max-flows-per-vm N]\n"
-    "                [--dns-upstream IP[:PORT]]...\n"
-    "                [--forward [tcp:|udp:][HOSTADDR:]HOSTPORT[-END]:GUESTPORT[-END][@VM]]...\n"
-    "                [--control PATH] [--bridge-interface IF] [--direct-mac]\n"
-    "       ankanetd ctl PATH [--json] list|vms|forward add SPEC|forward remove ID|SPEC|link VM up|down\n"
-    "\n"
-    "  --mode MODE          network type (default shared: NAT + DHCP on 192.168.64.0/24;\n"
-    "                       host: 192.168.128.0/24, no route beyond the host; bridge: each VM is a\n"
-    "                       device of the LAN behind --bridge-interface, served by the LAN's DHCP)\n"
-    "  --netns PATH,...     create a TAP (default eth0) inside the network namespace PATH\n"
-    "                       (or /run/netns/NAME) and attach it as a VM; repeatable. mac= sets its MAC;\n"
-    "                       uuid= names the VM, whose MAC is then derived from it and --mac-secret\n"
-    "                       (the same after every restart); neither: a random MAC\n"
-    "  --qemu-socket PATH   listen on a unix socket for QEMU -netdev stream; each connection is a VM\n"
-    "  --dgram-socket PATH  bind a unix datagram socket (vfkit, QEMU -netdev dgram) as a VM\n"
-    "  --mtu N              MTU offered to guests (576..65520, default 1500; bridge: the interface's)\n"
-    "  --pcap FILE          record every frame of every VM to FILE (pcap, Wireshark/tcpdump)\n"
-    "  --no-offload         --netns TAPs without a virtio-net header: the guest sends and receives\n"
-    "                       MTU-sized frames with finished checksums (default: TSO and checksum\n"
-    "                       offload, so 64 KiB TCP segments cross in one call)\n"
-    "  --subnet CIDR        the guests' subnet, /16 to /30 (default: the mode's); the gateway is the\n"
-    "                       address given, or the first host address when a network address is given\n"
-    "  --dhcp-range FIRST-LAST  addresses DHCP hands out (default: every host address but the gateway)\n"
-    "  --reserve MAC=IP     always give IP to the VM with MAC (a static IP); repeatable\n"
-    "  --lease-time SECONDS DHCP lease time (4..31536000, default 3600)\n"
-    "  --leases FILE        keep DHCP leases in FILE across restarts, and the random MACs of\n"
-    "                       --netns VMs (by namespace and interface) in FILE.macs (default: in memory)\n"
-    "  --mac-secret FILE    the host secret stable MACs are derived from (32 hex digits;\n"
-    "                       created, mode 0600, when FILE does not exist)\n"
-    "  --dhcp-rate N[/BURST] DHCP messages one VM may send per second, and in one burst\n"
-    "                       (default 10/30; beyond it its messages are dropped and logged)\n"
-    "  --isolate            VMs reach the gateway but not each other\n"
-    "  --egress POLICY      shared mode: where guests' connections may go: any (default), host (the\n"
-    "                       host's loopback only), or a list of CIDRs (127.0.0.0/8,198.51.100.0/24)\n"
-    "  --no-host-loopback   the gateway's address no longer stands for the host's 127.0.0.1\n"
-    "  --max-flows-per-vm N connections one VM may hold at once, per protocol (1..65536, default 1024)\n"
-    "  --dns-upstream IP[:PORT]  a resolver the gateway's DNS server relays guests' queries to;\n"
-    "                       repeatable, tried in order (default: the host's /etc/resolv.conf, re-read\n"
-    "                       when it changes)\n"
-    "  --forward SPEC       shared and host modes: forward host port(s) to a VM's port(s); repeatable.\n"
-    "                       TCP and 127.0.0.1 unless given (0.0.0.0: every address); VM: a --netns\n"
-    "                       name or path, a --qemu-socket or --dgram-socket path, or a MAC (default:\n"
-    "                       the only VM). It follows the VM's address (its lease, or what it announces)\n"
-    "  --control PATH       a unix socket taking JSON requests, one per line: list, add and remove\n"
-    "                       forwards, list VMs, set a VM's link (see README; client: ankanetd ctl)\n"
-    "  --bridge-interface IF  bridge mode: the host interface the VMs join the LAN through\n"
-    "                       (default: $ANKA_BRIDGE_NAME); needs CAP_NET_RAW\n"
-    "  --direct-mac         bridge mode: VMs' own MACs go on the LAN, and the interface is made\n"
-    "                       promiscuous (default: every VM appears behind the interface's MAC)\n"
-    "  --help, --version\n";
 
 namespace detail {
 
@@ -305,139 +245,244 @@ inline std::optional<usage_error> resolve_forward_vm(const options& opts, ankane
                                    "--qemu-socket or --dgram-socket path, or a MAC)", given)};
 }
 
-/// Parses the arguments after the program name.
-inline command parse_command_line(std::span<const std::string_view> args) {
-    options opts;
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        const auto arg = args[i];
-        if (arg == "--help" || arg == "-h") return show_help{};
-        if (arg == "--version") return show_version{};
-        if (arg == "--isolate") {
-            opts.isolate = true;
-            continue;
-        }
-        if (arg == "--no-host-loopback") {
-            opts.host_loopback = false;
-            opts.given.emplace_back(arg);
-            continue;
-        }
-        if (arg == "--direct-mac") {
-            opts.direct_mac = true;
-            continue;
-        }
-        if (arg == "--no-offload") {
-            opts.offload = false;
-            continue;
-        }
+namespace detail {
 
-        // Every other option takes one value: "--opt VALUE" or "--opt=VALUE".
-        std::string_view name = arg;
-        std::optional<std::string_view> value;
-        if (const auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
-            name = arg.substr(0, eq);
-            value = arg.substr(eq + 1);
-        }
-        const bool known = name == "--mode" || name == "--netns" || name == "--qemu-socket" ||
-                           name == "--dgram-socket" || name == "--mtu" || name == "--pcap" || name == "--subnet" ||
-                           name == "--dhcp-range" || name == "--reserve" || name == "--lease-time" || name == "--leases" ||
-                           name == "--mac-secret" || name == "--dhcp-rate" || name == "--egress" ||
-                           name == "--max-flows-per-vm" || name == "--dns-upstream" || name == "--forward" ||
-                           name == "--control" || name == "--bridge-interface";
-        if (!known) return usage_error{fmt::format("unknown argument '{}'", arg)};
-        if (!value) {
-            if (i + 1 >= args.size()) return usage_error{fmt::format("{} needs a value", name)};
-            value = args[++i];
-        }
-        opts.given.emplace_back(name);
+/// The options as CLI11 collects them: text, checked afterwards by the value parsers above, so a
+/// value from the config file meets the same checks, and gets the same message, as one from argv.
+struct raw_options {
+    std::string mode, mtu, pcap, subnet, dhcp_range, lease_time, leases, mac_secret, dhcp_rate, egress, max_flows,
+        control, bridge_interface, pid_file, runas;
+    std::vector<std::string> netns, qemu_sockets, dgram_sockets, reserve, dns_upstreams, forwards;
+    bool isolate = false, no_host_loopback = false, direct_mac = false, no_offload = false;
+    std::size_t quiet = 0, verbose = 0;
+};
 
-        if (name == "--mode") {
-            const auto mode = ankanet::parse_network_mode(*value);
-            if (!mode) return usage_error{fmt::format("--mode: '{}' is not one of shared, host, bridge, disconnected", *value)};
-            opts.mode = *mode;
-        } else if (name == "--netns") {
-            auto parsed = detail::parse_netns(*value);
-            if (auto* error = std::get_if<usage_error>(&parsed)) return *error;
-            opts.netns.push_back(std::get<netns_attachment>(std::move(parsed)));
-        } else if (name == "--qemu-socket" || name == "--dgram-socket") {
-            if (value->empty()) return usage_error{fmt::format("{} needs a path", name)};
-            (name == "--qemu-socket" ? opts.qemu_sockets : opts.dgram_sockets).emplace_back(*value);
-        } else if (name == "--mtu") {
-            const auto mtu = detail::parse_size(*value);
-            if (!mtu || *mtu < ankanet::backend::min_mtu || *mtu > ankanet::backend::max_mtu) {
-                return usage_error{fmt::format("--mtu: '{}' is not a number from {} to {}", *value,
-                                               ankanet::backend::min_mtu, ankanet::backend::max_mtu)};
-            }
-            opts.mtu = *mtu;
-            opts.mtu_given = true;
-        } else if (name == "--pcap") {
-            if (value->empty()) return usage_error{"--pcap needs a file name"};
-            opts.pcap = std::string{*value};
-        } else if (name == "--subnet") {
-            const auto subnet = ankanet::ipv4_prefix::parse(*value);
-            if (!subnet || subnet->length() < 16 || subnet->length() > 30) {
-                return usage_error{fmt::format("--subnet: '{}' is not an IPv4 subnet from /16 to /30 (like 10.0.2.0/24)", *value)};
-            }
-            opts.subnet = *subnet;
-        } else if (name == "--dhcp-range") {
-            auto range = detail::parse_range(*value);
-            if (auto* error = std::get_if<usage_error>(&range)) return *error;
-            opts.dhcp_range = std::get<address_range>(range);
-        } else if (name == "--reserve") {
-            auto reserved = detail::parse_reservation(*value);
-            if (auto* error = std::get_if<usage_error>(&reserved)) return *error;
-            opts.reservations.push_back(std::get<reservation>(reserved));
-        } else if (name == "--lease-time") {
-            const auto seconds = detail::parse_size(*value);
-            if (!seconds || *seconds < min_lease_time || *seconds > max_lease_time) {
-                return usage_error{fmt::format("--lease-time: '{}' is not a number of seconds from {} to {}", *value,
-                                               min_lease_time, max_lease_time)};
-            }
-            opts.lease_time = static_cast<std::uint32_t>(*seconds);
-        } else if (name == "--leases") {
-            if (value->empty()) return usage_error{"--leases needs a file name"};
-            opts.leases = std::string{*value};
-        } else if (name == "--dhcp-rate") {
-            auto limits = detail::parse_dhcp_rate(*value, opts.dhcp_limits);
-            if (auto* error = std::get_if<usage_error>(&limits)) return *error;
-            opts.dhcp_limits = std::get<ankanet::dhcp::service_limits>(limits);
-        } else if (name == "--egress") {
-            std::string why;
-            auto policy = ankanet::nat::parse_egress(*value, &why);
-            if (!policy) return usage_error{fmt::format("--egress: {}", why)};
-            opts.egress = std::string{*value};
-            opts.egress_policy = std::move(*policy);
-        } else if (name == "--dns-upstream") {
-            const auto upstream = ankanet::dns::parse_upstream(*value);
-            if (!upstream) {
-                return usage_error{fmt::format("--dns-upstream: '{}' is not an IP address with an optional port "
-                                               "(like 127.0.0.1:5353 or [::1]:53)", *value)};
-            }
-            opts.dns_upstreams.push_back(*upstream);
-        } else if (name == "--max-flows-per-vm") {
-            const auto flows = detail::parse_size(*value);
-            if (!flows || *flows < 1 || *flows > max_flows_per_vm_limit) {
-                return usage_error{fmt::format("--max-flows-per-vm: '{}' is not a number from 1 to {}", *value, max_flows_per_vm_limit)};
-            }
-            opts.max_flows_per_vm = *flows;
-        } else if (name == "--forward") {
-            std::string why;
-            auto rule = ankanet::forward::parse_rule(*value, &why);
-            if (!rule) return usage_error{fmt::format("--forward: {}", why)};
-            opts.forwards.push_back(std::move(*rule));
-        } else if (name == "--control") {
-            if (value->empty()) return usage_error{"--control needs a socket path"};
-            opts.control = std::string{*value};
-        } else if (name == "--bridge-interface") {
-            if (value->empty() || value->size() >= 16 || value->find_first_of("/: \t") != std::string_view::npos) {
-                return usage_error{fmt::format("--bridge-interface: '{}' is not an interface name (1-15 characters, no '/', ':' or space)",
-                                               *value)};
-            }
-            opts.bridge_interface = std::string{*value};
-        } else if (name == "--mac-secret") {
-            if (value->empty()) return usage_error{"--mac-secret needs a file name"};
-            opts.mac_secret = std::string{*value};
-        }
+inline constexpr std::string_view help_footer =
+    "Control client:\n"
+    "  ankanetd ctl PATH [--json] list|vms|leases|forward add SPEC|forward remove ID|SPEC|link VM up|down\n"
+    "                       (ankanetd ctl --help for more)\n"
+    "\n"
+    "Config file (--config FILE): TOML (or INI), one key per long option without its dashes;\n"
+    "repeatable options take a list, switches true or false; the command line wins over the file:\n"
+    "  mode = \"shared\"\n"
+    "  netns = [\"vm1\", \"vm2,ifname=eth1\"]\n"
+    "  egress = \"127.0.0.0/8\"\n"
+    "  forward = [\"tcp:8080:80@vm1\"]\n"
+    "  isolate = true\n"
+    "A key ankanetd does not know is refused. Example: share/doc/ankanet/ankanetd.toml.\n";
+
+/// Declares every option of the daemon on `app`, bound to `raw`: the one list the help is made of.
+inline void declare_options(CLI::App& app, raw_options& raw) {
+    // An option given twice keeps its last value, as before the switch to CLI11; the repeatable
+    // ones (vectors) keep all, in order.
+    const auto single = [&app](const std::string& names, std::string& into, const std::string& type, const std::string& help) {
+        app.add_option(names, into, help)->type_name(type)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    };
+    const auto repeated = [&app](const std::string& names, std::vector<std::string>& into, const std::string& type,
+                                 const std::string& help) { app.add_option(names, into, help)->type_name(type); };
+    app.set_help_flag("-h,--help", "print this help and exit");
+    app.add_flag("-V,--version")->description("print the version and exit")->configurable(false);
+    app.set_config("-c,--config", "", "read options from FILE (TOML or INI; see \"Config file\" below)")
+        ->type_name("FILE");
+    app.allow_config_extras(CLI::config_extras_mode::error);
+    app.add_flag("-q,--quiet", raw.quiet, "log warnings and errors only");
+    app.add_flag("-v,--verbose", raw.verbose, "log debug messages too");
+    single("-u,--runas", raw.runas, "USER",
+           "once every VM is attached, become USER (its groups, gid and uid)\n"
+           "and keep one capability, CAP_NET_BIND_SERVICE (forwards below port\n"
+           "1024 added through --control); TAPs, sockets and the pcap stay open.\n"
+           "The --leases and --pid-file directories must be writable by USER");
+    single("--pid-file", raw.pid_file, "FILE",
+           "write the daemon's pid to FILE once it serves (every VM's port and\n"
+           "socket in place); removed on a clean exit");
+    single("-m,--mode", raw.mode, "MODE",
+           "network type: shared (default: NAT + DHCP on 192.168.64.0/24),\n"
+           "host (192.168.128.0/24, no route beyond the host), bridge (each VM\n"
+           "is a device of the LAN behind --bridge-interface, served by the\n"
+           "LAN's DHCP), disconnected (the cable is out)");
+    repeated("-n,--netns", raw.netns, "PATH[,ifname=NAME][,mac=MAC|,uuid=UUID]",
+             "create a TAP (default eth0) inside the network namespace PATH (or\n"
+             "/run/netns/NAME) and attach it as a VM; repeatable. mac= sets its\n"
+             "MAC; uuid= names the VM, whose MAC is then derived from it and\n"
+             "--mac-secret (the same after every restart); neither: a random MAC");
+    repeated("-s,--qemu-socket", raw.qemu_sockets, "PATH",
+             "listen on a unix socket for QEMU -netdev stream; each connection is\na VM; repeatable");
+    repeated("-d,--dgram-socket", raw.dgram_sockets, "PATH",
+             "bind a unix datagram socket (vfkit, QEMU -netdev dgram) as a VM;\nrepeatable");
+    single("--mtu", raw.mtu, "N", "MTU offered to guests (576..65520, default 1500; bridge: the\ninterface's)");
+    single("-p,--pcap", raw.pcap, "FILE", "record every frame of every VM to FILE (pcap: Wireshark, tcpdump)");
+    app.add_flag("--no-offload", raw.no_offload,
+                 "--netns TAPs without a virtio-net header: the guest sends and\n"
+                 "receives MTU-sized frames with finished checksums (default: TSO and\n"
+                 "checksum offload, so 64 KiB TCP segments cross in one call)");
+    single("--subnet", raw.subnet, "CIDR",
+           "the guests' subnet, /16 to /30 (default: the mode's); the gateway is\n"
+           "the address given, or the first host address when a network address\nis given");
+    single("--dhcp-range", raw.dhcp_range, "FIRST-LAST", "addresses DHCP hands out (default: every host address but the\ngateway)");
+    repeated("--reserve", raw.reserve, "MAC=IP", "always give IP to the VM with MAC (a static IP); repeatable");
+    single("--lease-time", raw.lease_time, "SECONDS", "DHCP lease time (4..31536000, default 3600)");
+    single("-l,--leases", raw.leases, "FILE",
+           "keep DHCP leases in FILE across restarts, and the random MACs of\n"
+           "--netns VMs (by namespace and interface) in FILE.macs (default: in\nmemory)");
+    single("--mac-secret", raw.mac_secret, "FILE",
+           "the host secret stable MACs are derived from (32 hex digits;\ncreated, mode 0600, when FILE does not exist)");
+    single("--dhcp-rate", raw.dhcp_rate, "N[/BURST]",
+           "DHCP messages one VM may send per second, and in one burst (default\n"
+           "10/30; beyond it its messages are dropped and logged)");
+    app.add_flag("--isolate", raw.isolate, "VMs reach the gateway but not each other");
+    single("-e,--egress", raw.egress, "any|host|CIDR[,CIDR...]",
+           "shared mode: where guests' connections may go: any (default), host\n"
+           "(the host's loopback only), or a list of CIDRs\n(127.0.0.0/8,198.51.100.0/24)");
+    app.add_flag("--no-host-loopback", raw.no_host_loopback, "the gateway's address no longer stands for the host's 127.0.0.1");
+    single("--max-flows-per-vm", raw.max_flows, "N",
+           "connections one VM may hold at once, per protocol (1..65536,\ndefault 1024)");
+    repeated("--dns-upstream", raw.dns_upstreams, "IP[:PORT]",
+             "a resolver the gateway's DNS server relays guests' queries to;\n"
+             "repeatable, tried in order (default: the host's /etc/resolv.conf,\nre-read when it changes)");
+    repeated("-f,--forward", raw.forwards, "[tcp:|udp:][HOSTADDR:]HOSTPORT[-END]:GUESTPORT[-END][@VM]",
+             "shared and host modes: forward host port(s) to a VM's port(s);\n"
+             "repeatable. TCP and 127.0.0.1 unless given (0.0.0.0: every address);\n"
+             "VM: a --netns name or path, a --qemu-socket or --dgram-socket path,\n"
+             "or a MAC (default: the only VM). It follows the VM's address (its\nlease, or what it announces)");
+    single("-C,--control", raw.control, "PATH",
+           "a unix socket taking JSON requests, one per line: list, add and\n"
+           "remove forwards, list VMs and leases, set a VM's link (client:\nankanetd ctl)");
+    single("--bridge-interface", raw.bridge_interface, "IF",
+           "bridge mode: the host interface the VMs join the LAN through\n(default: $ANKA_BRIDGE_NAME); needs CAP_NET_RAW");
+    app.add_flag("--direct-mac", raw.direct_mac,
+                 "bridge mode: VMs' own MACs go on the LAN, and the interface is made\n"
+                 "promiscuous (default: every VM appears behind the interface's MAC)");
+    app.footer(std::string{help_footer});
+}
+
+/// Checks each value of `raw` with its parser and fills `opts`; the first mistake, as one sentence.
+inline std::optional<usage_error> check_values(const CLI::App& app, const raw_options& raw, options& opts) {
+    const auto given = [&app](const char* name) { return app.count(name) > 0; };
+    for (const auto* option : app.get_options()) {
+        if (option->count() > 0 && !option->get_lnames().empty()) opts.given.push_back("--" + option->get_lnames().front());
     }
+    opts.isolate = raw.isolate;
+    opts.host_loopback = !raw.no_host_loopback;
+    opts.direct_mac = raw.direct_mac;
+    opts.offload = !raw.no_offload;
+    opts.verbosity = static_cast<int>(raw.verbose) - static_cast<int>(raw.quiet);
+    if (given("--mode")) {
+        const auto mode = ankanet::parse_network_mode(raw.mode);
+        if (!mode) return usage_error{fmt::format("--mode: '{}' is not one of shared, host, bridge, disconnected", raw.mode)};
+        opts.mode = *mode;
+    }
+    for (const auto& spec : raw.netns) {
+        auto parsed = parse_netns(spec);
+        if (auto* error = std::get_if<usage_error>(&parsed)) return *error;
+        opts.netns.push_back(std::get<netns_attachment>(std::move(parsed)));
+    }
+    for (const auto& path : raw.qemu_sockets) {
+        if (path.empty()) return usage_error{"--qemu-socket needs a path"};
+    }
+    for (const auto& path : raw.dgram_sockets) {
+        if (path.empty()) return usage_error{"--dgram-socket needs a path"};
+    }
+    opts.qemu_sockets = raw.qemu_sockets;
+    opts.dgram_sockets = raw.dgram_sockets;
+    if (given("--mtu")) {
+        const auto mtu = parse_size(raw.mtu);
+        if (!mtu || *mtu < ankanet::backend::min_mtu || *mtu > ankanet::backend::max_mtu) {
+            return usage_error{fmt::format("--mtu: '{}' is not a number from {} to {}", raw.mtu, ankanet::backend::min_mtu,
+                                           ankanet::backend::max_mtu)};
+        }
+        opts.mtu = *mtu;
+        opts.mtu_given = true;
+    }
+    // The file options: given empty is a mistake, not "absent".
+    const auto file = [&given](const char* name, const std::string& value, std::optional<std::string>& into) -> std::optional<usage_error> {
+        if (!given(name)) return std::nullopt;
+        if (value.empty()) return usage_error{fmt::format("{} needs a file name", name)};
+        into = value;
+        return std::nullopt;
+    };
+    for (auto error : {file("--pcap", raw.pcap, opts.pcap), file("--leases", raw.leases, opts.leases),
+                       file("--mac-secret", raw.mac_secret, opts.mac_secret), file("--pid-file", raw.pid_file, opts.pid_file)}) {
+        if (error) return error;
+    }
+    if (given("--subnet")) {
+        const auto subnet = ankanet::ipv4_prefix::parse(raw.subnet);
+        if (!subnet || subnet->length() < 16 || subnet->length() > 30) {
+            return usage_error{fmt::format("--subnet: '{}' is not an IPv4 subnet from /16 to /30 (like 10.0.2.0/24)", raw.subnet)};
+        }
+        opts.subnet = *subnet;
+    }
+    if (given("--dhcp-range")) {
+        auto range = parse_range(raw.dhcp_range);
+        if (auto* error = std::get_if<usage_error>(&range)) return *error;
+        opts.dhcp_range = std::get<address_range>(range);
+    }
+    for (const auto& spec : raw.reserve) {
+        auto reserved = parse_reservation(spec);
+        if (auto* error = std::get_if<usage_error>(&reserved)) return *error;
+        opts.reservations.push_back(std::get<reservation>(reserved));
+    }
+    if (given("--lease-time")) {
+        const auto seconds = parse_size(raw.lease_time);
+        if (!seconds || *seconds < min_lease_time || *seconds > max_lease_time) {
+            return usage_error{fmt::format("--lease-time: '{}' is not a number of seconds from {} to {}", raw.lease_time,
+                                           min_lease_time, max_lease_time)};
+        }
+        opts.lease_time = static_cast<std::uint32_t>(*seconds);
+    }
+    if (given("--dhcp-rate")) {
+        auto limits = parse_dhcp_rate(raw.dhcp_rate, opts.dhcp_limits);
+        if (auto* error = std::get_if<usage_error>(&limits)) return *error;
+        opts.dhcp_limits = std::get<ankanet::dhcp::service_limits>(limits);
+    }
+    if (given("--egress")) {
+        std::string why;
+        auto policy = ankanet::nat::parse_egress(raw.egress, &why);
+        if (!policy) return usage_error{fmt::format("--egress: {}", why)};
+        opts.egress = raw.egress;
+        opts.egress_policy = std::move(*policy);
+    }
+    for (const auto& text : raw.dns_upstreams) {
+        const auto upstream = ankanet::dns::parse_upstream(text);
+        if (!upstream) {
+            return usage_error{fmt::format("--dns-upstream: '{}' is not an IP address with an optional port "
+                                           "(like 127.0.0.1:5353 or [::1]:53)", text)};
+        }
+        opts.dns_upstreams.push_back(*upstream);
+    }
+    if (given("--max-flows-per-vm")) {
+        const auto flows = parse_size(raw.max_flows);
+        if (!flows || *flows < 1 || *flows > max_flows_per_vm_limit) {
+            return usage_error{fmt::format("--max-flows-per-vm: '{}' is not a number from 1 to {}", raw.max_flows, max_flows_per_vm_limit)};
+        }
+        opts.max_flows_per_vm = *flows;
+    }
+    for (const auto& spec : raw.forwards) {
+        std::string why;
+        auto rule = ankanet::forward::parse_rule(spec, &why);
+        if (!rule) return usage_error{fmt::format("--forward: {}", why)};
+        opts.forwards.push_back(std::move(*rule));
+    }
+    if (given("--control")) {
+        if (raw.control.empty()) return usage_error{"--control needs a socket path"};
+        opts.control = raw.control;
+    }
+    if (given("--runas")) {
+        if (raw.runas.empty()) return usage_error{"--runas needs a user name"};
+        opts.runas = raw.runas;
+    }
+    if (given("--bridge-interface")) {
+        const auto& name = raw.bridge_interface;
+        if (name.empty() || name.size() >= 16 || name.find_first_of("/: \t") != std::string::npos) {
+            return usage_error{fmt::format("--bridge-interface: '{}' is not an interface name (1-15 characters, no '/', ':' or space)",
+                                           name)};
+        }
+        opts.bridge_interface = name;
+    }
+    return std::nullopt;
+}
+
+/// The options checked together: what a mode has no use for, forwards' VMs, uuid= without a secret.
+inline std::optional<usage_error> check_combination(options& opts) {
     if (opts.mode == ankanet::network_mode::bridge) {
         // The LAN's DHCP server, router and DNS serve bridged VMs: what configures ankanet's own has no use.
         for (const std::string_view gateway_only : {"--subnet", "--dhcp-range", "--reserve", "--lease-time", "--leases",
@@ -466,7 +511,53 @@ inline command parse_command_line(std::span<const std::string_view> args) {
             return usage_error{fmt::format("--netns {}: uuid= needs --mac-secret FILE, the host secret stable MACs are derived from", ns.path)};
         }
     }
+    return std::nullopt;
+}
+
+/// CLI11's message on one line, in the words of the checks above for the common two.
+inline std::string one_line(std::string message) {
+    std::replace(message.begin(), message.end(), '\n', ' ');
+    while (message.ends_with(' ')) message.pop_back();
+    constexpr std::string_view unexpected = "The following argument was not expected: ";
+    constexpr std::string_view unexpected_several = "The following arguments were not expected: ";
+    if (message.starts_with(unexpected)) return fmt::format("unknown argument '{}'", message.substr(unexpected.size()));
+    if (message.starts_with(unexpected_several)) return fmt::format("unknown arguments: {}", message.substr(unexpected_several.size()));
+    // "--pcap: 1 required FILE missing": the option was given no value (or an empty one).
+    if (const auto colon = message.find(": 1 required "); colon != std::string::npos && message.ends_with(" missing") &&
+                                                          message.starts_with("-")) {
+        return fmt::format("{} needs a value", message.substr(0, colon));
+    }
+    return message;
+}
+
+} // namespace detail
+
+/// Parses the arguments after the program name (and the --config file they name) with CLI11, then
+/// checks every value with its own parser and the values together. CLI11's own messages (an
+/// unknown option, a missing value, a config key it does not know) are kept on one line.
+inline command parse_command_line(std::span<const std::string_view> args) {
+    CLI::App app{"ankanetd: serves VMs a network (NAT + DHCP, host-only, bridged or disconnected)", "ankanetd"};
+    detail::raw_options raw;
+    detail::declare_options(app, raw);
+    // CLI11 takes the arguments last-first.
+    std::vector<std::string> reversed(args.rbegin(), args.rend());
+    try {
+        app.parse(reversed);
+    } catch (const CLI::CallForHelp&) {
+        return show_help{app.help()};
+    } catch (const CLI::ParseError& e) {
+        return usage_error{detail::one_line(e.what())};
+    }
+    if (app.count("--version") > 0) return show_version{};
+    options opts;
+    if (auto error = detail::check_values(app, raw, opts)) return *error;
+    if (auto error = detail::check_combination(opts)) return *error;
     return run{std::move(opts)};
+}
+
+/// The one line a usage error is reported in: the mistake, and where the options are explained.
+inline std::string usage_error_line(const usage_error& error) {
+    return fmt::format("ankanetd: {}; see ankanetd --help\n", error.message);
 }
 
 /// The file random MACs are remembered in (ankanet::l2::mac_memory): FILE.macs beside --leases FILE.
@@ -494,6 +585,7 @@ inline std::optional<usage_error> check_files(const options& opts) {
         files.push_back({fmt::format("the MAC state file {} (of --leases)", *macs), *macs, true});
     }
     if (opts.mac_secret) files.push_back({fmt::format("--mac-secret {}", *opts.mac_secret), *opts.mac_secret, true});
+    if (opts.pid_file) files.push_back({fmt::format("--pid-file {}", *opts.pid_file), *opts.pid_file, true});
     for (std::size_t i = 0; i < files.size(); ++i) {
         for (std::size_t j = i + 1; j < files.size(); ++j) {
             if (ankanet::detail::same_file(files[i].path, files[j].path)) {

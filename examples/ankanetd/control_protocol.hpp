@@ -5,7 +5,8 @@
 // socket and answers each with handle_request(); ctl (ctl.hpp) is the client. The README's
 // "Control socket" section is the reference for operators; the schema in brief:
 //
-//   request:  {"id": ANY, "command": "forward.list" | "forward.add" | "forward.remove" | "vm.list" | "vm.link", ...}
+//   request:  {"id": ANY, "command": "forward.list" | "forward.add" | "forward.remove" | "vm.list" | "vm.link"
+//                         | "lease.list", ...}
 //   response: {"id": ANY, "ok": true, ...}  or  {"id": ANY, "ok": false, "error": "why, for a person"}
 //
 //  - "id" is any JSON value, echoed as it came; null when the request had none, or could not be
@@ -18,6 +19,8 @@
 //    equal to TEXT's); answers "forward_id": N.
 //  - forward.list answers "forwards": [...], vm.list "vms": [...]; vm.link takes "vm" (a name
 //    or a MAC) and "up": true|false and answers "vm" and "link".
+//  - lease.list answers "leases": [...]: every bound, unexpired DHCP lease, by address, with the VM
+//    attached now that holds it (null for a VM that is gone, whose lease still runs).
 //  - A field a command does not know is refused, so a misspelt one is never silently ignored.
 //
 // Untrusted input. Whoever can open the socket can send anything: handle_request() never throws
@@ -62,6 +65,15 @@ struct vm_status {
     std::uint64_t frames_in = 0, frames_out = 0, dropped = 0;
 };
 
+/// A DHCP lease as the control socket reports it.
+struct lease_status {
+    ankanet::wire::ipv4_address address;
+    ankanet::wire::mac_address mac;
+    std::string hostname;           ///< option 12 as the guest sent it (may be empty)
+    std::int64_t expires = 0;       ///< unix seconds
+    std::optional<std::string> vm;  ///< the port attached now with that MAC; none when it is gone
+};
+
 /// A port forward and how many connections (or UDP clients) it carries now.
 struct forward_status {
     ankanet::forward::rule_id id = 0;
@@ -83,6 +95,8 @@ public:
     /// The rule as forwards() would list it (the daemon names VMs by port name where a request may
     /// give a --netns name): what forward.remove compares a rule's text with. As given by default.
     virtual ankanet::forward::rule listed_form(ankanet::forward::rule rule) { return rule; }
+    /// The bound, unexpired DHCP leases, by address; none when the network serves no DHCP.
+    virtual std::vector<lease_status> leases() { return {}; }
 };
 
 /// Brackets deeper than this in a request refuse it before it is parsed.
@@ -223,6 +237,16 @@ inline json vm_json(const vm_status& vm) {
     counters["frames_out"] = vm.frames_out;
     counters["dropped"] = vm.dropped;
     out["counters"] = std::move(counters);
+    return out;
+}
+
+inline json lease_json(const lease_status& lease) {
+    json out = json::object();
+    out["ip"] = ankanet::wire::to_string(lease.address);
+    out["mac"] = ankanet::wire::to_string(lease.mac);
+    out["hostname"] = lease.hostname;
+    out["expires"] = lease.expires;
+    out["vm"] = lease.vm ? json(*lease.vm) : json(nullptr);
     return out;
 }
 
@@ -391,6 +415,13 @@ inline std::optional<refusal> dispatch(const json& request, control_target& targ
         json list = json::array();
         for (const auto& vm : target.vms()) list.push_back(vm_json(vm));
         response["vms"] = std::move(list);
+        return std::nullopt;
+    }
+    if (command == "lease.list") {
+        if (auto refused = unknown_fields(request, command, {})) return refused;
+        json list = json::array();
+        for (const auto& lease : target.leases()) list.push_back(lease_json(lease));
+        response["leases"] = std::move(list);
         return std::nullopt;
     }
     if (command == "vm.link") {

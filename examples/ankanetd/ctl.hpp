@@ -2,6 +2,7 @@
 //
 //   ankanetd ctl PATH [--json] list                     the port forwards
 //   ankanetd ctl PATH [--json] vms                      the VMs
+//   ankanetd ctl PATH [--json] leases                   the DHCP leases (VMs gone included)
 //   ankanetd ctl PATH [--json] forward add SPEC         e.g. tcp:127.0.0.1:8080:80@vm1
 //   ankanetd ctl PATH [--json] forward remove ID|SPEC
 //   ankanetd ctl PATH [--json] link VM up|down          VM: a name or a MAC
@@ -46,6 +47,7 @@ namespace ankanetd {
 inline constexpr std::string_view ctl_usage_text =
     "usage: ankanetd ctl PATH [--json] list\n"
     "       ankanetd ctl PATH [--json] vms\n"
+    "       ankanetd ctl PATH [--json] leases\n"
     "       ankanetd ctl PATH [--json] forward add [tcp:|udp:][HOSTADDR:]HOSTPORT[-END]:GUESTPORT[-END][@VM]\n"
     "       ankanetd ctl PATH [--json] forward remove ID|SPEC\n"
     "       ankanetd ctl PATH [--json] link VM up|down\n";
@@ -227,6 +229,18 @@ inline std::string vms_table(const json& list) {
     return table(rows, {7, 8, 9});
 }
 
+inline std::string leases_table(const json& list) {
+    std::vector<std::vector<std::string>> rows{{"IP", "MAC", "HOSTNAME", "EXPIRES", "VM"}};
+    if (list.is_array()) {
+        for (const auto& lease : list) {
+            rows.push_back({cell(lease, "ip"), cell(lease, "mac"), cell(lease, "hostname"),
+                            utc_time(lease.is_object() && lease.contains("expires") ? lease["expires"] : json(nullptr)),
+                            cell(lease, "vm")});
+        }
+    }
+    return table(rows, {});
+}
+
 /// A command line's request, or a usage error's message.
 struct parsed_command {
     std::string path;
@@ -260,10 +274,15 @@ inline parsed_command parse(std::span<const std::string_view> args) {
     };
     out.request = json::object();
     out.request["id"] = 1;
-    if (cmd.empty()) return wrong("no command (list, vms, forward add|remove, link)");
+    if (cmd.empty()) return wrong("no command (list, vms, leases, forward add|remove, link)");
     if (cmd[0] == "list" || (cmd[0] == "forward" && cmd.size() == 2 && cmd[1] == "list")) {
         if (cmd.size() != (cmd[0] == "list" ? 1u : 2u)) return wrong("'list' takes nothing more");
         out.request["command"] = "forward.list";
+        return out;
+    }
+    if (cmd[0] == "leases") {
+        if (cmd.size() != 1) return wrong("'leases' takes nothing more");
+        out.request["command"] = "lease.list";
         return out;
     }
     if (cmd[0] == "vms") {
@@ -294,7 +313,7 @@ inline parsed_command parse(std::span<const std::string_view> args) {
         out.request["up"] = cmd[2] == "up";
         return out;
     }
-    return wrong(fmt::format("unknown command '{}' (list, vms, forward add|remove, link)", ankanet::printable(cmd[0], 64)));
+    return wrong(fmt::format("unknown command '{}' (list, vms, leases, forward add|remove, link)", ankanet::printable(cmd[0], 64)));
 }
 
 } // namespace ctl_detail
@@ -311,7 +330,7 @@ inline int run_ctl(std::span<const std::string_view> args, std::FILE* out = stdo
             return 0;
         }
         if (!invocation.usage_error.empty()) {
-            fmt::print(err, "ankanetd ctl: {}\n{}", invocation.usage_error, ctl_usage_text);
+            fmt::print(err, "ankanetd ctl: {}; see ankanetd ctl --help\n", invocation.usage_error);
             return 2;
         }
         std::string why;
@@ -340,6 +359,8 @@ inline int run_ctl(std::span<const std::string_view> args, std::FILE* out = stdo
             fmt::print(out, "{}", ctl_detail::forwards_table(response.contains("forwards") ? response["forwards"] : json::array()));
         } else if (name == "vm.list") {
             fmt::print(out, "{}", ctl_detail::vms_table(response.contains("vms") ? response["vms"] : json::array()));
+        } else if (name == "lease.list") {
+            fmt::print(out, "{}", ctl_detail::leases_table(response.contains("leases") ? response["leases"] : json::array()));
         } else if (name == "forward.add") {
             const json f = response.contains("forward") ? response["forward"] : json::object();
             fmt::print(out, "added forward {}: {}\n", ctl_detail::cell(f, "id"), ctl_detail::cell(f, "text"));

@@ -8,6 +8,11 @@
 // the next one or send escape sequences to the operator's terminal. Port names are the operator's
 // (or the embedding program's) and are escaped too, as is a refusal's reason, which quotes them:
 // one line per event, always. MACs, addresses and numbers are formatted types and need nothing.
+//
+// Each line has a level (error, warning, info, debug: -q writes warnings and errors only, -v adds
+// debug) and begins with a UTC timestamp and the level — or, when stderr is the journal (systemd's
+// $JOURNAL_STREAM names it), with the "<N>" priority prefix of sd-daemon(3) instead, since the
+// journal keeps its own time and turns the prefix into the entry's priority.
 #pragma once
 
 #include <ankanet/bridge/address_guard.hpp>
@@ -27,7 +32,12 @@
 
 #include <fmt/format.h>
 
+#include <sys/stat.h>
+
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <ctime>
 #include <iterator>
 #include <string>
 #include <string_view>
@@ -38,9 +48,76 @@ namespace ankanetd {
 
 using ankanet::printable;
 
-/// One log line, "ankanetd: " and the message, ending in '\n'. Guest text reaches the message
-/// through printable(); as a second fence, a control character that reached it anyway (C0 or DEL)
-/// is written as \xNN, so whatever an argument holds, a line stays one line.
+/// How much a line matters: the syslog priorities that sd-daemon(3)'s "<N>" prefixes carry.
+enum class log_level : int { error = 3, warning = 4, info = 6, debug = 7 };
+
+/// How lines are written; main() sets it once, before the first line.
+struct log_settings {
+    log_level threshold = log_level::info; ///< lines above it (less important) are not written: -q warning, -v debug
+    bool journal = false;                  ///< stderr is the journal: "<N>" prefixes, no timestamps (journald keeps its own)
+};
+
+inline log_settings& log_config() {
+    static log_settings settings;
+    return settings;
+}
+
+/// True when `fd` is the stream systemd connected to the journal: $JOURNAL_STREAM ("DEV:INODE",
+/// systemd.exec(5)) names the device and inode of that stream, so a stderr redirected elsewhere by
+/// the unit's child (or by a shell under it) is not mistaken for it.
+inline bool is_journal_stream(const char* journal_stream, int fd) {
+    if (journal_stream == nullptr) return false;
+    unsigned long long dev = 0, inode = 0;
+    char tail = 0;
+    if (std::sscanf(journal_stream, "%llu:%llu%c", &dev, &inode, &tail) != 2) return false;
+    struct stat st{};
+    if (::fstat(fd, &st) != 0) return false;
+    return static_cast<unsigned long long>(st.st_dev) == dev && static_cast<unsigned long long>(st.st_ino) == inode;
+}
+
+/// A level as written in a line: one word, padded so the messages line up.
+inline std::string_view level_name(log_level level) {
+    switch (level) {
+    case log_level::error: return "error";
+    case log_level::warning: return "warn ";
+    case log_level::info: return "info ";
+    case log_level::debug: return "debug";
+    }
+    return "?    ";
+}
+
+/// What comes before "ankanetd: ": "<N>" for the journal, else a UTC timestamp to the millisecond
+/// (RFC 3339) and the level.
+inline std::string log_prefix(log_level level, bool journal, std::chrono::system_clock::time_point now) {
+    if (journal) return fmt::format("<{}>", static_cast<int>(level));
+    const auto since_epoch = now.time_since_epoch();
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
+    const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - seconds).count();
+    const std::time_t t = seconds.count();
+    std::tm utc{};
+    ::gmtime_r(&t, &utc);
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z {} ", utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday,
+                       utc.tm_hour, utc.tm_min, utc.tm_sec, millis, level_name(level));
+}
+
+/// A signal's name ("SIGTERM"), for the log; a number it does not know as "signal N".
+inline std::string signal_name(int signal) {
+    switch (signal) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    case SIGQUIT: return "SIGQUIT";
+    case SIGUSR1: return "SIGUSR1";
+    case SIGUSR2: return "SIGUSR2";
+    case SIGPIPE: return "SIGPIPE";
+    case SIGKILL: return "SIGKILL";
+    }
+    return fmt::format("signal {}", signal);
+}
+
+/// One log line's message part, "ankanetd: " and the message, ending in '\n'. Guest text reaches
+/// the message through printable(); as a second fence, a control character that reached it anyway
+/// (C0 or DEL) is written as \xNN, so whatever an argument holds, a line stays one line.
 template <class... Args>
 std::string log_line(fmt::format_string<Args...> format, Args&&... args) {
     const auto message = fmt::format(format, std::forward<Args>(args)...);
@@ -58,11 +135,36 @@ std::string log_line(fmt::format_string<Args...> format, Args&&... args) {
     return line;
 }
 
-/// Writes one line to stderr (see log_line()), with one write.
+/// Writes one line to stderr at `level` (see log_line() and log_prefix()), with one write; nothing
+/// when the level is above the threshold.
+template <class... Args>
+void log_at(log_level level, fmt::format_string<Args...> format, Args&&... args) {
+    const auto& config = log_config();
+    if (static_cast<int>(level) > static_cast<int>(config.threshold)) return;
+    const auto line = log_prefix(level, config.journal, std::chrono::system_clock::now()) +
+                      log_line(format, std::forward<Args>(args)...);
+    std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+/// An event or a step of the daemon's life.
 template <class... Args>
 void log(fmt::format_string<Args...> format, Args&&... args) {
-    const auto line = log_line(format, std::forward<Args>(args)...);
-    std::fwrite(line.data(), 1, line.size(), stderr);
+    log_at(log_level::info, format, std::forward<Args>(args)...);
+}
+/// What the daemon could not do: it stops, or a VM or a request is refused.
+template <class... Args>
+void log_error(fmt::format_string<Args...> format, Args&&... args) {
+    log_at(log_level::error, format, std::forward<Args>(args)...);
+}
+/// What a guest or the host did wrong, and the daemon dropped or refused.
+template <class... Args>
+void log_warning(fmt::format_string<Args...> format, Args&&... args) {
+    log_at(log_level::warning, format, std::forward<Args>(args)...);
+}
+/// Detail shown with -v only.
+template <class... Args>
+void log_debug(fmt::format_string<Args...> format, Args&&... args) {
+    log_at(log_level::debug, format, std::forward<Args>(args)...);
 }
 
 /// The network's observer: every event the daemon reports, as it reports it.
@@ -75,7 +177,7 @@ struct log_observer {
     void on(const ankanet::port_mac_learned_event& e) {
         log("{}: registered MAC {} from its first frame", printable(e.port), e.mac);
     }
-    void on(const ankanet::port_refused_event& e) { log("{}: refused: {}", printable(e.port), printable(e.reason, 1024)); }
+    void on(const ankanet::port_refused_event& e) { log_warning("{}: refused: {}", printable(e.port), printable(e.reason, 1024)); }
     void on(const ankanet::link_changed_event& e) { log("{}: link {}", printable(e.port), e.up ? "up" : "down"); }
     void on(const ankanet::uplink_attached_event& e) {
         log("{}: attached (mtu {}, mac {})", printable(e.name), e.mtu, e.mac ? fmt::format("{}", *e.mac) : "none");
@@ -87,7 +189,7 @@ struct log_observer {
             stopping ? "" : "; the VMs are cut off from the LAN");
     }
     void on(const ankanet::bridge::address_claim_refused_event& e) {
-        log("{}: claimed {}, which the LAN's DHCP server gave to {}; dropped{}", printable(e.port), e.address, e.holder,
+        log_warning("{}: claimed {}, which the LAN's DHCP server gave to {}; dropped{}", printable(e.port), e.address, e.holder,
             e.arp ? " (ARP)" : " (IPv4 source)");
     }
     void on(const ankanet::mac_collision_event& e) {
@@ -99,32 +201,33 @@ struct log_observer {
             e.reason ? e.reason.message() : std::string{"removed"}, s.rx_frames, s.tx_frames, s.rx_runt, s.rx_oversize,
             s.tx_dropped);
         if (e.switch_counters.dropped_spoofed > 0) {
-            log("{}: {} frames with another VM's source MAC were dropped", printable(e.port), e.switch_counters.dropped_spoofed);
+            log_warning("{}: {} frames with another VM's source MAC were dropped", printable(e.port), e.switch_counters.dropped_spoofed);
         }
     }
     void on(const ankanet::dhcp::lease_event& e) {
         // The host name is the guest's option 12, and a DECLINE's reason its option 56.
-        log("DHCP {} {} {} {}{}{}", event_name(e.kind), e.address, event_preposition(e.kind), e.mac,
+        log_at(e.kind == ankanet::dhcp::lease_event_kind::offered ? log_level::debug : log_level::info,
+               "DHCP {} {} {} {}{}{}", event_name(e.kind), e.address, event_preposition(e.kind), e.mac,
             e.hostname.empty() ? "" : fmt::format(" ({})", printable(e.hostname)),
             e.reason.empty() ? "" : fmt::format(": {}", printable(e.reason)));
     }
     void on(const ankanet::dhcp::refusal_event& e) {
         // Rate-limited by the service: at most one line per VM and kind per report interval.
-        log("{}: {} ({} so far, from {})", printable(e.port), ankanet::dhcp::to_string(e.kind), e.count, e.mac);
+        log_warning("{}: {} ({} so far, from {})", printable(e.port), ankanet::dhcp::to_string(e.kind), e.count, e.mac);
     }
     void on(const ankanet::dhcp::store_failure_event& e) {
         // Rate-limited by the service: at most one line per report interval.
-        log("lease file not written ({}): acknowledgements dropped until it is ({} so far; clients retry)",
+        log_error("lease file not written ({}): acknowledgements dropped until it is ({} so far; clients retry)",
             e.error.message(), e.replies_dropped);
     }
     void on(const ankanet::gateway::arp_conflict_event& e) {
         const auto& c = e.conflict;
-        log("{}: {} claims {}, which {} {}; ARP dropped", printable(e.port), c.claimant, c.address,
+        log_warning("{}: {} claims {}, which {} {}; ARP dropped", printable(e.port), c.claimant, c.address,
             c.gateway ? "is the gateway's own, at" : c.leased ? "is leased to" : "is in use by", c.holder);
     }
     void on(const ankanet::gateway::arp_limit_event& e) {
         // Rate-limited by the guard: at most one line per VM per report interval.
-        log("{}: {} reached its limit of {} addresses claimed by ARP; further claims dropped ({} so far)",
+        log_warning("{}: {} reached its limit of {} addresses claimed by ARP; further claims dropped ({} so far)",
             printable(e.port), e.mac, e.limit, e.dropped);
     }
     void on(const ankanet::gateway::static_address_event& e) {
@@ -132,11 +235,11 @@ struct log_observer {
     }
 
     void on(const ankanet::forward::forward_refused_event& e) {
-        log("forward {}: refused {}:{}: {}{}", printable(e.forward), e.client, e.client_port, e.reason,
+        log_warning("forward {}: refused {}:{}: {}{}", printable(e.forward), e.client, e.client_port, e.reason,
             e.suppressed != 0 ? fmt::format(" ({} more since the last report)", e.suppressed) : std::string{});
     }
     void on(const ankanet::nat::flow_refused_event& e) {
-        log("{}: {} flow to {}:{} refused: {}{}", printable(e.port), protocol_name(e.protocol), e.destination,
+        log_warning("{}: {} flow to {}:{} refused: {}{}", printable(e.port), protocol_name(e.protocol), e.destination,
             e.destination_port, printable(e.reason, 256),
             e.suppressed > 0 ? fmt::format(" ({} more refusals not logged)", e.suppressed) : std::string{});
     }

@@ -1,6 +1,6 @@
 // ankanetd's control target: what the control socket (control_protocol.hpp) asks, answered from the
 // running network — its port forwards (the network's forward::service), its VMs (ports, leases,
-// addresses, links, counters). Wiring only: every answer comes from a library call.
+// addresses, links, counters), its DHCP leases (the dhcp::service's pool, VMs gone included). Wiring only: every answer comes from a library call.
 #pragma once
 
 #include "command_line.hpp"
@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -108,6 +109,28 @@ public:
                 }
             }
             all.push_back(std::move(vm));
+        }
+        return all;
+    }
+
+    std::vector<lease_status> leases() override {
+        std::vector<lease_status> all;
+        if constexpr (Network::template has_service<ankanet::dhcp::service>) {
+            const auto& dhcp = network_.template service<ankanet::dhcp::service>();
+            const auto now = network_.clock().now();
+            const auto& range = dhcp.pool().config();
+            // Every address of the range, in order: at most a /16's worth, answered at once.
+            for (std::uint64_t a = range.first.to_u32(); a <= range.last.to_u32(); ++a) {
+                const auto holder = dhcp.lease_holder(ankanet::wire::ipv4_address{static_cast<std::uint32_t>(a)}, now);
+                if (!holder) continue;
+                const auto lease = dhcp.bound_lease(*holder, now);
+                if (!lease || lease->address.to_u32() != a) continue;
+                lease_status status{lease->address, lease->mac, lease->hostname, lease->expiry.time_since_epoch().count(), {}};
+                for (const auto port : network_.ports()) {
+                    if (network_.mac(port) == lease->mac) status.vm = std::string{network_.name(port).value_or("")};
+                }
+                all.push_back(std::move(status));
+            }
         }
         return all;
     }

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -51,9 +52,11 @@ TEST_CASE("ankanetd command line: defaults") {
     CHECK(opts.offload); // --netns TAPs with a virtio-net header, TSO and checksum offload
 }
 
-TEST_CASE("ankanetd command line: --no-offload opens the TAPs plain, and takes no value") {
+TEST_CASE("ankanetd command line: --no-offload opens the TAPs plain, and a switch takes true or false, as in a config file") {
     CHECK_FALSE(parsed_options({"--no-offload", "--netns", "vm1"}).offload);
-    CHECK(error_of({"--no-offload=yes"}) == "unknown argument '--no-offload=yes'");
+    CHECK_FALSE(parsed_options({"--no-offload=true"}).offload);
+    CHECK(parsed_options({"--no-offload=false"}).offload);
+    CHECK_THAT(error_of({"--no-offload=maybe"}), Catch::Contains("maybe"));
 }
 
 TEST_CASE("ankanetd command line: every option, repeated ones kept in order, --opt=value spelling") {
@@ -76,6 +79,121 @@ TEST_CASE("ankanetd command line: help and version") {
     CHECK(std::holds_alternative<show_help>(parse({"--help"})));
     CHECK(std::holds_alternative<show_help>(parse({"--mode", "shared", "-h"})));
     CHECK(std::holds_alternative<show_version>(parse({"--version"})));
+    CHECK(std::holds_alternative<show_version>(parse({"-V"})));
+}
+
+TEST_CASE("ankanetd command line: --help documents every option, the config file and ctl") {
+    const auto cmd = parse({"--help"});
+    REQUIRE(std::holds_alternative<show_help>(cmd));
+    const auto& help = std::get<show_help>(cmd).text;
+    for (const auto* option : {"--mode", "--netns", "--qemu-socket", "--dgram-socket", "--mtu", "--pcap", "--no-offload",
+                               "--subnet", "--dhcp-range", "--reserve", "--lease-time", "--leases", "--mac-secret",
+                               "--dhcp-rate", "--isolate", "--egress", "--no-host-loopback", "--max-flows-per-vm",
+                               "--dns-upstream", "--forward", "--control", "--bridge-interface", "--direct-mac", "--config",
+                               "--quiet", "--verbose", "--version", "--help"}) {
+        CAPTURE(option);
+        CHECK_THAT(help, Catch::Contains(option));
+    }
+    CHECK_THAT(help, Catch::Contains("ankanetd ctl PATH"));
+    CHECK_THAT(help, Catch::Contains("netns = [\"vm1\""));
+}
+
+TEST_CASE("ankanetd command line: short options are the long ones") {
+    const auto opts = parsed_options({"-m", "host", "-n", "vm1", "-s", "/tmp/q.sock", "-d", "/tmp/d.sock", "-p", "/tmp/a.pcap",
+                                      "-l", "/tmp/leases", "-f", "8080:80@vm1", "-C", "/tmp/ctl", "-v"});
+    CHECK(opts.mode == ankanet::network_mode::host);
+    REQUIRE(opts.netns.size() == 1);
+    CHECK(opts.netns[0].path == "/run/netns/vm1");
+    CHECK(opts.qemu_sockets == std::vector<std::string>{"/tmp/q.sock"});
+    CHECK(opts.dgram_sockets == std::vector<std::string>{"/tmp/d.sock"});
+    CHECK(opts.pcap == "/tmp/a.pcap");
+    CHECK(opts.leases == "/tmp/leases");
+    REQUIRE(opts.forwards.size() == 1);
+    CHECK(opts.control == "/tmp/ctl");
+    CHECK(opts.verbosity == 1);
+    CHECK(parsed_options({"-e", "host"}).egress == "host");
+    CHECK(parsed_options({"-q"}).verbosity == -1);
+    CHECK(parsed_options({}).verbosity == 0);
+}
+
+TEST_CASE("ankanetd command line: a config file gives what the same flags give, and the command line wins") {
+    temp_dir dir;
+    const auto file = (dir / "ankanetd.toml").string();
+    {
+        std::ofstream out{file};
+        out << "# ankanetd's options, one key per long option\n"
+               "mode = \"host\"\n"
+               "netns = [\"vm1\", \"vm2,ifname=eth1\"]\n"
+               "mtu = 9000\n"
+               "isolate = true\n"
+               "no-offload = true\n"
+               "forward = [\"tcp:8080:80@vm1\", \"udp:5353:53@vm2\"]\n"
+               "dns-upstream = [\"127.0.0.1:5353\"]\n"
+               "lease-time = 600\n";
+    }
+    const auto from_file = parsed_options({"--config", file});
+    const auto from_flags = parsed_options({"--mode", "host", "--netns", "vm1", "--netns", "vm2,ifname=eth1", "--mtu", "9000",
+                                            "--isolate", "--no-offload", "--forward", "tcp:8080:80@vm1", "--forward",
+                                            "udp:5353:53@vm2", "--dns-upstream", "127.0.0.1:5353", "--lease-time", "600"});
+    CHECK(from_file.mode == from_flags.mode);
+    CHECK(from_file.netns == from_flags.netns);
+    CHECK(from_file.mtu == from_flags.mtu);
+    CHECK(from_file.isolate == from_flags.isolate);
+    CHECK(from_file.offload == from_flags.offload);
+    CHECK(from_file.forwards == from_flags.forwards);
+    CHECK(from_file.dns_upstreams == from_flags.dns_upstreams);
+    CHECK(from_file.lease_time == from_flags.lease_time);
+    CHECK(from_file.mode == ankanet::network_mode::host);
+    CHECK(from_file.isolate);
+    // The command line wins over the file; -c is --config.
+    CHECK(parsed_options({"-c", file, "--mtu", "1400"}).mtu == 1400);
+}
+
+TEST_CASE("ankanetd command line: the example config file (examples/ankanetd/ankanetd.toml) is accepted as shipped") {
+    const auto opts = parsed_options({"--config", ANKANETD_EXAMPLES_DIR "/ankanetd.toml"});
+    CHECK(opts.mode == ankanet::network_mode::shared);
+    REQUIRE(opts.netns.size() == 2);
+    CHECK(opts.netns[1].mac == ankanet::mac_address::parse("52:54:00:12:34:02").value());
+    CHECK(opts.qemu_sockets == std::vector<std::string>{"/run/ankanet/qemu.sock"});
+    CHECK(opts.leases == "/var/lib/ankanet/leases");
+    REQUIRE(opts.forwards.size() == 1);
+    CHECK(opts.forwards[0].vm.name == "netns:/run/netns/vm1:eth0");
+    CHECK(opts.control == "/run/ankanet/control");
+    CHECK(opts.pid_file == "/run/ankanet/ankanetd.pid");
+}
+
+TEST_CASE("ankanetd command line: a config file's mistakes are refused in one line") {
+    temp_dir dir;
+    const auto write = [&](const std::string& name, std::string_view text) {
+        const auto path = (dir / name).string();
+        std::ofstream{path} << text;
+        return path;
+    };
+    // A key that is no option: refused, not ignored.
+    const auto bogus = error_of({"--config", write("bogus.toml", "mode = \"shared\"\ncolour = \"blue\"\n")});
+    CHECK_THAT(bogus, Catch::Contains("colour"));
+    // A value: the same check, and the same message, as on the command line.
+    CHECK(error_of({"--config", write("mtu.toml", "mtu = 70000\n")}) == "--mtu: '70000' is not a number from 576 to 65520");
+    CHECK(error_of({"--config", write("mode.toml", "mode = \"nat\"\n")}) ==
+          "--mode: 'nat' is not one of shared, host, bridge, disconnected");
+    // A file that is not there.
+    CHECK_THAT(error_of({"--config", (dir / "missing.toml").string()}), Catch::Contains("missing.toml"));
+    for (const auto& message : {bogus, error_of({"--config", (dir / "missing.toml").string()})}) {
+        CHECK(message.find('\n') == std::string::npos);
+    }
+}
+
+TEST_CASE("ankanetd command line: a usage error is one line that points to --help") {
+    for (const auto& message : {error_of({"--mtu", "70000"}), error_of({"--bogus"}), error_of({"--forward"}),
+                                error_of({"--mode", "bridge", "--subnet", "10.0.0.0/24"})}) {
+        const auto line = usage_error_line(usage_error{message});
+        CAPTURE(line);
+        CHECK(line.starts_with("ankanetd: "));
+        CHECK(line.ends_with("; see ankanetd --help\n"));
+        CHECK(std::count(line.begin(), line.end(), '\n') == 1);
+    }
+    CHECK(usage_error_line(usage_error{error_of({"--mtu", "70000"})}) ==
+          "ankanetd: --mtu: '70000' is not a number from 576 to 65520; see ankanetd --help\n");
 }
 
 TEST_CASE("ankanetd command line: mistakes are one clear sentence each") {
@@ -93,8 +211,8 @@ TEST_CASE("ankanetd command line: mistakes are one clear sentence each") {
     CHECK(error_of({"--netns", "vm,mac=01:00:5e:00:00:01"}).find("is not a unicast address") != std::string::npos);
     CHECK(error_of({"--netns", "vm,mac=00:00:00:00:00:00"}).find("is not a unicast address") != std::string::npos);
     CHECK(error_of({"--netns", "vm,colour=blue"}) == "--netns: unknown setting 'colour=blue' (known: ifname=NAME, mac=MAC, uuid=UUID)");
-    CHECK(error_of({"--qemu-socket="}) == "--qemu-socket needs a path");
-    CHECK(error_of({"--pcap="}) == "--pcap needs a file name");
+    CHECK(error_of({"--qemu-socket="}) == "--qemu-socket needs a value");
+    CHECK(error_of({"--pcap="}) == "--pcap needs a value");
 }
 
 TEST_CASE("ankanetd command line: DHCP and switch options") {
@@ -136,7 +254,7 @@ TEST_CASE("ankanetd command line: DHCP option mistakes are one clear sentence ea
     CHECK(error_of({"--reserve", "52:54:00:aa:bb:cc=192.168.64"}) == "--reserve: '192.168.64' is not an IPv4 address");
     CHECK(error_of({"--lease-time", "2"}) == "--lease-time: '2' is not a number of seconds from 4 to 31536000");
     CHECK(error_of({"--lease-time", "-5"}).find("is not a number of seconds") != std::string::npos);
-    CHECK(error_of({"--leases="}) == "--leases needs a file name");
+    CHECK(error_of({"--leases="}) == "--leases needs a value");
     CHECK(error_of({"--dhcp-rate", "0"}) == "--dhcp-rate: '0' is not N or N/BURST with 1 <= N <= BURST <= 1000000");
     CHECK(error_of({"--dhcp-rate", "100/50"}).find("is not N or N/BURST") != std::string::npos);
     CHECK(error_of({"--dhcp-rate", "10/"}).find("is not N or N/BURST") != std::string::npos);
@@ -206,7 +324,7 @@ TEST_CASE("ankanetd command line: stable MACs from uuid= and --mac-secret") {
           "--netns: give mac= (a custom MAC) or uuid= (a stable one), not both");
     CHECK(error_of({"--netns", "vm1,uuid=6f9619ff-8b86-d011-b42d-00c04fc964ff"}) ==
           "--netns /run/netns/vm1: uuid= needs --mac-secret FILE, the host secret stable MACs are derived from");
-    CHECK(error_of({"--mac-secret="}) == "--mac-secret needs a file name");
+    CHECK(error_of({"--mac-secret="}) == "--mac-secret needs a value");
 }
 
 namespace {

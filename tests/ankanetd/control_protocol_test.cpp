@@ -240,6 +240,27 @@ TEST_CASE("vm.list reports every VM, null for what is not known") {
     REQUIRE(second["link"] == "down");
 }
 
+TEST_CASE("lease.list reports every lease, with the VM holding it now or null for one that is gone") {
+    class leasing_target : public fake_target {
+    public:
+        std::vector<ankanetd::lease_status> leases() override {
+            return {{ankanet::wire::ipv4_address{192, 168, 64, 2}, *ankanet::wire::mac_address::parse("52:54:00:00:00:01"), "vm1",
+                     1800000000, "netns:/run/netns/vm1:eth0"},
+                    {ankanet::wire::ipv4_address{192, 168, 64, 3}, *ankanet::wire::mac_address::parse("52:54:00:00:00:02"), "",
+                     1800000060, std::nullopt}};
+        }
+    } target;
+    const auto response = ask(target, R"({"command":"lease.list"})");
+    REQUIRE(response["leases"].size() == 2);
+    CHECK(response["leases"][0].dump() ==
+          R"({"ip":"192.168.64.2","mac":"52:54:00:00:00:01","hostname":"vm1","expires":1800000000,"vm":"netns:/run/netns/vm1:eth0"})");
+    CHECK(response["leases"][1]["vm"].is_null());
+    CHECK(refusal(target, R"({"command":"lease.list","all":true})").find("all") != std::string::npos);
+    // A target without DHCP (the default) lists none.
+    fake_target plain;
+    CHECK(ask(plain, R"({"command":"lease.list"})")["leases"] == json::array());
+}
+
 TEST_CASE("a port name that is not UTF-8 is still answered, as valid JSON") {
     fake_target target;
     auto vm = vm1();

@@ -361,6 +361,9 @@ TEST_CASE("ctl prints the answers as tables and lines, --json as they came, refu
     CHECK(r.out ==
           "NAME                       BACKEND  MAC                IP            HOSTNAME      LEASE-EXPIRES         LINK     IN  OUT  DROPPED\n"
           "netns:/run/netns/vm1:eth0  tap      52:54:00:00:00:01  192.168.64.2  evil\\x1b[31m  2027-01-15 08:00:00Z  up    12345    0        0\n");
+    r = ctl({p, "leases"}); // this target serves no DHCP: the header alone
+    CHECK(r.status == 0);
+    CHECK(r.out == "IP  MAC  HOSTNAME  EXPIRES  VM\n");
     r = ctl({p, "link", "netns:/run/netns/vm1:eth0", "down"});
     CHECK(r.status == 0);
     CHECK(r.out == "netns:/run/netns/vm1:eth0: link down\n");
@@ -386,6 +389,7 @@ TEST_CASE("ctl prints the answers as tables and lines, --json as they came, refu
     CHECK(r.status == 2);
     r = ctl({});
     CHECK(r.status == 2);
+    CHECK(r.err == "ankanetd ctl: name the control socket's PATH and a command; see ankanetd ctl --help\n"); // one line
     r = ctl({(dir.path / "nothing.sock").string(), "list"});
     CHECK(r.status == 1);
     CHECK(r.err == fmt::format("ankanetd ctl: {}: connect: No such file or directory\n", (dir.path / "nothing.sock").string()));

@@ -95,6 +95,14 @@ TEST_CASE("ankanetd control: forwards added and removed at run time take effect 
     REQUIRE(vms.status == 0);
     CHECK(vms.output.find(address) != std::string::npos);
     CHECK(vms.output.find("served") != std::string::npos); // the DHCP host name
+    // The leases, with the VM holding each.
+    const auto leases = ctl(socket, {"leases"});
+    INFO(leases.output);
+    REQUIRE(leases.status == 0);
+    CHECK(leases.output.find(address) != std::string::npos);
+    CHECK(leases.output.find("served") != std::string::npos);
+    CHECK(leases.output.find("netns:" + guest.path() + ":eth0") != std::string::npos);
+    CHECK(ctl(socket, {"--json", "leases"}).output.find("\"ip\":\"" + address + "\"") != std::string::npos);
 
     // A second forward on the same port is refused naming the first; a port the host holds is
     // refused naming its holder; a malformed one says what is wrong. None touches the first.

@@ -189,6 +189,16 @@ std::vector<std::string> lines_of(const std::string& text) {
 }
 std::string port_name(const scoped_netns& ns) { return "netns:" + ns.path() + ":eth0"; }
 
+/// A daemon log line without its timestamp and level ("2026-12-08T01:02:03.045Z warn  "): the
+/// message, "ankanetd: ...". A line without that prefix is returned whole (and then fails a check
+/// that it starts with "ankanetd: ").
+std::string message_of(const std::string& line) {
+    static const std::regex prefix{R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (error|warn |info |debug) )"};
+    std::smatch match;
+    if (std::regex_search(line, match, prefix)) return match.suffix();
+    return line;
+}
+
 /// `ping -c 5` from `from` to `to`; the output, which says the loss.
 command_result ping(const scoped_netns& from, const std::string& to) {
     return run_in(from, "ping -c 5 -i 0.2 -W 2 " + to, 20s);
@@ -223,7 +233,8 @@ std::vector<std::string> port_lines_saying(const std::string& log, const std::st
                                            const std::vector<std::string>& words) {
     std::vector<std::string> found;
     const std::string prefix = "ankanetd: " + port + ": ";
-    for (const auto& line : lines_of(log)) {
+    for (const auto& whole : lines_of(log)) {
+        const auto line = message_of(whole);
         if (!line.starts_with(prefix)) continue;
         std::string lower = line.substr(prefix.size());
         std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -454,8 +465,9 @@ TEST_CASE("ankanetd hostile: a host name or DECLINE message with a newline and A
     CHECK(daemon.stop(SIGTERM) == 0);
     const auto log = daemon.log();
     INFO("--- daemon log, control characters but newlines shown as \\xNN ---\n" << visible(log));
-    for (const auto& line : lines_of(log)) {
-        INFO("line: " << visible(line));
+    for (const auto& whole : lines_of(log)) {
+        INFO("line: " << visible(whole));
+        const auto line = message_of(whole);
         CHECK_FALSE(line.starts_with("ankanetd: FORGED"));
         CHECK(line.starts_with("ankanetd: "));
     }

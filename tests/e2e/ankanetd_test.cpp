@@ -57,7 +57,7 @@ TEST_CASE("ankanetd: a namespace guest pings the gateway, and SIGTERM stops the 
     CHECK(daemon.stop(SIGTERM) == 0);
     const auto log = daemon.log();
     INFO(log);
-    CHECK(log.find("signal 15: shutting down") != std::string::npos);
+    CHECK(log.find("SIGTERM: shutting down") != std::string::npos);
     CHECK(log.find("3 echo replies") != std::string::npos);
 
     // Everything went to the pcap file, which tcpdump reads.

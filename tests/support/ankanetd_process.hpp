@@ -35,7 +35,8 @@ namespace ankanet::test {
 /// when the test leaves.
 class daemon_process {
 public:
-    explicit daemon_process(std::vector<std::string> args)
+    /// Starts the daemon with `args`, and with `extra_env` ("NAME=VALUE") added to the test's environment.
+    explicit daemon_process(std::vector<std::string> args, std::vector<std::string> extra_env = {})
         : log_(std::filesystem::temp_directory_path() / ("ankanetd-e2e-" + std::to_string(::getpid()) + "-" +
                                                         std::to_string(counter_++) + ".log")) {
         // The test rule: the NAT reaches loopback only, and DNS goes to no real resolver (port 9 on
@@ -55,7 +56,11 @@ public:
         posix_spawn_file_actions_init(&actions);
         posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-        const int rc = posix_spawn(&pid_, ANKANETD_PATH, &actions, nullptr, argv.data(), environ);
+        std::vector<char*> envp;
+        for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+        for (auto& e : extra_env) envp.push_back(e.data());
+        envp.push_back(nullptr);
+        const int rc = posix_spawn(&pid_, ANKANETD_PATH, &actions, nullptr, argv.data(), envp.data());
         posix_spawn_file_actions_destroy(&actions);
         if (rc != 0) throw std::runtime_error("cannot start " ANKANETD_PATH);
     }
