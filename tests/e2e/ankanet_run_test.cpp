@@ -159,12 +159,20 @@ TEST_CASE("ankanet-run as root: curl through the gateway fetches a page from hos
     const auto body = unique_text("page");
     loopback_web_server server{body};
     const auto url = "http://192.168.64.1:" + std::to_string(server.port()) + "/";
-    // -v prints the lease; the command prints the address its interface holds, then the page.
-    const auto run = run_command(ankanet_run({"-v"}, {"sh", "-c", "ip -4 -o addr show eth0; curl -sS --max-time 5 " + url}));
+    temp_dir dir{"ankanet-run-e2e"};
+    const auto capture = dir / "run.pcap";
+    const auto host_resolv_conf = read_text("/etc/resolv.conf");
+    // -v prints the lease; the command resolves a name of the gateway's own zone through the
+    // resolv.conf it was given, prints the address its interface holds, then the page.
+    const auto run = run_command(ankanet_run({"-v", "--pcap", capture.string()},
+                                             {"sh", "-c", "getent hosts host.ankanet.internal; ip -4 -o addr show eth0; curl -sS --max-time 5 " + url}));
     INFO(run.output);
     REQUIRE(run.status == 0);
     CHECK(run.output.find(body) != std::string::npos);
     CHECK(server.served() == 1);
+    CHECK(run.output.find("192.168.64.1    host.ankanet.internal") != std::string::npos);
+    CHECK(read_text("/etc/resolv.conf") == host_resolv_conf); // the bind mount stayed in the command's namespace
+    CHECK(std::filesystem::file_size(capture) > 24 + 1000);    // the pcap header, and the exchange's frames
     // "ankanet-run: eth0 192.168.64.N/24 on MAC (lease ...)" and "eth0 inet 192.168.64.N/24 ...": one address.
     const auto lease = line_with(run.output, "ankanet-run: eth0 ");
     REQUIRE_FALSE(lease.empty());
