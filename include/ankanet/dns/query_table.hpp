@@ -88,7 +88,7 @@ struct query_table_config {
     std::size_t capacity = 1024;   ///< queries in flight at most (≤ query_table::max_capacity)
     std::size_t max_vms = 256;     ///< VM ids are below this
     std::size_t per_vm_limit = 64; ///< queries in flight per VM at most
-    detail::siphash_key key;       ///< secret: the caller draws it from a real random source
+    ankanet::detail::siphash_key key;       ///< secret: the caller draws it from a real random source
 };
 
 /// What query_table::insert did with a query.
@@ -312,7 +312,7 @@ private:
     }
 
     std::size_t bucket_of(const guest_query_key& guest) const noexcept {
-        detail::siphasher h{key_};
+        ankanet::detail::siphasher h{key_};
         h.update_le(guest.vm).update_le(guest.source.to_u32()).update_le(guest.source_port).update_le(guest.guest_id);
         return h.finish() & (buckets_.size() - 1); // size is a power of two
     }
@@ -321,7 +321,7 @@ private:
     std::optional<std::uint16_t> draw_free_id() noexcept {
         for (std::size_t draw = 0; draw < max_id_draws; ++draw) {
             if (pool_left_ == 0) {
-                detail::siphasher h{key_};
+                ankanet::detail::siphasher h{key_};
                 h.update_le(std::uint8_t{0x1d}).update_le(id_counter_++); // the tag keeps this stream apart from bucket_of
                 pool_ = h.finish();
                 pool_left_ = 4;
@@ -353,7 +353,7 @@ private:
         return {status, {}};
     }
 
-    detail::siphash_key key_;
+    ankanet::detail::siphash_key key_;
     std::size_t capacity_;
     std::size_t per_vm_limit_;
     std::vector<slot> slots_;
